@@ -1,0 +1,173 @@
+//! API-key authentication (`Authorization: Bearer <key>`).
+//!
+//! A key is `sq_` followed by 32 random bytes in hex. It is shown once and stored only as its
+//! SHA-256 digest: a key carries 256 bits of entropy, so a fast hash is enough to make a leaked
+//! table useless (argon2-style stretching exists for low-entropy passwords and would cost tens
+//! of milliseconds per request). The tenant always comes from the key, never from the request.
+//!
+//! `api_key` is the one table looked up without a tenant (the tenant is what the key tells
+//! us); in a tenant-sharded PostgreSQL it is a reference table.
+//!
+//! Verified keys are cached in memory for [`KEY_CACHE_TTL`]: a revoked key stops working on
+//! every running node within that time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use rand::RngCore as _;
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row as _};
+
+use super::error::ApiError;
+use super::ids::{ApiKeyId, TenantId};
+use super::time::to_micros;
+use crate::AppState;
+
+/// Who is calling: set by [`require_api_key`], read by handlers.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub tenant_id: TenantId,
+    pub key_id: ApiKeyId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Auth>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("missing API key"))
+    }
+}
+
+/// How long a verified key is trusted without asking the database again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Cached keys kept at most; the cache is cleared when it grows past this.
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// A small TTL cache of verified key digests.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Auth, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, digest: &str) -> Option<Auth> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(digest)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(auth, _)| auth.clone())
+    }
+
+    fn put(&self, digest: String, auth: Auth) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KEY_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(digest, (auth, Instant::now()));
+    }
+}
+
+/// A new secret key (shown once) and its digest (stored).
+pub fn generate_key() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("sq_{}", hex::encode(bytes));
+    let digest = digest(&key);
+    (key, digest)
+}
+
+/// SHA-256 hex of a key.
+pub fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Store a new key for a tenant and return (id, secret).
+pub async fn create_key(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    now: Timestamp,
+) -> Result<(ApiKeyId, String), sqlx::Error> {
+    let id = ApiKeyId::generate();
+    let (key, digest) = generate_key();
+    sqlx::query(
+        "INSERT INTO api_key (id, tenant_id, key_digest, key_prefix, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.as_str())
+    .bind(tenant_id.as_str())
+    .bind(digest)
+    .bind(&key[..10])
+    .bind(to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok((id, key))
+}
+
+async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
+    let digest = digest(key);
+    if let Some(auth) = state.key_cache.get(&digest) {
+        return Ok(Some(auth));
+    }
+    let row = sqlx::query(
+        "SELECT id, tenant_id FROM api_key WHERE key_digest = $1 AND revoked_at IS NULL",
+    )
+    .bind(&digest)
+    .fetch_optional(state.db.read())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let auth = Auth {
+        key_id: ApiKeyId::from_db(row.try_get("id")?),
+        tenant_id: TenantId::from_db(row.try_get("tenant_id")?),
+    };
+    state.key_cache.put(digest, auth.clone());
+    Ok(Some(auth))
+}
+
+/// Middleware: 401 unless the request carries a live key; otherwise attach [`Auth`].
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(key) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+        return ApiError::unauthorized("send Authorization: Bearer <api key>").into_response();
+    };
+    match lookup(&state, key).await {
+        Ok(Some(auth)) => {
+            tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
+            request.extensions_mut().insert(auth);
+            next.run(request).await
+        }
+        Ok(None) => ApiError::unauthorized("unknown or revoked API key").into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_stored_hashed() {
+        let (key, stored) = generate_key();
+        let (other, _) = generate_key();
+        assert_eq!(key.len(), 3 + 64);
+        assert_ne!(key, other);
+        assert_eq!(stored, digest(&key));
+        assert!(!stored.contains(&key[3..]));
+    }
+}

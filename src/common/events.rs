@@ -1,0 +1,197 @@
+//! The event outbox (DESIGN rule 4).
+//!
+//! Every state change appends an event in the same transaction, numbered per tenant (`seq`,
+//! gapless, in commit order). Webhooks, caches and analytics read the outbox with
+//! `GET /v1/events?after=SEQ`; nothing is lost while a consumer is down. Event payloads carry
+//! ids and the names of changed fields, not personal values, so erasure never has to rewrite
+//! the outbox (rule 10).
+//!
+//! Numbering takes the tenant's counter row (`UPDATE tenant SET event_seq = event_seq + n`),
+//! which [`crate::common::db::Tx::commit`] does last, right before the commit: the row lock is
+//! held only for the commit itself, and a reader that saw `seq = k` will never later find a
+//! newly committed event numbered below `k`.
+
+use axum::extract::{Query, State};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::auth::Auth;
+use super::error::{ApiError, ApiResult};
+use super::ids::TenantId;
+use super::json::Json;
+use super::sql::{Arg, Sql};
+use super::time::{micros_to_rfc3339, to_micros};
+use crate::AppState;
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub tenant_id: TenantId,
+    pub kind: &'static str,
+    /// The entity the event is about (a member id, an order id…), for per-subject lookups.
+    pub subject: Option<String>,
+    pub data: Value,
+}
+
+impl NewEvent {
+    pub fn new(tenant_id: &TenantId, kind: &'static str, subject: Option<&str>, data: Value) -> Self {
+        Self {
+            tenant_id: tenant_id.clone(),
+            kind,
+            subject: subject.map(str::to_owned),
+            data,
+        }
+    }
+}
+
+/// Rows per multi-row insert (6 arguments each; well under both back ends' limits).
+const INSERT_CHUNK: usize = 500;
+
+/// Number and insert events; called by `Tx::commit`.
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let at = to_micros(now);
+    // Group by tenant, keeping each tenant's events in emission order.
+    let mut tenants: Vec<(TenantId, Vec<NewEvent>)> = Vec::new();
+    for event in events {
+        match tenants.iter_mut().find(|(t, _)| *t == event.tenant_id) {
+            Some((_, list)) => list.push(event),
+            None => tenants.push((event.tenant_id.clone(), vec![event])),
+        }
+    }
+    // A fixed order of counter rows keeps two multi-tenant transactions from deadlocking.
+    tenants.sort_by(|a, b| a.0.cmp(&b.0));
+    for (tenant_id, list) in tenants {
+        let count = i64::try_from(list.len()).unwrap_or(i64::MAX);
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE tenant SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq",
+        )
+        .bind(count)
+        .bind(tenant_id.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        let first = last - count + 1;
+        for (chunk_index, chunk) in list.chunks(INSERT_CHUNK).enumerate() {
+            let base = first + i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(0);
+            let mut sql =
+                Sql::new("INSERT INTO event (tenant_id, seq, type, subject, at, data) VALUES ");
+            sql.values(chunk.iter().enumerate(), |(i, e)| {
+                vec![
+                    Arg::from(tenant_id.as_str()),
+                    Arg::from(base + i64::try_from(i).unwrap_or(0)),
+                    Arg::from(e.kind),
+                    Arg::from(e.subject.clone()),
+                    Arg::from(at),
+                    Arg::from(e.data.to_string()),
+                ]
+            });
+            sql.query().execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// An event as read back.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Event {
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subject: Option<String>,
+    /// RFC 3339 UTC.
+    pub at: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// The largest page of events.
+pub const MAX_EVENTS_PAGE: i64 = 1000;
+
+/// Events of a tenant after `after`, oldest first.
+pub async fn list(
+    pool: &sqlx::AnyPool,
+    tenant_id: &TenantId,
+    after: i64,
+    limit: i64,
+    kind: Option<&str>,
+    subject: Option<&str>,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let mut sql = Sql::new("SELECT seq, type, subject, at, data FROM event WHERE tenant_id = ");
+    sql.bind(tenant_id.as_str()).push(" AND seq > ").bind(after);
+    if let Some(kind) = kind {
+        sql.push(" AND type = ").bind(kind);
+    }
+    if let Some(subject) = subject {
+        sql.push(" AND subject = ").bind(subject);
+    }
+    sql.push(" ORDER BY seq LIMIT ").bind(limit);
+    let rows = sql.query().fetch_all(pool).await?;
+    rows.into_iter()
+        .map(|row| {
+            let data: String = row.try_get("data")?;
+            Ok(Event {
+                seq: row.try_get("seq")?,
+                kind: row.try_get("type")?,
+                subject: row.try_get("subject")?,
+                at: micros_to_rfc3339(row.try_get("at")?),
+                data: serde_json::from_str(&data).unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Return events with `seq` greater than this (default 0).
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+    /// Only events of this type, e.g. `member.created`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub data: Vec<Event>,
+    /// Pass as `after` to read on; null when the page was empty.
+    pub next_after: Option<i64>,
+}
+
+/// Read the tenant's events in order.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = EventPage)), security(("api_key" = [])))]
+async fn list_events(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<EventsQuery>,
+) -> ApiResult<Json<EventPage>> {
+    let after = query.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::validation("after", "must be 0 or more"));
+    }
+    let limit = super::pagination::limit(query.limit, 100, MAX_EVENTS_PAGE)?;
+    let data = list(
+        state.db.read(),
+        &auth.tenant_id,
+        after,
+        limit,
+        query.kind.as_deref(),
+        None,
+    )
+    .await?;
+    let next_after = data.last().map(|e| e.seq);
+    Ok(Json(EventPage { data, next_after }))
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_events))
+}

@@ -1,0 +1,310 @@
+//! `Idempotency-Key` for every mutating request (DESIGN rule 3).
+//!
+//! The middleware claims the key (tenant, key) in the database before the handler runs, with
+//! the digest of the method, path, query and body. Outcomes:
+//!
+//! - first time: the handler runs and its response (status, content type, body) is stored;
+//! - same key and same request again: the stored response is replayed, with
+//!   `Idempotent-Replayed: true`;
+//! - same key, different request: 422 `idempotency_key_reused`;
+//! - same key while the first is still running: 409 `idempotency_key_in_progress`.
+//!
+//! A 5xx response releases the key so that the client may retry; client errors are stored and
+//! replayed like successes. A claim left behind by a crashed process is taken over after
+//! [`STALE_CLAIM`]. Keys are kept for [`RETENTION`] and then purged by the server's maintenance
+//! task. Bodies are hashed as they arrive: JSON bodies up to the 2 MiB limit in memory, import
+//! bodies (paths ending in `/import`) spooled to a temporary file so that a million-row CSV is
+//! never held in memory.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use http_body_util::BodyExt as _;
+use sha2::{Digest, Sha256};
+use sqlx::Row as _;
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+
+use super::auth::Auth;
+use super::error::ApiError;
+use super::json::MAX_JSON_BODY_BYTES;
+use super::time::to_micros;
+use crate::AppState;
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// Longest key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+/// A pending claim older than this belongs to a process that died; it may be taken over.
+pub const STALE_CLAIM: Duration = Duration::from_secs(300);
+/// How long keys are kept (at least 24 hours, as promised to clients).
+pub const RETENTION: Duration = Duration::from_secs(25 * 3600);
+/// Largest response stored for replay; bigger responses release the key instead.
+const MAX_STORED_RESPONSE: usize = 16 * 1024 * 1024;
+
+enum Claim {
+    Claimed,
+    Replay {
+        status: u16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    },
+    Mismatch,
+    InProgress,
+}
+
+/// Middleware; must run inside [`super::auth::require_api_key`].
+pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(HEADER) else {
+        return next.run(request).await;
+    };
+    let key = match key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            k.to_owned()
+        }
+        _ => {
+            return ApiError::invalid_request(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            ))
+            .into_response()
+        }
+    };
+    let Some(auth) = request.extensions().get::<Auth>().cloned() else {
+        return ApiError::unauthorized("missing API key").into_response();
+    };
+    match run(state, auth, key, request, next).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn run(
+    state: AppState,
+    auth: Auth,
+    key: String,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    hasher.update(b"\n");
+    let body = if parts.uri.path().ends_with("/import") {
+        spool(body, &mut hasher).await?
+    } else {
+        let bytes = buffer(body).await?;
+        hasher.update(&bytes);
+        Body::from(bytes)
+    };
+    let request_digest = hex::encode(hasher.finalize());
+
+    match claim(&state, &auth, &key, &request_digest).await? {
+        Claim::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )),
+        Claim::InProgress => Err(ApiError::conflict(
+            "idempotency_key_in_progress",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )),
+        Claim::Replay {
+            status,
+            content_type,
+            body,
+        } => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Claim::Claimed => {
+            let response = next.run(Request::from_parts(parts, body)).await;
+            finish(&state, &auth, &key, response).await
+        }
+    }
+}
+
+/// Collect a JSON body, refusing more than the limit.
+async fn buffer(body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_JSON_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::payload_too_large(MAX_JSON_BODY_BYTES))
+        }
+        Err(error) => Err(ApiError::invalid_request(format!(
+            "could not read the request body: {error}"
+        ))),
+    }
+}
+
+/// Copy a streamed body to a temporary file while hashing it, and hand back a body that reads
+/// the file.
+async fn spool(body: Body, hasher: &mut Sha256) -> Result<Body, ApiError> {
+    let file = tempfile::tempfile().map_err(ApiError::internal)?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::invalid_request(format!("could not read the request body: {e}"))
+        })?;
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.flush().await.map_err(ApiError::internal)?;
+    file.rewind().await.map_err(ApiError::internal)?;
+    Ok(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
+}
+
+async fn claim(
+    state: &AppState,
+    auth: &Auth,
+    key: &str,
+    request_digest: &str,
+) -> Result<Claim, ApiError> {
+    let now = to_micros(state.clock.now());
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_key (tenant_id, key, request_digest, state, created_at) \
+         VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (tenant_id, key) DO NOTHING",
+    )
+    .bind(auth.tenant_id.as_str())
+    .bind(key)
+    .bind(request_digest)
+    .bind(now)
+    .execute(state.db.write())
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::Claimed);
+    }
+    let row = sqlx::query(
+        "SELECT request_digest, state, response_status, response_type, response_body, created_at \
+         FROM idempotency_key WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(auth.tenant_id.as_str())
+    .bind(key)
+    .fetch_optional(state.db.write())
+    .await?;
+    let Some(row) = row else {
+        // Purged between our insert and select: treat as in progress; the client retries.
+        return Ok(Claim::InProgress);
+    };
+    let stored_digest: String = row.try_get("request_digest")?;
+    if stored_digest != request_digest {
+        return Ok(Claim::Mismatch);
+    }
+    let claim_state: String = row.try_get("state")?;
+    if claim_state == "done" {
+        let status: Option<i64> = row.try_get("response_status")?;
+        return Ok(Claim::Replay {
+            status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
+            content_type: row.try_get("response_type")?,
+            body: row
+                .try_get::<Option<Vec<u8>>, _>("response_body")?
+                .unwrap_or_default(),
+        });
+    }
+    let created_at: i64 = row.try_get("created_at")?;
+    let stale_before = now - i64::try_from(STALE_CLAIM.as_micros()).unwrap_or(i64::MAX);
+    if created_at < stale_before {
+        let taken = sqlx::query(
+            "UPDATE idempotency_key SET created_at = $1 \
+             WHERE tenant_id = $2 AND key = $3 AND state = 'pending' AND created_at = $4",
+        )
+        .bind(now)
+        .bind(auth.tenant_id.as_str())
+        .bind(key)
+        .bind(created_at)
+        .execute(state.db.write())
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Claim::Claimed);
+        }
+    }
+    Ok(Claim::InProgress)
+}
+
+/// Store the handler's response for replay, or release the key after a server error.
+async fn finish(
+    state: &AppState,
+    auth: &Auth,
+    key: &str,
+    response: Response,
+) -> Result<Response, ApiError> {
+    let (parts, body) = response.into_parts();
+    let bytes = if parts.status.is_server_error() {
+        None
+    } else {
+        http_body_util::Limited::new(body, MAX_STORED_RESPONSE)
+            .collect()
+            .await
+            .ok()
+            .map(|c| c.to_bytes())
+    };
+    let Some(bytes) = bytes else {
+        sqlx::query("DELETE FROM idempotency_key WHERE tenant_id = $1 AND key = $2")
+            .bind(auth.tenant_id.as_str())
+            .bind(key)
+            .execute(state.db.write())
+            .await?;
+        if parts.status.is_server_error() {
+            return Ok(ApiError::internal(anyhow::anyhow!("handler failed; key released"))
+                .into_response());
+        }
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "response too large to store for idempotent replay"
+        )));
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    sqlx::query(
+        "UPDATE idempotency_key SET state = 'done', response_status = $1, response_type = $2, \
+         response_body = $3 WHERE tenant_id = $4 AND key = $5",
+    )
+    .bind(i64::from(parts.status.as_u16()))
+    .bind(content_type)
+    .bind(bytes.to_vec())
+    .bind(auth.tenant_id.as_str())
+    .bind(key)
+    .execute(state.db.write())
+    .await?;
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Delete keys past their retention; called periodically by the server.
+pub async fn purge_expired(state: &AppState) -> Result<u64, sqlx::Error> {
+    let cutoff =
+        to_micros(state.clock.now()) - i64::try_from(RETENTION.as_micros()).unwrap_or(i64::MAX);
+    let done = sqlx::query("DELETE FROM idempotency_key WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(state.db.write())
+        .await?;
+    Ok(done.rows_affected())
+}

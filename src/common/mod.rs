@@ -1,0 +1,13 @@
+//! Shared plumbing: the pieces every domain folder uses and none re-implements.
+
+pub mod auth;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod idempotency;
+pub mod json;
+pub mod pagination;
+pub mod sql;
+pub mod time;

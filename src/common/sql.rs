@@ -1,0 +1,146 @@
+//! A small builder for SQL whose shape depends on the request (optional filters, multi-row
+//! inserts).
+//!
+//! sqlx's `QueryBuilder` writes `?` placeholders for the `Any` driver, which PostgreSQL rejects,
+//! so this builder numbers `$1, $2, …` itself and keeps the arguments beside the text.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+
+/// One bound value.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    I64(i64),
+    OptI64(Option<i64>),
+    Text(String),
+    OptText(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::I64(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::OptI64(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_owned())
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::OptText(v)
+    }
+}
+
+/// SQL text plus its arguments, numbered as they are pushed.
+#[derive(Debug, Default, Clone)]
+pub struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Append literal SQL.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Append a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// Append `(…), (…)` rows of placeholders for a multi-row `VALUES`.
+    pub fn values<R>(&mut self, rows: impl IntoIterator<Item = R>, to_args: impl Fn(R) -> Vec<Arg>) {
+        for (i, row) in rows.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.text.push('(');
+            for (j, arg) in to_args(row).into_iter().enumerate() {
+                if j > 0 {
+                    self.text.push_str(", ");
+                }
+                self.bind(arg);
+            }
+            self.text.push(')');
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn arg_count(&self) -> usize {
+        self.args.len()
+    }
+
+    /// The sqlx query with every argument bound.
+    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut query = sqlx::query(&self.text);
+        for arg in &self.args {
+            query = match arg {
+                Arg::I64(v) => query.bind(*v),
+                Arg::OptI64(v) => query.bind(*v),
+                Arg::Text(v) => query.bind(v.as_str()),
+                Arg::OptText(v) => query.bind(v.as_deref()),
+            };
+        }
+        query
+    }
+}
+
+/// Escape `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_placeholders_in_order() {
+        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+        sql.bind(1i64).push(" AND b = ").bind("x");
+        assert_eq!(sql.text(), "SELECT 1 WHERE a = $1 AND b = $2");
+        let mut insert = Sql::new("INSERT INTO t VALUES ");
+        insert.values([(1i64, "a"), (2, "b")], |(n, s)| vec![n.into(), s.into()]);
+        assert_eq!(insert.text(), "INSERT INTO t VALUES ($1, $2), ($3, $4)");
+        assert_eq!(insert.arg_count(), 4);
+    }
+
+    #[test]
+    fn escapes_like_wildcards() {
+        assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
+}

@@ -1,0 +1,21 @@
+//! shequn (社群): a self-hosted engine for private-domain community commerce.
+//!
+//! A guided tour:
+//!
+//! - [`common`] is the shared plumbing every domain uses and none reaches around: the database
+//!   (one schema on SQLite and PostgreSQL), errors with stable codes, API-key authentication,
+//!   idempotency, the event outbox, the clock, typed ids, JSON extraction and pagination.
+//! - Each business area is a folder of its own holding its types, rules, SQL and HTTP routes:
+//!   [`tenants`] (tenants and API keys) and [`members`] (profiles, tags, import/export, erasure).
+//! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
+//!   runs it; [`cli`] is the command line that the binary exposes.
+
+pub mod cli;
+pub mod common;
+pub mod docs;
+pub mod members;
+pub mod ops;
+pub mod server;
+pub mod tenants;
+
+pub use server::{app, AppState};

@@ -1,0 +1,387 @@
+//! Members (会员): profiles with an external id, phone, birthday, source channel, tags,
+//! attributes and marketing consent; import and export as CSV; erasure and personal-data
+//! export.
+//!
+//! - [`model`]: request and response types, validation at the edge.
+//! - [`store`]: the SQL.
+//! - [`import`]: streamed CSV import and export.
+
+pub mod import;
+pub mod model;
+pub mod store;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::common::auth::Auth;
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::events::{self, Event, NewEvent};
+use crate::common::ids::MemberId;
+use crate::common::json::Json;
+use crate::common::pagination;
+use crate::common::time::{parse_instant, to_micros};
+use crate::AppState;
+use model::{Changes, CreateMember, Member, Profile, TagChange, UpdateMember};
+
+/// Largest page of `GET /v1/members`.
+pub const MAX_PAGE: i64 = 200;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_member, list_members))
+        .routes(routes!(get_member, update_member, erase_member))
+        .routes(routes!(change_tags))
+        .routes(routes!(export_member))
+        .routes(routes!(import_members))
+        .routes(routes!(export_members))
+        .routes(routes!(known_sources))
+}
+
+/// Parse a member id from the path; a malformed id is simply not found.
+pub fn member_id(text: &str) -> ApiResult<MemberId> {
+    MemberId::parse(text).ok_or_else(|| ApiError::not_found("member"))
+}
+
+/// Create a member.
+#[utoipa::path(post, path = "/v1/members", tag = "members", request_body = CreateMember,
+    responses((status = 201, body = Member), (status = 409, description = "external_id taken"),
+              (status = 422, description = "invalid field")),
+    security(("api_key" = [])))]
+async fn create_member(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateMember>,
+) -> ApiResult<(StatusCode, Json<Member>)> {
+    let profile = Profile::try_from(request)?;
+    let id = MemberId::generate();
+    let mut tx = state.begin().await?;
+    let at = to_micros(tx.now());
+    store::insert(tx.conn(), &auth.tenant_id, &id, &profile, at).await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "member.created",
+        Some(id.as_str()),
+        json!({ "member_id": id, "source": profile.source, "via": "api" }),
+    ));
+    let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+/// One member.
+#[utoipa::path(get, path = "/v1/members/{id}", tag = "members",
+    params(("id" = String, Path, description = "member id")),
+    responses((status = 200, body = Member), (status = 404)), security(("api_key" = [])))]
+async fn get_member(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Member>> {
+    let id = member_id(&id)?;
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(store::require(&mut conn, &auth.tenant_id, &id).await?))
+}
+
+/// Change a member's profile: absent fields stay as they are, `null` clears a field.
+#[utoipa::path(patch, path = "/v1/members/{id}", tag = "members", request_body = UpdateMember,
+    params(("id" = String, Path, description = "member id")),
+    responses((status = 200, body = Member), (status = 404), (status = 409)),
+    security(("api_key" = [])))]
+async fn update_member(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<UpdateMember>,
+) -> ApiResult<Json<Member>> {
+    let id = member_id(&id)?;
+    let changes = Changes::try_from(request)?;
+    let mut tx = state.begin().await?;
+    store::require_active(tx.conn(), &auth.tenant_id, &id).await?;
+    let at = to_micros(tx.now());
+    store::update(tx.conn(), &auth.tenant_id, &id, &changes, at).await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "member.updated",
+        Some(id.as_str()),
+        json!({ "member_id": id, "fields": changes.fields() }),
+    ));
+    let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    tx.commit().await?;
+    Ok(Json(member))
+}
+
+/// Add and remove tags.
+#[utoipa::path(post, path = "/v1/members/{id}/tags", tag = "members", request_body = TagChange,
+    params(("id" = String, Path, description = "member id")),
+    responses((status = 200, body = Member), (status = 404)), security(("api_key" = [])))]
+async fn change_tags(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<TagChange>,
+) -> ApiResult<Json<Member>> {
+    let id = member_id(&id)?;
+    let add = model::tags("add", &request.add)?;
+    let remove = model::tags("remove", &request.remove)?;
+    let mut tx = state.begin().await?;
+    store::require_active(tx.conn(), &auth.tenant_id, &id).await?;
+    store::remove_tags(tx.conn(), &auth.tenant_id, &id, &remove).await?;
+    store::add_tags(tx.conn(), &auth.tenant_id, &id, &add).await?;
+    let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    if member.tags.len() > model::MAX_TAGS {
+        tx.rollback().await?;
+        return Err(ApiError::validation(
+            "add",
+            format!("a member carries at most {} tags", model::MAX_TAGS),
+        ));
+    }
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "member.tagged",
+        Some(id.as_str()),
+        json!({ "member_id": id, "added": add, "removed": remove }),
+    ));
+    tx.commit().await?;
+    Ok(Json(member))
+}
+
+/// Erase a member's personal data, keeping the id so that ledgers and orders still add up.
+#[utoipa::path(delete, path = "/v1/members/{id}", tag = "members",
+    params(("id" = String, Path, description = "member id")),
+    responses((status = 200, body = Member, description = "the erased member"), (status = 404)),
+    security(("api_key" = [])))]
+async fn erase_member(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Member>> {
+    let id = member_id(&id)?;
+    let mut tx = state.begin().await?;
+    let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    if member.status == model::STATUS_ERASED {
+        tx.rollback().await?;
+        return Ok(Json(member));
+    }
+    let at = to_micros(tx.now());
+    store::erase(tx.conn(), &auth.tenant_id, &id, at).await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "member.erased",
+        Some(id.as_str()),
+        json!({ "member_id": id }),
+    ));
+    let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    tx.commit().await?;
+    Ok(Json(member))
+}
+
+/// Everything held about one member.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberExport {
+    pub member: Member,
+    /// Events about this member, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// Personal-data export: the profile and every event about the member.
+#[utoipa::path(get, path = "/v1/members/{id}/export", tag = "members",
+    params(("id" = String, Path, description = "member id")),
+    responses((status = 200, body = MemberExport), (status = 404)), security(("api_key" = [])))]
+async fn export_member(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberExport>> {
+    let id = member_id(&id)?;
+    let mut conn = state.db.read().acquire().await?;
+    let member = store::require(&mut conn, &auth.tenant_id, &id).await?;
+    drop(conn);
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = events::list(
+            state.db.read(),
+            &auth.tenant_id,
+            after,
+            events::MAX_EVENTS_PAGE,
+            None,
+            Some(id.as_str()),
+        )
+        .await?;
+        let done = (page.len() as i64) < events::MAX_EVENTS_PAGE;
+        after = page.last().map(|e| e.seq).unwrap_or(after);
+        all.extend(page);
+        if done {
+            break;
+        }
+    }
+    Ok(Json(MemberExport {
+        member,
+        events: all,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Members carrying this tag.
+    pub tag: Option<String>,
+    /// Members from this source channel.
+    pub source: Option<String>,
+    /// Search in name, phone and external id (case-insensitive substring).
+    pub q: Option<String>,
+    /// `active` or `erased`.
+    pub status: Option<String>,
+    /// RFC 3339 instant or date; inclusive.
+    pub created_after: Option<String>,
+    /// RFC 3339 instant or date; exclusive.
+    pub created_before: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberPage {
+    pub data: Vec<Member>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn instant_param(name: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
+    value
+        .map(|v| {
+            parse_instant(v)
+                .map(to_micros)
+                .ok_or_else(|| ApiError::validation(name, "must be an RFC 3339 instant or a date"))
+        })
+        .transpose()
+}
+
+/// List members, filtered, in a stable order with cursor pagination.
+#[utoipa::path(get, path = "/v1/members", tag = "members", params(ListQuery),
+    responses((status = 200, body = MemberPage)), security(("api_key" = [])))]
+async fn list_members(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<MemberPage>> {
+    let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
+    let cursor = query
+        .cursor
+        .map(|c| {
+            MemberId::parse(&c)
+                .map(|id| id.to_string())
+                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
+        })
+        .transpose()?;
+    if let Some(status) = &query.status {
+        if status != model::STATUS_ACTIVE && status != model::STATUS_ERASED {
+            return Err(ApiError::validation("status", "must be active or erased"));
+        }
+    }
+    let filter = store::Filter {
+        tag: query.tag,
+        source: query.source,
+        q: query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+        status: query.status,
+        created_after: instant_param("created_after", query.created_after.as_deref())?,
+        created_before: instant_param("created_before", query.created_before.as_deref())?,
+        after_id: cursor,
+        ids: None,
+    };
+    let mut conn = state.db.read().acquire().await?;
+    let mut data = store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?;
+    let next_cursor = if data.len() as i64 > limit {
+        data.truncate(usize::try_from(limit).unwrap_or(0));
+        data.last().map(|m| m.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(MemberPage { data, next_cursor }))
+}
+
+/// Import members from CSV (`external_id,name,phone,birthday,source,tags`, tags separated by
+/// `|`). Streams up to 1,000,000 rows; good rows are kept, bad rows reported by line.
+#[utoipa::path(post, path = "/v1/members/import", tag = "members",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = import::ImportReport), (status = 400, description = "bad header")),
+    security(("api_key" = [])))]
+async fn import_members(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> ApiResult<Json<import::ImportReport>> {
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let clock = state.clock.clone();
+    let report = import::import(
+        &state.db,
+        move || clock.now(),
+        &auth.tenant_id,
+        reader,
+        |_| {},
+    )
+    .await?;
+    Ok(Json(report))
+}
+
+/// Export all active members as CSV in the import columns (streamed).
+#[utoipa::path(get, path = "/v1/members/export", tag = "members",
+    responses((status = 200, content_type = "text/csv", body = String)), security(("api_key" = [])))]
+async fn export_members(State(state): State<AppState>, auth: Auth) -> Response {
+    // The first page is read before answering, so a database failure is a proper error.
+    let (first, next) = match import::export_page(&state.db, &auth.tenant_id, None, true).await {
+        Ok(page) => page,
+        Err(error) => return error.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"members.csv\"",
+            ),
+        ],
+        Body::from_stream(export_stream(state, auth, first, next)),
+    )
+        .into_response()
+}
+
+/// The remaining export pages, read one at a time as the client consumes them.
+fn export_stream(
+    state: AppState,
+    auth: Auth,
+    first: Vec<u8>,
+    next: Option<String>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold((Some(first), next), move |(pending, cursor)| {
+        let state = state.clone();
+        let auth = auth.clone();
+        async move {
+            if let Some(bytes) = pending {
+                return Some((Ok(bytes), (None, cursor)));
+            }
+            let cursor = cursor?;
+            match import::export_page(&state.db, &auth.tenant_id, Some(cursor), false).await {
+                Ok((bytes, next)) => Some((Ok(bytes), (None, next))),
+                Err(error) => Some((Err(std::io::Error::other(error.to_string())), (None, None))),
+            }
+        }
+    })
+}
+
+/// The known source channel keys (free text is accepted as well).
+#[utoipa::path(get, path = "/v1/members/sources", tag = "members",
+    responses((status = 200, body = Object)), security(("api_key" = [])))]
+async fn known_sources() -> Json<Value> {
+    Json(json!({ "data": model::KNOWN_SOURCES }))
+}

@@ -1,0 +1,138 @@
+//! Assembling and running the HTTP server: the router with every domain's routes, the layers
+//! (auth, idempotency, metrics, tracing, panic guard), graceful shutdown and the maintenance
+//! loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::common::auth::{require_api_key, KeyCache};
+use crate::common::clock::{Clock, SystemClock};
+use crate::common::db::{Db, Tx};
+use crate::common::error::ApiError;
+use crate::common::{events, idempotency};
+use crate::{docs, members, ops};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub key_cache: Arc<KeyCache>,
+}
+
+impl AppState {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            clock,
+            key_cache: Arc::new(KeyCache::default()),
+        }
+    }
+
+    /// Begin a write transaction stamped with the clock's now.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.db.begin(self.clock.now()).await
+    }
+}
+
+/// The `/v1` API with its OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .merge(members::routes())
+        .merge(events::routes())
+}
+
+/// The whole router.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api().split_for_parts();
+    let api = api
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .merge(api)
+        .merge(ops::routes(Arc::new(openapi)))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn(ops::track_metrics))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    tenant_id = tracing::field::Empty,
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+/// Run the server until SIGTERM or Ctrl-C, then finish in-flight requests.
+pub async fn serve(db: Db, listen: SocketAddr) -> anyhow::Result<()> {
+    let state = AppState::new(db, Arc::new(SystemClock));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, backend = state.db.backend().name(), "shequn listening");
+    let maintenance = tokio::spawn(maintenance(state.clone()));
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    maintenance.abort();
+    state.db.close().await;
+    tracing::info!("shequn stopped");
+    Ok(())
+}
+
+/// Periodic housekeeping: purge idempotency keys past their retention.
+async fn maintenance(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match idempotency::purge_expired(&state).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "idempotency keys purged"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

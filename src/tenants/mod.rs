@@ -1,0 +1,151 @@
+//! Tenants and their API keys: the administration that the CLI drives (`shequn tenants …`,
+//! `shequn keys …`) and that `serve` uses to create the `default` tenant on first start.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Row as _;
+
+use crate::common::auth;
+use crate::common::db::Db;
+use crate::common::events::NewEvent;
+use crate::common::ids::{ApiKeyId, TenantId};
+use crate::common::time::{micros_to_rfc3339, to_micros};
+
+/// The default time zone of a tenant (DESIGN rule 6).
+pub const DEFAULT_TIMEZONE: &str = "Asia/Shanghai";
+/// Longest tenant name.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A new tenant and its first key (the secret is shown once).
+#[derive(Debug, Serialize)]
+pub struct CreatedTenant {
+    pub tenant_id: TenantId,
+    pub api_key: String,
+}
+
+/// Create a tenant with one API key.
+pub async fn create(db: &Db, name: &str, now: Timestamp) -> anyhow::Result<CreatedTenant> {
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().count() <= MAX_NAME_LEN,
+        "tenant name must be 1 to {MAX_NAME_LEN} characters"
+    );
+    let tenant_id = TenantId::generate();
+    let mut tx = db.begin(now).await?;
+    sqlx::query("INSERT INTO tenant (id, name, timezone, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant_id.as_str())
+        .bind(name)
+        .bind(DEFAULT_TIMEZONE)
+        .bind(to_micros(now))
+        .execute(tx.conn())
+        .await?;
+    let (key_id, api_key) = auth::create_key(tx.conn(), &tenant_id, now).await?;
+    tx.emit(NewEvent::new(
+        &tenant_id,
+        "tenant.created",
+        Some(tenant_id.as_str()),
+        json!({ "tenant_id": tenant_id, "name": name }),
+    ));
+    tx.emit(NewEvent::new(
+        &tenant_id,
+        "api_key.created",
+        Some(key_id.as_str()),
+        json!({ "key_id": key_id }),
+    ));
+    tx.commit().await?;
+    Ok(CreatedTenant { tenant_id, api_key })
+}
+
+/// On the first start of an empty database, create the `default` tenant.
+pub async fn ensure_default(db: &Db, now: Timestamp) -> anyhow::Result<Option<CreatedTenant>> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant")
+        .fetch_one(db.write())
+        .await?;
+    if count > 0 {
+        return Ok(None);
+    }
+    Ok(Some(create(db, "default", now).await?))
+}
+
+pub async fn exists(db: &Db, tenant_id: &TenantId) -> anyhow::Result<bool> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM tenant WHERE id = $1")
+        .bind(tenant_id.as_str())
+        .fetch_optional(db.read())
+        .await?;
+    Ok(found.is_some())
+}
+
+/// A key as listed (never its secret).
+#[derive(Debug, Serialize)]
+pub struct KeyInfo {
+    pub key_id: ApiKeyId,
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Create another key for a tenant; returns (key id, secret).
+pub async fn create_key(
+    db: &Db,
+    tenant_id: &TenantId,
+    now: Timestamp,
+) -> anyhow::Result<(ApiKeyId, String)> {
+    anyhow::ensure!(exists(db, tenant_id).await?, "no tenant {tenant_id}");
+    let mut tx = db.begin(now).await?;
+    let (key_id, secret) = auth::create_key(tx.conn(), tenant_id, now).await?;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "api_key.created",
+        Some(key_id.as_str()),
+        json!({ "key_id": key_id }),
+    ));
+    tx.commit().await?;
+    Ok((key_id, secret))
+}
+
+pub async fn list_keys(db: &Db, tenant_id: &TenantId) -> anyhow::Result<Vec<KeyInfo>> {
+    anyhow::ensure!(exists(db, tenant_id).await?, "no tenant {tenant_id}");
+    let rows = sqlx::query(
+        "SELECT id, key_prefix, created_at, revoked_at FROM api_key WHERE tenant_id = $1 ORDER BY id",
+    )
+    .bind(tenant_id.as_str())
+    .fetch_all(db.read())
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(KeyInfo {
+                key_id: ApiKeyId::from_db(row.try_get("id")?),
+                prefix: row.try_get("key_prefix")?,
+                created_at: micros_to_rfc3339(row.try_get("created_at")?),
+                revoked_at: row
+                    .try_get::<Option<i64>, _>("revoked_at")?
+                    .map(micros_to_rfc3339),
+            })
+        })
+        .collect()
+}
+
+/// Revoke a key; false when no live key has that id.
+pub async fn revoke_key(db: &Db, key_id: &ApiKeyId, now: Timestamp) -> anyhow::Result<bool> {
+    let mut tx = db.begin(now).await?;
+    let tenant: Option<String> = sqlx::query_scalar(
+        "UPDATE api_key SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING tenant_id",
+    )
+    .bind(to_micros(now))
+    .bind(key_id.as_str())
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(tenant) = tenant else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    tx.emit(NewEvent::new(
+        &TenantId::from_db(tenant),
+        "api_key.revoked",
+        Some(key_id.as_str()),
+        json!({ "key_id": key_id }),
+    ));
+    tx.commit().await?;
+    Ok(true)
+}
