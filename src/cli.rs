@@ -17,10 +17,19 @@ use crate::common::ids::{ApiKeyId, TenantId};
 use crate::{members, server, tenants};
 
 #[derive(Debug, Parser)]
-#[command(name = "shequn", version, about = "Self-hosted engine for private-domain community commerce")]
+#[command(
+    name = "shequn",
+    version,
+    about = "Self-hosted engine for private-domain community commerce"
+)]
 pub struct Cli {
     /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
-    #[arg(long, global = true, env = "SHEQUN_DATABASE_URL", default_value = "sqlite://shequn.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHEQUN_DATABASE_URL",
+        default_value = "sqlite://shequn.db"
+    )]
     pub database_url: String,
     /// Log filter, e.g. `info`, `debug`, `shequn=debug,sqlx=warn`.
     #[arg(long, global = true, env = "SHEQUN_LOG", default_value = "info")]
@@ -140,7 +149,10 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             server::serve(db, listen).await?;
         }
         Command::Migrate => {
-            println!("{}", json!({ "migrated": true, "database": db.backend().name() }));
+            println!(
+                "{}",
+                json!({ "migrated": true, "database": db.backend().name() })
+            );
         }
         Command::Tenants {
             command: TenantCommand::Create { name },

@@ -38,7 +38,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("API key created by `shequn tenants create` or `shequn keys create`"))
+                    .description(Some(
+                        "API key created by `shequn tenants create` or `shequn keys create`",
+                    ))
                     .build(),
             ),
         );
@@ -93,7 +95,9 @@ pub fn render_page(openapi: &utoipa::openapi::OpenApi) -> String {
     html.push_str("<h2>Operations</h2>");
     if let Some(paths) = doc["paths"].as_object() {
         for (path, item) in paths {
-            let Some(methods) = item.as_object() else { continue };
+            let Some(methods) = item.as_object() else {
+                continue;
+            };
             for (method, op) in methods {
                 let _ = write!(
                     html,
@@ -107,7 +111,8 @@ pub fn render_page(openapi: &utoipa::openapi::OpenApi) -> String {
                 if let Some(params) = op["parameters"].as_array() {
                     html.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>");
                     for p in params {
-                        let _ = write!(
+                        let _ =
+                            write!(
                             html,
                             "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                             escape(p["name"].as_str().unwrap_or("")),

@@ -94,7 +94,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
             tracing::warn!(%error, "health check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "status": "unavailable", "database": state.db.backend().name() })),
+                axum::Json(
+                    json!({ "status": "unavailable", "database": state.db.backend().name() }),
+                ),
             )
                 .into_response()
         }
@@ -103,9 +105,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
     for (pool, size, idle) in state.db.pool_stats() {
-        metrics::gauge!("db_pool_connections", "pool" => pool, "state" => "open").set(f64::from(size));
-        metrics::gauge!("db_pool_connections", "pool" => pool, "state" => "idle")
-            .set(idle as f64);
+        metrics::gauge!("db_pool_connections", "pool" => pool, "state" => "open")
+            .set(f64::from(size));
+        metrics::gauge!("db_pool_connections", "pool" => pool, "state" => "idle").set(idle as f64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

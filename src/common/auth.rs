@@ -143,7 +143,10 @@ pub async fn require_api_key(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(key) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+    let Some(key) = header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
         return ApiError::unauthorized("send Authorization: Bearer <api key>").into_response();
     };
     match lookup(&state, key).await {

@@ -59,6 +59,9 @@ mod tests {
         let clock = ManualClock::new(start);
         assert_eq!(clock.now(), start);
         clock.advance(SignedDuration::from_secs(90));
-        assert_eq!(clock.now(), "2026-01-01T00:01:30Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            clock.now(),
+            "2026-01-01T00:01:30Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

@@ -10,15 +10,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-/// A failure with its HTTP status and stable code.
+/// A failure with its HTTP status and stable code (boxed: errors travel through many
+/// `Result`s and should cost one pointer there).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorInner>);
+
+/// The parts of an [`ApiError`].
+#[derive(Debug)]
+pub struct ErrorInner {
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub message: String,
     pub details: Option<Value>,
     /// The internal cause, logged but not shown.
-    source: Option<anyhow::Error>,
+    pub source: Option<anyhow::Error>,
 }
 
 /// Result type of handlers and domain functions that can fail in a client-visible way.
@@ -30,17 +35,17 @@ impl ApiError {
         code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(ErrorInner {
             status,
             code: code.into(),
             message: message.into(),
             details: None,
             source: None,
-        }
+        }))
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.0.details = Some(details);
         self
     }
 
@@ -62,7 +67,11 @@ impl ApiError {
 
     /// 404 `not_found` for an id that does not exist in the caller's tenant.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409 with a specific conflict code.
@@ -85,13 +94,13 @@ impl ApiError {
 
     /// 500 `internal`: the cause is logged, the client sees a generic message.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        Self {
+        Self(Box::new(ErrorInner {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: Cow::Borrowed("internal"),
             message: "internal error; it has been logged".into(),
             details: None,
             source: Some(cause.into()),
-        }
+        }))
     }
 
     /// 503 when the service cannot take more work right now (queues full, shutting down).
@@ -110,9 +119,23 @@ impl ApiError {
     }
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorInner;
+
+    fn deref(&self) -> &ErrorInner {
+        &self.0
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)?;
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )?;
         if let Some(source) = &self.source {
             write!(f, " ({source:#})")?;
         }

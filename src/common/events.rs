@@ -38,7 +38,12 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub fn new(tenant_id: &TenantId, kind: &'static str, subject: Option<&str>, data: Value) -> Self {
+    pub fn new(
+        tenant_id: &TenantId,
+        kind: &'static str,
+        subject: Option<&str>,
+        data: Value,
+    ) -> Self {
         Self {
             tenant_id: tenant_id.clone(),
             kind,

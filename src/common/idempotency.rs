@@ -69,7 +69,11 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         return next.run(request).await;
     };
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()) => {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= MAX_KEY_LEN
+                && k.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             k.to_owned()
         }
         _ => {
@@ -272,8 +276,9 @@ async fn finish(
             .execute(state.db.write())
             .await?;
         if parts.status.is_server_error() {
-            return Ok(ApiError::internal(anyhow::anyhow!("handler failed; key released"))
-                .into_response());
+            return Ok(
+                ApiError::internal(anyhow::anyhow!("handler failed; key released")).into_response(),
+            );
         }
         return Err(ApiError::internal(anyhow::anyhow!(
             "response too large to store for idempotent replay"

@@ -73,7 +73,11 @@ impl Sql {
     }
 
     /// Append `(…), (…)` rows of placeholders for a multi-row `VALUES`.
-    pub fn values<R>(&mut self, rows: impl IntoIterator<Item = R>, to_args: impl Fn(R) -> Vec<Arg>) {
+    pub fn values<R>(
+        &mut self,
+        rows: impl IntoIterator<Item = R>,
+        to_args: impl Fn(R) -> Vec<Arg>,
+    ) {
         for (i, row) in rows.into_iter().enumerate() {
             if i > 0 {
                 self.text.push_str(", ");

@@ -5,9 +5,7 @@ use jiff::Timestamp;
 
 /// Microseconds since the epoch, as stored in `*_at` columns.
 pub fn to_micros(at: Timestamp) -> i64 {
-    // An i128 of microseconds since the epoch fits i64 for every instant jiff can represent
-    // (years -9999..=9999 are about ±3.2e17 µs).
-    i64::try_from(at.as_microsecond()).unwrap_or(i64::MAX)
+    at.as_microsecond()
 }
 
 /// The instant stored as microseconds since the epoch.

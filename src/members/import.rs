@@ -66,6 +66,7 @@ impl ImportReport {
     }
 }
 
+#[derive(Debug)]
 struct Row {
     profile: Profile,
     /// Whether the `tags` cell had anything (an empty one keeps the stored tags).
@@ -85,7 +86,7 @@ fn parse_record(record: &StringRecord) -> Result<Row, String> {
         let v = record.get(i).unwrap_or("").trim();
         (!v.is_empty()).then_some(v)
     };
-    let reason = |e: ApiError| e.message;
+    let reason = |e: ApiError| e.message.clone();
     let external_id = cell(0)
         .ok_or_else(|| "external_id: is required".to_owned())
         .and_then(|v| model::external_id(v).map_err(reason))?;
@@ -133,7 +134,11 @@ where
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { h };
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            };
             h.trim().to_ascii_lowercase()
         })
         .collect();
@@ -159,7 +164,9 @@ where
         if rows_read > MAX_IMPORT_ROWS {
             report.error(
                 line,
-                format!("more than {MAX_IMPORT_ROWS} rows; this row and the rest were not imported"),
+                format!(
+                    "more than {MAX_IMPORT_ROWS} rows; this row and the rest were not imported"
+                ),
             );
             break;
         }
@@ -171,7 +178,14 @@ where
             },
         }
         if chunk.len() >= CHUNK_ROWS {
-            write_chunk(db, now(), tenant_id, std::mem::take(&mut chunk), &mut report).await?;
+            write_chunk(
+                db,
+                now(),
+                tenant_id,
+                std::mem::take(&mut chunk),
+                &mut report,
+            )
+            .await?;
             progress(rows_read);
         }
     }
@@ -208,7 +222,9 @@ async fn write_chunk(
     let mut updates: Vec<(String, &Profile)> = Vec::new();
     let mut tag_sets: Vec<(String, &[String])> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        let Some(ext) = row.profile.external_id.as_deref() else { continue };
+        let Some(ext) = row.profile.external_id.as_deref() else {
+            continue;
+        };
         let is_last = last_index.get(ext) == Some(&i);
         let seen_before = existing.contains_key(ext) || first_index.get(ext) != Some(&i);
         if seen_before {
@@ -236,8 +252,10 @@ async fn write_chunk(
     }
     store::insert_many(tx.conn(), tenant_id, &inserts, at).await?;
     store::update_many(tx.conn(), tenant_id, &updates, at).await?;
-    let tag_refs: Vec<(&str, &[String])> =
-        tag_sets.iter().map(|(id, tags)| (id.as_str(), *tags)).collect();
+    let tag_refs: Vec<(&str, &[String])> = tag_sets
+        .iter()
+        .map(|(id, tags)| (id.as_str(), *tags))
+        .collect();
     store::replace_tags_many(tx.conn(), tenant_id, &tag_refs).await?;
     for (id, profile) in &inserts {
         tx.emit(NewEvent::new(
@@ -279,7 +297,10 @@ pub async fn export_page(
     let members = store::list(&mut conn, tenant_id, &filter, EXPORT_PAGE).await?;
     let mut writer = csv_async::AsyncWriter::from_writer(Vec::new());
     if header {
-        writer.write_record(COLUMNS).await.map_err(ApiError::internal)?;
+        writer
+            .write_record(COLUMNS)
+            .await
+            .map_err(ApiError::internal)?;
     }
     for m in &members {
         let tags = m.tags.join("|");

@@ -291,7 +291,10 @@ async fn list_members(
     let filter = store::Filter {
         tag: query.tag,
         source: query.source,
-        q: query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+        q: query
+            .q
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| q.trim().to_owned()),
         status: query.status,
         created_after: instant_param("created_after", query.created_after.as_deref())?,
         created_before: instant_param("created_before", query.created_before.as_deref())?,

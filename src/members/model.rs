@@ -206,10 +206,7 @@ impl TryFrom<UpdateMember> for Changes {
             birthday: optional(request.birthday, birthday)?,
             gender: optional(request.gender, gender)?,
             source: optional(request.source, source)?,
-            attributes: request
-                .attributes
-                .map(|a| attributes(a))
-                .transpose()?,
+            attributes: request.attributes.map(attributes).transpose()?,
             consent: request.consent,
         })
     }
@@ -224,7 +221,10 @@ pub fn external_id(value: &str) -> Result<String, ApiError> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::validation("external_id", "must not contain control characters"));
+        return Err(ApiError::validation(
+            "external_id",
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -238,7 +238,10 @@ pub fn name(value: &str) -> Result<String, ApiError> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::validation("name", "must not contain control characters"));
+        return Err(ApiError::validation(
+            "name",
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -299,7 +302,9 @@ pub fn gender(value: &str) -> Result<String, ApiError> {
 /// Stored as sent (trimmed): known keys and free text alike.
 pub fn source(value: &str) -> Result<String, ApiError> {
     let value = value.trim();
-    if value.is_empty() || value.chars().count() > MAX_SOURCE_LEN || value.chars().any(char::is_control)
+    if value.is_empty()
+        || value.chars().count() > MAX_SOURCE_LEN
+        || value.chars().any(char::is_control)
     {
         return Err(ApiError::validation(
             "source",
@@ -329,7 +334,10 @@ pub fn tags(field: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
         }
     }
     if out.len() > MAX_TAGS {
-        return Err(ApiError::validation(field, format!("at most {MAX_TAGS} tags")));
+        return Err(ApiError::validation(
+            field,
+            format!("at most {MAX_TAGS} tags"),
+        ));
     }
     Ok(out)
 }
@@ -387,7 +395,10 @@ mod tests {
         assert!(phone("+14155550123").is_ok());
         assert!(phone("13800000000").is_err(), "no plus sign");
         assert!(phone("+86138000000").is_err(), "Chinese mobile too short");
-        assert!(phone("+0123456789").is_err(), "country code cannot start with 0");
+        assert!(
+            phone("+0123456789").is_err(),
+            "country code cannot start with 0"
+        );
         assert!(phone("+86 138 0000 0000").is_err());
         assert!(phone("+1234567890123456").is_err(), "over 15 digits");
     }

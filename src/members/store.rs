@@ -71,7 +71,11 @@ pub async fn add_tags(
     }
     let mut sql = Sql::new("INSERT INTO member_tag (tenant_id, member_id, tag) VALUES ");
     sql.values(tags, |tag| {
-        vec![tenant_id.as_str().into(), id.as_str().into(), tag.as_str().into()]
+        vec![
+            tenant_id.as_str().into(),
+            id.as_str().into(),
+            tag.as_str().into(),
+        ]
     });
     sql.push(" ON CONFLICT DO NOTHING");
     sql.query().execute(conn).await?;
@@ -160,7 +164,10 @@ pub async fn fetch(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let mut tags = tags_of(conn, tenant_id, &[id.as_str()]).await?;
-    Ok(Some(from_row(&row, tags.remove(id.as_str()).unwrap_or_default())?))
+    Ok(Some(from_row(
+        &row,
+        tags.remove(id.as_str()).unwrap_or_default(),
+    )?))
 }
 
 /// The member or 404.
@@ -295,7 +302,9 @@ pub async fn list(
     filter: &Filter,
     limit: i64,
 ) -> ApiResult<Vec<Member>> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "));
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "
+    ));
     sql.bind(tenant_id.as_str());
     if let Some(source) = &filter.source {
         sql.push(" AND m.source = ").bind(source.as_str());

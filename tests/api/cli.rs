@@ -1,0 +1,95 @@
+//! The command line, run as the real binary against both back ends.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::backend_tests;
+use crate::support::TestApp;
+
+backend_tests!(cli_manages_tenants_keys_and_imports);
+
+fn shequn(database_url: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shequn"))
+        .args(args)
+        .env("SHEQUN_DATABASE_URL", database_url)
+        .env("SHEQUN_LOG", "warn")
+        .output()
+        .expect("run shequn");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn json_line(stdout: &str) -> Value {
+    let line = stdout.lines().last().expect("a line of output");
+    serde_json::from_str(line).expect("one JSON line")
+}
+
+async fn cli_manages_tenants_keys_and_imports(app: TestApp) {
+    let url = app.database_url.clone();
+    let (code, out, err) = shequn(&url, &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out2, err) = shequn(&url, &["tenants", "create", "Acme 社群"]);
+    assert_eq!(code, 0, "{err}");
+    let created = json_line(&out2);
+    let tenant = created["tenant_id"].as_str().unwrap().to_owned();
+    let key = created["api_key"].as_str().unwrap();
+    assert!(
+        tenant.starts_with("ten_") && key.starts_with("sq_") && key.len() >= 64,
+        "{out}"
+    );
+
+    let (code, out, _) = shequn(&url, &["keys", "create", "--tenant", &tenant]);
+    assert_eq!(code, 0);
+    let second = json_line(&out);
+    let key_id = second["key_id"].as_str().unwrap().to_owned();
+    let (_, out, _) = shequn(&url, &["keys", "list", "--tenant", &tenant]);
+    let listed = json_line(&out);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert!(
+        !out.contains(second["api_key"].as_str().unwrap()),
+        "secrets are never listed"
+    );
+    let (code, _, _) = shequn(&url, &["keys", "revoke", &key_id]);
+    assert_eq!(code, 0);
+    let (code, _, err) = shequn(&url, &["keys", "revoke", &key_id]);
+    assert_ne!(code, 0, "revoking twice fails");
+    assert!(err.contains("no live key"));
+    let (_, out, _) = shequn(&url, &["keys", "list", "--tenant", &tenant]);
+    let revoked = json_line(&out)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| !k["revoked_at"].is_null())
+        .count();
+    assert_eq!(revoked, 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members.csv");
+    std::fs::write(
+        &file,
+        "external_id,name,phone,birthday,source,tags\nc1,A,+8613800000000,,store,vip\nc2,B,bad,,,\n",
+    )
+    .unwrap();
+    let (code, out, err) = shequn(
+        &url,
+        &[
+            "members",
+            "import",
+            "--tenant",
+            &tenant,
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let report = json_line(&out);
+    assert_eq!(report["created"], 1);
+    assert_eq!(report["errors"][0]["line"], 3);
+
+    let (code, _, err) = shequn(&url, &["keys", "list", "--tenant", "nonsense"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a tenant id"));
+}

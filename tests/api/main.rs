@@ -1,0 +1,10 @@
+//! API and CLI tests. One test binary (modules below) keeps link time down; every scenario
+//! runs on SQLite and on PostgreSQL through `backend_tests!`.
+
+mod support;
+
+mod cli;
+mod foundation;
+mod idempotency;
+mod import_export;
+mod members;
