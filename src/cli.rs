@@ -23,14 +23,10 @@ use crate::{members, server, tenants};
     about = "Self-hosted engine for private-domain community commerce"
 )]
 pub struct Cli {
-    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
-    #[arg(
-        long,
-        global = true,
-        env = "SHEQUN_DATABASE_URL",
-        default_value = "sqlite://shequn.db"
-    )]
-    pub database_url: String,
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`; default
+    /// `sqlite://shequn.db` (benchmarks default to a temporary SQLite file instead).
+    #[arg(long, global = true, env = "SHEQUN_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Log filter, e.g. `info`, `debug`, `shequn=debug,sqlx=warn`.
     #[arg(long, global = true, env = "SHEQUN_LOG", default_value = "info")]
     pub log: String,
@@ -65,6 +61,38 @@ pub enum Command {
     Members {
         #[command(subcommand)]
         command: MemberCommand,
+    },
+    /// Ledger tools.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Load benchmarks: our path against the naive one, same database, same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check the ledger's invariants; prints one JSON line, exit code 0 only when ok.
+    Verify {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Batched ledger transfers against one transaction per transfer.
+    Ledger {
+        /// Seconds each side runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 1000)]
+        concurrency: usize,
     },
 }
 
@@ -135,8 +163,15 @@ async fn open(url: &str) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// The database when none is given.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://shequn.db";
+
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
-    let db = open(&cli.database_url).await?;
+    if let Command::Bench { command } = &cli.command {
+        return bench(cli.database_url.clone(), command).await;
+    }
+    let url = cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
+    let db = open(url).await?;
     let now = Timestamp::now();
     match cli.command {
         Command::Serve { listen } => {
@@ -186,8 +221,42 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = import_file(&db, &tenant, &file).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
+        Command::Ledger {
+            command: LedgerCommand::Verify { tenant },
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
+            let report = crate::ledger::verify::verify(db.read(), &tenant).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            if !report.ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Bench { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::Result<ExitCode> {
+    let result = match command {
+        BenchCommand::Ledger {
+            seconds,
+            concurrency,
+        } => {
+            crate::bench::ledger::run(crate::bench::BenchOptions {
+                database_url,
+                duration: std::time::Duration::from_secs(*seconds),
+                concurrency: *concurrency,
+            })
+            .await?
+        }
+    };
+    println!("{result}");
+    Ok(if result["exact"] == true {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A progress bar over the bytes of `file` as the import reads it.

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
+        (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "events", description = "The event outbox"),
     )
 )]

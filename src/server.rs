@@ -20,7 +20,10 @@ use crate::common::auth::{require_api_key, KeyCache};
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::{Db, Tx};
 use crate::common::error::ApiError;
+use crate::common::scheduler::{self, Job};
+use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
+use crate::ledger::{self, Ledger};
 use crate::{docs, members, ops};
 
 /// What every handler can reach.
@@ -29,11 +32,14 @@ pub struct AppState {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub key_cache: Arc<KeyCache>,
+    pub ledger: Ledger,
 }
 
 impl AppState {
+    /// Build the state and start the background executors (needs a Tokio runtime).
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
         Self {
+            ledger: Ledger::start(db.clone(), clock.clone()),
             db,
             clock,
             key_cache: Arc::new(KeyCache::default()),
@@ -50,6 +56,7 @@ impl AppState {
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(members::routes())
+        .merge(ledger::routes())
         .merge(events::routes())
 }
 
@@ -95,10 +102,12 @@ pub async fn serve(db: Db, listen: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, backend = state.db.backend().name(), "shequn listening");
     let maintenance = tokio::spawn(maintenance(state.clone()));
+    let scheduler = tokio::spawn(scheduler_loop(state.clone()));
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     maintenance.abort();
+    scheduler.abort();
     state.db.close().await;
     tracing::info!("shequn stopped");
     Ok(())
@@ -114,6 +123,55 @@ async fn maintenance(state: AppState) {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
         }
+    }
+}
+
+/// How often each node looks for due jobs.
+pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn scheduler_loop(state: AppState) {
+    let mut tick = tokio::time::interval(SCHEDULER_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(error) = run_due_jobs(&state).await {
+            tracing::warn!(%error, "scheduler pass failed");
+        }
+    }
+}
+
+/// Run every job due now; returns how many ran. The scheduler loop calls this each second;
+/// tests call it after moving the clock.
+pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
+    let mut ran = 0;
+    loop {
+        let jobs = scheduler::claim_due(
+            &state.db,
+            to_micros(state.clock.now()),
+            scheduler::PASS_LIMIT,
+        )
+        .await?;
+        if jobs.is_empty() {
+            return Ok(ran);
+        }
+        for job in &jobs {
+            if let Err(error) = run_job(state, job).await {
+                tracing::warn!(job = %job.id, %error, "job failed; it will run again");
+                scheduler::record_failure(&state.db, job, &format!("{error:#}")).await?;
+            } else {
+                ran += 1;
+            }
+        }
+        if (jobs.len() as i64) < scheduler::PASS_LIMIT {
+            return Ok(ran);
+        }
+    }
+}
+
+/// Dispatch a job to its domain's handler.
+async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    match job.kind.as_str() {
+        ledger::store::PENDING_TIMEOUT_JOB => ledger::expire_pending(state, job).await,
+        other => anyhow::bail!("no handler for job kind {other}"),
     }
 }
 

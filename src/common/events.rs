@@ -85,8 +85,10 @@ pub(crate) async fn append(
         let first = last - count + 1;
         for (chunk_index, chunk) in list.chunks(INSERT_CHUNK).enumerate() {
             let base = first + i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(0);
-            let mut sql =
-                Sql::new("INSERT INTO event (tenant_id, seq, type, subject, at, data) VALUES ");
+            let mut sql = Sql::for_conn(
+                &*conn,
+                "INSERT INTO event (tenant_id, seq, type, subject, at, data) VALUES ",
+            );
             sql.values(chunk.iter().enumerate(), |(i, e)| {
                 vec![
                     Arg::from(tenant_id.as_str()),

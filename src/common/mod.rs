@@ -9,5 +9,6 @@ pub mod idempotency;
 pub mod ids;
 pub mod json;
 pub mod pagination;
+pub mod scheduler;
 pub mod sql;
 pub mod time;

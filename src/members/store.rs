@@ -69,7 +69,10 @@ pub async fn add_tags(
     if tags.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new("INSERT INTO member_tag (tenant_id, member_id, tag) VALUES ");
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "INSERT INTO member_tag (tenant_id, member_id, tag) VALUES ",
+    );
     sql.values(tags, |tag| {
         vec![
             tenant_id.as_str().into(),
@@ -107,7 +110,10 @@ pub async fn tags_of(
 ) -> ApiResult<HashMap<String, Vec<String>>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for chunk in ids.chunks(500) {
-        let mut sql = Sql::new("SELECT member_id, tag FROM member_tag WHERE tenant_id = ");
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "SELECT member_id, tag FROM member_tag WHERE tenant_id = ",
+        );
         sql.bind(tenant_id.as_str()).push(" AND member_id IN (");
         for (i, id) in chunk.iter().enumerate() {
             if i > 0 {
@@ -211,7 +217,7 @@ pub async fn update(
     changes: &Changes,
     at: i64,
 ) -> ApiResult<()> {
-    let mut sql = Sql::new("UPDATE member SET updated_at = ");
+    let mut sql = Sql::for_conn(&*conn, "UPDATE member SET updated_at = ");
     sql.bind(at);
     let text_fields = [
         ("external_id", &changes.external_id),
@@ -302,9 +308,10 @@ pub async fn list(
     filter: &Filter,
     limit: i64,
 ) -> ApiResult<Vec<Member>> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "
-    ));
+    let mut sql = Sql::for_conn(
+        &*conn,
+        &format!("SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "),
+    );
     sql.bind(tenant_id.as_str());
     if let Some(source) = &filter.source {
         sql.push(" AND m.source = ").bind(source.as_str());
@@ -374,7 +381,10 @@ pub async fn ids_by_external(
 ) -> ApiResult<HashMap<String, String>> {
     let mut out = HashMap::new();
     for chunk in external_ids.chunks(500) {
-        let mut sql = Sql::new("SELECT id, external_id FROM member WHERE tenant_id = ");
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "SELECT id, external_id FROM member WHERE tenant_id = ",
+        );
         sql.bind(tenant_id.as_str()).push(" AND external_id IN (");
         for (i, ext) in chunk.iter().enumerate() {
             if i > 0 {
@@ -398,7 +408,8 @@ pub async fn insert_many(
     at: i64,
 ) -> ApiResult<()> {
     for chunk in rows.chunks(1000) {
-        let mut sql = Sql::new(
+        let mut sql = Sql::for_conn(
+            &*conn,
             "INSERT INTO member (tenant_id, id, external_id, name, phone, birthday, gender, \
              source, attributes, consent_marketing, status, created_at, updated_at) VALUES ",
         );
@@ -435,7 +446,8 @@ pub async fn update_many(
     at: i64,
 ) -> ApiResult<()> {
     for chunk in rows.chunks(1000) {
-        let mut sql = Sql::new(
+        let mut sql = Sql::for_conn(
+            &*conn,
             "UPDATE member SET name = COALESCE(v.column2, member.name), \
              phone = COALESCE(v.column3, member.phone), \
              birthday = COALESCE(v.column4, member.birthday), \
@@ -466,7 +478,7 @@ pub async fn replace_tags_many(
     rows: &[(&str, &[String])],
 ) -> ApiResult<()> {
     for chunk in rows.chunks(500) {
-        let mut delete = Sql::new("DELETE FROM member_tag WHERE tenant_id = ");
+        let mut delete = Sql::for_conn(&*conn, "DELETE FROM member_tag WHERE tenant_id = ");
         delete.bind(tenant_id.as_str()).push(" AND member_id IN (");
         for (i, (id, _)) in chunk.iter().enumerate() {
             if i > 0 {
@@ -482,7 +494,10 @@ pub async fn replace_tags_many(
         .flat_map(|(id, tags)| tags.iter().map(move |t| (*id, t.as_str())))
         .collect();
     for chunk in pairs.chunks(1000) {
-        let mut insert = Sql::new("INSERT INTO member_tag (tenant_id, member_id, tag) VALUES ");
+        let mut insert = Sql::for_conn(
+            &*conn,
+            "INSERT INTO member_tag (tenant_id, member_id, tag) VALUES ",
+        );
         insert.values(chunk, |(id, tag)| {
             vec![tenant_id.as_str().into(), (*id).into(), (*tag).into()]
         });

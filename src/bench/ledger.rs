@@ -1,0 +1,257 @@
+//! `shequn bench ledger`: many concurrent callers spending from many member accounts into one
+//! hot system account (`system:redemption`), first through the batching executor, then through
+//! a naive path (one transaction per transfer with row locks), on the same database.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use serde_json::json;
+use sqlx::Row as _;
+
+use super::BenchOptions;
+use crate::common::clock::{Clock, SystemClock};
+use crate::common::db::{Backend, Db};
+use crate::common::ids::{MemberId, TenantId};
+use crate::common::time::to_micros;
+use crate::ledger::model::{Address, Asset, NewTransfer};
+use crate::ledger::{verify, Ledger, Op};
+use crate::members::model::Profile;
+use crate::{members, tenants};
+
+/// Members spending in the benchmark.
+const MEMBERS: usize = 2_000;
+/// Points each member starts with (enough never to run out).
+const FUNDING: i64 = 1_000_000_000;
+
+pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
+    let _temp;
+    let url = match &options.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            _temp = dir;
+            url
+        }
+    };
+    let db = Db::connect(&url).await?;
+    db.migrate().await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tenant = tenants::create(&db, "bench-ledger", clock.now())
+        .await?
+        .tenant_id;
+    let members = setup_members(&db, &tenant).await?;
+    let ledger = Ledger::start(db.clone(), clock.clone());
+    fund(&ledger, &tenant, &members).await?;
+    eprintln!(
+        "ledger bench on {}: {} members, {} concurrent callers, {:?} per side",
+        db.backend().name(),
+        members.len(),
+        options.concurrency,
+        options.duration
+    );
+
+    let ours = drive(&options, &members, {
+        let ledger = ledger.clone();
+        let tenant = tenant.clone();
+        move |member: Address, id: String| {
+            let ledger = ledger.clone();
+            let tenant = tenant.clone();
+            async move {
+                let op = Op::Create(spend(id, member));
+                let results = ledger.submit(&tenant, vec![op]).await?;
+                Ok(results.first().is_some_and(|r| r.status == "created"))
+            }
+        }
+    })
+    .await?;
+    let exact_ours = verify::verify(db.read(), &tenant).await?.ok;
+    eprintln!("ours:  {ours:.0} transfers/s (verify ok: {exact_ours})");
+
+    let naive = drive(&options, &members, {
+        let db = db.clone();
+        let tenant = tenant.clone();
+        move |member: Address, id: String| {
+            let db = db.clone();
+            let tenant = tenant.clone();
+            async move { naive_spend(&db, &tenant, &member, &id).await }
+        }
+    })
+    .await?;
+    let report = verify::verify(db.read(), &tenant).await?;
+    eprintln!("naive: {naive:.0} transfers/s (verify ok: {})", report.ok);
+    let exact = exact_ours && report.ok;
+    db.close().await;
+    Ok(json!({
+        "bench": "ledger",
+        "database": db.backend().name(),
+        "ours_per_sec": ours.round(),
+        "naive_per_sec": naive.round(),
+        "ratio": if naive > 0.0 { (ours / naive * 100.0).round() / 100.0 } else { 0.0 },
+        "exact": exact,
+    }))
+}
+
+fn spend(id: String, member: Address) -> NewTransfer {
+    NewTransfer::internal(
+        id,
+        member,
+        Address::system("redemption"),
+        Asset::Points,
+        1,
+        "bench_spend",
+        None,
+    )
+}
+
+async fn setup_members(db: &Db, tenant: &TenantId) -> anyhow::Result<Vec<Address>> {
+    let profile = Profile::default();
+    let ids: Vec<MemberId> = (0..MEMBERS).map(|_| MemberId::generate()).collect();
+    let rows: Vec<(MemberId, &Profile)> = ids.iter().map(|id| (id.clone(), &profile)).collect();
+    let mut tx = db.begin(Timestamp::now()).await?;
+    members::store::insert_many(tx.conn(), tenant, &rows, to_micros(Timestamp::now()))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    tx.commit().await?;
+    Ok(ids.iter().map(Address::member).collect())
+}
+
+async fn fund(ledger: &Ledger, tenant: &TenantId, members: &[Address]) -> anyhow::Result<()> {
+    for (chunk_index, chunk) in members.chunks(1000).enumerate() {
+        let ops = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                Op::Create(NewTransfer::internal(
+                    format!("fund-{chunk_index}-{i}"),
+                    Address::system("issuance"),
+                    m.clone(),
+                    Asset::Points,
+                    FUNDING,
+                    "bench_fund",
+                    None,
+                ))
+            })
+            .collect();
+        let results = ledger
+            .submit(tenant, ops)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        anyhow::ensure!(
+            results.iter().all(|r| r.status == "created"),
+            "funding failed"
+        );
+    }
+    Ok(())
+}
+
+/// Run `concurrency` callers for the duration; returns successful transfers per second.
+async fn drive<F, Fut>(options: &BenchOptions, members: &[Address], call: F) -> anyhow::Result<f64>
+where
+    F: Fn(Address, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, crate::common::error::ApiError>> + Send,
+{
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let members = Arc::new(members.to_vec());
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(options.concurrency);
+    for caller in 0..options.concurrency {
+        let (stop, done, members, call) =
+            (stop.clone(), done.clone(), members.clone(), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let member = members[(caller + n as usize * 7919) % members.len()].clone();
+                let id = format!("b{run}-{caller}-{n}");
+                n += 1;
+                if call(member, id).await? {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<(), crate::common::error::ApiError>(())
+        }));
+    }
+    tokio::time::sleep(options.duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await
+            .context("caller panicked")?
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+}
+
+/// The naive path: one transaction per transfer, rows locked one transfer at a time.
+async fn naive_spend(
+    db: &Db,
+    tenant: &TenantId,
+    member: &Address,
+    id: &str,
+) -> Result<bool, crate::common::error::ApiError> {
+    let system = Address::system("redemption");
+    let now = to_micros(Timestamp::now());
+    let mut tx = db.begin(Timestamp::now()).await?;
+    let lock = if db.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let mut addresses = [member.as_str(), system.as_str()];
+    addresses.sort_unstable();
+    let mut member_row = None;
+    for address in addresses {
+        let row = sqlx::query(&format!(
+            "SELECT debits_posted, credits_posted, debits_pending FROM ledger_account \
+             WHERE tenant_id = $1 AND address = $2 AND asset = 'points'{lock}"
+        ))
+        .bind(tenant.as_str())
+        .bind(address)
+        .fetch_one(tx.conn())
+        .await?;
+        if address == member.as_str() {
+            member_row = Some(row);
+        }
+    }
+    let row = member_row.ok_or_else(|| crate::common::error::ApiError::not_found("account"))?;
+    let debits: i64 = row.try_get("debits_posted")?;
+    let credits: i64 = row.try_get("credits_posted")?;
+    let pending: i64 = row.try_get("debits_pending")?;
+    if debits + pending + 1 > credits {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO ledger_transfer (tenant_id, id, debit_address, credit_address, asset, amount, \
+         code, reference, metadata, pending, timeout_at, linked, created_at) \
+         VALUES ($1, $2, $3, $4, 'points', 1, 'bench_spend', NULL, '{}', 0, NULL, 0, $5)",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(member.as_str())
+    .bind(system.as_str())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    for (address, column) in [
+        (member.as_str(), "debits_posted"),
+        (system.as_str(), "credits_posted"),
+    ] {
+        sqlx::query(&format!(
+            "UPDATE ledger_account SET {column} = {column} + 1 \
+             WHERE tenant_id = $1 AND address = $2 AND asset = 'points'"
+        ))
+        .bind(tenant.as_str())
+        .bind(address)
+        .execute(tx.conn())
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}

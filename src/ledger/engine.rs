@@ -1,0 +1,538 @@
+//! The ledger's rules, applied in memory to the accounts a batch touches.
+//!
+//! [`apply_ops`] takes a [`Book`] (the balances of the locked accounts, the transfers and
+//! resolutions already known) and a request's operations, checks each against the rules and
+//! updates the book; it records what must be written. It does no I/O, so the rules are tested
+//! here without a database, and the store only loads, locks and writes.
+//!
+//! Rules (after TigerBeetle's): a transfer id is an idempotency key (same id and fields:
+//! `exists`, nothing happens again; other fields: `exists_with_different_fields`); member
+//! accounts may never go negative: a debit is refused when posted debits + pending debits +
+//! amount exceed posted credits; system accounts may; a pending transfer reserves its amount
+//! and is resolved exactly once (post, possibly smaller, void, or expire); a linked chain
+//! (`linked` on every transfer but the last) succeeds or fails as a whole.
+
+use std::collections::{HashMap, HashSet};
+
+use super::model::{Address, Asset, NewTransfer, Transfer, TransferResult};
+
+/// An operation on the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Create(NewTransfer),
+    /// Post a pending transfer, all of it or a smaller `amount`.
+    Post {
+        pending_id: String,
+        amount: Option<i64>,
+    },
+    Void {
+        pending_id: String,
+    },
+    /// A void by the scheduler when the timeout passed.
+    Expire {
+        pending_id: String,
+    },
+}
+
+impl Op {
+    pub fn id(&self) -> &str {
+        match self {
+            Op::Create(t) => &t.id,
+            Op::Post { pending_id, .. } | Op::Void { pending_id } | Op::Expire { pending_id } => {
+                pending_id
+            }
+        }
+    }
+}
+
+/// The four running totals of an account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub debits_posted: i64,
+    pub credits_posted: i64,
+    pub debits_pending: i64,
+    pub credits_pending: i64,
+}
+
+pub type AccountKey = (Address, Asset);
+
+/// How a pending transfer was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolutionKind {
+    Posted,
+    Voided,
+    Expired,
+}
+
+impl ResolutionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolutionKind::Posted => "posted",
+            ResolutionKind::Voided => "voided",
+            ResolutionKind::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "posted" => Some(ResolutionKind::Posted),
+            "voided" => Some(ResolutionKind::Voided),
+            "expired" => Some(ResolutionKind::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// What the batch must write.
+#[derive(Debug, Default, Clone)]
+pub struct Writes {
+    pub transfers: Vec<NewTransfer>,
+    /// (pending id, kind, posted amount)
+    pub resolutions: Vec<(String, ResolutionKind, i64)>,
+}
+
+/// The in-memory view of a batch.
+#[derive(Debug, Default, Clone)]
+pub struct Book {
+    pub accounts: HashMap<AccountKey, Totals>,
+    /// Accounts changed by the batch.
+    pub dirty: HashSet<AccountKey>,
+    /// Transfers known by id (loaded, or created earlier in this batch).
+    pub transfers: HashMap<String, Transfer>,
+    /// Member addresses that exist (others get `account_not_found`).
+    pub members: HashSet<String>,
+    /// The instant stamped on new transfers and resolutions (RFC 3339).
+    pub now: String,
+    pub writes: Writes,
+}
+
+enum Undo {
+    Account(AccountKey, Totals),
+    Transfer(String, Option<Box<Transfer>>),
+}
+
+fn failed(id: &str, status: &str, message: Option<String>) -> TransferResult {
+    TransferResult {
+        id: id.to_owned(),
+        status: status.to_owned(),
+        message,
+        transfer: None,
+    }
+}
+
+fn succeeded(id: &str, status: &str, transfer: Transfer) -> TransferResult {
+    TransferResult {
+        id: id.to_owned(),
+        status: status.to_owned(),
+        message: None,
+        transfer: Some(transfer),
+    }
+}
+
+impl Book {
+    fn totals(&self, key: &AccountKey) -> Totals {
+        self.accounts.get(key).copied().unwrap_or_default()
+    }
+
+    fn set(&mut self, key: AccountKey, totals: Totals, undo: &mut Vec<Undo>) {
+        let old = self.totals(&key);
+        undo.push(Undo::Account(key.clone(), old));
+        self.accounts.insert(key.clone(), totals);
+        self.dirty.insert(key);
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>, writes_len: (usize, usize)) {
+        for entry in undo.into_iter().rev() {
+            match entry {
+                Undo::Account(key, totals) => {
+                    self.accounts.insert(key, totals);
+                }
+                Undo::Transfer(id, previous) => match previous {
+                    Some(t) => {
+                        self.transfers.insert(id, *t);
+                    }
+                    None => {
+                        self.transfers.remove(&id);
+                    }
+                },
+            }
+        }
+        self.writes.transfers.truncate(writes_len.0);
+        self.writes.resolutions.truncate(writes_len.1);
+    }
+
+    fn create(&mut self, t: &NewTransfer, undo: &mut Vec<Undo>) -> TransferResult {
+        if let Some(existing) = self.transfers.get(&t.id) {
+            return if existing.same_as(t) {
+                succeeded(&t.id, "exists", existing.clone())
+            } else {
+                failed(
+                    &t.id,
+                    "exists_with_different_fields",
+                    Some("a transfer with this id exists with other fields".into()),
+                )
+            };
+        }
+        if t.from == t.to {
+            return failed(
+                &t.id,
+                "same_account",
+                Some("from and to are the same account".into()),
+            );
+        }
+        for address in [&t.from, &t.to] {
+            if address.is_member() && !self.members.contains(address.as_str()) {
+                return failed(
+                    &t.id,
+                    "account_not_found",
+                    Some(format!("no member {}", address.member_id().unwrap_or(""))),
+                );
+            }
+        }
+        let debit_key = (t.from.clone(), t.asset);
+        let credit_key = (t.to.clone(), t.asset);
+        let mut debit = self.totals(&debit_key);
+        let mut credit = self.totals(&credit_key);
+        if t.from.is_member() {
+            let committed = debit.debits_posted + debit.debits_pending + t.amount;
+            if committed > debit.credits_posted {
+                return failed(
+                    &t.id,
+                    "insufficient_funds",
+                    Some(format!(
+                        "available {} < {}",
+                        debit.credits_posted - debit.debits_posted - debit.debits_pending,
+                        t.amount
+                    )),
+                );
+            }
+        }
+        if t.pending {
+            debit.debits_pending += t.amount;
+            credit.credits_pending += t.amount;
+        } else {
+            debit.debits_posted += t.amount;
+            credit.credits_posted += t.amount;
+        }
+        self.set(debit_key, debit, undo);
+        self.set(credit_key, credit, undo);
+        let transfer = Transfer {
+            id: t.id.clone(),
+            from: t.from.to_string(),
+            to: t.to.to_string(),
+            asset: t.asset,
+            amount: t.amount,
+            code: t.code.clone(),
+            reference: t.reference.clone(),
+            metadata: t.metadata.clone(),
+            pending: t.pending,
+            linked: t.linked,
+            status: if t.pending { "pending" } else { "posted" }.to_owned(),
+            posted_amount: (!t.pending).then_some(t.amount),
+            timeout_at: None,
+            created_at: self.now.clone(),
+            resolved_at: None,
+        };
+        undo.push(Undo::Transfer(t.id.clone(), None));
+        self.transfers.insert(t.id.clone(), transfer.clone());
+        self.writes.transfers.push(t.clone());
+        succeeded(&t.id, "created", transfer)
+    }
+
+    fn resolve(
+        &mut self,
+        pending_id: &str,
+        kind: ResolutionKind,
+        amount: Option<i64>,
+        undo: &mut Vec<Undo>,
+    ) -> TransferResult {
+        let Some(transfer) = self.transfers.get(pending_id).cloned() else {
+            return failed(pending_id, "transfer_not_found", None);
+        };
+        if !transfer.pending {
+            return failed(
+                pending_id,
+                "not_pending",
+                Some("only pending transfers can be posted or voided".into()),
+            );
+        }
+        if transfer.status != "pending" {
+            return TransferResult {
+                id: pending_id.to_owned(),
+                status: "already_resolved".to_owned(),
+                message: Some(format!("this transfer was already {}", transfer.status)),
+                transfer: Some(transfer),
+            };
+        }
+        let posted = match kind {
+            ResolutionKind::Posted => amount.unwrap_or(transfer.amount),
+            _ => 0,
+        };
+        if posted < 0 || posted > transfer.amount || (kind == ResolutionKind::Posted && posted == 0)
+        {
+            return failed(
+                pending_id,
+                "amount_exceeds_pending",
+                Some(format!("post between 1 and {}", transfer.amount)),
+            );
+        }
+        let (Some(from), Some(to)) = (Address::parse(&transfer.from), Address::parse(&transfer.to))
+        else {
+            return failed(pending_id, "transfer_not_found", None);
+        };
+        let debit_key = (from, transfer.asset);
+        let credit_key = (to, transfer.asset);
+        let mut debit = self.totals(&debit_key);
+        let mut credit = self.totals(&credit_key);
+        debit.debits_pending -= transfer.amount;
+        credit.credits_pending -= transfer.amount;
+        debit.debits_posted += posted;
+        credit.credits_posted += posted;
+        self.set(debit_key, debit, undo);
+        self.set(credit_key, credit, undo);
+        let mut resolved = transfer.clone();
+        resolved.status = kind.as_str().to_owned();
+        resolved.posted_amount = Some(posted);
+        resolved.resolved_at = Some(self.now.clone());
+        undo.push(Undo::Transfer(pending_id.to_owned(), Some(Box::new(transfer))));
+        self.transfers
+            .insert(pending_id.to_owned(), resolved.clone());
+        self.writes
+            .resolutions
+            .push((pending_id.to_owned(), kind, posted));
+        succeeded(pending_id, kind.as_str(), resolved)
+    }
+}
+
+/// Apply one request's operations in order; returns one result per operation.
+pub fn apply_ops(book: &mut Book, ops: &[Op]) -> Vec<TransferResult> {
+    let mut results = Vec::with_capacity(ops.len());
+    let mut i = 0;
+    while i < ops.len() {
+        // A chain runs from here through the first create that is not linked.
+        let mut end = i;
+        while let Some(Op::Create(t)) = ops.get(end) {
+            if !t.linked {
+                break;
+            }
+            end += 1;
+        }
+        if end == i {
+            let mut undo = Vec::new();
+            results.push(apply_one(book, &ops[i], &mut undo));
+            i += 1;
+            continue;
+        }
+        let chain_closed = matches!(ops.get(end), Some(Op::Create(_)));
+        if !chain_closed {
+            let last = end.min(ops.len());
+            for op in &ops[i..last] {
+                results.push(failed(
+                    op.id(),
+                    "linked_chain_open",
+                    Some("the last transfer of a linked chain must not be linked".into()),
+                ));
+            }
+            i = last;
+            continue;
+        }
+        let writes_len = (book.writes.transfers.len(), book.writes.resolutions.len());
+        let mut undo = Vec::new();
+        let mut chain_results = Vec::new();
+        let mut failure: Option<usize> = None;
+        for (k, op) in ops[i..=end].iter().enumerate() {
+            let result = apply_one(book, op, &mut undo);
+            if !result.is_success() {
+                failure = Some(k);
+                chain_results.push(result);
+                break;
+            }
+            chain_results.push(result);
+        }
+        if let Some(failed_at) = failure {
+            book.rollback(undo, writes_len);
+            for (k, op) in ops[i..=end].iter().enumerate() {
+                if k == failed_at {
+                    results.push(chain_results[k].clone());
+                } else {
+                    results.push(failed(
+                        op.id(),
+                        "linked_transfer_failed",
+                        Some("another transfer of its linked chain failed".into()),
+                    ));
+                }
+            }
+        } else {
+            results.extend(chain_results);
+        }
+        i = end + 1;
+    }
+    results
+}
+
+fn apply_one(book: &mut Book, op: &Op, undo: &mut Vec<Undo>) -> TransferResult {
+    match op {
+        Op::Create(t) => book.create(t, undo),
+        Op::Post { pending_id, amount } => {
+            book.resolve(pending_id, ResolutionKind::Posted, *amount, undo)
+        }
+        Op::Void { pending_id } => book.resolve(pending_id, ResolutionKind::Voided, None, undo),
+        Op::Expire { pending_id } => book.resolve(pending_id, ResolutionKind::Expired, None, undo),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = "member:mem_0123456789abcdef0123456789abcdef";
+
+    fn book() -> Book {
+        let mut book = Book::default();
+        book.members.insert(M.to_owned());
+        book
+    }
+
+    fn transfer(id: &str, from: &str, to: &str, amount: i64) -> NewTransfer {
+        NewTransfer::internal(
+            id,
+            Address::parse(from).unwrap(),
+            Address::parse(to).unwrap(),
+            Asset::Points,
+            amount,
+            "test",
+            None,
+        )
+    }
+
+    fn balance(book: &Book, address: &str) -> i64 {
+        let t = book.totals(&(Address::parse(address).unwrap(), Asset::Points));
+        t.credits_posted - t.debits_posted
+    }
+
+    #[test]
+    fn member_accounts_never_go_negative() {
+        let mut book = book();
+        let r = apply_ops(
+            &mut book,
+            &[
+                Op::Create(transfer("grant", "system:issuance", M, 100)),
+                Op::Create(transfer("spend1", M, "system:redemption", 60)),
+                Op::Create(transfer("spend2", M, "system:redemption", 60)),
+            ],
+        );
+        let statuses: Vec<&str> = r.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(statuses, ["created", "created", "insufficient_funds"]);
+        assert_eq!(balance(&book, M), 40);
+        assert_eq!(
+            balance(&book, "system:issuance"),
+            -100,
+            "system accounts may go negative"
+        );
+    }
+
+    #[test]
+    fn pending_debits_reserve_and_resolve_once() {
+        let mut book = book();
+        apply_ops(
+            &mut book,
+            &[Op::Create(transfer("g", "system:issuance", M, 100))],
+        );
+        let hold = transfer("hold", M, "system:redemption", 80).pending(None);
+        let r = apply_ops(
+            &mut book,
+            &[
+                Op::Create(hold),
+                Op::Create(transfer("other", M, "system:redemption", 30)),
+                Op::Post {
+                    pending_id: "hold".into(),
+                    amount: Some(50),
+                },
+                Op::Void {
+                    pending_id: "hold".into(),
+                },
+            ],
+        );
+        let statuses: Vec<&str> = r.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(
+            statuses,
+            [
+                "created",
+                "insufficient_funds",
+                "posted",
+                "already_resolved"
+            ]
+        );
+        assert_eq!(balance(&book, M), 50, "only the posted 50 left the account");
+        let t = book.totals(&(Address::parse(M).unwrap(), Asset::Points));
+        assert_eq!(t.debits_pending, 0);
+    }
+
+    #[test]
+    fn a_failed_link_undoes_its_whole_chain() {
+        let mut book = book();
+        let r = apply_ops(
+            &mut book,
+            &[
+                Op::Create(transfer("a", "system:issuance", M, 10).linked()),
+                Op::Create(transfer("b", M, "system:redemption", 50)),
+                Op::Create(transfer("c", "system:issuance", M, 5)),
+            ],
+        );
+        let statuses: Vec<&str> = r.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(
+            statuses,
+            ["linked_transfer_failed", "insufficient_funds", "created"]
+        );
+        assert_eq!(balance(&book, M), 5);
+        assert_eq!(book.writes.transfers.len(), 1);
+        assert!(!book.transfers.contains_key("a"));
+    }
+
+    #[test]
+    fn an_open_chain_fails_and_duplicates_exist() {
+        let mut book = book();
+        let r = apply_ops(
+            &mut book,
+            &[
+                Op::Create(transfer("x", "system:issuance", M, 10)),
+                Op::Create(transfer("x", "system:issuance", M, 10)),
+                Op::Create(transfer("x", "system:issuance", M, 11)),
+                Op::Create(transfer("y", "system:issuance", M, 1).linked()),
+            ],
+        );
+        let statuses: Vec<&str> = r.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(
+            statuses,
+            [
+                "created",
+                "exists",
+                "exists_with_different_fields",
+                "linked_chain_open"
+            ]
+        );
+        assert_eq!(balance(&book, M), 10);
+    }
+
+    #[test]
+    fn unknown_members_and_same_account_are_refused() {
+        let mut book = book();
+        let stranger = "member:mem_ffffffffffffffffffffffffffffffff";
+        let r = apply_ops(
+            &mut book,
+            &[
+                Op::Create(transfer("a", "system:issuance", stranger, 1)),
+                Op::Create(transfer("b", "system:x", "system:x", 1)),
+                Op::Post {
+                    pending_id: "nope".into(),
+                    amount: None,
+                },
+            ],
+        );
+        let statuses: Vec<&str> = r.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(
+            statuses,
+            ["account_not_found", "same_account", "transfer_not_found"]
+        );
+    }
+}

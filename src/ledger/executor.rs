@@ -1,0 +1,183 @@
+//! The coalescing executor (DESIGN rule 5): group commit for the ledger.
+//!
+//! Callers submit their operations and wait. One worker takes everything queued, up to
+//! [`MAX_BATCH_OPS`] operations, and applies it in one database transaction: each account row
+//! is locked and written once per batch however many transfers touch it (the hot system
+//! account included), and each caller gets its own results. There is no artificial wait:
+//! while one batch commits, the next one queues, so batches are small at low load (low latency)
+//! and large at high load (high throughput). The queue is bounded ([`QUEUE_CAPACITY`]) so that
+//! overload becomes back-pressure, not memory growth.
+//!
+//! Exactness does not depend on the executor being the only writer: `store::apply` locks
+//! accounts in a fixed order and re-reads ids and resolutions under those locks, so several
+//! shequn processes against one PostgreSQL stay exact. A batch that fails on a transient
+//! conflict (deadlock, serialization failure, a transfer id inserted concurrently by another
+//! process) is retried whole.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::engine::Op;
+use super::model::TransferResult;
+use super::store;
+use crate::common::clock::Clock;
+use crate::common::db::Db;
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::ids::TenantId;
+
+/// Most operations applied in one transaction.
+pub const MAX_BATCH_OPS: usize = 1000;
+/// Most submissions waiting.
+pub const QUEUE_CAPACITY: usize = 20_000;
+/// Attempts for a batch that hits a transient conflict.
+const ATTEMPTS: usize = 4;
+
+struct Submission {
+    tenant_id: TenantId,
+    ops: Vec<Op>,
+    reply: oneshot::Sender<ApiResult<Vec<TransferResult>>>,
+}
+
+/// Handle to the ledger's executor; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    sender: mpsc::Sender<Submission>,
+    db: Db,
+}
+
+impl Ledger {
+    /// Start the worker on the current runtime.
+    pub fn start(db: Db, clock: Arc<dyn Clock>) -> Ledger {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(worker(db.clone(), clock, receiver));
+        Ledger { sender, db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Apply operations through the executor; they are batched with other callers'.
+    pub async fn submit(
+        &self,
+        tenant_id: &TenantId,
+        ops: Vec<Op>,
+    ) -> ApiResult<Vec<TransferResult>> {
+        let (reply, receive) = oneshot::channel();
+        self.sender
+            .send(Submission {
+                tenant_id: tenant_id.clone(),
+                ops,
+                reply,
+            })
+            .await
+            .map_err(|_| ApiError::unavailable("the ledger is shutting down"))?;
+        receive
+            .await
+            .map_err(|_| ApiError::unavailable("the ledger is shutting down"))?
+    }
+}
+
+async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Submission>) {
+    while let Some(first) = receiver.recv().await {
+        let mut ops = first.ops.len();
+        let mut batch = vec![first];
+        while ops < MAX_BATCH_OPS {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    ops += next.ops.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        execute(&db, clock.as_ref(), batch).await;
+    }
+}
+
+async fn execute(db: &Db, clock: &dyn Clock, batch: Vec<Submission>) {
+    // Tenants in a fixed order, each tenant's submissions in arrival order.
+    let mut tenants: Vec<&TenantId> = batch.iter().map(|s| &s.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        match run(db, clock, &batch, &tenants).await {
+            Ok(results) => break Ok(results),
+            Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                tracing::debug!(%error, attempt, "ledger batch conflict; retrying");
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    tracing::debug!(
+        submissions = batch.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        attempts = attempt,
+        "ledger batch"
+    );
+    match outcome {
+        Ok(mut results) => {
+            for (i, submission) in batch.into_iter().enumerate() {
+                let result = std::mem::take(&mut results[i]);
+                let _ = submission.reply.send(Ok(result));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            tracing::error!(error = %message, "ledger batch failed");
+            for submission in batch {
+                let _ = submission
+                    .reply
+                    .send(Err(ApiError::internal(anyhow::anyhow!("{message}"))));
+            }
+        }
+    }
+}
+
+async fn run(
+    db: &Db,
+    clock: &dyn Clock,
+    batch: &[Submission],
+    tenants: &[&TenantId],
+) -> anyhow::Result<Vec<Vec<TransferResult>>> {
+    let mut results: Vec<Vec<TransferResult>> = vec![Vec::new(); batch.len()];
+    let mut tx = db.begin(clock.now()).await?;
+    for tenant in tenants {
+        let indices: Vec<usize> = (0..batch.len())
+            .filter(|&i| &batch[i].tenant_id == *tenant)
+            .collect();
+        let requests: Vec<Vec<Op>> = indices.iter().map(|&i| batch[i].ops.clone()).collect();
+        let per_request = store::apply(&mut tx, tenant, &requests)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        for (index, result) in indices.into_iter().zip(per_request) {
+            results[index] = result;
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Deadlocks, serialization failures, concurrent inserts of the same id, a busy SQLite.
+fn is_transient(error: &anyhow::Error) -> bool {
+    let text = error.to_string();
+    if let Some(sqlx::Error::Database(db)) = error.downcast_ref::<sqlx::Error>() {
+        if let Some(code) = db.code() {
+            if matches!(
+                code.as_ref(),
+                "40001" | "40P01" | "23505" | "5" | "517" | "2067" | "1555"
+            ) {
+                return true;
+            }
+        }
+    }
+    text.contains("deadlock")
+        || text.contains("could not serialize")
+        || text.contains("duplicate key")
+        || text.contains("UNIQUE constraint failed")
+        || text.contains("database is locked")
+}

@@ -1,0 +1,451 @@
+//! Ledger SQL, and [`apply`]: run operations inside a transaction.
+//!
+//! `apply` loads the pending transfers that operations refer to, locks the touched accounts in
+//! a fixed order (address, then asset; on PostgreSQL with `FOR UPDATE`, on SQLite the single
+//! writer is the lock), creates missing accounts, reads which transfer ids and resolutions
+//! already exist *after* taking the locks (so two processes cannot both decide a transfer is
+//! new or a pending one unresolved), applies the rules in memory ([`super::engine`]) and
+//! writes the new transfers, resolutions and account totals with multi-row statements.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::{json, Value};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::engine::{apply_ops, AccountKey, Book, Op, Totals};
+use super::model::{Address, Asset, Balance, Transfer, TransferResult};
+use crate::common::db::{Backend, Tx};
+use crate::common::error::ApiResult;
+use crate::common::events::NewEvent;
+use crate::common::ids::TenantId;
+use crate::common::scheduler;
+use crate::common::sql::{Arg, Sql};
+use crate::common::time::{micros_to_rfc3339, to_micros};
+
+/// Scheduler job kind that expires a pending transfer.
+pub const PENDING_TIMEOUT_JOB: &str = "ledger.pending_timeout";
+
+const TRANSFER_COLUMNS: &str = "t.id, t.debit_address, t.credit_address, t.asset, t.amount, \
+    t.code, t.reference, t.metadata, t.pending, t.timeout_at, t.linked, t.created_at, \
+    r.kind AS resolution_kind, r.amount AS resolution_amount, r.resolved_at";
+
+/// A transfer row (with its resolution, if any) as the API shows it.
+pub fn transfer_from_row(row: &AnyRow) -> Result<Transfer, sqlx::Error> {
+    let pending = row.try_get::<i64, _>("pending")? != 0;
+    let amount: i64 = row.try_get("amount")?;
+    let kind: Option<String> = row.try_get("resolution_kind")?;
+    let resolution_amount: Option<i64> = row.try_get("resolution_amount")?;
+    let asset: String = row.try_get("asset")?;
+    let metadata: String = row.try_get("metadata")?;
+    let (status, posted_amount) = match (pending, kind) {
+        (false, _) => ("posted".to_owned(), Some(amount)),
+        (true, None) => ("pending".to_owned(), None),
+        (true, Some(kind)) => (kind, resolution_amount),
+    };
+    Ok(Transfer {
+        id: row.try_get("id")?,
+        from: row.try_get("debit_address")?,
+        to: row.try_get("credit_address")?,
+        asset: Asset::parse(&asset).unwrap_or(Asset::Points),
+        amount,
+        code: row.try_get("code")?,
+        reference: row.try_get("reference")?,
+        metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
+        pending,
+        linked: row.try_get::<i64, _>("linked")? != 0,
+        status,
+        posted_amount,
+        timeout_at: row
+            .try_get::<Option<i64>, _>("timeout_at")?
+            .map(micros_to_rfc3339),
+        created_at: micros_to_rfc3339(row.try_get("created_at")?),
+        resolved_at: row
+            .try_get::<Option<i64>, _>("resolved_at")?
+            .map(micros_to_rfc3339),
+    })
+}
+
+fn push_list<'a>(sql: &mut Sql, values: impl IntoIterator<Item = &'a str>) {
+    sql.push("(");
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(v);
+    }
+    sql.push(")");
+}
+
+/// Transfers by id, with their resolution state.
+pub async fn load_transfers(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    ids: &[&str],
+) -> Result<HashMap<String, Transfer>, sqlx::Error> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            &format!(
+                "SELECT {TRANSFER_COLUMNS} FROM ledger_transfer t LEFT JOIN ledger_resolution r \
+             ON r.tenant_id = t.tenant_id AND r.pending_id = t.id WHERE t.tenant_id = "
+            ),
+        );
+        sql.bind(tenant_id.as_str()).push(" AND t.id IN ");
+        push_list(&mut sql, chunk.iter().copied());
+        for row in sql.query().fetch_all(&mut *conn).await? {
+            let t = transfer_from_row(&row)?;
+            out.insert(t.id.clone(), t);
+        }
+    }
+    Ok(out)
+}
+
+/// Lock and read accounts (sorted), creating the missing ones.
+async fn lock_accounts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant_id: &TenantId,
+    keys: &BTreeSet<AccountKey>,
+    created_at: i64,
+) -> Result<HashMap<AccountKey, Totals>, sqlx::Error> {
+    let mut found = select_accounts(conn, backend, tenant_id, keys).await?;
+    let missing: Vec<&AccountKey> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
+    if !missing.is_empty() {
+        for chunk in missing.chunks(500) {
+            let mut sql = Sql::for_conn(
+                &*conn,
+                "INSERT INTO ledger_account (tenant_id, address, asset, created_at) VALUES ",
+            );
+            sql.values(chunk.iter(), |(address, asset)| {
+                vec![
+                    Arg::from(tenant_id.as_str()),
+                    Arg::from(address.as_str()),
+                    Arg::from(asset.as_str()),
+                    Arg::from(created_at),
+                ]
+            });
+            sql.push(" ON CONFLICT DO NOTHING");
+            sql.query().execute(&mut *conn).await?;
+        }
+        let missing: BTreeSet<AccountKey> = missing.into_iter().cloned().collect();
+        found.extend(select_accounts(conn, backend, tenant_id, &missing).await?);
+    }
+    Ok(found)
+}
+
+async fn select_accounts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant_id: &TenantId,
+    keys: &BTreeSet<AccountKey>,
+) -> Result<HashMap<AccountKey, Totals>, sqlx::Error> {
+    let mut out = HashMap::new();
+    let addresses: BTreeSet<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
+    let assets: BTreeSet<&str> = keys.iter().map(|(_, a)| a.as_str()).collect();
+    let addresses: Vec<&str> = addresses.into_iter().collect();
+    for chunk in addresses.chunks(500) {
+        let mut sql = Sql::for_conn(&*conn,
+            "SELECT address, asset, debits_posted, credits_posted, debits_pending, credits_pending \
+             FROM ledger_account WHERE tenant_id = ",
+        );
+        sql.bind(tenant_id.as_str()).push(" AND address IN ");
+        push_list(&mut sql, chunk.iter().copied());
+        sql.push(" AND asset IN ");
+        push_list(&mut sql, assets.iter().copied());
+        sql.push(" ORDER BY address, asset");
+        if backend == Backend::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        for row in sql.query().fetch_all(&mut *conn).await? {
+            let address = Address::from_db(row.try_get("address")?);
+            let asset: String = row.try_get("asset")?;
+            let Some(asset) = Asset::parse(&asset) else {
+                continue;
+            };
+            let key = (address, asset);
+            if keys.contains(&key) {
+                out.insert(
+                    key,
+                    Totals {
+                        debits_posted: row.try_get("debits_posted")?,
+                        credits_posted: row.try_get("credits_posted")?,
+                        debits_pending: row.try_get("debits_pending")?,
+                        credits_pending: row.try_get("credits_pending")?,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Which of these member ids exist in the tenant.
+async fn existing_members(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut out = HashSet::new();
+    for chunk in ids.chunks(500) {
+        let mut sql = Sql::for_conn(&*conn, "SELECT id FROM member WHERE tenant_id = ");
+        sql.bind(tenant_id.as_str()).push(" AND id IN ");
+        push_list(&mut sql, chunk.iter().copied());
+        for row in sql.query().fetch_all(&mut *conn).await? {
+            out.insert(row.try_get::<String, _>("id")?);
+        }
+    }
+    Ok(out)
+}
+
+/// Apply operations (one `Vec<Op>` per caller, each its own linked-chain scope) inside `tx`.
+/// Returns one result list per caller. Nothing is committed here.
+pub async fn apply(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    requests: &[Vec<Op>],
+) -> ApiResult<Vec<Vec<TransferResult>>> {
+    let now = tx.now();
+    let now_micros = to_micros(now);
+    let backend = tx.backend();
+    let conn = tx.conn();
+
+    // 1. Pending transfers that post/void/expire refer to (rows are immutable: safe to read
+    //    before locking; their resolution state is read again after).
+    let resolve_ids: Vec<&str> = requests
+        .iter()
+        .flatten()
+        .filter(|op| !matches!(op, Op::Create(_)))
+        .map(Op::id)
+        .collect();
+    let referenced = load_transfers(conn, tenant_id, &resolve_ids).await?;
+
+    // 2. Lock every account involved, in order.
+    let mut keys: BTreeSet<AccountKey> = BTreeSet::new();
+    for op in requests.iter().flatten() {
+        if let Op::Create(t) = op {
+            keys.insert((t.from.clone(), t.asset));
+            keys.insert((t.to.clone(), t.asset));
+        }
+    }
+    for t in referenced.values() {
+        if let (Some(from), Some(to)) = (Address::parse(&t.from), Address::parse(&t.to)) {
+            keys.insert((from, t.asset));
+            keys.insert((to, t.asset));
+        }
+    }
+    // Member accounts are created only for members that exist.
+    let member_ids: BTreeSet<&str> = keys.iter().filter_map(|(a, _)| a.member_id()).collect();
+    let member_ids: Vec<&str> = member_ids.into_iter().collect();
+    let members = existing_members(conn, tenant_id, &member_ids).await?;
+    keys.retain(|(a, _)| a.member_id().is_none_or(|m| members.contains(m)));
+    let accounts = lock_accounts(conn, backend, tenant_id, &keys, now_micros).await?;
+
+    // 3. With the locks held, what already exists.
+    let mut ids: Vec<&str> = requests.iter().flatten().map(Op::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let transfers = load_transfers(conn, tenant_id, &ids).await?;
+
+    // 4. The rules, in memory.
+    let mut book = Book {
+        accounts,
+        transfers,
+        members: members.iter().map(|m| format!("member:{m}")).collect(),
+        now: now.to_string(),
+        ..Book::default()
+    };
+    let results: Vec<Vec<TransferResult>> = requests
+        .iter()
+        .map(|ops| apply_ops(&mut book, ops))
+        .collect();
+
+    // 5. Write.
+    write(tx, tenant_id, &book, now_micros).await?;
+    Ok(results)
+}
+
+async fn write(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    book: &Book,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let writes = &book.writes;
+    if writes.transfers.is_empty() && writes.resolutions.is_empty() {
+        return Ok(());
+    }
+    let conn = tx.conn();
+    for chunk in writes.transfers.chunks(500) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "INSERT INTO ledger_transfer (tenant_id, id, debit_address, credit_address, asset, \
+             amount, code, reference, metadata, pending, timeout_at, linked, created_at) VALUES ",
+        );
+        sql.values(chunk, |t| {
+            vec![
+                Arg::from(tenant_id.as_str()),
+                Arg::from(t.id.as_str()),
+                Arg::from(t.from.as_str()),
+                Arg::from(t.to.as_str()),
+                Arg::from(t.asset.as_str()),
+                Arg::from(t.amount),
+                Arg::from(t.code.as_str()),
+                Arg::from(t.reference.clone()),
+                Arg::from(t.metadata.to_string()),
+                Arg::from(i64::from(t.pending)),
+                Arg::from(t.timeout_secs.map(|s| now + s * 1_000_000)),
+                Arg::from(i64::from(t.linked)),
+                Arg::from(now),
+            ]
+        });
+        sql.query().execute(&mut *conn).await?;
+    }
+    for chunk in writes.resolutions.chunks(500) {
+        let mut sql = Sql::for_conn(&*conn,
+            "INSERT INTO ledger_resolution (tenant_id, pending_id, kind, amount, resolved_at) VALUES ",
+        );
+        sql.values(chunk, |(id, kind, amount)| {
+            vec![
+                Arg::from(tenant_id.as_str()),
+                Arg::from(id.as_str()),
+                Arg::from(kind.as_str()),
+                Arg::from(*amount),
+                Arg::from(now),
+            ]
+        });
+        sql.query().execute(&mut *conn).await?;
+    }
+    let dirty: Vec<(&AccountKey, &Totals)> = book
+        .dirty
+        .iter()
+        .filter_map(|k| book.accounts.get(k).map(|t| (k, t)))
+        .collect();
+    for chunk in dirty.chunks(500) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "UPDATE ledger_account SET debits_posted = v.column3, credits_posted = v.column4, \
+             debits_pending = v.column5, credits_pending = v.column6 FROM (VALUES ",
+        );
+        sql.values(chunk, |((address, asset), t)| {
+            vec![
+                Arg::from(address.as_str()),
+                Arg::from(asset.as_str()),
+                Arg::from(t.debits_posted),
+                Arg::from(t.credits_posted),
+                Arg::from(t.debits_pending),
+                Arg::from(t.credits_pending),
+            ]
+        });
+        sql.push(") AS v WHERE ledger_account.tenant_id = ")
+            .bind(tenant_id.as_str())
+            .push(" AND ledger_account.address = v.column1 AND ledger_account.asset = v.column2");
+        sql.query().execute(&mut *conn).await?;
+    }
+    let timeouts: Vec<scheduler::NewJob> = writes
+        .transfers
+        .iter()
+        .filter_map(|t| {
+            t.timeout_secs.map(|secs| scheduler::NewJob {
+                id: format!("{PENDING_TIMEOUT_JOB}:{}", t.id),
+                kind: PENDING_TIMEOUT_JOB,
+                due_at: now + secs * 1_000_000,
+                payload: json!({ "pending_id": t.id }),
+            })
+        })
+        .collect();
+    scheduler::schedule(conn, tenant_id, &timeouts, now).await?;
+    // One event per batch and tenant: the transfer table is the ledger's own log; the event
+    // tells outbox readers which transfers and resolutions appeared.
+    let created: Vec<&str> = writes.transfers.iter().map(|t| t.id.as_str()).collect();
+    let resolved: Vec<Value> = writes
+        .resolutions
+        .iter()
+        .map(|(id, kind, amount)| json!({ "id": id, "status": kind.as_str(), "posted_amount": amount }))
+        .collect();
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "ledger.transfers_committed",
+        None,
+        json!({ "created": created, "resolved": resolved }),
+    ));
+    Ok(())
+}
+
+/// Balances of one address for every asset (zero where no account exists yet).
+pub async fn balances(
+    pool: &sqlx::AnyPool,
+    tenant_id: &TenantId,
+    address: &Address,
+) -> Result<Vec<(Asset, Balance)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT asset, debits_posted, credits_posted, debits_pending, credits_pending \
+         FROM ledger_account WHERE tenant_id = $1 AND address = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(address.as_str())
+    .fetch_all(pool)
+    .await?;
+    let mut by_asset: HashMap<Asset, Balance> = HashMap::new();
+    for row in rows {
+        let asset: String = row.try_get("asset")?;
+        if let Some(asset) = Asset::parse(&asset) {
+            by_asset.insert(
+                asset,
+                Balance::from_totals(
+                    row.try_get("debits_posted")?,
+                    row.try_get("credits_posted")?,
+                    row.try_get("debits_pending")?,
+                    row.try_get("credits_pending")?,
+                ),
+            );
+        }
+    }
+    Ok(Asset::ALL
+        .into_iter()
+        .map(|a| (a, by_asset.get(&a).copied().unwrap_or_default()))
+        .collect())
+}
+
+/// A page of an address's transfers, newest first; `before` is the cursor `(created_at, id)`.
+pub async fn history(
+    pool: &sqlx::AnyPool,
+    tenant_id: &TenantId,
+    address: &Address,
+    asset: Option<Asset>,
+    before: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<(i64, Transfer)>, sqlx::Error> {
+    let mut sql = Sql::new("SELECT * FROM (");
+    for (i, side) in ["debit_address", "credit_address"].iter().enumerate() {
+        if i > 0 {
+            sql.push(" UNION ALL ");
+        }
+        sql.push(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfer t LEFT JOIN ledger_resolution r \
+             ON r.tenant_id = t.tenant_id AND r.pending_id = t.id WHERE t.tenant_id = "
+        ));
+        sql.bind(tenant_id.as_str())
+            .push(&format!(" AND t.{side} = "))
+            .bind(address.as_str());
+        if let Some(asset) = asset {
+            sql.push(" AND t.asset = ").bind(asset.as_str());
+        }
+        if let Some((at, id)) = &before {
+            sql.push(" AND (t.created_at < ")
+                .bind(*at)
+                .push(" OR (t.created_at = ")
+                .bind(*at)
+                .push(" AND t.id < ")
+                .bind(id.as_str())
+                .push("))");
+        }
+    }
+    sql.push(") h ORDER BY created_at DESC, id DESC LIMIT ")
+        .bind(limit);
+    let rows = sql.query().fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("created_at")?, transfer_from_row(row)?)))
+        .collect()
+}

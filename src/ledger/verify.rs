@@ -1,0 +1,212 @@
+//! `shequn ledger verify` and `GET /v1/ledger/verify`: check the ledger's invariants from the
+//! stored rows.
+//!
+//! Per asset, all balances sum to zero (and pending debits equal pending credits); each
+//! account's stored totals equal the sums recomputed from its transfers and resolutions; no
+//! member account is negative or over-committed; no pending transfer was resolved twice, and
+//! every resolution belongs to a pending transfer and posts no more than it reserved.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::{AnyPool, Row as _};
+use utoipa::ToSchema;
+
+use super::engine::Totals;
+use crate::common::ids::TenantId;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssetSummary {
+    /// Sum of all posted balances (must be 0).
+    pub balance_sum: i64,
+    pub pending_debits: i64,
+    pub pending_credits: i64,
+    pub accounts: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Violation {
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub tenant_id: String,
+    pub transfers: i64,
+    pub assets: BTreeMap<String, AssetSummary>,
+    pub violations: Vec<Violation>,
+}
+
+type Key = (String, String);
+
+async fn sums(
+    pool: &AnyPool,
+    sql: &str,
+    tenant_id: &TenantId,
+) -> Result<HashMap<Key, i64>, sqlx::Error> {
+    let rows = sqlx::query(sql)
+        .bind(tenant_id.as_str())
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (row.try_get("address")?, row.try_get("asset")?),
+                row.try_get::<i64, _>("total")?,
+            ))
+        })
+        .collect()
+}
+
+fn side(column: &str, condition: &str) -> String {
+    format!(
+        "SELECT t.{column} AS address, t.asset, CAST(SUM(t.amount) AS BIGINT) AS total \
+         FROM ledger_transfer t LEFT JOIN ledger_resolution r \
+         ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \
+         WHERE t.tenant_id = $1 AND {condition} GROUP BY t.{column}, t.asset"
+    )
+}
+
+fn resolved_side(column: &str) -> String {
+    format!(
+        "SELECT t.{column} AS address, t.asset, CAST(SUM(r.amount) AS BIGINT) AS total \
+         FROM ledger_resolution r JOIN ledger_transfer t \
+         ON t.tenant_id = r.tenant_id AND t.id = r.pending_id \
+         WHERE r.tenant_id = $1 AND r.kind = 'posted' GROUP BY t.{column}, t.asset"
+    )
+}
+
+/// Check every invariant for one tenant.
+pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport, sqlx::Error> {
+    let mut violations = Vec::new();
+    let rows = sqlx::query(
+        "SELECT address, asset, debits_posted, credits_posted, debits_pending, credits_pending \
+         FROM ledger_account WHERE tenant_id = $1",
+    )
+    .bind(tenant_id.as_str())
+    .fetch_all(pool)
+    .await?;
+    let mut stored: HashMap<Key, Totals> = HashMap::new();
+    for row in &rows {
+        stored.insert(
+            (row.try_get("address")?, row.try_get("asset")?),
+            Totals {
+                debits_posted: row.try_get("debits_posted")?,
+                credits_posted: row.try_get("credits_posted")?,
+                debits_pending: row.try_get("debits_pending")?,
+                credits_pending: row.try_get("credits_pending")?,
+            },
+        );
+    }
+
+    let debits = sums(pool, &side("debit_address", "t.pending = 0"), tenant_id).await?;
+    let credits = sums(pool, &side("credit_address", "t.pending = 0"), tenant_id).await?;
+    let posted_debits = sums(pool, &resolved_side("debit_address"), tenant_id).await?;
+    let posted_credits = sums(pool, &resolved_side("credit_address"), tenant_id).await?;
+    let open = "t.pending = 1 AND r.pending_id IS NULL";
+    let pending_debits = sums(pool, &side("debit_address", open), tenant_id).await?;
+    let pending_credits = sums(pool, &side("credit_address", open), tenant_id).await?;
+
+    let mut keys: Vec<Key> = stored.keys().cloned().collect();
+    for map in [&debits, &credits, &pending_debits, &pending_credits] {
+        keys.extend(map.keys().cloned());
+    }
+    keys.sort();
+    keys.dedup();
+    let get = |map: &HashMap<Key, i64>, key: &Key| map.get(key).copied().unwrap_or(0);
+    let mut assets: BTreeMap<String, AssetSummary> = BTreeMap::new();
+    for key in &keys {
+        let recomputed = Totals {
+            debits_posted: get(&debits, key) + get(&posted_debits, key),
+            credits_posted: get(&credits, key) + get(&posted_credits, key),
+            debits_pending: get(&pending_debits, key),
+            credits_pending: get(&pending_credits, key),
+        };
+        let actual = stored.get(key).copied();
+        if actual != Some(recomputed) {
+            violations.push(Violation {
+                kind: "balance_differs_from_transfers".into(),
+                detail: json!({
+                    "address": key.0, "asset": key.1,
+                    "stored": actual.map(|t| json!([t.debits_posted, t.credits_posted, t.debits_pending, t.credits_pending])),
+                    "recomputed": [recomputed.debits_posted, recomputed.credits_posted, recomputed.debits_pending, recomputed.credits_pending],
+                }),
+            });
+        }
+        let totals = actual.unwrap_or(recomputed);
+        let balance = totals.credits_posted - totals.debits_posted;
+        if key.0.starts_with("member:")
+            && (balance < 0 || totals.debits_posted + totals.debits_pending > totals.credits_posted)
+        {
+            violations.push(Violation {
+                kind: "member_balance_negative".into(),
+                detail: json!({ "address": key.0, "asset": key.1, "balance": balance,
+                                "pending_debits": totals.debits_pending }),
+            });
+        }
+        let summary = assets.entry(key.1.clone()).or_insert(AssetSummary {
+            balance_sum: 0,
+            pending_debits: 0,
+            pending_credits: 0,
+            accounts: 0,
+        });
+        summary.balance_sum += balance;
+        summary.pending_debits += totals.debits_pending;
+        summary.pending_credits += totals.credits_pending;
+        summary.accounts += 1;
+    }
+    for (asset, summary) in &assets {
+        if summary.balance_sum != 0 || summary.pending_debits != summary.pending_credits {
+            violations.push(Violation {
+                kind: "asset_does_not_sum_to_zero".into(),
+                detail: json!({ "asset": asset, "balance_sum": summary.balance_sum,
+                                "pending_debits": summary.pending_debits,
+                                "pending_credits": summary.pending_credits }),
+            });
+        }
+    }
+
+    let twice = sqlx::query(
+        "SELECT pending_id, COUNT(*) AS n FROM ledger_resolution WHERE tenant_id = $1 \
+         GROUP BY pending_id HAVING COUNT(*) > 1",
+    )
+    .bind(tenant_id.as_str())
+    .fetch_all(pool)
+    .await?;
+    for row in twice {
+        violations.push(Violation {
+            kind: "pending_resolved_twice".into(),
+            detail: json!({ "pending_id": row.try_get::<String, _>("pending_id")? }),
+        });
+    }
+    let bad = sqlx::query(
+        "SELECT r.pending_id, r.amount, t.amount AS reserved, t.pending FROM ledger_resolution r \
+         LEFT JOIN ledger_transfer t ON t.tenant_id = r.tenant_id AND t.id = r.pending_id \
+         WHERE r.tenant_id = $1 AND (t.id IS NULL OR t.pending = 0 OR r.amount > t.amount OR r.amount < 0)",
+    )
+    .bind(tenant_id.as_str())
+    .fetch_all(pool)
+    .await?;
+    for row in bad {
+        violations.push(Violation {
+            kind: "invalid_resolution".into(),
+            detail: json!({ "pending_id": row.try_get::<String, _>("pending_id")? }),
+        });
+    }
+    let transfers: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transfer WHERE tenant_id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_one(pool)
+            .await?;
+    Ok(VerifyReport {
+        ok: violations.is_empty(),
+        tenant_id: tenant_id.to_string(),
+        transfers,
+        assets,
+        violations,
+    })
+}
