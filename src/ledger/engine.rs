@@ -294,7 +294,10 @@ impl Book {
         resolved.status = kind.as_str().to_owned();
         resolved.posted_amount = Some(posted);
         resolved.resolved_at = Some(self.now.clone());
-        undo.push(Undo::Transfer(pending_id.to_owned(), Some(Box::new(transfer))));
+        undo.push(Undo::Transfer(
+            pending_id.to_owned(),
+            Some(Box::new(transfer)),
+        ));
         self.transfers
             .insert(pending_id.to_owned(), resolved.clone());
         self.writes

@@ -7,7 +7,10 @@ use serde_json::Value;
 use crate::backend_tests;
 use crate::support::TestApp;
 
-backend_tests!(cli_manages_tenants_keys_and_imports);
+backend_tests!(
+    cli_manages_tenants_keys_and_imports,
+    ledger_verify_exits_nonzero_on_a_tampered_balance
+);
 
 fn shequn(database_url: &str, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_shequn"))
@@ -92,4 +95,41 @@ async fn cli_manages_tenants_keys_and_imports(app: TestApp) {
     let (code, _, err) = shequn(&url, &["keys", "list", "--tenant", "nonsense"]);
     assert_ne!(code, 0);
     assert!(err.contains("not a tenant id"));
+}
+
+async fn ledger_verify_exits_nonzero_on_a_tampered_balance(app: TestApp) {
+    let member = app.member("v1").await;
+    let reply = app
+        .post(
+            "/v1/ledger/transfers",
+            &serde_json::json!({"transfers": [{"id": "g", "from": "system:issuance",
+                "to": format!("member:{member}"), "asset": "points", "amount": 10, "code": "grant"}]}),
+        )
+        .await;
+    assert_eq!(reply.body["results"][0]["status"], "created");
+    let url = app.database_url.clone();
+    let (code, out, err) = shequn(&url, &["ledger", "verify", "--tenant", &app.tenant_id]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(json_line(&out)["ok"], true);
+
+    // A points column drifting from its history is exactly what verify must catch.
+    sqlx::query("UPDATE ledger_account SET credits_posted = credits_posted + 5 WHERE address LIKE 'member:%'")
+        .execute(app.state.db.write())
+        .await
+        .unwrap();
+    let (code, out, _) = shequn(&url, &["ledger", "verify", "--tenant", &app.tenant_id]);
+    assert_eq!(code, 1);
+    let report = json_line(&out);
+    assert_eq!(report["ok"], false);
+    let kinds: Vec<&str> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"balance_differs_from_transfers"),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"asset_does_not_sum_to_zero"), "{kinds:?}");
 }

@@ -229,6 +229,14 @@ async fn openapi_covers_every_route_and_docs_work_offline(app: TestApp) {
         ("/v1/members/import", "post"),
         ("/v1/members/export", "get"),
         ("/v1/events", "get"),
+        ("/v1/ledger/transfers", "post"),
+        ("/v1/ledger/transfers/{id}", "get"),
+        ("/v1/ledger/transfers/{id}/post", "post"),
+        ("/v1/ledger/transfers/{id}/void", "post"),
+        ("/v1/members/{id}/balances", "get"),
+        ("/v1/members/{id}/transfers", "get"),
+        ("/v1/ledger/accounts/{address}", "get"),
+        ("/v1/ledger/verify", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

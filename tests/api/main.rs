@@ -7,4 +7,5 @@ mod cli;
 mod foundation;
 mod idempotency;
 mod import_export;
+mod ledger;
 mod members;

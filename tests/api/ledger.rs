@@ -1,0 +1,641 @@
+//! Ledger API: transfers, pending post/void, linked chains, balances, history, verification,
+//! concurrency, retries, expiry across a restart, and a property test against a small model.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use shequn::common::clock::Clock as _;
+
+use crate::backend_tests;
+use crate::support::TestApp;
+
+backend_tests!(
+    transfers_move_points_and_balances_add_up,
+    transfer_ids_are_idempotency_keys,
+    invalid_transfers_are_rejected_whole,
+    pending_transfers_post_or_void_exactly_once,
+    linked_transfers_succeed_or_fail_together,
+    history_pages_newest_first,
+    another_tenant_cannot_touch_the_ledger,
+    thousand_concurrent_spends_against_five_hundred_points,
+    concurrent_retries_of_one_id_apply_once,
+    pending_transfers_expire_across_a_restart,
+    random_operation_sequences_match_a_model,
+);
+
+fn t(id: &str, from: &str, to: &str, amount: i64) -> Value {
+    json!({"id": id, "from": from, "to": to, "asset": "points", "amount": amount, "code": "test"})
+}
+
+async fn submit(app: &TestApp, transfers: Vec<Value>) -> Vec<String> {
+    let reply = app
+        .post("/v1/ledger/transfers", &json!({ "transfers": transfers }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn balance(app: &TestApp, member: &str, asset: &str) -> Value {
+    let reply = app.get(&format!("/v1/members/{member}/balances")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body[asset].clone()
+}
+
+async fn verify_ok(app: &TestApp) {
+    let reply = app.get("/v1/ledger/verify").await;
+    assert_eq!(reply.body["ok"], true, "{}", reply.body);
+}
+
+async fn transfers_move_points_and_balances_add_up(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    let statuses = submit(
+        &app,
+        vec![
+            t("grant-1", "system:issuance", &addr, 100),
+            t("spend-1", &addr, "system:redemption", 30),
+            t("spend-2", &addr, "system:redemption", 71),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, ["created", "created", "insufficient_funds"]);
+    let points = balance(&app, &m, "points").await;
+    assert_eq!(
+        points,
+        json!({"balance": 70, "pending_debits": 0, "pending_credits": 0, "available": 70})
+    );
+    let wallet = balance(&app, &m, "wallet_principal").await;
+    assert_eq!(wallet["balance"], 0);
+    let issuance = app.get("/v1/ledger/accounts/system:issuance").await;
+    assert_eq!(issuance.body["points"]["balance"], -100);
+    let transfer = app.get("/v1/ledger/transfers/spend-1").await;
+    assert_eq!(transfer.body["status"], "posted");
+    assert_eq!(transfer.body["from"], addr.as_str());
+    assert_eq!(
+        app.get("/v1/ledger/transfers/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    verify_ok(&app).await;
+}
+
+async fn transfer_ids_are_idempotency_keys(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    assert_eq!(
+        submit(&app, vec![t("g", "system:issuance", &addr, 50)]).await,
+        ["created"]
+    );
+    assert_eq!(
+        submit(&app, vec![t("g", "system:issuance", &addr, 50)]).await,
+        ["exists"]
+    );
+    assert_eq!(
+        submit(&app, vec![t("g", "system:issuance", &addr, 51)]).await,
+        ["exists_with_different_fields"]
+    );
+    assert_eq!(
+        balance(&app, &m, "points").await["balance"],
+        50,
+        "applied once"
+    );
+    verify_ok(&app).await;
+}
+
+async fn invalid_transfers_are_rejected_whole(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    let cases = [
+        (t("x", "system:issuance", &addr, 0), "transfers[1].amount"),
+        (t("x", "bank:1", &addr, 5), "transfers[1].from"),
+        (t("", "system:issuance", &addr, 5), "transfers[1].id"),
+        (
+            json!({"id": "x", "from": "system:issuance", "to": addr, "asset": "points", "amount": 5, "code": "bad code!"}),
+            "transfers[1].code",
+        ),
+    ];
+    for (bad, field) in cases {
+        let reply = app
+            .post(
+                "/v1/ledger/transfers",
+                &json!({"transfers": [t("ok", "system:issuance", &addr, 5), bad]}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{:?}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["details"]["field"], field);
+    }
+    let unknown_asset = app
+        .post(
+            "/v1/ledger/transfers",
+            &json!({"transfers": [{"id": "x", "from": "system:a", "to": addr, "asset": "gold", "amount": 1, "code": "c"}]}),
+        )
+        .await;
+    assert_eq!(unknown_asset.status, StatusCode::BAD_REQUEST);
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| t(&format!("n{i}"), "system:issuance", &addr, 1))
+        .collect();
+    let reply = app
+        .post("/v1/ledger/transfers", &json!({ "transfers": too_many }))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        balance(&app, &m, "points").await["balance"],
+        0,
+        "nothing half-applied"
+    );
+}
+
+async fn pending_transfers_post_or_void_exactly_once(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    submit(&app, vec![t("g", "system:issuance", &addr, 100)]).await;
+    let mut hold = t("hold", &addr, "system:redemption", 80);
+    hold["pending"] = json!(true);
+    assert_eq!(submit(&app, vec![hold]).await, ["created"]);
+    let points = balance(&app, &m, "points").await;
+    assert_eq!(
+        points,
+        json!({"balance": 100, "pending_debits": 80, "pending_credits": 0, "available": 20})
+    );
+    assert_eq!(
+        submit(&app, vec![t("over", &addr, "system:redemption", 21)]).await,
+        ["insufficient_funds"],
+        "pending debits count against the balance"
+    );
+    let too_much = app
+        .post("/v1/ledger/transfers/hold/post", &json!({"amount": 81}))
+        .await;
+    assert_eq!(too_much.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let posted = app
+        .post("/v1/ledger/transfers/hold/post", &json!({"amount": 50}))
+        .await;
+    assert_eq!(posted.status, StatusCode::OK, "{:?}", posted.body);
+    assert_eq!(posted.body["status"], "posted");
+    assert_eq!(posted.body["posted_amount"], 50);
+    let again = app.post("/v1/ledger/transfers/hold/void", &json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.body["error"]["code"], "already_resolved");
+    let again = app.post("/v1/ledger/transfers/hold/post", &json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let points = balance(&app, &m, "points").await;
+    assert_eq!(
+        points,
+        json!({"balance": 50, "pending_debits": 0, "pending_credits": 0, "available": 50})
+    );
+
+    let mut hold2 = t("hold2", &addr, "system:redemption", 10);
+    hold2["pending"] = json!(true);
+    submit(&app, vec![hold2]).await;
+    let voided = app
+        .post("/v1/ledger/transfers/hold2/void", &json!({}))
+        .await;
+    assert_eq!(voided.body["status"], "voided");
+    assert_eq!(balance(&app, &m, "points").await["available"], 50);
+    let plain = app.post("/v1/ledger/transfers/g/void", &json!({})).await;
+    assert_eq!(plain.status, StatusCode::CONFLICT);
+    assert_eq!(plain.body["error"]["code"], "not_pending");
+    assert_eq!(
+        app.post("/v1/ledger/transfers/zzz/post", &json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    verify_ok(&app).await;
+}
+
+async fn linked_transfers_succeed_or_fail_together(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    // A top-up: principal and bonus, linked.
+    let mut principal = json!({"id": "top-p", "from": "system:cash_in", "to": addr, "asset": "wallet_principal",
+                               "amount": 10000, "code": "topup", "linked": true});
+    let bonus = json!({"id": "top-b", "from": "system:issuance", "to": addr, "asset": "wallet_bonus",
+                       "amount": 2000, "code": "topup_bonus"});
+    assert_eq!(
+        submit(&app, vec![principal.clone(), bonus]).await,
+        ["created", "created"]
+    );
+    // A chain whose second half fails leaves nothing behind.
+    principal["id"] = json!("top2-p");
+    let failing = t("top2-x", &addr, "system:redemption", 1);
+    assert_eq!(
+        submit(&app, vec![principal, failing]).await,
+        ["linked_transfer_failed", "insufficient_funds"]
+    );
+    assert_eq!(
+        balance(&app, &m, "wallet_principal").await["balance"],
+        10000
+    );
+    assert_eq!(balance(&app, &m, "wallet_bonus").await["balance"], 2000);
+    assert_eq!(
+        app.get("/v1/ledger/transfers/top2-p").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let mut open = t("open", "system:issuance", &addr, 1);
+    open["linked"] = json!(true);
+    assert_eq!(submit(&app, vec![open]).await, ["linked_chain_open"]);
+    verify_ok(&app).await;
+}
+
+async fn history_pages_newest_first(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    for i in 0..5 {
+        submit(
+            &app,
+            vec![t(&format!("h{i}"), "system:issuance", &addr, 10)],
+        )
+        .await;
+        app.clock.advance(jiff::SignedDuration::from_secs(1));
+    }
+    let mut wallet = t("w", "system:cash_in", &addr, 10);
+    wallet["asset"] = json!("wallet_principal");
+    submit(&app, vec![wallet]).await;
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/members/{m}/transfers?asset=points&limit=2");
+    loop {
+        let reply = app.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        for item in reply.body["data"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match reply.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/members/{m}/transfers?asset=points&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["h4", "h3", "h2", "h1", "h0"]);
+    let all = app.get(&format!("/v1/members/{m}/transfers")).await;
+    assert_eq!(all.body["data"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        app.get(&format!("/v1/members/{m}/transfers?asset=gold"))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+async fn another_tenant_cannot_touch_the_ledger(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    submit(&app, vec![t("g", "system:issuance", &addr, 10)]).await;
+    let (_, other) = app.other_tenant().await;
+    let as_other = |method, path: &str, body: Option<Value>| {
+        crate::support::build(method, path, Some(&other), body.as_ref(), None)
+    };
+    let reply = app
+        .send(as_other(
+            axum::http::Method::POST,
+            "/v1/ledger/transfers",
+            Some(json!({"transfers": [t("steal", &addr, "system:x", 5)]})),
+        ))
+        .await;
+    assert_eq!(reply.body["results"][0]["status"], "account_not_found");
+    let reply = app
+        .send(as_other(
+            axum::http::Method::GET,
+            &format!("/v1/members/{m}/balances"),
+            None,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = app
+        .send(as_other(
+            axum::http::Method::GET,
+            "/v1/ledger/transfers/g",
+            None,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(balance(&app, &m, "points").await["balance"], 10);
+}
+
+async fn thousand_concurrent_spends_against_five_hundred_points(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    submit(&app, vec![t("fund", "system:issuance", &addr, 500)]).await;
+    let app = Arc::new(app);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader polls the balance the whole time and must never see it below zero.
+    let reader = {
+        let (app, m, stop) = (app.clone(), m.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let points = balance(&app, &m, "points").await;
+                assert!(points["balance"].as_i64().unwrap() >= 0, "{points}");
+                assert!(points["available"].as_i64().unwrap() >= 0, "{points}");
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            reads
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (app, addr) = (app.clone(), addr.clone());
+        tasks.push(tokio::spawn(async move {
+            submit(
+                &app,
+                vec![t(&format!("spend-{i}"), &addr, "system:redemption", 1)],
+            )
+            .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap()[0].as_str() {
+            "created" => created += 1,
+            "insufficient_funds" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    assert_eq!(created, 500);
+    assert_eq!(balance(&app, &m, "points").await["balance"], 0);
+    verify_ok(&app).await;
+}
+
+async fn concurrent_retries_of_one_id_apply_once(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    let app = Arc::new(app);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (app, addr) = (app.clone(), addr.clone());
+        tasks.push(tokio::spawn(async move {
+            submit(&app, vec![t("reward-1", "system:issuance", &addr, 7)]).await
+        }));
+    }
+    let mut statuses = HashMap::new();
+    for task in tasks {
+        *statuses.entry(task.await.unwrap()[0].clone()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get("created"), Some(&1));
+    assert_eq!(statuses.get("exists"), Some(&49));
+    assert_eq!(balance(&app, &m, "points").await["balance"], 7);
+    verify_ok(&app).await;
+}
+
+async fn pending_transfers_expire_across_a_restart(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    submit(&app, vec![t("g", "system:issuance", &addr, 100)]).await;
+    let mut hold = t("hold", &addr, "system:redemption", 60);
+    hold["pending"] = json!(true);
+    hold["timeout_secs"] = json!(600);
+    assert_eq!(submit(&app, vec![hold]).await, ["created"]);
+    // Nothing is due yet.
+    assert_eq!(shequn::server::run_due_jobs(&app.state).await.unwrap(), 0);
+
+    // "Restart": a new state (new executor, new caches) over the same database, later in time.
+    let db = shequn::common::db::Db::connect(&app.database_url)
+        .await
+        .unwrap();
+    let clock = shequn::common::clock::ManualClock::new(
+        app.clock.now() + jiff::SignedDuration::from_secs(601),
+    );
+    let restarted = shequn::AppState::new(db, Arc::new(clock));
+    assert_eq!(shequn::server::run_due_jobs(&restarted).await.unwrap(), 1);
+    assert_eq!(
+        shequn::server::run_due_jobs(&restarted).await.unwrap(),
+        0,
+        "runs once"
+    );
+    let transfer = app.get("/v1/ledger/transfers/hold").await;
+    assert_eq!(transfer.body["status"], "expired");
+    let points = balance(&app, &m, "points").await;
+    assert_eq!(points["available"], 100);
+    assert_eq!(points["pending_debits"], 0);
+    let late = app.post("/v1/ledger/transfers/hold/post", &json!({})).await;
+    assert_eq!(
+        late.status,
+        StatusCode::CONFLICT,
+        "an expired transfer cannot be posted"
+    );
+    verify_ok(&app).await;
+}
+
+// --- property test -------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum ModelOp {
+    /// A request of 1–3 transfers; all but the last may be linked.
+    Create(Vec<(u8, u8, u8, i64, bool, bool)>),
+    Post(u8, Option<i64>),
+    Void(u8),
+}
+
+/// The model: balances and transfer states, nothing else.
+#[derive(Default)]
+struct Model {
+    posted: HashMap<u8, i64>,
+    pending_out: HashMap<u8, i64>,
+    transfers: HashMap<u8, (u8, u8, i64, bool, bool, String)>,
+}
+
+const ACCOUNTS: u8 = 5; // 0..3 members, 3 = system:issuance, 4 = system:redemption
+
+impl Model {
+    fn is_member(a: u8) -> bool {
+        a < 3
+    }
+
+    fn create(
+        &mut self,
+        id: u8,
+        from: u8,
+        to: u8,
+        amount: i64,
+        pending: bool,
+        linked: bool,
+    ) -> String {
+        if let Some((f, to2, a, p, l, _)) = self.transfers.get(&id) {
+            return if (*f, *to2, *a, *p, *l) == (from, to, amount, pending, linked) {
+                "exists".into()
+            } else {
+                "exists_with_different_fields".into()
+            };
+        }
+        if from == to {
+            return "same_account".into();
+        }
+        if Self::is_member(from) {
+            let available = self.posted.get(&from).copied().unwrap_or(0)
+                - self.pending_out.get(&from).copied().unwrap_or(0);
+            if available < amount {
+                return "insufficient_funds".into();
+            }
+        }
+        if pending {
+            *self.pending_out.entry(from).or_default() += amount;
+        } else {
+            *self.posted.entry(from).or_default() -= amount;
+            *self.posted.entry(to).or_default() += amount;
+        }
+        let state = if pending { "pending" } else { "posted" };
+        self.transfers
+            .insert(id, (from, to, amount, pending, linked, state.into()));
+        "created".into()
+    }
+
+    fn resolve(&mut self, id: u8, post: Option<Option<i64>>) -> String {
+        let Some((from, to, amount, pending, _, state)) = self.transfers.get(&id).cloned() else {
+            return "transfer_not_found".into();
+        };
+        if !pending {
+            return "not_pending".into();
+        }
+        if state != "pending" {
+            return "already_resolved".into();
+        }
+        let posted = match post {
+            Some(amount_opt) => amount_opt.unwrap_or(amount),
+            None => 0,
+        };
+        if post.is_some() && (posted > amount) {
+            return "amount_exceeds_pending".into();
+        }
+        *self.pending_out.entry(from).or_default() -= amount;
+        *self.posted.entry(from).or_default() -= posted;
+        *self.posted.entry(to).or_default() += posted;
+        let new_state = if post.is_some() { "posted" } else { "voided" };
+        self.transfers.get_mut(&id).unwrap().5 = new_state.into();
+        new_state.into()
+    }
+}
+
+fn address(members: &[String], a: u8) -> String {
+    match a {
+        3 => "system:issuance".into(),
+        4 => "system:redemption".into(),
+        m => format!("member:{}", members[m as usize]),
+    }
+}
+
+async fn random_operation_sequences_match_a_model(app: TestApp) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let transfer = (
+        0u8..12,
+        0u8..ACCOUNTS,
+        0u8..ACCOUNTS,
+        1i64..60,
+        any::<bool>(),
+        any::<bool>(),
+    );
+    let op = prop_oneof![
+        4 => proptest::collection::vec(transfer, 1..4).prop_map(ModelOp::Create),
+        1 => (0u8..12, proptest::option::of(1i64..60)).prop_map(|(id, a)| ModelOp::Post(id, a)),
+        1 => (0u8..12).prop_map(ModelOp::Void),
+    ];
+    let strategy = proptest::collection::vec(op, 1..25);
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let app = Arc::new(app);
+    let handle = tokio::runtime::Handle::current();
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let result = runner.run(&strategy, |ops| {
+        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let app = app.clone();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async move {
+                // Each case works in its own members and id space.
+                let members: Vec<String> = futures::future::join_all(
+                    (0..3).map(|i| { let app = app.clone(); async move { app.member(&format!("c{n}-m{i}")).await } }),
+                ).await;
+                let mut model = Model::default();
+                let id = |i: u8| format!("c{n}-t{i}");
+                for op in ops {
+                    match op {
+                        ModelOp::Create(list) => {
+                            let len = list.len();
+                            let body: Vec<Value> = list
+                                .iter()
+                                .enumerate()
+                                .map(|(k, (i, f, to, a, p, l))| {
+                                    json!({"id": id(*i), "from": address(&members, *f), "to": address(&members, *to),
+                                           "asset": "points", "amount": a, "code": "prop", "pending": p,
+                                           "linked": *l && k + 1 < len})
+                                })
+                                .collect();
+                            let got = submit(&app, body).await;
+                            // Model the request: linked chains all-or-nothing.
+                            let mut expected = Vec::new();
+                            let mut k = 0;
+                            while k < len {
+                                let mut end = k;
+                                while end + 1 < len && list[end].5 { end += 1; }
+                                let snapshot = (model.posted.clone(), model.pending_out.clone(), model.transfers.clone());
+                                let mut chain = Vec::new();
+                                let mut failed_at = None;
+                                for (j, (i, f, to, a, p, l)) in list[k..=end].iter().enumerate() {
+                                    let linked = *l && k + j + 1 < len;
+                                    let status = model.create(*i, *f, *to, *a, *p, linked);
+                                    let ok = status == "created" || status == "exists";
+                                    chain.push(status);
+                                    if !ok && end > k { failed_at = Some(j); break; }
+                                }
+                                if let Some(at) = failed_at {
+                                    model.posted = snapshot.0; model.pending_out = snapshot.1; model.transfers = snapshot.2;
+                                    for j in 0..=(end - k) {
+                                        expected.push(if j == at { chain[at].clone() } else { "linked_transfer_failed".into() });
+                                    }
+                                } else {
+                                    expected.extend(chain);
+                                }
+                                k = end + 1;
+                            }
+                            prop_assert_eq!(got, expected);
+                        }
+                        ModelOp::Post(i, amount) => {
+                            let body = match amount { Some(a) => json!({"amount": a}), None => json!({}) };
+                            let reply = app.post(&format!("/v1/ledger/transfers/{}/post", id(i)), &body).await;
+                            let expected = model.resolve(i, Some(amount));
+                            let got = reply.body["status"].as_str().map(str::to_owned)
+                                .or_else(|| reply.body["error"]["code"].as_str().map(|c| if c == "not_found" { "transfer_not_found".to_owned() } else { c.to_owned() }))
+                                .unwrap();
+                            prop_assert_eq!(got, expected);
+                        }
+                        ModelOp::Void(i) => {
+                            let reply = app.post(&format!("/v1/ledger/transfers/{}/void", id(i)), &json!({})).await;
+                            let expected = model.resolve(i, None);
+                            let got = reply.body["status"].as_str().map(str::to_owned)
+                                .or_else(|| reply.body["error"]["code"].as_str().map(|c| if c == "not_found" { "transfer_not_found".to_owned() } else { c.to_owned() }))
+                                .unwrap();
+                            prop_assert_eq!(got, expected);
+                        }
+                    }
+                    let report = app.get("/v1/ledger/verify").await;
+                    prop_assert_eq!(&report.body["ok"], &json!(true), "{}", report.body);
+                }
+                for (k, member) in members.iter().enumerate() {
+                    let points = balance(&app, member, "points").await;
+                    let k = k as u8;
+                    prop_assert_eq!(points["balance"].as_i64().unwrap(), model.posted.get(&k).copied().unwrap_or(0));
+                    prop_assert_eq!(points["pending_debits"].as_i64().unwrap(), model.pending_out.get(&k).copied().unwrap_or(0));
+                }
+                Ok(())
+            })
+        })
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
