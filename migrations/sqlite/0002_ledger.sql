@@ -31,7 +31,6 @@ CREATE TABLE ledger_transfer (
 );
 CREATE INDEX ledger_transfer_debit ON ledger_transfer (tenant_id, debit_address, created_at);
 CREATE INDEX ledger_transfer_credit ON ledger_transfer (tenant_id, credit_address, created_at);
-CREATE INDEX ledger_transfer_reference ON ledger_transfer (tenant_id, reference);
 
 CREATE TABLE ledger_resolution (
     tenant_id TEXT NOT NULL,

@@ -188,8 +188,9 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
 }
 
-/// The naive path: one transaction per transfer, rows locked one transfer at a time.
-async fn naive_spend(
+/// The naive path: one transaction per transfer, rows locked one transfer at a time (also
+/// used by the criterion bench `benches/ledger.rs`).
+pub async fn naive_spend(
     db: &Db,
     tenant: &TenantId,
     member: &Address,

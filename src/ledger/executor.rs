@@ -105,7 +105,14 @@ async fn execute(db: &Db, clock: &dyn Clock, batch: Vec<Submission>) {
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
-        match run(db, clock, &batch, &tenants).await {
+        // The first attempt is optimistic; a lost race retries with row locks, which always
+        // makes progress.
+        let locking = if attempt == 1 {
+            store::Locking::Optimistic
+        } else {
+            store::Locking::Pessimistic
+        };
+        match run(db, clock, &batch, &tenants, locking).await {
             Ok(results) => break Ok(results),
             Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
                 tracing::debug!(%error, attempt, "ledger batch conflict; retrying");
@@ -143,6 +150,7 @@ async fn run(
     clock: &dyn Clock,
     batch: &[Submission],
     tenants: &[&TenantId],
+    locking: store::Locking,
 ) -> anyhow::Result<Vec<Vec<TransferResult>>> {
     let mut results: Vec<Vec<TransferResult>> = vec![Vec::new(); batch.len()];
     let mut tx = db.begin(clock.now()).await?;
@@ -151,7 +159,7 @@ async fn run(
             .filter(|&i| &batch[i].tenant_id == *tenant)
             .collect();
         let requests: Vec<Vec<Op>> = indices.iter().map(|&i| batch[i].ops.clone()).collect();
-        let per_request = store::apply(&mut tx, tenant, &requests)
+        let per_request = store::apply(&mut tx, tenant, &requests, locking)
             .await
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         for (index, result) in indices.into_iter().zip(per_request) {
@@ -175,7 +183,8 @@ fn is_transient(error: &anyhow::Error) -> bool {
             }
         }
     }
-    text.contains("deadlock")
+    text.contains(store::CONCURRENT_UPDATE)
+        || text.contains("deadlock")
         || text.contains("could not serialize")
         || text.contains("duplicate key")
         || text.contains("UNIQUE constraint failed")

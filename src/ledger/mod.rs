@@ -327,9 +327,14 @@ pub async fn expire_pending(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .to_owned();
     let mut tx = state.begin().await?;
     let op = Op::Expire { pending_id };
-    store::apply(&mut tx, &job.tenant_id, &[vec![op]])
-        .await
-        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    store::apply(
+        &mut tx,
+        &job.tenant_id,
+        &[vec![op]],
+        store::Locking::Pessimistic,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     scheduler::complete(tx.conn(), job).await?;
     tx.commit().await?;
     Ok(())
@@ -342,6 +347,6 @@ pub async fn apply_in(
     tenant_id: &TenantId,
     ops: Vec<Op>,
 ) -> ApiResult<Vec<TransferResult>> {
-    let mut results = store::apply(tx, tenant_id, &[ops]).await?;
+    let mut results = store::apply(tx, tenant_id, &[ops], store::Locking::Pessimistic).await?;
     Ok(results.pop().unwrap_or_default())
 }

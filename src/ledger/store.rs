@@ -16,12 +16,27 @@ use sqlx::{AnyConnection, Row as _};
 use super::engine::{apply_ops, AccountKey, Book, Op, Totals};
 use super::model::{Address, Asset, Balance, Transfer, TransferResult};
 use crate::common::db::{Backend, Tx};
-use crate::common::error::ApiResult;
+use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::TenantId;
 use crate::common::scheduler;
 use crate::common::sql::{Arg, Sql};
 use crate::common::time::{micros_to_rfc3339, to_micros};
+
+/// How `apply` keeps a batch exact against concurrent writers on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Read accounts without locks and update them with a compare-and-swap on all four
+    /// totals; a lost race fails the batch with [`CONCURRENT_UPDATE`] so that the caller
+    /// retries (pessimistically). Saves writing a row lock into every account on the common,
+    /// uncontended path.
+    Optimistic,
+    /// `SELECT … FOR UPDATE` in a fixed order before anything is decided.
+    Pessimistic,
+}
+
+/// Error text of a lost optimistic race (transient: retry the batch).
+pub const CONCURRENT_UPDATE: &str = "concurrent account update; batch must be retried";
 
 /// Scheduler job kind that expires a pending transfer.
 pub const PENDING_TIMEOUT_JOB: &str = "ledger.pending_timeout";
@@ -102,42 +117,38 @@ pub async fn load_transfers(
     Ok(out)
 }
 
-/// Lock and read accounts (sorted), creating the missing ones.
-async fn lock_accounts(
+/// Create missing accounts (sorted, so concurrent creators take row locks in one order) and
+/// read them back locked.
+async fn create_accounts(
     conn: &mut AnyConnection,
-    backend: Backend,
+    lock: bool,
     tenant_id: &TenantId,
     keys: &BTreeSet<AccountKey>,
     created_at: i64,
 ) -> Result<HashMap<AccountKey, Totals>, sqlx::Error> {
-    let mut found = select_accounts(conn, backend, tenant_id, keys).await?;
-    let missing: Vec<&AccountKey> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
-    if !missing.is_empty() {
-        for chunk in missing.chunks(500) {
-            let mut sql = Sql::for_conn(
-                &*conn,
-                "INSERT INTO ledger_account (tenant_id, address, asset, created_at) VALUES ",
-            );
-            sql.values(chunk.iter(), |(address, asset)| {
-                vec![
-                    Arg::from(tenant_id.as_str()),
-                    Arg::from(address.as_str()),
-                    Arg::from(asset.as_str()),
-                    Arg::from(created_at),
-                ]
-            });
-            sql.push(" ON CONFLICT DO NOTHING");
-            sql.query().execute(&mut *conn).await?;
-        }
-        let missing: BTreeSet<AccountKey> = missing.into_iter().cloned().collect();
-        found.extend(select_accounts(conn, backend, tenant_id, &missing).await?);
+    let keys_vec: Vec<&AccountKey> = keys.iter().collect();
+    for chunk in keys_vec.chunks(500) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "INSERT INTO ledger_account (tenant_id, address, asset, created_at) VALUES ",
+        );
+        sql.values(chunk.iter(), |(address, asset)| {
+            vec![
+                Arg::from(tenant_id.as_str()),
+                Arg::from(address.as_str()),
+                Arg::from(asset.as_str()),
+                Arg::from(created_at),
+            ]
+        });
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query().execute(&mut *conn).await?;
     }
-    Ok(found)
+    select_accounts(conn, lock, tenant_id, keys).await
 }
 
 async fn select_accounts(
     conn: &mut AnyConnection,
-    backend: Backend,
+    lock: bool,
     tenant_id: &TenantId,
     keys: &BTreeSet<AccountKey>,
 ) -> Result<HashMap<AccountKey, Totals>, sqlx::Error> {
@@ -154,9 +165,8 @@ async fn select_accounts(
         push_list(&mut sql, chunk.iter().copied());
         sql.push(" AND asset IN ");
         push_list(&mut sql, assets.iter().copied());
-        sql.push(" ORDER BY address, asset");
-        if backend == Backend::Postgres {
-            sql.push(" FOR UPDATE");
+        if lock {
+            sql.push(" ORDER BY address, asset FOR UPDATE");
         }
         for row in sql.query().fetch_all(&mut *conn).await? {
             let address = Address::from_db(row.try_get("address")?);
@@ -205,10 +215,14 @@ pub async fn apply(
     tx: &mut Tx,
     tenant_id: &TenantId,
     requests: &[Vec<Op>],
+    locking: Locking,
 ) -> ApiResult<Vec<Vec<TransferResult>>> {
     let now = tx.now();
     let now_micros = to_micros(now);
-    let backend = tx.backend();
+    // SQLite has one writer at a time: its transaction is the lock, and nothing can race.
+    let lock = tx.backend() == Backend::Postgres && locking == Locking::Pessimistic;
+    let compare = tx.backend() == Backend::Postgres && locking == Locking::Optimistic;
+    let clock = std::time::Instant::now();
     let conn = tx.conn();
 
     // 1. Pending transfers that post/void/expire refer to (rows are immutable: safe to read
@@ -235,24 +249,51 @@ pub async fn apply(
             keys.insert((to, t.asset));
         }
     }
-    // Member accounts are created only for members that exist.
-    let member_ids: BTreeSet<&str> = keys.iter().filter_map(|(a, _)| a.member_id()).collect();
-    let member_ids: Vec<&str> = member_ids.into_iter().collect();
-    let members = existing_members(conn, tenant_id, &member_ids).await?;
-    keys.retain(|(a, _)| a.member_id().is_none_or(|m| members.contains(m)));
-    let accounts = lock_accounts(conn, backend, tenant_id, &keys, now_micros).await?;
+    // Existing accounts are read (and locked) first; member accounts that do not exist yet
+    // are created only for members that exist, which is checked just for those.
+    let mut accounts = select_accounts(conn, lock, tenant_id, &keys).await?;
+    let t_members = clock.elapsed();
+    let missing_members: BTreeSet<&str> = keys
+        .iter()
+        .filter(|k| !accounts.contains_key(*k))
+        .filter_map(|(a, _)| a.member_id())
+        .collect();
+    let missing_members: Vec<&str> = missing_members.into_iter().collect();
+    let found = existing_members(conn, tenant_id, &missing_members).await?;
+    let mut members: HashSet<String> = accounts
+        .keys()
+        .filter(|(a, _)| a.is_member())
+        .map(|(a, _)| a.to_string())
+        .collect();
+    members.extend(found.iter().map(|m| format!("member:{m}")));
+    let missing: BTreeSet<AccountKey> = keys
+        .iter()
+        .filter(|k| !accounts.contains_key(*k))
+        .filter(|(a, _)| !a.is_member() || members.contains(a.as_str()))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        accounts.extend(create_accounts(conn, lock, tenant_id, &missing, now_micros).await?);
+    }
+    let t_lock = clock.elapsed();
 
     // 3. With the locks held, what already exists.
     let mut ids: Vec<&str> = requests.iter().flatten().map(Op::id).collect();
     ids.sort_unstable();
     ids.dedup();
     let transfers = load_transfers(conn, tenant_id, &ids).await?;
+    let t_load = clock.elapsed();
 
     // 4. The rules, in memory.
+    let original = if compare {
+        accounts.clone()
+    } else {
+        HashMap::new()
+    };
     let mut book = Book {
         accounts,
         transfers,
-        members: members.iter().map(|m| format!("member:{m}")).collect(),
+        members,
         now: now.to_string(),
         ..Book::default()
     };
@@ -261,8 +302,25 @@ pub async fn apply(
         .map(|ops| apply_ops(&mut book, ops))
         .collect();
 
+    let t_rules = clock.elapsed();
     // 5. Write.
-    write(tx, tenant_id, &book, now_micros).await?;
+    write(
+        tx,
+        tenant_id,
+        &book,
+        compare.then_some(&original),
+        now_micros,
+    )
+    .await?;
+    tracing::debug!(
+        ops = ids.len(),
+        members_us = t_members.as_micros() as u64,
+        lock_us = (t_lock - t_members).as_micros() as u64,
+        load_us = (t_load - t_lock).as_micros() as u64,
+        rules_us = (t_rules - t_load).as_micros() as u64,
+        write_us = (clock.elapsed() - t_rules).as_micros() as u64,
+        "ledger apply"
+    );
     Ok(results)
 }
 
@@ -270,8 +328,9 @@ async fn write(
     tx: &mut Tx,
     tenant_id: &TenantId,
     book: &Book,
+    compare_with: Option<&HashMap<AccountKey, Totals>>,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> ApiResult<()> {
     let writes = &book.writes;
     if writes.transfers.is_empty() && writes.resolutions.is_empty() {
         return Ok(());
@@ -329,6 +388,10 @@ async fn write(
              debits_pending = v.column5, credits_pending = v.column6 FROM (VALUES ",
         );
         sql.values(chunk, |((address, asset), t)| {
+            let old = compare_with
+                .and_then(|o| o.get(&(address.clone(), *asset)))
+                .copied()
+                .unwrap_or_default();
             vec![
                 Arg::from(address.as_str()),
                 Arg::from(asset.as_str()),
@@ -336,12 +399,27 @@ async fn write(
                 Arg::from(t.credits_posted),
                 Arg::from(t.debits_pending),
                 Arg::from(t.credits_pending),
+                Arg::from(old.debits_posted),
+                Arg::from(old.credits_posted),
+                Arg::from(old.debits_pending),
+                Arg::from(old.credits_pending),
             ]
         });
         sql.push(") AS v WHERE ledger_account.tenant_id = ")
             .bind(tenant_id.as_str())
             .push(" AND ledger_account.address = v.column1 AND ledger_account.asset = v.column2");
-        sql.query().execute(&mut *conn).await?;
+        if compare_with.is_some() {
+            sql.push(
+                " AND ledger_account.debits_posted = v.column7 \
+                 AND ledger_account.credits_posted = v.column8 \
+                 AND ledger_account.debits_pending = v.column9 \
+                 AND ledger_account.credits_pending = v.column10",
+            );
+        }
+        let updated = sql.query().execute(&mut *conn).await?;
+        if compare_with.is_some() && updated.rows_affected() != chunk.len() as u64 {
+            return Err(ApiError::internal(anyhow::anyhow!(CONCURRENT_UPDATE)));
+        }
     }
     let timeouts: Vec<scheduler::NewJob> = writes
         .transfers

@@ -21,6 +21,7 @@ backend_tests!(
     another_tenant_cannot_touch_the_ledger,
     thousand_concurrent_spends_against_five_hundred_points,
     concurrent_retries_of_one_id_apply_once,
+    two_nodes_spending_one_account_stay_exact,
     pending_transfers_expire_across_a_restart,
     random_operation_sequences_match_a_model,
 );
@@ -386,6 +387,57 @@ async fn concurrent_retries_of_one_id_apply_once(app: TestApp) {
     assert_eq!(statuses.get("created"), Some(&1));
     assert_eq!(statuses.get("exists"), Some(&49));
     assert_eq!(balance(&app, &m, "points").await["balance"], 7);
+    verify_ok(&app).await;
+}
+
+async fn two_nodes_spending_one_account_stay_exact(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    submit(&app, vec![t("fund", "system:issuance", &addr, 300)]).await;
+    let tenant = shequn::common::ids::TenantId::parse(&app.tenant_id).unwrap();
+    // Two "processes": separate pools and executors over the same database.
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let db = shequn::common::db::Db::connect(&app.database_url)
+            .await
+            .unwrap();
+        nodes.push(shequn::ledger::Ledger::start(
+            db,
+            Arc::new(app.clock.clone()),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for i in 0..600 {
+        let node = nodes[i % 2].clone();
+        let (tenant, addr) = (tenant.clone(), addr.clone());
+        tasks.push(tokio::spawn(async move {
+            let transfer = shequn::ledger::model::NewTransfer::internal(
+                format!("n-{i}"),
+                shequn::ledger::model::Address::parse(&addr).unwrap(),
+                shequn::ledger::model::Address::system("redemption"),
+                shequn::ledger::model::Asset::Points,
+                1,
+                "spend",
+                None,
+            );
+            node.submit(&tenant, vec![shequn::ledger::Op::Create(transfer)])
+                .await
+                .unwrap()[0]
+                .status
+                .clone()
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        if task.await.unwrap() == "created" {
+            created += 1;
+        }
+    }
+    assert_eq!(
+        created, 300,
+        "exactly the funded amount was spent across both nodes"
+    );
+    assert_eq!(balance(&app, &m, "points").await["balance"], 0);
     verify_ok(&app).await;
 }
 

@@ -1,0 +1,234 @@
+//! Criterion benchmark of the ledger's in-process hot path, ours beside the naive way in the
+//! same run (project rule).
+//!
+//! - `ledger_engine`: the pure rules alone ([`apply_ops`]) applying 1,000 spends
+//!   (member → `system:redemption`, amount 1) to an in-memory [`Book`] holding 1,000 funded
+//!   member accounts and the system account: the CPU cost of a batch without any I/O.
+//! - `ledger_commit`, on a temporary SQLite file: 1,000 spends committed as ONE transaction
+//!   through [`store::apply`] (how the executor commits a batch) versus the same 1,000 spends
+//!   each in its own transaction doing select / check / insert / update (a copy of
+//!   `naive_spend` from `src/bench/ledger.rs`). Both report elements (transfers) per second, so
+//!   the ratio is the gain from batching. Every transfer id is unique, so every spend is
+//!   `created`; members are funded far beyond what the run spends.
+//!
+//! The end-to-end, concurrent version of the comparison is `shequn bench ledger`.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use jiff::Timestamp;
+
+use shequn::common::db::Db;
+use shequn::common::ids::{MemberId, TenantId};
+use shequn::common::time::to_micros;
+use shequn::ledger::engine::{apply_ops, Book, Totals};
+use shequn::ledger::model::{Address, Asset, NewTransfer};
+use shequn::ledger::{store, Op};
+use shequn::members::model::Profile;
+use shequn::{members, tenants};
+
+/// Member accounts spending.
+const MEMBERS: usize = 1_000;
+/// Spends per measured batch.
+const SPENDS: usize = 1_000;
+/// Points each member starts with (enough never to run out).
+const FUNDING: i64 = 1_000_000_000;
+
+fn spend(id: String, member: Address) -> NewTransfer {
+    NewTransfer::internal(
+        id,
+        member,
+        Address::system("redemption"),
+        Asset::Points,
+        1,
+        "bench_spend",
+        None,
+    )
+}
+
+fn member_addresses() -> Vec<Address> {
+    (0..MEMBERS)
+        .map(|_| Address::member(&MemberId::generate()))
+        .collect()
+}
+
+/// `SPENDS` spends spread over the members, ids `{prefix}-{i}`.
+fn spends(prefix: &str, members: &[Address]) -> Vec<Op> {
+    (0..SPENDS)
+        .map(|i| {
+            Op::Create(spend(
+                format!("{prefix}-{i}"),
+                members[i % members.len()].clone(),
+            ))
+        })
+        .collect()
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let members = member_addresses();
+    let mut book = Book {
+        now: Timestamp::now().to_string(),
+        ..Book::default()
+    };
+    for member in &members {
+        book.members.insert(member.as_str().to_owned());
+        book.accounts.insert(
+            (member.clone(), Asset::Points),
+            Totals {
+                credits_posted: FUNDING,
+                ..Totals::default()
+            },
+        );
+    }
+    book.accounts.insert(
+        (Address::system("redemption"), Asset::Points),
+        Totals::default(),
+    );
+    let ops = spends("s", &members);
+    let results = apply_ops(&mut book.clone(), &ops);
+    assert!(
+        results.iter().all(|r| r.status == "created"),
+        "every spend must be created"
+    );
+
+    let mut group = c.benchmark_group("ledger_engine");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(SPENDS as u64));
+    group.bench_function("apply_ops_1000_spends", |b| {
+        b.iter_batched(
+            || book.clone(),
+            |mut book| {
+                let results = apply_ops(&mut book, black_box(&ops));
+                (book, results)
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+struct Setup {
+    db: Db,
+    tenant: TenantId,
+    members: Vec<Address>,
+}
+
+async fn setup(url: &str) -> anyhow::Result<Setup> {
+    let db = Db::connect(url).await?;
+    db.migrate().await?;
+    let tenant = tenants::create(&db, "bench-ledger", Timestamp::now())
+        .await?
+        .tenant_id;
+    let profile = Profile::default();
+    let ids: Vec<MemberId> = (0..MEMBERS).map(|_| MemberId::generate()).collect();
+    let rows: Vec<(MemberId, &Profile)> = ids.iter().map(|id| (id.clone(), &profile)).collect();
+    let mut tx = db.begin(Timestamp::now()).await?;
+    members::store::insert_many(tx.conn(), &tenant, &rows, to_micros(Timestamp::now()))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    tx.commit().await?;
+    let members: Vec<Address> = ids.iter().map(Address::member).collect();
+
+    // Fund every member, and create `system:redemption` (the naive path expects both rows).
+    let mut ops: Vec<Op> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Op::Create(NewTransfer::internal(
+                format!("fund-{i}"),
+                Address::system("issuance"),
+                m.clone(),
+                Asset::Points,
+                FUNDING,
+                "bench_fund",
+                None,
+            ))
+        })
+        .collect();
+    ops.push(Op::Create(spend("first-spend".into(), members[0].clone())));
+    let mut tx = db.begin(Timestamp::now()).await?;
+    let results = store::apply(&mut tx, &tenant, &[ops], store::Locking::Optimistic)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    tx.commit().await?;
+    anyhow::ensure!(
+        results.iter().flatten().all(|r| r.status == "created"),
+        "funding failed"
+    );
+    Ok(Setup {
+        db,
+        tenant,
+        members,
+    })
+}
+
+/// Ours: one batch of spends in one transaction through `store::apply`.
+async fn batch_spend(db: &Db, tenant: &TenantId, ops: Vec<Op>) -> anyhow::Result<()> {
+    let mut tx = db.begin(Timestamp::now()).await?;
+    let results = store::apply(&mut tx, tenant, &[ops], store::Locking::Optimistic)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    tx.commit().await?;
+    anyhow::ensure!(
+        results.iter().flatten().all(|r| r.status == "created"),
+        "a batched spend was not created"
+    );
+    Ok(())
+}
+
+fn bench_commit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let Setup {
+        db,
+        tenant,
+        members,
+    } = runtime.block_on(setup(&url)).expect("bench setup");
+    // Makes every transfer id unique across iterations and both sides.
+    let counter = AtomicU64::new(0);
+
+    let mut group = c.benchmark_group("ledger_commit");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(SPENDS as u64));
+    group.bench_function("ours_one_tx_1000_spends", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let run = counter.fetch_add(1, Ordering::Relaxed);
+            let ops = spends(&format!("ours{run}"), &members);
+            batch_spend(&db, &tenant, ops).await.expect("batch spend");
+        });
+    });
+    group.bench_function("naive_tx_per_spend_1000_spends", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let run = counter.fetch_add(1, Ordering::Relaxed);
+            for i in 0..SPENDS {
+                let id = format!("naive{run}-{i}");
+                let created = shequn::bench::ledger::naive_spend(
+                    &db,
+                    &tenant,
+                    &members[i % members.len()],
+                    &id,
+                )
+                .await
+                .expect("naive spend");
+                assert!(created, "a naive spend was refused");
+            }
+        });
+    });
+    group.finish();
+
+    runtime.block_on(db.close());
+    drop(dir);
+}
+
+criterion_group!(benches, bench_engine, bench_commit);
+criterion_main!(benches);
