@@ -158,17 +158,21 @@ where
     let run = RUN.fetch_add(1, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let sequence = Arc::new(AtomicU64::new(0));
     let members = Arc::new(members.to_vec());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(options.concurrency);
     for caller in 0..options.concurrency {
         let (stop, done, members, call) =
             (stop.clone(), done.clone(), members.clone(), call.clone());
+        let sequence = sequence.clone();
         tasks.push(tokio::spawn(async move {
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 let member = members[(caller + n as usize * 7919) % members.len()].clone();
-                let id = format!("b{run}-{caller}-{n}");
+                // Time-ordered ids, like the UUIDv7-derived ids domain code uses (and as
+                // TigerBeetle recommends): consecutive transfers share index pages.
+                let id = format!("b{run}-{:012}", sequence.fetch_add(1, Ordering::Relaxed));
                 n += 1;
                 if call(member, id).await? {
                     done.fetch_add(1, Ordering::Relaxed);

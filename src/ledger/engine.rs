@@ -111,7 +111,8 @@ enum Undo {
     Transfer(String, Option<Box<Transfer>>),
 }
 
-fn failed(id: &str, status: &str, message: Option<String>) -> TransferResult {
+/// A result without the transfer (errors, and `created`).
+fn status_only(id: &str, status: &str, message: Option<String>) -> TransferResult {
     TransferResult {
         id: id.to_owned(),
         status: status.to_owned(),
@@ -166,7 +167,7 @@ impl Book {
             return if existing.same_as(t) {
                 succeeded(&t.id, "exists", existing.clone())
             } else {
-                failed(
+                status_only(
                     &t.id,
                     "exists_with_different_fields",
                     Some("a transfer with this id exists with other fields".into()),
@@ -174,7 +175,7 @@ impl Book {
             };
         }
         if t.from == t.to {
-            return failed(
+            return status_only(
                 &t.id,
                 "same_account",
                 Some("from and to are the same account".into()),
@@ -182,7 +183,7 @@ impl Book {
         }
         for address in [&t.from, &t.to] {
             if address.is_member() && !self.members.contains(address.as_str()) {
-                return failed(
+                return status_only(
                     &t.id,
                     "account_not_found",
                     Some(format!("no member {}", address.member_id().unwrap_or(""))),
@@ -196,7 +197,7 @@ impl Book {
         if t.from.is_member() {
             let committed = debit.debits_posted + debit.debits_pending + t.amount;
             if committed > debit.credits_posted {
-                return failed(
+                return status_only(
                     &t.id,
                     "insufficient_funds",
                     Some(format!(
@@ -234,9 +235,10 @@ impl Book {
             resolved_at: None,
         };
         undo.push(Undo::Transfer(t.id.clone(), None));
-        self.transfers.insert(t.id.clone(), transfer.clone());
+        self.transfers.insert(t.id.clone(), transfer);
         self.writes.transfers.push(t.clone());
-        succeeded(&t.id, "created", transfer)
+        // The caller knows what it sent; only the status comes back for new transfers.
+        status_only(&t.id, "created", None)
     }
 
     fn resolve(
@@ -247,10 +249,10 @@ impl Book {
         undo: &mut Vec<Undo>,
     ) -> TransferResult {
         let Some(transfer) = self.transfers.get(pending_id).cloned() else {
-            return failed(pending_id, "transfer_not_found", None);
+            return status_only(pending_id, "transfer_not_found", None);
         };
         if !transfer.pending {
-            return failed(
+            return status_only(
                 pending_id,
                 "not_pending",
                 Some("only pending transfers can be posted or voided".into()),
@@ -270,7 +272,7 @@ impl Book {
         };
         if posted < 0 || posted > transfer.amount || (kind == ResolutionKind::Posted && posted == 0)
         {
-            return failed(
+            return status_only(
                 pending_id,
                 "amount_exceeds_pending",
                 Some(format!("post between 1 and {}", transfer.amount)),
@@ -278,7 +280,7 @@ impl Book {
         }
         let (Some(from), Some(to)) = (Address::parse(&transfer.from), Address::parse(&transfer.to))
         else {
-            return failed(pending_id, "transfer_not_found", None);
+            return status_only(pending_id, "transfer_not_found", None);
         };
         let debit_key = (from, transfer.asset);
         let credit_key = (to, transfer.asset);
@@ -330,7 +332,7 @@ pub fn apply_ops(book: &mut Book, ops: &[Op]) -> Vec<TransferResult> {
         if !chain_closed {
             let last = end.min(ops.len());
             for op in &ops[i..last] {
-                results.push(failed(
+                results.push(status_only(
                     op.id(),
                     "linked_chain_open",
                     Some("the last transfer of a linked chain must not be linked".into()),
@@ -358,7 +360,7 @@ pub fn apply_ops(book: &mut Book, ops: &[Op]) -> Vec<TransferResult> {
                 if k == failed_at {
                     results.push(chain_results[k].clone());
                 } else {
-                    results.push(failed(
+                    results.push(status_only(
                         op.id(),
                         "linked_transfer_failed",
                         Some("another transfer of its linked chain failed".into()),
