@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
+        (name = "membership", description = "Tiers, growth, points rules, member day, birthday perks"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "events", description = "The event outbox"),
     )

@@ -24,7 +24,8 @@ use crate::common::scheduler::{self, Job};
 use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
 use crate::ledger::{self, Ledger};
-use crate::{docs, members, ops};
+use crate::membership::program;
+use crate::{docs, members, membership, ops};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -57,6 +58,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(members::routes())
         .merge(ledger::routes())
+        .merge(membership::routes())
         .merge(events::routes())
 }
 
@@ -171,6 +173,8 @@ pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
 async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     match job.kind.as_str() {
         ledger::store::PENDING_TIMEOUT_JOB => ledger::expire_pending(state, job).await,
+        program::DAILY_JOB => program::daily_job(state, job).await,
+        program::RELEASE_JOB => program::release_job(state, job).await,
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }

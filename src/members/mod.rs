@@ -64,6 +64,7 @@ async fn create_member(
     let mut tx = state.begin().await?;
     let at = to_micros(tx.now());
     store::insert(tx.conn(), &auth.tenant_id, &id, &profile, at).await?;
+    crate::membership::program::initial_tier(&mut tx, &auth.tenant_id, &id).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "member.created",

@@ -380,6 +380,10 @@ pub struct Member {
     pub consent: Consent,
     /// `active` or `erased`.
     pub status: String,
+    /// Membership tier name (by growth value), if the program has tiers.
+    pub tier: Option<String>,
+    /// Growth value (成长值).
+    pub growth: i64,
     pub created_at: String,
     pub updated_at: String,
     pub erased_at: Option<String>,

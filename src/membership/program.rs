@@ -1,0 +1,1503 @@
+//! The tenant's membership program: settings, growth and tiers, early access, member day,
+//! points earning and expiry, birthday perks, and the daily program run.
+//!
+//! Settings are one JSON document per tenant (`program_setting`), changed part by part through
+//! `PUT /v1/program/{tiers,points,member-day,birthday}`.
+//!
+//! **Tiers** follow growth value, never the points balance: an increase upgrades at once; a
+//! downgrade happens only at the yearly requalification date (if one is set), in the daily run.
+//!
+//! **Points** live in the ledger (asset `points`). Points earned on an order are a pending
+//! transfer from `system:issuance`, posted by a scheduler job when the return window closes and
+//! voided on refund. Expiry is first-in-first-out over the ledger itself rather than over a
+//! separate lot table: at a cutoff `c` (points earned before `c` have expired), the amount to
+//! expire is `max(0, E(c) − D)`, where `E(c)` is all posted points a member earned from
+//! `system:issuance` before `c` and `D` the member's posted points debits net of credits from
+//! other accounts (returns). Spending always consumes the oldest points first, so expiry never
+//! takes points already spent, whichever path spent them. Expiry is a ledger transfer to
+//! `system:expiry` with an id derived from the member and the cutoff, so a run repeated after a
+//! crash expires nothing twice. A `points.expiring` event is written once per member and cutoff,
+//! 30 days before points expire.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::rules::calendar::{self, MemberDayRule};
+use super::rules::points::{self as points_rules, ExpiryPolicy};
+use super::rules::tiers::{self, Tier};
+use crate::common::auth::Auth;
+use crate::common::db::{Backend, Tx};
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::events::NewEvent;
+use crate::common::ids::{MemberId, TenantId};
+use crate::common::json::Json;
+use crate::common::scheduler::{self, Job, NewJob};
+use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::ledger::model::{Address, Asset, NewTransfer};
+use crate::ledger::{self, Op};
+use crate::members;
+use crate::AppState;
+
+/// Scheduler job kinds of this module.
+pub const DAILY_JOB: &str = "program.daily";
+pub const RELEASE_JOB: &str = "points.release";
+/// Days before expiry that members are warned.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// Points settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointsSettings {
+    /// Points per yuan paid, before tier and member-day multipliers (default 1).
+    pub points_per_yuan: i64,
+    /// Points worth one yuan at checkout (default 100).
+    pub burn_points_per_yuan: i64,
+    /// Most of an order that points may pay, in basis points (default 5000 = 50 %).
+    pub burn_cap_bp: i64,
+    /// Days an order's points stay pending (default 7).
+    pub return_window_days: i64,
+    /// `end_of_next_year` (default), `days_after_earning` (with `expiry_days`) or `never`.
+    pub expiry: String,
+    pub expiry_days: Option<u32>,
+}
+
+impl Default for PointsSettings {
+    fn default() -> Self {
+        Self {
+            points_per_yuan: 1,
+            burn_points_per_yuan: 100,
+            burn_cap_bp: 5000,
+            return_window_days: 7,
+            expiry: "end_of_next_year".into(),
+            expiry_days: None,
+        }
+    }
+}
+
+impl PointsSettings {
+    pub fn policy(&self) -> ExpiryPolicy {
+        match (self.expiry.as_str(), self.expiry_days) {
+            ("days_after_earning", Some(days)) => ExpiryPolicy::DaysAfterEarning(days),
+            ("never", _) => ExpiryPolicy::Never,
+            _ => ExpiryPolicy::EndOfNextYear,
+        }
+    }
+}
+
+/// Member day: when, the points multiplier, and member-day prices per product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberDay {
+    /// `{"day_of_month": 8}` or `{"weekday": 3}` (ISO weekday, Monday = 1).
+    #[schema(value_type = Object)]
+    pub rule: MemberDayRule,
+    /// Points multiplier on member day, basis points (default 10000 = 1×).
+    #[serde(default = "one_bp")]
+    pub points_multiplier_bp: i64,
+    /// Member-day prices (fen) for chosen products.
+    #[serde(default)]
+    pub prices: Vec<MemberDayPrice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberDayPrice {
+    pub product_id: String,
+    pub price: i64,
+}
+
+fn one_bp() -> i64 {
+    tiers::BP_ONE
+}
+
+/// Birthday perk: points and/or a coupon, `days_before` the birthday (0 = on the day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BirthdayPerk {
+    #[serde(default)]
+    pub days_before: u8,
+    #[serde(default)]
+    pub points: i64,
+    pub coupon_template_id: Option<String>,
+}
+
+/// Yearly requalification date (local), when downgrades happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requalification {
+    pub month: i8,
+    pub day: i8,
+}
+
+/// The whole program document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgramSettings {
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub tiers: Vec<Tier>,
+    /// Growth per yuan paid, basis points (default 10000 = 1 growth per yuan).
+    #[serde(default = "one_bp")]
+    pub growth_per_yuan_bp: i64,
+    #[serde(default)]
+    pub requalification: Option<Requalification>,
+    #[serde(default)]
+    pub points: PointsSettings,
+    #[serde(default)]
+    pub member_day: Option<MemberDay>,
+    #[serde(default)]
+    pub birthday: Option<BirthdayPerk>,
+}
+
+impl Default for ProgramSettings {
+    fn default() -> Self {
+        Self {
+            tiers: Vec::new(),
+            growth_per_yuan_bp: tiers::BP_ONE,
+            requalification: None,
+            points: PointsSettings::default(),
+            member_day: None,
+            birthday: None,
+        }
+    }
+}
+
+/// The tenant's program settings (defaults when never set).
+pub async fn load_settings(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> ApiResult<ProgramSettings> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM program_setting WHERE tenant_id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_optional(conn)
+            .await?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
+}
+
+/// Read, change and write the settings inside `tx` (row-locked on PostgreSQL).
+async fn update_settings(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    change: impl FnOnce(&mut ProgramSettings),
+) -> ApiResult<ProgramSettings> {
+    let now = to_micros(tx.now());
+    sqlx::query(
+        "INSERT INTO program_setting (tenant_id, settings, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id.as_str())
+    .bind(serde_json::to_string(&ProgramSettings::default()).unwrap_or_default())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    let lock = if tx.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let text: String = sqlx::query_scalar(&format!(
+        "SELECT settings FROM program_setting WHERE tenant_id = $1{lock}"
+    ))
+    .bind(tenant_id.as_str())
+    .fetch_one(tx.conn())
+    .await?;
+    let mut settings: ProgramSettings = serde_json::from_str(&text).unwrap_or_default();
+    change(&mut settings);
+    sqlx::query("UPDATE program_setting SET settings = $1, updated_at = $2 WHERE tenant_id = $3")
+        .bind(serde_json::to_string(&settings).map_err(ApiError::internal)?)
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .execute(tx.conn())
+        .await?;
+    Ok(settings)
+}
+
+/// The tenant's time zone (DESIGN rule 6).
+pub async fn tenant_zone(conn: &mut AnyConnection, tenant_id: &TenantId) -> ApiResult<TimeZone> {
+    let name: Option<String> = sqlx::query_scalar("SELECT timezone FROM tenant WHERE id = $1")
+        .bind(tenant_id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    calendar::tenant_time_zone(name.as_deref())
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_tiers, get_tiers))
+        .routes(routes!(put_points, get_points))
+        .routes(routes!(put_member_day, get_member_day))
+        .routes(routes!(put_birthday, get_birthday))
+        .routes(routes!(add_growth))
+        .routes(routes!(early_access))
+        .routes(routes!(earn_points))
+        .routes(routes!(void_earned_points))
+}
+
+// --- tiers and growth --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierInput {
+    pub name: String,
+    pub growth_min: i64,
+    #[serde(default)]
+    pub discount_bp: i64,
+    #[serde(default = "one_bp")]
+    pub points_multiplier_bp: i64,
+    #[serde(default)]
+    pub free_shipping: bool,
+    #[serde(default)]
+    pub early_access_hours: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutTiers {
+    /// Ordered by `growth_min`, the first at 0.
+    pub tiers: Vec<TierInput>,
+    /// Growth per yuan paid, basis points.
+    pub growth_per_yuan_bp: Option<i64>,
+    /// Yearly date when downgrades happen; absent = never downgrade.
+    pub requalification: Option<Requalification>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TiersView {
+    #[schema(value_type = Vec<Object>)]
+    pub tiers: Vec<Tier>,
+    pub growth_per_yuan_bp: i64,
+    pub requalification: Option<Requalification>,
+}
+
+fn tiers_view(settings: &ProgramSettings) -> TiersView {
+    TiersView {
+        tiers: settings.tiers.clone(),
+        growth_per_yuan_bp: settings.growth_per_yuan_bp,
+        requalification: settings.requalification,
+    }
+}
+
+/// Set the tier ladder. Members who now qualify for a higher tier are upgraded at once;
+/// nobody is downgraded here.
+#[utoipa::path(put, path = "/v1/program/tiers", tag = "membership", request_body = PutTiers,
+    responses((status = 200, body = TiersView), (status = 422)), security(("api_key" = [])))]
+async fn put_tiers(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<PutTiers>,
+) -> ApiResult<Json<TiersView>> {
+    let tiers: Vec<Tier> = request
+        .tiers
+        .into_iter()
+        .map(|t| Tier {
+            name: t.name.trim().to_owned(),
+            growth_min: t.growth_min,
+            discount_bp: t.discount_bp,
+            points_multiplier_bp: t.points_multiplier_bp,
+            free_shipping: t.free_shipping,
+            early_access_hours: t.early_access_hours,
+        })
+        .collect();
+    tiers::validate_tiers(&tiers).map_err(|e| ApiError::validation("tiers", e.to_string()))?;
+    if let Some(bp) = request.growth_per_yuan_bp {
+        if !(0..=100 * tiers::BP_ONE).contains(&bp) {
+            return Err(ApiError::validation(
+                "growth_per_yuan_bp",
+                "must be 0 to 1000000",
+            ));
+        }
+    }
+    if let Some(r) = request.requalification {
+        calendar::validate_month_day(r.month, r.day)
+            .map_err(|e| ApiError::validation("requalification", e.to_string()))?;
+    }
+    let mut tx = state.begin().await?;
+    let settings = update_settings(&mut tx, &auth.tenant_id, |s| {
+        s.tiers = tiers.clone();
+        if let Some(bp) = request.growth_per_yuan_bp {
+            s.growth_per_yuan_bp = bp;
+        }
+        s.requalification = request.requalification;
+    })
+    .await?;
+    reevaluate_all(&mut tx, &auth.tenant_id, &settings.tiers, false).await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "program.tiers_updated",
+        None,
+        json!({ "tiers": settings.tiers.iter().map(|t| &t.name).collect::<Vec<_>>() }),
+    ));
+    schedule_daily(&mut tx, &auth.tenant_id).await?;
+    tx.commit().await?;
+    Ok(Json(tiers_view(&settings)))
+}
+
+#[utoipa::path(get, path = "/v1/program/tiers", tag = "membership",
+    responses((status = 200, body = TiersView)), security(("api_key" = [])))]
+async fn get_tiers(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<TiersView>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(tiers_view(
+        &load_settings(&mut conn, &auth.tenant_id).await?,
+    )))
+}
+
+/// Re-evaluate every member's tier: upgrades always, downgrades only when `allow_downgrade`
+/// (the requalification run). Emits `member.tier_changed` for each change.
+async fn reevaluate_all(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    tiers_list: &[Tier],
+    allow_downgrade: bool,
+) -> ApiResult<usize> {
+    let rows = sqlx::query(
+        "SELECT id, tier, growth FROM member WHERE tenant_id = $1 AND status = 'active'",
+    )
+    .bind(tenant_id.as_str())
+    .fetch_all(tx.conn())
+    .await?;
+    let mut changes = Vec::new();
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let current: Option<String> = row.try_get("tier")?;
+        let growth: i64 = row.try_get("growth")?;
+        if let Some(new) =
+            tiers::evaluate_tier(current.as_deref(), growth, tiers_list, allow_downgrade)
+        {
+            changes.push((id, current, new));
+        }
+    }
+    for (id, from, to) in &changes {
+        set_tier(tx, tenant_id, id, from.as_deref(), to).await?;
+    }
+    Ok(changes.len())
+}
+
+async fn set_tier(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &str,
+    from: Option<&str>,
+    to: &str,
+) -> ApiResult<()> {
+    sqlx::query("UPDATE member SET tier = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4")
+        .bind(to)
+        .bind(to_micros(tx.now()))
+        .bind(tenant_id.as_str())
+        .bind(member_id)
+        .execute(tx.conn())
+        .await?;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "member.tier_changed",
+        Some(member_id),
+        json!({ "member_id": member_id, "from": from, "to": to }),
+    ));
+    Ok(())
+}
+
+/// Change a member's growth and upgrade the tier if it now qualifies (never downgrades).
+pub async fn change_growth(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    delta: i64,
+    reason: &str,
+) -> ApiResult<i64> {
+    members::store::require_active(tx.conn(), tenant_id, member_id).await?;
+    let settings = load_settings(tx.conn(), tenant_id).await?;
+    let row = sqlx::query(
+        "UPDATE member SET growth = CASE WHEN growth + $1 < 0 THEN 0 ELSE growth + $1 END, \
+         updated_at = $2 WHERE tenant_id = $3 AND id = $4 RETURNING growth, tier",
+    )
+    .bind(delta)
+    .bind(to_micros(tx.now()))
+    .bind(tenant_id.as_str())
+    .bind(member_id.as_str())
+    .fetch_one(tx.conn())
+    .await?;
+    let growth: i64 = row.try_get("growth")?;
+    let tier: Option<String> = row.try_get("tier")?;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "member.growth_changed",
+        Some(member_id.as_str()),
+        json!({ "member_id": member_id, "delta": delta, "growth": growth, "reason": reason }),
+    ));
+    if let Some(new) = tiers::evaluate_tier(tier.as_deref(), growth, &settings.tiers, false) {
+        set_tier(tx, tenant_id, member_id.as_str(), tier.as_deref(), &new).await?;
+    }
+    Ok(growth)
+}
+
+/// Give a new member the tier that growth 0 qualifies for (the base tier), if there are tiers.
+pub async fn initial_tier(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+) -> ApiResult<()> {
+    let settings = load_settings(tx.conn(), tenant_id).await?;
+    if let Some(tier) = tiers::tier_for_growth(&settings.tiers, 0) {
+        sqlx::query("UPDATE member SET tier = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(&tier.name)
+            .bind(tenant_id.as_str())
+            .bind(member_id.as_str())
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Growth for a paid amount at the tenant's rate (called by orders).
+pub async fn growth_for_paid(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    paid_fen: i64,
+    reference: &str,
+) -> ApiResult<i64> {
+    let settings = load_settings(tx.conn(), tenant_id).await?;
+    let delta = tiers::growth_from_paid(paid_fen, settings.growth_per_yuan_bp);
+    change_growth(
+        tx,
+        tenant_id,
+        member_id,
+        delta,
+        &format!("paid:{reference}"),
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrowthChange {
+    /// Positive or negative; growth never goes below 0.
+    pub delta: i64,
+    pub reason: String,
+}
+
+/// Operator adjustment of growth value; upgrades at once.
+#[utoipa::path(post, path = "/v1/members/{id}/growth", tag = "membership",
+    params(("id" = String, Path)), request_body = GrowthChange,
+    responses((status = 200, body = members::model::Member), (status = 404)), security(("api_key" = [])))]
+async fn add_growth(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<GrowthChange>,
+) -> ApiResult<Json<members::model::Member>> {
+    let id = members::member_id(&id)?;
+    if request.delta == 0 || request.delta.abs() > 1_000_000_000 {
+        return Err(ApiError::validation(
+            "delta",
+            "must be non-zero and at most 1e9 in size",
+        ));
+    }
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.len() > 200 {
+        return Err(ApiError::validation("reason", "must be 1 to 200 bytes"));
+    }
+    let mut tx = state.begin().await?;
+    change_growth(&mut tx, &auth.tenant_id, &id, request.delta, reason).await?;
+    let member = members::store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    tx.commit().await?;
+    Ok(Json(member))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyAccessQuery {
+    /// The product's public launch (RFC 3339).
+    pub launch_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EarlyAccess {
+    pub may_buy_now: bool,
+    /// When this member may buy (launch minus the tier's early-access hours).
+    pub opens_at: String,
+    pub early_access_hours: i64,
+}
+
+/// May this member buy a product launching at `launch_at` now?
+#[utoipa::path(get, path = "/v1/members/{id}/early-access", tag = "membership",
+    params(("id" = String, Path), EarlyAccessQuery),
+    responses((status = 200, body = EarlyAccess), (status = 404)), security(("api_key" = [])))]
+async fn early_access(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(query): Query<EarlyAccessQuery>,
+) -> ApiResult<Json<EarlyAccess>> {
+    let id = members::member_id(&id)?;
+    let launch = parse_instant(&query.launch_at)
+        .ok_or_else(|| ApiError::validation("launch_at", "must be an RFC 3339 instant"))?;
+    let mut conn = state.db.read().acquire().await?;
+    let member = members::store::require(&mut conn, &auth.tenant_id, &id).await?;
+    let settings = load_settings(&mut conn, &auth.tenant_id).await?;
+    Ok(Json(may_buy(
+        &settings,
+        member.tier.as_deref(),
+        launch,
+        state.clock.now(),
+    )))
+}
+
+/// The early-access answer for a tier (used by orders too).
+pub fn may_buy(
+    settings: &ProgramSettings,
+    tier: Option<&str>,
+    launch: Timestamp,
+    now: Timestamp,
+) -> EarlyAccess {
+    let hours = tier
+        .and_then(|name| settings.tiers.iter().find(|t| t.name == name))
+        .map(|t| t.early_access_hours)
+        .unwrap_or(0);
+    let opens = launch
+        .checked_sub(SignedDuration::from_hours(hours))
+        .unwrap_or(launch);
+    EarlyAccess {
+        may_buy_now: tiers::may_buy_now(Some(launch), hours, now),
+        opens_at: opens.to_string(),
+        early_access_hours: hours,
+    }
+}
+
+// --- points settings, member day, birthday ------------------------------------------------
+
+/// Set the points rules.
+#[utoipa::path(put, path = "/v1/program/points", tag = "membership", request_body = PointsSettings,
+    responses((status = 200, body = PointsSettings), (status = 422)), security(("api_key" = [])))]
+async fn put_points(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<PointsSettings>,
+) -> ApiResult<Json<PointsSettings>> {
+    if !(0..=10_000).contains(&request.points_per_yuan) {
+        return Err(ApiError::validation(
+            "points_per_yuan",
+            "must be 0 to 10000",
+        ));
+    }
+    if !(1..=1_000_000).contains(&request.burn_points_per_yuan) {
+        return Err(ApiError::validation(
+            "burn_points_per_yuan",
+            "must be 1 to 1000000",
+        ));
+    }
+    if !(0..=tiers::BP_ONE).contains(&request.burn_cap_bp) {
+        return Err(ApiError::validation("burn_cap_bp", "must be 0 to 10000"));
+    }
+    if !(0..=365).contains(&request.return_window_days) {
+        return Err(ApiError::validation(
+            "return_window_days",
+            "must be 0 to 365",
+        ));
+    }
+    match (request.expiry.as_str(), request.expiry_days) {
+        ("end_of_next_year" | "never", None) => {}
+        ("days_after_earning", Some(d)) if (1..=3650).contains(&d) => {}
+        ("days_after_earning", _) => {
+            return Err(ApiError::validation(
+                "expiry_days",
+                "must be 1 to 3650 with days_after_earning",
+            ))
+        }
+        ("end_of_next_year" | "never", Some(_)) => {
+            return Err(ApiError::validation(
+                "expiry_days",
+                "only with days_after_earning",
+            ))
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "expiry",
+                "must be end_of_next_year, days_after_earning or never",
+            ))
+        }
+    }
+    let mut tx = state.begin().await?;
+    let settings =
+        update_settings(&mut tx, &auth.tenant_id, |s| s.points = request.clone()).await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "program.points_updated",
+        None,
+        json!(settings.points),
+    ));
+    schedule_daily(&mut tx, &auth.tenant_id).await?;
+    tx.commit().await?;
+    Ok(Json(settings.points))
+}
+
+#[utoipa::path(get, path = "/v1/program/points", tag = "membership",
+    responses((status = 200, body = PointsSettings)), security(("api_key" = [])))]
+async fn get_points(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<PointsSettings>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(
+        load_settings(&mut conn, &auth.tenant_id).await?.points,
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDayView {
+    pub member_day: Option<MemberDay>,
+    /// Is it member day now, in the tenant's time zone?
+    pub today: bool,
+}
+
+/// Set the member day rule, multiplier and prices.
+#[utoipa::path(put, path = "/v1/program/member-day", tag = "membership", request_body = MemberDay,
+    responses((status = 200, body = MemberDayView), (status = 422)), security(("api_key" = [])))]
+async fn put_member_day(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<MemberDay>,
+) -> ApiResult<Json<MemberDayView>> {
+    request
+        .rule
+        .validate()
+        .map_err(|e| ApiError::validation("rule", e.to_string()))?;
+    if !(tiers::BP_ONE..=tiers::MAX_POINTS_MULTIPLIER_BP).contains(&request.points_multiplier_bp) {
+        return Err(ApiError::validation(
+            "points_multiplier_bp",
+            "must be 10000 to 100000",
+        ));
+    }
+    if request
+        .prices
+        .iter()
+        .any(|p| p.price < 0 || p.product_id.is_empty())
+    {
+        return Err(ApiError::validation(
+            "prices",
+            "each needs a product_id and a price ≥ 0",
+        ));
+    }
+    let mut tx = state.begin().await?;
+    let zone = tenant_zone(tx.conn(), &auth.tenant_id).await?;
+    let settings = update_settings(&mut tx, &auth.tenant_id, |s| {
+        s.member_day = Some(request.clone())
+    })
+    .await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "program.member_day_updated",
+        None,
+        json!(settings.member_day),
+    ));
+    let today = is_member_day(&settings, tx.now(), &zone);
+    tx.commit().await?;
+    Ok(Json(MemberDayView {
+        member_day: settings.member_day,
+        today,
+    }))
+}
+
+/// The member day, and whether today is one.
+#[utoipa::path(get, path = "/v1/program/member-day", tag = "membership",
+    responses((status = 200, body = MemberDayView)), security(("api_key" = [])))]
+async fn get_member_day(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<MemberDayView>> {
+    let mut conn = state.db.read().acquire().await?;
+    let settings = load_settings(&mut conn, &auth.tenant_id).await?;
+    let zone = tenant_zone(&mut conn, &auth.tenant_id).await?;
+    let today = is_member_day(&settings, state.clock.now(), &zone);
+    Ok(Json(MemberDayView {
+        member_day: settings.member_day,
+        today,
+    }))
+}
+
+/// Is `now` a member day in the tenant's zone?
+pub fn is_member_day(settings: &ProgramSettings, now: Timestamp, zone: &TimeZone) -> bool {
+    settings
+        .member_day
+        .as_ref()
+        .is_some_and(|d| calendar::is_member_day(&d.rule, now, zone))
+}
+
+/// The member-day price of a product now, if it is member day and the product has one.
+pub fn member_day_price(
+    settings: &ProgramSettings,
+    product_id: &str,
+    now: Timestamp,
+    zone: &TimeZone,
+) -> Option<i64> {
+    if !is_member_day(settings, now, zone) {
+        return None;
+    }
+    settings
+        .member_day
+        .as_ref()?
+        .prices
+        .iter()
+        .find(|p| p.product_id == product_id)
+        .map(|p| p.price)
+}
+
+/// Set the birthday perk.
+#[utoipa::path(put, path = "/v1/program/birthday", tag = "membership", request_body = BirthdayPerk,
+    responses((status = 200, body = BirthdayPerk), (status = 422)), security(("api_key" = [])))]
+async fn put_birthday(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<BirthdayPerk>,
+) -> ApiResult<Json<BirthdayPerk>> {
+    if request.days_before > 31 {
+        return Err(ApiError::validation("days_before", "must be 0 to 31"));
+    }
+    if !(0..=1_000_000).contains(&request.points) {
+        return Err(ApiError::validation("points", "must be 0 to 1000000"));
+    }
+    if request.points == 0 && request.coupon_template_id.is_none() {
+        return Err(ApiError::validation(
+            "points",
+            "give points, a coupon, or both",
+        ));
+    }
+    let mut tx = state.begin().await?;
+    let settings = update_settings(&mut tx, &auth.tenant_id, |s| {
+        s.birthday = Some(request.clone())
+    })
+    .await?;
+    schedule_daily(&mut tx, &auth.tenant_id).await?;
+    tx.commit().await?;
+    Ok(Json(settings.birthday.unwrap_or(request)))
+}
+
+#[utoipa::path(get, path = "/v1/program/birthday", tag = "membership",
+    responses((status = 200, body = Object)), security(("api_key" = [])))]
+async fn get_birthday(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(
+        json!({ "birthday": load_settings(&mut conn, &auth.tenant_id).await?.birthday }),
+    ))
+}
+
+// --- points earning ----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarnRequest {
+    /// Amount paid (fen) that earns points.
+    pub paid_amount: i64,
+    /// The order (or other) reference; one earning per reference.
+    pub reference: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Earned {
+    pub points: i64,
+    pub transfer_id: String,
+    /// `pending` until the return window closes, then `posted`; `voided` on refund.
+    pub status: String,
+    pub releases_at: String,
+}
+
+fn earn_transfer_id(reference: &str) -> String {
+    format!("points-earn:{reference}")
+}
+
+/// Points for a paid amount: pending until the return window closes (then posted by the
+/// scheduler), voided on refund. Idempotent per reference. Used by orders; also exposed for
+/// orders paid outside shequn.
+pub async fn earn_for_paid(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    paid_fen: i64,
+    reference: &str,
+) -> ApiResult<Earned> {
+    let mut conn_settings = load_settings(tx.conn(), tenant_id).await?;
+    let zone = tenant_zone(tx.conn(), tenant_id).await?;
+    let member = members::store::require(tx.conn(), tenant_id, member_id).await?;
+    let tier_bp = member
+        .tier
+        .as_deref()
+        .and_then(|name| conn_settings.tiers.iter().find(|t| t.name == name))
+        .map(|t| t.points_multiplier_bp)
+        .unwrap_or(tiers::BP_ONE);
+    let day_bp = if is_member_day(&conn_settings, tx.now(), &zone) {
+        conn_settings
+            .member_day
+            .take()
+            .map(|d| d.points_multiplier_bp)
+            .unwrap_or(tiers::BP_ONE)
+    } else {
+        tiers::BP_ONE
+    };
+    let points = points_rules::earn_points(
+        paid_fen,
+        conn_settings.points.points_per_yuan,
+        tier_bp,
+        day_bp,
+    )
+    .map_err(|e| ApiError::validation("paid_amount", e.to_string()))?;
+    let id = earn_transfer_id(reference);
+    let releases =
+        tx.now() + SignedDuration::from_hours(24 * conn_settings.points.return_window_days);
+    if points == 0 {
+        return Ok(Earned {
+            points: 0,
+            transfer_id: id,
+            status: "none".into(),
+            releases_at: releases.to_string(),
+        });
+    }
+    let transfer = NewTransfer::internal(
+        id.clone(),
+        Address::system("issuance"),
+        Address::member(member_id),
+        Asset::Points,
+        points,
+        "points_earned",
+        Some(reference),
+    )
+    .pending(None);
+    let result = ledger::apply_in(tx, tenant_id, vec![Op::Create(transfer)])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no ledger result")))?;
+    match result.status.as_str() {
+        "created" => {
+            let now_micros = to_micros(tx.now());
+            scheduler::schedule(
+                tx.conn(),
+                tenant_id,
+                &[NewJob {
+                    id: format!("{RELEASE_JOB}:{id}"),
+                    kind: RELEASE_JOB,
+                    due_at: to_micros(releases),
+                    payload: json!({ "transfer_id": id }),
+                }],
+                now_micros,
+            )
+            .await?;
+            tx.emit(NewEvent::new(
+                tenant_id,
+                "points.earned",
+                Some(member_id.as_str()),
+                json!({ "member_id": member_id, "points": points, "reference": reference, "status": "pending" }),
+            ));
+            Ok(Earned {
+                points,
+                transfer_id: id,
+                status: "pending".into(),
+                releases_at: releases.to_string(),
+            })
+        }
+        "exists" => {
+            let t = result.transfer.unwrap_or_else(|| unreachable_transfer(&id));
+            Ok(Earned {
+                points: t.amount,
+                transfer_id: id,
+                status: t.status,
+                releases_at: releases.to_string(),
+            })
+        }
+        "exists_with_different_fields" => Err(ApiError::conflict(
+            "reference_already_earned",
+            "points were already earned for this reference with another amount",
+        )),
+        other => Err(ApiError::conflict("points_not_earned", other.to_owned())),
+    }
+}
+
+fn unreachable_transfer(id: &str) -> crate::ledger::model::Transfer {
+    crate::ledger::model::Transfer {
+        id: id.to_owned(),
+        from: String::new(),
+        to: String::new(),
+        asset: Asset::Points,
+        amount: 0,
+        code: String::new(),
+        reference: None,
+        metadata: Value::Null,
+        pending: true,
+        linked: false,
+        status: "pending".into(),
+        posted_amount: None,
+        timeout_at: None,
+        created_at: String::new(),
+        resolved_at: None,
+    }
+}
+
+/// Earn points for a paid amount (an order paid elsewhere); pending through the return window.
+#[utoipa::path(post, path = "/v1/members/{id}/points/earn", tag = "membership",
+    params(("id" = String, Path)), request_body = EarnRequest,
+    responses((status = 201, body = Earned), (status = 404), (status = 409)), security(("api_key" = [])))]
+async fn earn_points(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<EarnRequest>,
+) -> ApiResult<(StatusCode, Json<Earned>)> {
+    let id = members::member_id(&id)?;
+    if !(1..=crate::ledger::model::MAX_AMOUNT).contains(&request.paid_amount) {
+        return Err(ApiError::validation(
+            "paid_amount",
+            "must be a positive integer (fen)",
+        ));
+    }
+    if !crate::ledger::model::valid_id(&request.reference) || request.reference.len() > 100 {
+        return Err(ApiError::validation(
+            "reference",
+            "must be 1 to 100 visible ASCII characters",
+        ));
+    }
+    let mut tx = state.begin().await?;
+    members::store::require_active(tx.conn(), &auth.tenant_id, &id).await?;
+    let earned = earn_for_paid(
+        &mut tx,
+        &auth.tenant_id,
+        &id,
+        request.paid_amount,
+        &request.reference,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(earned)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidEarned {
+    pub reference: String,
+}
+
+/// Void points still pending for a reference (the order was refunded inside its window).
+#[utoipa::path(post, path = "/v1/members/{id}/points/earn/void", tag = "membership",
+    params(("id" = String, Path)), request_body = VoidEarned,
+    responses((status = 200, body = crate::ledger::model::Transfer), (status = 404), (status = 409)),
+    security(("api_key" = [])))]
+async fn void_earned_points(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<VoidEarned>,
+) -> ApiResult<Json<crate::ledger::model::Transfer>> {
+    let id = members::member_id(&id)?;
+    let mut tx = state.begin().await?;
+    members::store::require(tx.conn(), &auth.tenant_id, &id).await?;
+    let pending_id = earn_transfer_id(&request.reference);
+    let result = ledger::apply_in(&mut tx, &auth.tenant_id, vec![Op::Void { pending_id }])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no ledger result")))?;
+    match (result.status.as_str(), result.transfer) {
+        ("voided", Some(t)) if t.to == Address::member(&id).as_str() => {
+            tx.emit(NewEvent::new(
+                &auth.tenant_id,
+                "points.voided",
+                Some(id.as_str()),
+                json!({ "member_id": id, "points": t.amount, "reference": request.reference }),
+            ));
+            tx.commit().await?;
+            Ok(Json(t))
+        }
+        ("transfer_not_found", _) | ("voided", _) => Err(ApiError::not_found("earned points")),
+        ("already_resolved", _) => Err(ApiError::conflict(
+            "already_resolved",
+            "these points were already released or voided",
+        )),
+        (other, _) => Err(ApiError::conflict("not_voided", other.to_owned())),
+    }
+}
+
+/// Scheduler handler: the return window closed; post the pending points.
+pub async fn release_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let id = job
+        .payload
+        .get("transfer_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("job without transfer_id"))?
+        .to_owned();
+    let mut tx = state.begin().await?;
+    let results = ledger::apply_in(
+        &mut tx,
+        &job.tenant_id,
+        vec![Op::Post {
+            pending_id: id,
+            amount: None,
+        }],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    if let Some(t) = results.first().and_then(|r| {
+        (r.status == "posted")
+            .then_some(r.transfer.as_ref())
+            .flatten()
+    }) {
+        tx.emit(NewEvent::new(
+            &job.tenant_id,
+            "points.released",
+            t.to.strip_prefix("member:"),
+            json!({ "member": t.to, "points": t.amount, "reference": t.reference }),
+        ));
+    }
+    scheduler::complete(tx.conn(), job).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// --- the daily run -----------------------------------------------------------------------
+
+/// Schedule the next daily run (local midnight) if not yet scheduled.
+pub async fn schedule_daily(tx: &mut Tx, tenant_id: &TenantId) -> ApiResult<()> {
+    let zone = tenant_zone(tx.conn(), tenant_id).await?;
+    let today = calendar::local_date(tx.now(), &zone);
+    let tomorrow =
+        calendar::add_days(today, 1).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    let due = calendar::start_of_local_day(tomorrow, &zone)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    let now_micros = to_micros(tx.now());
+    scheduler::schedule(
+        tx.conn(),
+        tenant_id,
+        &[NewJob {
+            id: format!("{DAILY_JOB}:{tomorrow}"),
+            kind: DAILY_JOB,
+            due_at: to_micros(due),
+            payload: json!({ "date": tomorrow.to_string() }),
+        }],
+        now_micros,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Scheduler handler: run the day's program work and schedule the next day.
+pub async fn daily_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    run_daily(state, &job.tenant_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let mut tx = state.begin().await?;
+    schedule_daily(&mut tx, &job.tenant_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    scheduler::complete(tx.conn(), job).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a daily run did.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct DailyReport {
+    pub points_expired: i64,
+    pub members_expired: usize,
+    pub warnings: usize,
+    pub birthday_perks: usize,
+    pub requalified: usize,
+}
+
+/// The first instant such that points earned before it have expired by `at`.
+pub fn expiry_cutoff(policy: ExpiryPolicy, at: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
+    let today = calendar::local_date(at, zone);
+    match policy {
+        ExpiryPolicy::Never => None,
+        // Earned in year Y expires at the start of Y + 2: by `at` (in year T) everything
+        // earned before the start of T − 1 has expired.
+        ExpiryPolicy::EndOfNextYear => {
+            let start = jiff::civil::date(today.year() - 1, 1, 1);
+            calendar::start_of_local_day(start, zone).ok()
+        }
+        // Earned on day D expires at the start of D + n + 1: by `at` (on day T) everything
+        // earned before the start of T − n has expired.
+        ExpiryPolicy::DaysAfterEarning(n) => {
+            let day = calendar::add_days(today, -i64::from(n)).ok()?;
+            calendar::start_of_local_day(day, zone).ok()
+        }
+    }
+}
+
+/// Points to expire: what was earned before the cutoff minus what has already left the
+/// account (oldest first), never negative and never more than is available.
+pub fn expirable(earned_before_cutoff: i64, net_debits: i64, available: i64) -> i64 {
+    (earned_before_cutoff - net_debits).clamp(0, available.max(0))
+}
+
+async fn sum_by_address(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    side: &str,
+    condition: &str,
+    cutoff: Option<i64>,
+) -> ApiResult<HashMap<String, i64>> {
+    let cutoff_clause = if cutoff.is_some() {
+        " AND t.created_at < $2"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT t.{side} AS address, CAST(SUM(CASE WHEN t.pending = 0 THEN t.amount ELSE r.amount END) AS BIGINT) AS total \
+         FROM ledger_transfer t LEFT JOIN ledger_resolution r ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \
+         WHERE t.tenant_id = $1 AND t.asset = 'points' AND t.{side} LIKE 'member:%' \
+         AND (t.pending = 0 OR r.kind = 'posted') AND {condition}{cutoff_clause} GROUP BY t.{side}"
+    );
+    let mut query = sqlx::query(&sql).bind(tenant_id.as_str());
+    if let Some(c) = cutoff {
+        query = query.bind(c);
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("address")?, r.try_get("total")?)))
+        .collect()
+}
+
+/// Per member: net points debits (debits − credits from accounts other than issuance).
+async fn net_debits(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> ApiResult<HashMap<String, i64>> {
+    let debits = sum_by_address(conn, tenant_id, "debit_address", "1 = 1", None).await?;
+    let returns = sum_by_address(
+        conn,
+        tenant_id,
+        "credit_address",
+        "t.debit_address <> 'system:issuance'",
+        None,
+    )
+    .await?;
+    let mut net = debits;
+    for (address, amount) in returns {
+        *net.entry(address).or_default() -= amount;
+    }
+    Ok(net)
+}
+
+async fn earned_before(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    cutoff: Timestamp,
+) -> ApiResult<HashMap<String, i64>> {
+    sum_by_address(
+        conn,
+        tenant_id,
+        "credit_address",
+        "t.debit_address = 'system:issuance'",
+        Some(to_micros(cutoff)),
+    )
+    .await
+}
+
+/// Insert a once-only notice; false when it already existed.
+async fn notice_once(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    key: &str,
+    member: &str,
+    kind: &str,
+) -> ApiResult<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO program_notice (tenant_id, key, member_id, kind, at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id.as_str())
+    .bind(key)
+    .bind(member)
+    .bind(kind)
+    .bind(to_micros(tx.now()))
+    .execute(tx.conn())
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The daily program run for one tenant: points expiry and warnings, birthday perks, tier
+/// requalification. Safe to run more than once a day.
+pub async fn run_daily(state: &AppState, tenant_id: &TenantId) -> ApiResult<DailyReport> {
+    let mut report = DailyReport::default();
+    let mut tx = state.begin().await?;
+    let now = tx.now();
+    let settings = load_settings(tx.conn(), tenant_id).await?;
+    let zone = tenant_zone(tx.conn(), tenant_id).await?;
+    let policy = settings.points.policy();
+
+    // Points expiry (first in, first out over the ledger).
+    if let Some(cutoff) = expiry_cutoff(policy, now, &zone) {
+        let earned = earned_before(tx.conn(), tenant_id, cutoff).await?;
+        let net = net_debits(tx.conn(), tenant_id).await?;
+        let mut ops = Vec::new();
+        for (address, earned) in &earned {
+            let Some(member) = address.strip_prefix("member:").and_then(MemberId::parse) else {
+                continue;
+            };
+            let balances = crate::ledger::store::balances(
+                state.db.read(),
+                tenant_id,
+                &Address::member(&member),
+            )
+            .await?;
+            let available = balances
+                .iter()
+                .find(|(a, _)| *a == Asset::Points)
+                .map(|(_, b)| b.available)
+                .unwrap_or(0);
+            let amount = expirable(*earned, net.get(address).copied().unwrap_or(0), available);
+            if amount > 0 {
+                ops.push(Op::Create(NewTransfer::internal(
+                    format!("points-expiry:{member}:{}", to_micros(cutoff)),
+                    Address::member(&member),
+                    Address::system("expiry"),
+                    Asset::Points,
+                    amount,
+                    "points_expired",
+                    None,
+                )));
+            }
+        }
+        for chunk in ops.chunks(1000) {
+            let results = ledger::apply_in(&mut tx, tenant_id, chunk.to_vec()).await?;
+            for (op, result) in chunk.iter().zip(results) {
+                if let (Op::Create(t), "created") = (op, result.status.as_str()) {
+                    report.points_expired += t.amount;
+                    report.members_expired += 1;
+                    tx.emit(NewEvent::new(
+                        tenant_id,
+                        "points.expired",
+                        t.from.member_id(),
+                        json!({ "member_id": t.from.member_id(), "points": t.amount,
+                                "earned_before": cutoff.to_string() }),
+                    ));
+                }
+            }
+        }
+    }
+
+    // Warnings: points that will expire within the next 30 days.
+    let horizon = now + SignedDuration::from_hours(24 * EXPIRY_WARNING_DAYS);
+    if let (Some(next_cutoff), Some(current)) = (
+        expiry_cutoff(policy, horizon, &zone),
+        expiry_cutoff(policy, now, &zone),
+    ) {
+        if next_cutoff > current {
+            let earned = earned_before(tx.conn(), tenant_id, next_cutoff).await?;
+            let net = net_debits(tx.conn(), tenant_id).await?;
+            for (address, earned) in &earned {
+                let amount = (earned - net.get(address).copied().unwrap_or(0)).max(0);
+                let member = address.trim_start_matches("member:");
+                if amount > 0
+                    && notice_once(
+                        &mut tx,
+                        tenant_id,
+                        &format!("expiring:{member}:{}", to_micros(next_cutoff)),
+                        member,
+                        "points_expiring",
+                    )
+                    .await?
+                {
+                    report.warnings += 1;
+                    tx.emit(NewEvent::new(
+                        tenant_id,
+                        "points.expiring",
+                        Some(member),
+                        json!({ "member_id": member, "points": amount, "earned_before": next_cutoff.to_string(),
+                                "expires_by": expiry_deadline(policy, horizon, &zone).map(|t| t.to_string()) }),
+                    ));
+                }
+            }
+        }
+    }
+
+    // Birthday perks, once per birthday year.
+    if let Some(perk) = &settings.birthday {
+        let today = calendar::local_date(now, &zone);
+        let rows = sqlx::query(
+            "SELECT id, birthday FROM member WHERE tenant_id = $1 AND status = 'active' AND birthday IS NOT NULL",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_all(tx.conn())
+        .await?;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let birthday: String = row.try_get("birthday")?;
+            let Ok(date) = birthday.parse::<jiff::civil::Date>() else {
+                continue;
+            };
+            let Some(year) = calendar::birthday_perk_due(date, perk.days_before, today, None)
+            else {
+                continue;
+            };
+            if !notice_once(
+                &mut tx,
+                tenant_id,
+                &format!("birthday:{id}:{year}"),
+                &id,
+                "birthday_perk",
+            )
+            .await?
+            {
+                continue;
+            }
+            let member = MemberId::from_db(id.clone());
+            if perk.points > 0 {
+                ledger::apply_in(
+                    &mut tx,
+                    tenant_id,
+                    vec![Op::Create(NewTransfer::internal(
+                        format!("birthday-points:{id}:{year}"),
+                        Address::system("issuance"),
+                        Address::member(&member),
+                        Asset::Points,
+                        perk.points,
+                        "birthday_perk",
+                        None,
+                    ))],
+                )
+                .await?;
+            }
+            report.birthday_perks += 1;
+            tx.emit(NewEvent::new(
+                tenant_id,
+                "member.birthday_perk",
+                Some(&id),
+                json!({ "member_id": id, "year": year, "points": perk.points,
+                        "coupon_template_id": perk.coupon_template_id }),
+            ));
+        }
+    }
+
+    // Requalification: downgrades happen only on the tenant's yearly date.
+    if let Some(r) = settings.requalification {
+        let today = calendar::local_date(now, &zone);
+        let due = calendar::clamped_date(today.year(), r.month, r.day).ok();
+        if due == Some(today)
+            && notice_once(
+                &mut tx,
+                tenant_id,
+                &format!("requalify:{today}"),
+                "",
+                "requalification",
+            )
+            .await?
+        {
+            report.requalified = reevaluate_all(&mut tx, tenant_id, &settings.tiers, true).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// When the points in the warning window expire (for the event).
+fn expiry_deadline(policy: ExpiryPolicy, horizon: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
+    let today = calendar::local_date(horizon, zone);
+    match policy {
+        ExpiryPolicy::Never => None,
+        ExpiryPolicy::EndOfNextYear => {
+            calendar::start_of_local_day(jiff::civil::date(today.year(), 1, 1), zone).ok()
+        }
+        ExpiryPolicy::DaysAfterEarning(_) => calendar::start_of_local_day(today, zone).ok(),
+    }
+}
+
+/// RFC 3339 of stored micros (re-exported for callers of this module's tables).
+pub fn at(micros: i64) -> String {
+    micros_to_rfc3339(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shanghai() -> TimeZone {
+        calendar::tenant_time_zone(None).unwrap()
+    }
+
+    #[test]
+    fn end_of_next_year_cutoff_is_start_of_last_year() {
+        let at: Timestamp = "2027-01-01T00:00:00+08:00".parse().unwrap();
+        let cutoff = expiry_cutoff(ExpiryPolicy::EndOfNextYear, at, &shanghai()).unwrap();
+        assert_eq!(
+            cutoff,
+            "2026-01-01T00:00:00+08:00".parse::<Timestamp>().unwrap()
+        );
+        let before: Timestamp = "2026-12-31T23:59:59+08:00".parse().unwrap();
+        let cutoff = expiry_cutoff(ExpiryPolicy::EndOfNextYear, before, &shanghai()).unwrap();
+        assert_eq!(
+            cutoff,
+            "2025-01-01T00:00:00+08:00".parse::<Timestamp>().unwrap()
+        );
+    }
+
+    #[test]
+    fn days_after_earning_cutoff() {
+        let at: Timestamp = "2026-03-11T00:00:00+08:00".parse().unwrap();
+        let cutoff = expiry_cutoff(ExpiryPolicy::DaysAfterEarning(10), at, &shanghai()).unwrap();
+        // Earned on 2026-02-28 expires at the start of 2026-03-11; earned on 03-01 is still good.
+        assert_eq!(
+            cutoff,
+            "2026-03-01T00:00:00+08:00".parse::<Timestamp>().unwrap()
+        );
+    }
+
+    #[test]
+    fn fifo_expiry_never_takes_spent_points() {
+        // Earn 100 (2025), earn 50 (2026), spend 120.
+        // End of 2026: earned before the cutoff = 100, net debits = 120 → nothing expires.
+        assert_eq!(expirable(100, 120, 30), 0);
+        // End of 2027: earned before the cutoff = 150 → 30 expire.
+        assert_eq!(expirable(150, 120, 30), 30);
+        // Never more than available (points reserved at checkout stay).
+        assert_eq!(expirable(150, 120, 10), 10);
+    }
+
+    #[test]
+    fn expirable_matches_the_lot_model() {
+        // The cumulative formula equals first-in-first-out lots for any spend pattern.
+        let zone = shanghai();
+        let earn_2025: Timestamp = "2025-06-01T00:00:00+08:00".parse().unwrap();
+        let earn_2026: Timestamp = "2026-06-01T00:00:00+08:00".parse().unwrap();
+        for spent in [0i64, 50, 99, 100, 101, 120, 150] {
+            let mut lots = vec![
+                points_rules::Lot {
+                    id: "a".into(),
+                    earned_at: earn_2025,
+                    expires_at: points_rules::expires_at(
+                        earn_2025,
+                        ExpiryPolicy::EndOfNextYear,
+                        &zone,
+                    )
+                    .unwrap(),
+                    amount: 100,
+                    remaining: 100,
+                },
+                points_rules::Lot {
+                    id: "b".into(),
+                    earned_at: earn_2026,
+                    expires_at: points_rules::expires_at(
+                        earn_2026,
+                        ExpiryPolicy::EndOfNextYear,
+                        &zone,
+                    )
+                    .unwrap(),
+                    amount: 50,
+                    remaining: 50,
+                },
+            ];
+            if spent > 0 {
+                points_rules::spend_fifo(&mut lots, spent, earn_2026).unwrap();
+            }
+            let end_2026: Timestamp = "2027-01-01T00:00:00+08:00".parse().unwrap();
+            let by_lots: i64 = points_rules::expire_due(&mut lots, end_2026)
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(expirable(100, spent, 150 - spent), by_lots, "spent {spent}");
+        }
+    }
+}
