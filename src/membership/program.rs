@@ -243,6 +243,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(early_access))
         .routes(routes!(earn_points))
         .routes(routes!(void_earned_points))
+        .routes(routes!(burn_quote))
 }
 
 // --- tiers and growth --------------------------------------------------------------------
@@ -1018,6 +1019,85 @@ async fn void_earned_points(
         )),
         (other, _) => Err(ApiError::conflict("not_voided", other.to_owned())),
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BurnQuery {
+    /// The order amount (fen) points would pay part of.
+    pub order_amount: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BurnQuote {
+    /// Most points the member may burn on this order (whole burn steps only).
+    pub max_points: i64,
+    /// What they are worth (fen).
+    pub value: i64,
+    pub available_points: i64,
+    pub burn_points_per_yuan: i64,
+    pub burn_cap_bp: i64,
+}
+
+/// The burn rule for a member and an order: `N` points = 1 yuan, capped at a share of the
+/// order and at the member's available points.
+pub fn quote_burn(
+    settings: &PointsSettings,
+    order_fen: i64,
+    available: i64,
+) -> ApiResult<BurnQuote> {
+    let max_points = points_rules::max_burnable(
+        order_fen,
+        settings.burn_points_per_yuan,
+        settings.burn_cap_bp,
+        available.max(0),
+    )
+    .map_err(|e| ApiError::validation("order_amount", e.to_string()))?;
+    let value = points_rules::burn_value_fen(max_points, settings.burn_points_per_yuan)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    Ok(BurnQuote {
+        max_points,
+        value,
+        available_points: available,
+        burn_points_per_yuan: settings.burn_points_per_yuan,
+        burn_cap_bp: settings.burn_cap_bp,
+    })
+}
+
+/// How many points this member may burn on an order of `order_amount`, and their value.
+#[utoipa::path(get, path = "/v1/members/{id}/points/burn-quote", tag = "membership",
+    params(("id" = String, Path), BurnQuery),
+    responses((status = 200, body = BurnQuote), (status = 404)), security(("api_key" = [])))]
+async fn burn_quote(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(query): Query<BurnQuery>,
+) -> ApiResult<Json<BurnQuote>> {
+    let id = members::member_id(&id)?;
+    if !(0..=crate::ledger::model::MAX_AMOUNT).contains(&query.order_amount) {
+        return Err(ApiError::validation(
+            "order_amount",
+            "must be 0 or more (fen)",
+        ));
+    }
+    let mut conn = state.db.read().acquire().await?;
+    members::store::require(&mut conn, &auth.tenant_id, &id).await?;
+    let settings = load_settings(&mut conn, &auth.tenant_id).await?;
+    drop(conn);
+    let balances =
+        crate::ledger::store::balances(state.db.read(), &auth.tenant_id, &Address::member(&id))
+            .await?;
+    let available = balances
+        .iter()
+        .find(|(a, _)| *a == Asset::Points)
+        .map(|(_, b)| b.available)
+        .unwrap_or(0);
+    Ok(Json(quote_burn(
+        &settings.points,
+        query.order_amount,
+        available,
+    )?))
 }
 
 /// Scheduler handler: the return window closed; post the pending points.

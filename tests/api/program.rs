@@ -21,6 +21,7 @@ backend_tests!(
     order_points_stay_pending_through_the_return_window,
     expiry_is_first_in_first_out_and_never_takes_spent_points,
     birthday_perks_are_granted_once_per_year,
+    burn_quote_caps_by_share_of_order_and_balance,
 );
 
 fn at(text: &str) -> Timestamp {
@@ -396,4 +397,48 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
     );
     let events = app.get("/v1/events?type=member.birthday_perk").await;
     assert_eq!(events.body["data"].as_array().unwrap().len(), 2);
+}
+
+async fn burn_quote_caps_by_share_of_order_and_balance(app: TestApp) {
+    let m = app.member("burner").await;
+    ledger_move(&app, "g", "system:issuance", &format!("member:{m}"), 3_000).await;
+    let put = app
+        .call(
+            axum::http::Method::PUT,
+            "/v1/program/points",
+            Some(
+                &json!({"points_per_yuan": 1, "burn_points_per_yuan": 100, "burn_cap_bp": 2000,
+                         "return_window_days": 7, "expiry": "end_of_next_year"}),
+            ),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+    // Order 100.00 yuan, cap 20 % = 20 yuan = 2,000 points (the member has 3,000).
+    let quote = app
+        .get(&format!(
+            "/v1/members/{m}/points/burn-quote?order_amount=10000"
+        ))
+        .await;
+    assert_eq!(quote.body["max_points"], 2000);
+    assert_eq!(quote.body["value"], 2000);
+    // A big order: capped by the balance instead.
+    let quote = app
+        .get(&format!(
+            "/v1/members/{m}/points/burn-quote?order_amount=1000000"
+        ))
+        .await;
+    assert_eq!(quote.body["max_points"], 3000);
+    assert_eq!(quote.body["value"], 3000);
+    let bad = app
+        .call(
+            axum::http::Method::PUT,
+            "/v1/program/points",
+            Some(
+                &json!({"points_per_yuan": 1, "burn_points_per_yuan": 100, "burn_cap_bp": 2000,
+                         "return_window_days": 7, "expiry": "days_after_earning"}),
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["error"]["details"]["field"], "expiry_days");
 }
