@@ -12,6 +12,7 @@
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
 //!   runs it; [`cli`] is the command line that the binary exposes.
 
+pub mod analytics;
 pub mod bench;
 pub mod cli;
 pub mod common;

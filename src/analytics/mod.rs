@@ -1,0 +1,7 @@
+//! Customer analytics (RFM, lifetime value, repurchase prediction).
+//!
+//! - [`model`]: BG/NBD and Gamma-Gamma fitted by maximum likelihood, P(alive), expected
+//!   transactions, CLV, RFM scoring and the holdout validation table, as pure functions,
+//!   checked against the published CDNOW estimates.
+
+pub mod model;
