@@ -62,6 +62,16 @@ pub enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+    /// Order history.
+    Orders {
+        #[command(subcommand)]
+        command: OrderCommand,
+    },
+    /// Customer analytics: fit the lifetime-value models, validate them on a holdout.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
     /// Ledger tools.
     Ledger {
         #[command(subcommand)]
@@ -71,6 +81,49 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Import order history (paid external orders), creating members by external id.
+    Import {
+        #[arg(long)]
+        tenant: String,
+        /// `csv` (`external_member_id,ordered_at,amount,currency,items`) or `cdnow`.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyticsCommand {
+    /// Fit BG/NBD and Gamma-Gamma over the calibration window, score every member; prints one
+    /// JSON line `{"customers", "bgnbd": {...}, "gamma_gamma": {...}}`.
+    Fit {
+        #[arg(long)]
+        tenant: String,
+        /// Last day of the calibration window (inclusive), `YYYY-MM-DD`.
+        #[arg(long)]
+        calibration_end: String,
+        /// `day` or `week`.
+        #[arg(long, default_value = "week")]
+        time_unit: String,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Actual vs predicted repeat transactions in the holdout, per calibration frequency.
+    Validate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        calibration_end: String,
+        #[arg(long)]
+        holdout_end: String,
+        #[arg(long, default_value = "week")]
+        time_unit: String,
     },
 }
 
@@ -232,6 +285,25 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Orders {
+            command:
+                OrderCommand::Import {
+                    tenant,
+                    format,
+                    file,
+                },
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
+            let format = match format.as_str() {
+                "csv" => crate::orders::import::Format::Csv,
+                "cdnow" => crate::orders::import::Format::Cdnow,
+                other => anyhow::bail!("unknown format {other:?}: use csv or cdnow"),
+            };
+            let report = import_orders_file(&db, &tenant, format, &file).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Analytics { command } => return analytics(&db, command).await,
         Command::Bench { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
@@ -259,6 +331,113 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
     })
 }
 
+fn date_arg(name: &str, text: &str) -> anyhow::Result<jiff::civil::Date> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("--{name} must be a date YYYY-MM-DD, not {text:?}"))
+}
+
+async fn analytics(db: &Db, command: AnalyticsCommand) -> anyhow::Result<ExitCode> {
+    use crate::analytics::scoring;
+    let (tenant, unit) = match &command {
+        AnalyticsCommand::Fit {
+            tenant, time_unit, ..
+        }
+        | AnalyticsCommand::Validate {
+            tenant, time_unit, ..
+        } => (tenant_id(tenant)?, time_unit),
+    };
+    anyhow::ensure!(tenants::exists(db, &tenant).await?, "no tenant {tenant}");
+    let unit = scoring::parse_unit(unit)
+        .ok_or_else(|| anyhow::anyhow!("--time-unit must be day or week"))?;
+    let zone = {
+        let mut conn = db.read().acquire().await?;
+        crate::membership::program::tenant_zone(&mut conn, &tenant)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message.clone()))?
+    };
+    match command {
+        AnalyticsCommand::Fit {
+            calibration_end,
+            json,
+            ..
+        } => {
+            let end = date_arg("calibration-end", &calibration_end)?;
+            let started = std::time::Instant::now();
+            let report =
+                scoring::fit_and_score(db, &tenant, &zone, end, unit, Timestamp::now()).await?;
+            if !json {
+                eprintln!(
+                    "fitted {} customers and stored their scores in {:.2}s",
+                    report.customers,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        AnalyticsCommand::Validate {
+            calibration_end,
+            holdout_end,
+            ..
+        } => {
+            let end = date_arg("calibration-end", &calibration_end)?;
+            let holdout = date_arg("holdout-end", &holdout_end)?;
+            let (params, table) =
+                scoring::validate_holdout(db, &tenant, &zone, end, holdout, unit).await?;
+            println!(
+                "BG/NBD r={:.4} alpha={:.4} a={:.4} b={:.4}; holdout {} → {}",
+                params.r, params.alpha, params.a, params.b, calibration_end, holdout_end
+            );
+            println!("{table}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import_orders_file(
+    db: &Db,
+    tenant: &TenantId,
+    format: crate::orders::import::Format,
+    file: &std::path::Path,
+) -> anyhow::Result<crate::orders::import::OrderImportReport> {
+    let handle = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+    let size = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(size);
+    let reader = bar.wrap_async_read(tokio::io::BufReader::with_capacity(1 << 20, handle));
+    let zone = {
+        let mut conn = db.read().acquire().await?;
+        crate::membership::program::tenant_zone(&mut conn, tenant)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message.clone()))?
+    };
+    let rows_bar = bar.clone();
+    let report = crate::orders::import::import(
+        db,
+        Timestamp::now,
+        tenant,
+        &zone,
+        format,
+        reader,
+        move |rows| {
+            rows_bar.set_message(format!("{rows} rows"));
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn progress_bar(size: u64) -> ProgressBar {
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// A progress bar over the bytes of `file` as the import reads it.
 async fn import_file(
     db: &Db,
@@ -269,11 +448,7 @@ async fn import_file(
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
     let size = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let bar = ProgressBar::new(size);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(size);
     let reader = bar.wrap_async_read(tokio::io::BufReader::with_capacity(1 << 20, handle));
     let rows_bar = bar.clone();
     let report = members::import::import(db, Timestamp::now, tenant, reader, move |rows| {

@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
         (name = "membership", description = "Tiers, growth, points rules, member day, birthday perks"),
+        (name = "orders", description = "Orders; for now the import of order history"),
+        (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "events", description = "The event outbox"),
     )

@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod members;
 pub mod membership;
 pub mod ops;
+pub mod orders;
 pub mod server;
 pub mod tenants;
 

@@ -25,7 +25,7 @@ use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{docs, members, membership, ops};
+use crate::{docs, members, membership, ops, orders};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -59,6 +59,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(members::routes())
         .merge(ledger::routes())
         .merge(membership::routes())
+        .merge(orders::routes())
         .merge(events::routes())
 }
 

@@ -3,5 +3,7 @@
 //! - [`model`]: BG/NBD and Gamma-Gamma fitted by maximum likelihood, P(alive), expected
 //!   transactions, CLV, RFM scoring and the holdout validation table, as pure functions,
 //!   checked against the published CDNOW estimates.
+//! - [`scoring`]: the run that fits a tenant's order history and stores per-member scores.
 
 pub mod model;
+pub mod scoring;

@@ -61,6 +61,7 @@ pub fn has_shape(text: &str, prefix: &str) -> bool {
 typed_id!(TenantId, "ten");
 typed_id!(ApiKeyId, "key");
 typed_id!(MemberId, "mem");
+typed_id!(OrderId, "ord");
 
 #[cfg(test)]
 mod tests {

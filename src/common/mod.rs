@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod import;
 pub mod json;
 pub mod pagination;
 pub mod scheduler;

@@ -31,6 +31,7 @@ pub enum Arg {
     OptI64(Option<i64>),
     Text(String),
     OptText(Option<String>),
+    F64(f64),
 }
 
 impl From<i64> for Arg {
@@ -154,6 +155,7 @@ impl Sql {
                 Arg::OptI64(v) => query.bind(*v),
                 Arg::Text(v) => query.bind(v.as_str()),
                 Arg::OptText(v) => query.bind(v.as_deref()),
+                Arg::F64(v) => query.bind(*v),
             };
         }
         query

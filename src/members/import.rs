@@ -21,14 +21,13 @@ use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, TenantId};
+use crate::common::import::RowErrors;
 use crate::common::time::to_micros;
 
 /// The columns, in order, of import and export files.
 pub const COLUMNS: [&str; 6] = ["external_id", "name", "phone", "birthday", "source", "tags"];
 /// Most data rows one import takes.
 pub const MAX_IMPORT_ROWS: u64 = 1_000_000;
-/// Most row errors listed in a report (all are counted in `error_count`).
-pub const MAX_REPORTED_ERRORS: usize = 10_000;
 /// Rows written per transaction.
 pub const CHUNK_ROWS: usize = 1_000;
 
@@ -37,32 +36,13 @@ pub const CHUNK_ROWS: usize = 1_000;
 pub struct ImportReport {
     pub created: u64,
     pub updated: u64,
-    pub errors: Vec<RowError>,
-    /// All bad rows, also those beyond the listed ones.
-    pub error_count: u64,
-    /// True when more errors occurred than are listed.
-    pub errors_truncated: bool,
-}
-
-/// One bad row.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RowError {
-    /// 1-based line in the file; the header is line 1.
-    pub line: u64,
-    pub reason: String,
+    #[serde(flatten)]
+    pub rows: RowErrors,
 }
 
 impl ImportReport {
     fn error(&mut self, line: u64, reason: impl Into<String>) {
-        self.error_count += 1;
-        if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(RowError {
-                line,
-                reason: reason.into(),
-            });
-        } else {
-            self.errors_truncated = true;
-        }
+        self.rows.push(line, reason);
     }
 }
 

@@ -146,6 +146,11 @@ impl TestApp {
         })
     }
 
+    /// The test clock's now.
+    pub fn clock_now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
     /// Another tenant in the same database: (tenant id, key).
     pub async fn other_tenant(&self) -> (String, String) {
         let created = tenants::create(&self.state.db, "other", self.clock.now())

@@ -1,0 +1,332 @@
+//! The scoring run: load a tenant's paid orders, fit BG/NBD and Gamma-Gamma over a calibration
+//! window, and store per member P(alive), expected transactions in the next 30/90/365 days,
+//! expected order value, CLV and RFM scores with their segment. Heavy work stays off the
+//! request path (CLI and scheduler); the API reads the stored rows.
+//!
+//! Conventions (those of the literature, see [`super::model::summary`]): purchases on the same
+//! local day are one transaction, the calibration end is inclusive, recency and T are whole
+//! days between calendar dates (divided by 7 in weeks), and Gamma-Gamma sees average repeat
+//! order values in major units.
+
+use std::collections::HashMap;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Row as _;
+
+use super::model::bgnbd::{self, BgNbdParams, Observation};
+use super::model::gamma_gamma::{self, SpendObservation};
+use super::model::summary::{self, Day, Purchase, TimeUnit};
+use super::model::{clv, rfm, validate};
+use crate::common::db::Db;
+use crate::common::events::NewEvent;
+use crate::common::ids::TenantId;
+use crate::common::sql::{Arg, Sql};
+use crate::common::time::{from_micros, to_micros};
+
+/// Order statuses that count as purchases.
+pub const PURCHASE_STATUSES: &str = "('paid', 'fulfilled', 'completed')";
+/// CLV horizon and monthly discount rate used by the stored scores.
+pub const CLV_MONTHS: u32 = 12;
+pub const MONTHLY_DISCOUNT: f64 = 0.01;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BgNbdResult {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    pub log_likelihood: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GammaGammaResult {
+    pub p: f64,
+    pub q: f64,
+    pub gamma: f64,
+}
+
+/// What `shequn analytics fit` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    pub customers: usize,
+    pub bgnbd: BgNbdResult,
+    pub gamma_gamma: Option<GammaGammaResult>,
+}
+
+fn day_of(date: Date) -> anyhow::Result<Day> {
+    Day::from_ymd(
+        i32::from(date.year()),
+        date.month() as u32,
+        date.day() as u32,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Every purchase of the tenant, dated by the tenant's local day.
+pub async fn purchases(
+    db: &Db,
+    tenant_id: &TenantId,
+    zone: &TimeZone,
+) -> anyhow::Result<Vec<Purchase<String>>> {
+    let rows = sqlx::query(&format!(
+        "SELECT member_id, ordered_at, total FROM customer_order \
+         WHERE tenant_id = $1 AND status IN {PURCHASE_STATUSES}"
+    ))
+    .bind(tenant_id.as_str())
+    .fetch_all(db.read())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let date = from_micros(row.try_get("ordered_at")?)
+                .to_zoned(zone.clone())
+                .date();
+            Ok(Purchase {
+                customer: row.try_get::<String, _>("member_id")?,
+                day: day_of(date)?,
+                amount_cents: row.try_get("total")?,
+            })
+        })
+        .collect()
+}
+
+/// Fit both models over the calibration window, score every customer, store the results.
+pub async fn fit_and_score(
+    db: &Db,
+    tenant_id: &TenantId,
+    zone: &TimeZone,
+    calibration_end: Date,
+    unit: TimeUnit,
+    now: jiff::Timestamp,
+) -> anyhow::Result<FitReport> {
+    let purchases = purchases(db, tenant_id, zone).await?;
+    let end = day_of(calibration_end)?;
+    let summaries =
+        summary::calibration_summary(&purchases, end, unit).map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        !summaries.is_empty(),
+        "no purchases on or before {calibration_end}"
+    );
+    let observations: Vec<Observation> = summaries.iter().map(|s| s.observation()).collect();
+    let bg = bgnbd::fit(&observations).map_err(|e| anyhow::anyhow!("BG/NBD fit: {e}"))?;
+    // Gamma-Gamma needs repeat customers with a positive average value.
+    let spends: Vec<SpendObservation> = summaries
+        .iter()
+        .filter_map(|s| s.spend())
+        .filter(|s| s.mean_value > 0.0)
+        .collect();
+    let gg = if spends.len() >= 3 {
+        gamma_gamma::fit(&spends).ok()
+    } else {
+        None
+    };
+    let rfm_rows = rfm::rfm_table(&purchases, end).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rfm_by_member: HashMap<&str, &rfm::RfmRow<String>> = rfm_rows
+        .iter()
+        .map(|r| (r.values.customer.as_str(), r))
+        .collect();
+
+    let per_unit = unit.days();
+    let mut scores = Vec::with_capacity(summaries.len());
+    for s in &summaries {
+        let obs = s.observation();
+        let expected = |days: f64| {
+            bgnbd::conditional_expected_transactions(&bg.params, &obs, days / per_unit)
+                .unwrap_or(0.0)
+        };
+        let spend = s.spend().unwrap_or(SpendObservation {
+            frequency: 0,
+            mean_value: 0.0,
+        });
+        let (value, lifetime) = match &gg {
+            Some(g) => (
+                gamma_gamma::conditional_expected_average_value(&g.params, &spend).unwrap_or(0.0),
+                clv::customer_lifetime_value_with_spend_model(
+                    &bg.params,
+                    &g.params,
+                    &obs,
+                    &spend,
+                    CLV_MONTHS,
+                    MONTHLY_DISCOUNT,
+                    unit,
+                )
+                .unwrap_or(0.0),
+            ),
+            None => (0.0, 0.0),
+        };
+        let Some(rfm_row) = rfm_by_member.get(s.customer.as_str()) else {
+            continue;
+        };
+        scores.push(Score {
+            member_id: s.customer.clone(),
+            frequency: i64::from(rfm_row.values.frequency),
+            recency_days: rfm_row.values.recency_days,
+            monetary: rfm_row.values.monetary_cents,
+            r: i64::from(rfm_row.score.r),
+            f: i64::from(rfm_row.score.f),
+            m: i64::from(rfm_row.score.m),
+            segment: rfm_row.segment.as_str(),
+            p_alive: bgnbd::probability_alive(&bg.params, &obs).unwrap_or(0.0),
+            expected_30: expected(30.0),
+            expected_90: expected(90.0),
+            expected_365: expected(365.0),
+            // Major units → fen, rounded to the nearest fen.
+            expected_order_value: (value * 100.0).round() as i64,
+            clv: (lifetime * 100.0).round() as i64,
+        });
+    }
+    let report = FitReport {
+        customers: summaries.len(),
+        bgnbd: BgNbdResult {
+            r: bg.params.r,
+            alpha: bg.params.alpha,
+            a: bg.params.a,
+            b: bg.params.b,
+            log_likelihood: bg.log_likelihood,
+        },
+        gamma_gamma: gg.as_ref().map(|g| GammaGammaResult {
+            p: g.params.p,
+            q: g.params.q,
+            gamma: g.params.gamma,
+        }),
+    };
+    store(db, tenant_id, &report, &scores, calibration_end, unit, now).await?;
+    Ok(report)
+}
+
+struct Score {
+    member_id: String,
+    frequency: i64,
+    recency_days: i64,
+    monetary: i64,
+    r: i64,
+    f: i64,
+    m: i64,
+    segment: &'static str,
+    p_alive: f64,
+    expected_30: f64,
+    expected_90: f64,
+    expected_365: f64,
+    expected_order_value: i64,
+    clv: i64,
+}
+
+async fn store(
+    db: &Db,
+    tenant_id: &TenantId,
+    report: &FitReport,
+    scores: &[Score],
+    calibration_end: Date,
+    unit: TimeUnit,
+    now: jiff::Timestamp,
+) -> anyhow::Result<()> {
+    let at = to_micros(now);
+    let mut tx = db.begin(now).await?;
+    sqlx::query("DELETE FROM analytics_fit WHERE tenant_id = $1")
+        .bind(tenant_id.as_str())
+        .execute(tx.conn())
+        .await?;
+    sqlx::query(
+        "INSERT INTO analytics_fit (tenant_id, calibration_end, time_unit, customers, result, fitted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant_id.as_str())
+    .bind(calibration_end.to_string())
+    .bind(unit_name(unit))
+    .bind(report.customers as i64)
+    .bind(serde_json::to_string(report)?)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    sqlx::query("DELETE FROM member_score WHERE tenant_id = $1")
+        .bind(tenant_id.as_str())
+        .execute(tx.conn())
+        .await?;
+    for chunk in scores.chunks(1000) {
+        let mut sql = Sql::for_conn(
+            tx.conn(),
+            "INSERT INTO member_score (tenant_id, member_id, frequency, recency_days, monetary, \
+             r_score, f_score, m_score, segment, p_alive, expected_30, expected_90, expected_365, \
+             expected_order_value, clv, scored_at) VALUES ",
+        );
+        sql.values(chunk, |s| {
+            vec![
+                Arg::from(tenant_id.as_str()),
+                Arg::from(s.member_id.as_str()),
+                Arg::from(s.frequency),
+                Arg::from(s.recency_days),
+                Arg::from(s.monetary),
+                Arg::from(s.r),
+                Arg::from(s.f),
+                Arg::from(s.m),
+                Arg::from(s.segment),
+                Arg::F64(s.p_alive),
+                Arg::F64(s.expected_30),
+                Arg::F64(s.expected_90),
+                Arg::F64(s.expected_365),
+                Arg::from(s.expected_order_value),
+                Arg::from(s.clv),
+                Arg::from(at),
+            ]
+        });
+        sql.query().execute(tx.conn()).await?;
+    }
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "analytics.scored",
+        None,
+        json!({ "customers": report.customers, "calibration_end": calibration_end.to_string() }),
+    ));
+    tx.commit().await?;
+    Ok(())
+}
+
+pub fn unit_name(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Day => "day",
+        TimeUnit::Week => "week",
+    }
+}
+
+pub fn parse_unit(text: &str) -> Option<TimeUnit> {
+    match text {
+        "day" => Some(TimeUnit::Day),
+        "week" => Some(TimeUnit::Week),
+        _ => None,
+    }
+}
+
+/// The classic holdout table: fit on the calibration window, compare actual and predicted
+/// repeat transactions in the holdout window per calibration frequency.
+pub async fn validate_holdout(
+    db: &Db,
+    tenant_id: &TenantId,
+    zone: &TimeZone,
+    calibration_end: Date,
+    holdout_end: Date,
+    unit: TimeUnit,
+) -> anyhow::Result<(BgNbdParams, validate::ValidationTable)> {
+    anyhow::ensure!(
+        holdout_end > calibration_end,
+        "the holdout must end after the calibration"
+    );
+    let purchases = purchases(db, tenant_id, zone).await?;
+    let (end, holdout) = (day_of(calibration_end)?, day_of(holdout_end)?);
+    let summaries =
+        summary::calibration_summary(&purchases, end, unit).map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        !summaries.is_empty(),
+        "no purchases on or before {calibration_end}"
+    );
+    let observations: Vec<Observation> = summaries.iter().map(|s| s.observation()).collect();
+    let fit = bgnbd::fit(&observations).map_err(|e| anyhow::anyhow!("BG/NBD fit: {e}"))?;
+    let holdout_rows = summary::holdout_summary(&purchases, end, holdout, unit)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let actual: Vec<u32> = holdout_rows.iter().map(|h| h.transactions).collect();
+    let length = end.days_until(holdout) as f64 / unit.days();
+    let table = validate::holdout_validation(&fit.params, &observations, &actual, length)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((fit.params, table))
+}

@@ -1,0 +1,116 @@
+//! Order-history import and the lifetime-value fit, on real CDNOW data.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use shequn::common::ids::TenantId;
+
+use crate::backend_tests;
+use crate::support::{Reply, TestApp};
+
+backend_tests!(
+    cdnow_sample_import_and_fit_reproduce_the_published_estimates,
+    csv_order_import_creates_members_and_reports_bad_rows,
+);
+
+fn cdnow(file: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cdnow/").to_owned() + file;
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+async fn import(app: &TestApp, query: &str, body: String) -> Reply {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/orders/import{query}"))
+        .header("authorization", format!("Bearer {}", app.key))
+        .header("content-type", "text/csv")
+        .body(Body::from(body))
+        .unwrap();
+    app.send(request).await
+}
+
+fn close(got: f64, want: f64, tolerance: f64) -> bool {
+    ((got - want) / want).abs() < tolerance
+}
+
+async fn cdnow_sample_import_and_fit_reproduce_the_published_estimates(app: TestApp) {
+    let reply = import(&app, "?format=cdnow", cdnow("CDNOW_sample.txt")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["created"], 6919);
+    assert_eq!(reply.body["members_created"], 2357);
+    let tenant = TenantId::parse(&app.tenant_id).unwrap();
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let end: jiff::civil::Date = "1997-09-30".parse().unwrap();
+    let report = shequn::analytics::scoring::fit_and_score(
+        &app.state.db,
+        &tenant,
+        &zone,
+        end,
+        shequn::analytics::model::summary::TimeUnit::Week,
+        app.clock_now(),
+    )
+    .await
+    .unwrap();
+    // Fader, Hardie & Lee (2005): r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4;
+    // Gamma-Gamma p = 6.25, q = 3.74, gamma = 15.44.
+    assert_eq!(report.customers, 2357);
+    let bg = &report.bgnbd;
+    assert!(
+        close(bg.r, 0.243, 0.005) && close(bg.alpha, 4.414, 0.005),
+        "{bg:?}"
+    );
+    assert!(
+        close(bg.a, 0.793, 0.005) && close(bg.b, 2.426, 0.005),
+        "{bg:?}"
+    );
+    assert!((bg.log_likelihood + 9582.4).abs() < 0.5, "{bg:?}");
+    let gg = report.gamma_gamma.as_ref().unwrap();
+    assert!(
+        close(gg.p, 6.25, 0.01) && close(gg.q, 3.74, 0.01) && close(gg.gamma, 15.44, 0.01),
+        "{gg:?}"
+    );
+    let scored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM member_score WHERE tenant_id = $1")
+        .bind(tenant.as_str())
+        .fetch_one(app.state.db.read())
+        .await
+        .unwrap();
+    assert_eq!(scored, 2357, "every customer is scored");
+}
+
+async fn csv_order_import_creates_members_and_reports_bad_rows(app: TestApp) {
+    let existing = app.member("u1").await;
+    let csv = "external_member_id,ordered_at,amount,currency,items\n\
+               u1,2026-01-05,29.90,CNY,soy-milk:2\n\
+               u2,2026-01-06T10:00:00+08:00,100,,\n\
+               u3,not-a-date,1,CNY,\n\
+               u4,2026-01-07,-5,CNY,\n\
+               u5,2026-01-07,1.234,CNY,\n\
+               ,2026-01-07,1,CNY,\n";
+    let reply = import(&app, "", csv.to_owned()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["created"], 2);
+    assert_eq!(reply.body["members_created"], 1, "u1 existed, u2 is new");
+    let lines: Vec<i64> = reply.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, [4, 5, 6, 7]);
+    let orders: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT member_id, total FROM customer_order WHERE tenant_id = $1 ORDER BY total",
+    )
+    .bind(&app.tenant_id)
+    .fetch_all(app.state.db.read())
+    .await
+    .unwrap();
+    assert_eq!(
+        orders[0],
+        (existing, 2990),
+        "29.90 yuan = 2990 fen, exactly"
+    );
+    assert_eq!(orders[1].1, 10000);
+    let bad_header = import(&app, "", "member,amount\nx,1\n".to_owned()).await;
+    assert_eq!(bad_header.status, StatusCode::BAD_REQUEST);
+    let bad_format = import(&app, "?format=xml", String::new()).await;
+    assert_eq!(bad_format.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
