@@ -25,7 +25,7 @@ use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{docs, members, membership, ops, orders};
+use crate::{analytics, docs, members, membership, ops, orders};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -60,6 +60,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(ledger::routes())
         .merge(membership::routes())
         .merge(orders::routes())
+        .merge(analytics::routes())
         .merge(events::routes())
 }
 

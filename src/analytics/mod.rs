@@ -4,6 +4,10 @@
 //!   transactions, CLV, RFM scoring and the holdout validation table, as pure functions,
 //!   checked against the published CDNOW estimates.
 //! - [`scoring`]: the run that fits a tenant's order history and stores per-member scores.
+//! - [`routes`]: cheap reads of the stored scores.
 
 pub mod model;
+pub mod routes;
 pub mod scoring;
+
+pub use routes::routes;

@@ -240,6 +240,9 @@ pub struct ListQuery {
     pub q: Option<String>,
     /// `active` or `erased`.
     pub status: Option<String>,
+    /// Members in this RFM segment (`champions`, `loyal`, `potential`, `new`, `at_risk`,
+    /// `cant_lose`, `hibernating`, `lost`), from the last analytics run.
+    pub rfm_segment: Option<String>,
     /// RFC 3339 instant or date; inclusive.
     pub created_after: Option<String>,
     /// RFC 3339 instant or date; exclusive.
@@ -289,7 +292,19 @@ async fn list_members(
             return Err(ApiError::validation("status", "must be active or erased"));
         }
     }
+    if let Some(segment) = &query.rfm_segment {
+        if !crate::analytics::routes::SEGMENTS.contains(&segment.as_str()) {
+            return Err(ApiError::validation(
+                "rfm_segment",
+                format!(
+                    "must be one of {}",
+                    crate::analytics::routes::SEGMENTS.join(", ")
+                ),
+            ));
+        }
+    }
     let filter = store::Filter {
+        rfm_segment: query.rfm_segment,
         tag: query.tag,
         source: query.source,
         q: query

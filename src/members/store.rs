@@ -301,6 +301,8 @@ pub struct Filter {
     pub after_id: Option<String>,
     /// Restrict to these ids (used by segment-style filters of other domains).
     pub ids: Option<Vec<String>>,
+    /// Members in this RFM segment (from the stored analytics scores).
+    pub rfm_segment: Option<String>,
 }
 
 /// A page of members in id order (= creation order, ids being time-ordered).
@@ -344,6 +346,14 @@ pub async fn list(
             .push(" ESCAPE '\\' OR LOWER(m.external_id) LIKE ")
             .bind(pattern)
             .push(" ESCAPE '\\')");
+    }
+    if let Some(segment) = &filter.rfm_segment {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM member_score s WHERE s.tenant_id = m.tenant_id \
+             AND s.member_id = m.id AND s.segment = ",
+        )
+        .bind(segment.as_str())
+        .push(")");
     }
     if let Some(ids) = &filter.ids {
         if ids.is_empty() {

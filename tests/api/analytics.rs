@@ -74,6 +74,49 @@ async fn cdnow_sample_import_and_fit_reproduce_the_published_estimates(app: Test
         .await
         .unwrap();
     assert_eq!(scored, 2357, "every customer is scored");
+
+    // The reads: segments add up, the CLV distribution is ordered, a member has scores.
+    let rfm = app.get("/v1/analytics/rfm").await;
+    assert_eq!(rfm.status, StatusCode::OK);
+    let segments = rfm.body["data"].as_array().unwrap();
+    assert_eq!(segments.len(), 8);
+    let total: i64 = segments
+        .iter()
+        .map(|s| s["members"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 2357);
+    assert_eq!(rfm.body["fit"]["calibration_end"], "1997-09-30");
+    let clv = app.get("/v1/analytics/clv?top=5").await;
+    let p = &clv.body["percentiles"];
+    assert!(p["p10"].as_i64() <= p["p50"].as_i64() && p["p50"].as_i64() <= p["p99"].as_i64());
+    let top = clv.body["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    assert!(top[0]["clv"].as_i64() >= top[4]["clv"].as_i64());
+    let best = top[0]["member_id"].as_str().unwrap();
+    let mine = app.get(&format!("/v1/members/{best}/analytics")).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    let p_alive = mine.body["p_alive"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p_alive));
+    assert!(
+        mine.body["expected_transactions_365d"].as_f64()
+            >= mine.body["expected_transactions_30d"].as_f64()
+    );
+    let champions = app.get("/v1/members?rfm_segment=champions&limit=200").await;
+    assert_eq!(champions.status, StatusCode::OK);
+    let count = segments
+        .iter()
+        .find(|s| s["segment"] == "champions")
+        .unwrap()["members"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        champions.body["data"].as_array().unwrap().len() as i64,
+        count.min(200)
+    );
+    assert_eq!(
+        app.get("/v1/members?rfm_segment=vip").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 }
 
 async fn csv_order_import_creates_members_and_reports_bad_rows(app: TestApp) {
@@ -113,4 +156,9 @@ async fn csv_order_import_creates_members_and_reports_bad_rows(app: TestApp) {
     assert_eq!(bad_header.status, StatusCode::BAD_REQUEST);
     let bad_format = import(&app, "?format=xml", String::new()).await;
     assert_eq!(bad_format.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unscored = app
+        .get(&format!("/v1/members/{}/analytics", orders[0].0))
+        .await;
+    assert_eq!(unscored.status, StatusCode::NOT_FOUND);
+    assert_eq!(unscored.body["error"]["code"], "not_scored");
 }

@@ -237,6 +237,12 @@ async fn openapi_covers_every_route_and_docs_work_offline(app: TestApp) {
         ("/v1/members/{id}/transfers", "get"),
         ("/v1/ledger/accounts/{address}", "get"),
         ("/v1/ledger/verify", "get"),
+        ("/v1/program/tiers", "put"),
+        ("/v1/members/{id}/growth", "post"),
+        ("/v1/orders/import", "post"),
+        ("/v1/analytics/rfm", "get"),
+        ("/v1/analytics/clv", "get"),
+        ("/v1/members/{id}/analytics", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
