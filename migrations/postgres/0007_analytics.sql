@@ -7,8 +7,11 @@ CREATE TABLE analytics_fit (
     time_unit TEXT NOT NULL,
     customers BIGINT NOT NULL,
     result TEXT NOT NULL,
+    cohorts TEXT NOT NULL,
     fitted_at BIGINT NOT NULL
 );
+
+ALTER TABLE member ADD COLUMN lifecycle_stage TEXT;
 
 CREATE TABLE member_score (
     tenant_id TEXT NOT NULL,

@@ -6,6 +6,7 @@
 //! - [`scoring`]: the run that fits a tenant's order history and stores per-member scores.
 //! - [`routes`]: cheap reads of the stored scores.
 
+pub mod lifecycle;
 pub mod model;
 pub mod routes;
 pub mod scoring;

@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(member_analytics))
         .routes(routes!(rfm_overview))
         .routes(routes!(clv_overview))
+        .routes(routes!(cohorts))
 }
 
 /// A member's stored scores.
@@ -241,6 +242,34 @@ async fn clv_overview(
             "p75": percentile(75.0), "p90": percentile(90.0), "p99": percentile(99.0),
         }),
         top: rows.iter().map(from_row).collect::<Result<_, _>>()?,
+        fit: fit_info(&state, &auth).await?,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CohortTable {
+    /// Monthly acquisition cohorts: `{"cohort": "YYYY-MM", "customers", "active": [month 0,
+    /// month 1, …], "revenue": [...]}` (revenue in minor units).
+    #[schema(value_type = Vec<Object>)]
+    pub data: Value,
+    #[schema(value_type = Object)]
+    pub fit: Value,
+}
+
+/// Monthly acquisition cohorts × month-by-month retention and revenue (from the last scoring
+/// run).
+#[utoipa::path(get, path = "/v1/analytics/cohorts", tag = "analytics",
+    responses((status = 200, body = CohortTable)), security(("api_key" = [])))]
+async fn cohorts(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<CohortTable>> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT cohorts FROM analytics_fit WHERE tenant_id = $1")
+            .bind(auth.tenant_id.as_str())
+            .fetch_optional(state.db.read())
+            .await?;
+    Ok(Json(CohortTable {
+        data: text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| Value::Array(Vec::new())),
         fit: fit_info(&state, &auth).await?,
     }))
 }

@@ -192,7 +192,21 @@ pub async fn fit_and_score(
             gamma: g.params.gamma,
         }),
     };
-    store(db, tenant_id, &report, &scores, calibration_end, unit, now).await?;
+    let cohorts = super::lifecycle::cohorts(&purchases);
+    let today = day_of(now.to_zoned(zone.clone()).date())?;
+    let stages = stages(&purchases, today);
+    store(
+        db,
+        tenant_id,
+        &report,
+        &scores,
+        &cohorts,
+        &stages,
+        calibration_end,
+        unit,
+        now,
+    )
+    .await?;
     Ok(report)
 }
 
@@ -213,11 +227,38 @@ struct Score {
     clv: i64,
 }
 
+/// Each customer's lifecycle stage as of `today`.
+fn stages(purchases: &[Purchase<String>], today: Day) -> Vec<(String, &'static str)> {
+    let mut days: HashMap<&str, Vec<Day>> = HashMap::new();
+    for p in purchases {
+        days.entry(p.customer.as_str()).or_default().push(p.day);
+    }
+    let mut out: Vec<(String, &'static str)> = days
+        .into_iter()
+        .filter_map(|(customer, mut list)| {
+            list.sort_unstable();
+            list.dedup();
+            let first = *list.first()?;
+            let last = *list.last()?;
+            let before_last = list.len().checked_sub(2).and_then(|i| list.get(i)).copied();
+            Some((
+                customer.to_owned(),
+                super::lifecycle::stage(first, last, before_last, today),
+            ))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn store(
     db: &Db,
     tenant_id: &TenantId,
     report: &FitReport,
     scores: &[Score],
+    cohorts: &[super::lifecycle::Cohort],
+    stages: &[(String, &'static str)],
     calibration_end: Date,
     unit: TimeUnit,
     now: jiff::Timestamp,
@@ -229,14 +270,15 @@ async fn store(
         .execute(tx.conn())
         .await?;
     sqlx::query(
-        "INSERT INTO analytics_fit (tenant_id, calibration_end, time_unit, customers, result, fitted_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO analytics_fit (tenant_id, calibration_end, time_unit, customers, result, cohorts, fitted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(tenant_id.as_str())
     .bind(calibration_end.to_string())
     .bind(unit_name(unit))
     .bind(report.customers as i64)
     .bind(serde_json::to_string(report)?)
+    .bind(serde_json::to_string(cohorts)?)
     .bind(at)
     .execute(tx.conn())
     .await?;
@@ -272,6 +314,43 @@ async fn store(
             ]
         });
         sql.query().execute(tx.conn()).await?;
+    }
+    // Lifecycle stages: write the changed ones, one event per transition.
+    let current: HashMap<String, Option<String>> =
+        sqlx::query("SELECT id, lifecycle_stage FROM member WHERE tenant_id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_all(tx.conn())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("lifecycle_stage")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    let changed: Vec<(&str, &str, Option<&str>)> = stages
+        .iter()
+        .filter_map(|(id, stage)| {
+            let before = current.get(id)?;
+            (before.as_deref() != Some(*stage)).then_some((id.as_str(), *stage, before.as_deref()))
+        })
+        .collect();
+    for chunk in changed.chunks(1000) {
+        let mut sql = Sql::for_conn(
+            tx.conn(),
+            "UPDATE member SET lifecycle_stage = v.column2 FROM (VALUES ",
+        );
+        sql.values(chunk, |(id, stage, _)| {
+            vec![Arg::from(*id), Arg::from(*stage)]
+        });
+        sql.push(") AS v WHERE member.tenant_id = ")
+            .bind(tenant_id.as_str())
+            .push(" AND member.id = v.column1");
+        sql.query().execute(tx.conn()).await?;
+    }
+    for (id, stage, before) in &changed {
+        tx.emit(NewEvent::new(
+            tenant_id,
+            "member.lifecycle_changed",
+            Some(id),
+            json!({ "member_id": id, "from": before, "to": stage }),
+        ));
     }
     tx.emit(NewEvent::new(
         tenant_id,

@@ -384,6 +384,8 @@ pub struct Member {
     pub tier: Option<String>,
     /// Growth value (成长值).
     pub growth: i64,
+    /// `new`, `active`, `at_risk`, `lapsed` or `won_back`, from the last analytics run.
+    pub lifecycle_stage: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub erased_at: Option<String>,
