@@ -13,7 +13,7 @@
 //! `advocate` (members with qualified invites) takes precedence once the referral part exists;
 //! until then it is never assigned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -55,6 +55,13 @@ pub struct Cohort {
 fn month_index(day: Day) -> i32 {
     let (y, m, _) = day.to_ymd();
     y * 12 + m as i32 - 1
+}
+
+/// A cohort while it is being counted: per month since acquisition, who bought and the revenue.
+struct Building<'a, K> {
+    customers: usize,
+    active: Vec<BTreeSet<&'a K>>,
+    revenue: Vec<i64>,
 }
 
 /// Monthly acquisition cohorts × month-by-month retention and revenue.
