@@ -80,14 +80,15 @@ pub fn cohorts<K: Ord + Clone>(purchases: &[Purchase<K>]) -> Vec<Cohort> {
         .max()
         .unwrap_or(0);
     // cohort month → (customers, per month: set of active customers, revenue)
-    let mut table: BTreeMap<i32, (usize, Vec<std::collections::BTreeSet<&K>>, Vec<i64>)> =
-        BTreeMap::new();
+    let mut table: BTreeMap<i32, Building<'_, K>> = BTreeMap::new();
     for month in first.values() {
         let span = usize::try_from(last_month - month + 1).unwrap_or(1);
-        let entry = table
-            .entry(*month)
-            .or_insert_with(|| (0, vec![Default::default(); span], vec![0; span]));
-        entry.0 += 1;
+        let entry = table.entry(*month).or_insert_with(|| Building {
+            customers: 0,
+            active: vec![BTreeSet::new(); span],
+            revenue: vec![0; span],
+        });
+        entry.customers += 1;
     }
     for p in purchases {
         let Some(cohort) = first.get(&p.customer) else {
@@ -95,7 +96,8 @@ pub fn cohorts<K: Ord + Clone>(purchases: &[Purchase<K>]) -> Vec<Cohort> {
         };
         let k = usize::try_from(month_index(p.day) - cohort).unwrap_or(0);
         if let Some(entry) = table.get_mut(cohort) {
-            if let (Some(set), Some(revenue)) = (entry.1.get_mut(k), entry.2.get_mut(k)) {
+            if let (Some(set), Some(revenue)) = (entry.active.get_mut(k), entry.revenue.get_mut(k))
+            {
                 set.insert(&p.customer);
                 *revenue += p.amount_cents;
             }
@@ -103,15 +105,15 @@ pub fn cohorts<K: Ord + Clone>(purchases: &[Purchase<K>]) -> Vec<Cohort> {
     }
     table
         .into_iter()
-        .map(|(month, (customers, active, revenue))| Cohort {
+        .map(|(month, b)| Cohort {
             cohort: format!(
                 "{:04}-{:02}",
                 month.div_euclid(12),
                 month.rem_euclid(12) + 1
             ),
-            customers,
-            active: active.iter().map(|s| s.len()).collect(),
-            revenue,
+            customers: b.customers,
+            active: b.active.iter().map(BTreeSet::len).collect(),
+            revenue: b.revenue,
         })
         .collect()
 }
