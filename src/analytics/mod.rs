@@ -5,9 +5,12 @@
 //!   checked against the published CDNOW estimates.
 //! - [`scoring`]: the run that fits a tenant's order history and stores per-member scores.
 //! - [`routes`]: cheap reads of the stored scores.
+//! - [`lifecycle`]: lifecycle stages and monthly cohorts.
+//! - [`repurchase`]: predicted next purchases and the reminders sent before them.
 
 pub mod lifecycle;
 pub mod model;
+pub mod repurchase;
 pub mod routes;
 pub mod scoring;
 

@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rfm_overview))
         .routes(routes!(clv_overview))
         .routes(routes!(cohorts))
+        .routes(routes!(super::repurchase::member_repurchase))
 }
 
 /// A member's stored scores.

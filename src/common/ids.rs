@@ -62,6 +62,7 @@ typed_id!(TenantId, "ten");
 typed_id!(ApiKeyId, "key");
 typed_id!(MemberId, "mem");
 typed_id!(OrderId, "ord");
+typed_id!(ProductId, "prd");
 
 #[cfg(test)]
 mod tests {

@@ -155,6 +155,13 @@ pub struct ProgramSettings {
     pub member_day: Option<MemberDay>,
     #[serde(default)]
     pub birthday: Option<BirthdayPerk>,
+    /// Days before a predicted repurchase that the reminder goes out (default 3).
+    #[serde(default = "three")]
+    pub repurchase_reminder_days: i64,
+}
+
+fn three() -> i64 {
+    3
 }
 
 impl Default for ProgramSettings {
@@ -166,6 +173,7 @@ impl Default for ProgramSettings {
             points: PointsSettings::default(),
             member_day: None,
             birthday: None,
+            repurchase_reminder_days: 3,
         }
     }
 }
@@ -244,6 +252,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(earn_points))
         .routes(routes!(void_earned_points))
         .routes(routes!(burn_quote))
+        .routes(routes!(put_reminders))
 }
 
 // --- tiers and growth --------------------------------------------------------------------
@@ -790,6 +799,37 @@ async fn get_birthday(State(state): State<AppState>, auth: Auth) -> ApiResult<Js
     ))
 }
 
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reminders {
+    /// Days before a predicted repurchase that `member.repurchase_due` goes out (0 to 60).
+    pub repurchase_reminder_days: i64,
+}
+
+/// Set when repurchase reminders go out.
+#[utoipa::path(put, path = "/v1/program/reminders", tag = "membership", request_body = Reminders,
+    responses((status = 200, body = Reminders), (status = 422)), security(("api_key" = [])))]
+async fn put_reminders(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<Reminders>,
+) -> ApiResult<Json<Reminders>> {
+    if !(0..=60).contains(&request.repurchase_reminder_days) {
+        return Err(ApiError::validation(
+            "repurchase_reminder_days",
+            "must be 0 to 60",
+        ));
+    }
+    let mut tx = state.begin().await?;
+    update_settings(&mut tx, &auth.tenant_id, |s| {
+        s.repurchase_reminder_days = request.repurchase_reminder_days
+    })
+    .await?;
+    schedule_daily(&mut tx, &auth.tenant_id).await?;
+    tx.commit().await?;
+    Ok(Json(request))
+}
+
 // --- points earning ----------------------------------------------------------------------
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1184,6 +1224,7 @@ pub struct DailyReport {
     pub warnings: usize,
     pub birthday_perks: usize,
     pub requalified: usize,
+    pub repurchase_reminders: usize,
 }
 
 /// The first instant such that points earned before it have expired by `at`.
@@ -1277,7 +1318,7 @@ async fn earned_before(
 }
 
 /// Insert a once-only notice; false when it already existed.
-async fn notice_once(
+pub(crate) async fn notice_once(
     tx: &mut Tx,
     tenant_id: &TenantId,
     key: &str,
@@ -1451,6 +1492,15 @@ pub async fn run_daily(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dail
             ));
         }
     }
+
+    // Repurchase reminders.
+    report.repurchase_reminders = crate::analytics::repurchase::run_reminders(
+        &mut tx,
+        tenant_id,
+        &zone,
+        settings.repurchase_reminder_days,
+    )
+    .await?;
 
     // Requalification: downgrades happen only on the tenant's yearly date.
     if let Some(r) = settings.requalification {

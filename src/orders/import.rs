@@ -380,6 +380,8 @@ async fn write_chunk(
         });
         sql.query().execute(tx.conn()).await?;
     }
+    // The daily run (repurchase reminders, expiry…) must run for a tenant with orders.
+    crate::membership::program::schedule_daily(&mut tx, tenant_id).await?;
     tx.emit(NewEvent::new(
         tenant_id,
         "orders.imported",

@@ -1,7 +1,9 @@
-//! Orders (订单). For now: orders placed elsewhere, ingested already paid so that analytics
-//! see them ([`import`]). The orders issue adds products, checkout, payments and refunds here.
+//! Orders (订单) and products. For now: products ([`products`]) and orders placed elsewhere,
+//! ingested already paid so that analytics see them ([`import`]). Checkout, payments and
+//! refunds come with the orders issue.
 
 pub mod import;
+pub mod products;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -18,7 +20,9 @@ use crate::AppState;
 use import::{Format, OrderImportReport};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(import_orders))
+    OpenApiRouter::new()
+        .routes(routes!(import_orders))
+        .merge(products::routes())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

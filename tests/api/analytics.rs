@@ -10,6 +10,8 @@ use crate::support::{Reply, TestApp};
 backend_tests!(
     cdnow_sample_import_and_fit_reproduce_the_published_estimates,
     csv_order_import_creates_members_and_reports_bad_rows,
+    products_are_created_read_changed_and_listed,
+    repurchase_is_predicted_and_reminded_once_to_consenting_members,
 );
 
 fn cdnow(file: &str) -> String {
@@ -161,4 +163,109 @@ async fn csv_order_import_creates_members_and_reports_bad_rows(app: TestApp) {
         .await;
     assert_eq!(unscored.status, StatusCode::NOT_FOUND);
     assert_eq!(unscored.body["error"]["code"], "not_scored");
+}
+
+async fn products_are_created_read_changed_and_listed(app: TestApp) {
+    let body = serde_json::json!({"name": "豆浆粉 500g", "sku": "soy-500", "price": 5900, "member_price": 4900,
+                                  "stock": 100, "days_of_supply": 30, "launch_at": "2026-12-01T20:00:00+08:00"});
+    let created = app.post("/v1/products", &body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["days_of_supply"], 30);
+    assert_eq!(created.body["launch_at"], "2026-12-01T12:00:00Z");
+    assert_eq!(
+        app.post("/v1/products", &body).await.status,
+        StatusCode::CONFLICT,
+        "sku is unique"
+    );
+    let mut bad = body.clone();
+    bad["sku"] = "x".into();
+    bad["price"] = (-1).into();
+    let reply = app.post("/v1/products", &bad).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.body["error"]["details"]["field"], "price");
+    let patched = app
+        .patch(
+            &format!("/v1/products/{id}"),
+            &serde_json::json!({"days_of_supply": null, "stock": 5}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
+    assert_eq!(patched.body["days_of_supply"], serde_json::Value::Null);
+    assert_eq!(patched.body["stock"], 5);
+    assert_eq!(patched.body["member_price"], 4900, "absent fields stay");
+    let list = app.get("/v1/products").await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    let (_, other) = app.other_tenant().await;
+    let theirs = app
+        .send(crate::support::build(
+            Method::GET,
+            &format!("/v1/products/{id}"),
+            Some(&other),
+            None,
+            None,
+        ))
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
+
+async fn repurchase_is_predicted_and_reminded_once_to_consenting_members(app: TestApp) {
+    app.post(
+        "/v1/members",
+        &serde_json::json!({"external_id": "a", "consent": {"marketing": true}}),
+    )
+    .await;
+    app.post("/v1/members", &serde_json::json!({"external_id": "b"}))
+        .await;
+    app.post(
+        "/v1/products",
+        &serde_json::json!({"name": "soy", "sku": "soy", "price": 100, "days_of_supply": 30}),
+    )
+    .await;
+    let csv = "external_member_id,ordered_at,amount,currency,items\n\
+               a,2026-03-01,59,CNY,soy:1\n\
+               a,2026-01-01,20,CNY,tea:1\n\
+               a,2026-01-11,20,CNY,tea:1\n\
+               a,2026-01-31,20,CNY,tea:1\n\
+               b,2026-03-01,59,CNY,soy:1\n";
+    assert_eq!(import(&app, "", csv.to_owned()).await.body["created"], 5);
+    let members = app.get("/v1/members").await;
+    let a = members.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let reply = app.get(&format!("/v1/members/{a}/repurchase")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let list = reply.body["data"].as_array().unwrap();
+    assert_eq!(list[0]["sku"], "tea");
+    assert_eq!(list[0]["predicted_next"], "2026-02-10");
+    assert_eq!(list[0]["basis"], "own_interval");
+    assert_eq!(list[1]["sku"], "soy");
+    assert_eq!(list[1]["predicted_next"], "2026-03-31");
+    assert_eq!(list[1]["basis"], "days_of_supply");
+    assert_eq!(list[1]["remind_on"], "2026-03-28");
+
+    let tenant = TenantId::parse(&app.tenant_id).unwrap();
+    app.clock.set("2026-03-27T23:59:00+08:00".parse().unwrap());
+    let report = shequn::membership::program::run_daily(&app.state, &tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.repurchase_reminders, 0,
+        "not yet: the 28th in Shanghai"
+    );
+    app.clock.set("2026-03-28T09:00:00+08:00".parse().unwrap());
+    let report = shequn::membership::program::run_daily(&app.state, &tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.repurchase_reminders, 1,
+        "a's soy; b did not consent; tea is past"
+    );
+    let again = shequn::membership::program::run_daily(&app.state, &tenant)
+        .await
+        .unwrap();
+    assert_eq!(again.repurchase_reminders, 0, "once per predicted date");
+    let events = app.get("/v1/events?type=member.repurchase_due").await;
+    let data = events.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["subject"], a.as_str());
+    assert_eq!(data[0]["data"]["sku"], "soy");
 }

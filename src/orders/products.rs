@@ -1,0 +1,353 @@
+//! Products (SKUs): `POST/GET/PATCH /v1/products`. Prices are fen; `days_of_supply` says how
+//! long one unit lasts a customer (repurchase reminders); `launch_at` opens the product to the
+//! public (tiers with early access may buy earlier).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::common::auth::Auth;
+use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::events::NewEvent;
+use crate::common::ids::{ProductId, TenantId};
+use crate::common::json::Json;
+use crate::common::pagination;
+use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::AppState;
+
+/// Longest SKU and name; largest price; largest stock.
+pub const MAX_SKU_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_PRICE: i64 = 100_000_000_000;
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_product, list_products))
+        .routes(routes!(get_product, update_product))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    pub name: String,
+    /// Unique per tenant.
+    pub sku: String,
+    /// Fen.
+    pub price: i64,
+    /// Member-only price (fen), if any.
+    pub member_price: Option<i64>,
+    #[serde(default)]
+    pub stock: i64,
+    /// Days one unit lasts a customer.
+    pub days_of_supply: Option<i64>,
+    /// Public launch (RFC 3339).
+    pub launch_at: Option<String>,
+}
+
+fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub member_price: Option<Option<i64>>,
+    pub stock: Option<i64>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub days_of_supply: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub launch_at: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Product {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub price: i64,
+    pub member_price: Option<i64>,
+    pub stock: i64,
+    pub days_of_supply: Option<i64>,
+    pub launch_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::validation("name", "must be 1 to 200 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_money(field: &str, value: i64) -> ApiResult<i64> {
+    if (0..=MAX_PRICE).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation(field, "must be 0 or more (fen)"))
+    }
+}
+
+fn check_stock(value: i64) -> ApiResult<i64> {
+    if (0..=MAX_STOCK).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation("stock", "must be 0 to 1e9"))
+    }
+}
+
+fn check_days(value: i64) -> ApiResult<i64> {
+    if (1..=3650).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation("days_of_supply", "must be 1 to 3650"))
+    }
+}
+
+fn check_launch(value: &str) -> ApiResult<i64> {
+    parse_instant(value)
+        .map(to_micros)
+        .ok_or_else(|| ApiError::validation("launch_at", "must be an RFC 3339 instant"))
+}
+
+const COLUMNS: &str =
+    "id, sku, name, price, member_price, stock, days_of_supply, launch_at, created_at, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        price: row.try_get("price")?,
+        member_price: row.try_get("member_price")?,
+        stock: row.try_get("stock")?,
+        days_of_supply: row.try_get("days_of_supply")?,
+        launch_at: row
+            .try_get::<Option<i64>, _>("launch_at")?
+            .map(micros_to_rfc3339),
+        created_at: micros_to_rfc3339(row.try_get("created_at")?),
+        updated_at: micros_to_rfc3339(row.try_get("updated_at")?),
+    })
+}
+
+/// One product of the tenant.
+pub async fn fetch(conn: &mut AnyConnection, tenant_id: &TenantId, id: &str) -> ApiResult<Product> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM product WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(from_row(
+        &row.ok_or_else(|| ApiError::not_found("product"))?,
+    )?)
+}
+
+/// `days_of_supply` of every product that has one, by SKU.
+pub async fn days_of_supply(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> ApiResult<std::collections::HashMap<String, i64>> {
+    let rows = sqlx::query(
+        "SELECT sku, days_of_supply FROM product WHERE tenant_id = $1 AND days_of_supply IS NOT NULL",
+    )
+    .bind(tenant_id.as_str())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("sku")?, r.try_get("days_of_supply")?)))
+        .collect()
+}
+
+/// Create a product.
+#[utoipa::path(post, path = "/v1/products", tag = "orders", request_body = CreateProduct,
+    responses((status = 201, body = Product), (status = 409, description = "sku taken"), (status = 422)),
+    security(("api_key" = [])))]
+async fn create_product(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateProduct>,
+) -> ApiResult<(StatusCode, Json<Product>)> {
+    let name = check_name(&request.name)?;
+    let sku = request.sku.trim().to_owned();
+    if sku.is_empty() || sku.len() > MAX_SKU_LEN || !sku.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::validation(
+            "sku",
+            "must be 1 to 64 visible ASCII characters",
+        ));
+    }
+    let price = check_money("price", request.price)?;
+    let member_price = request
+        .member_price
+        .map(|p| check_money("member_price", p))
+        .transpose()?;
+    let stock = check_stock(request.stock)?;
+    let days = request.days_of_supply.map(check_days).transpose()?;
+    let launch = request.launch_at.as_deref().map(check_launch).transpose()?;
+    let id = ProductId::generate();
+    let mut tx = state.begin().await?;
+    let at = to_micros(tx.now());
+    let inserted = sqlx::query(
+        "INSERT INTO product (tenant_id, id, sku, name, price, member_price, stock, days_of_supply, \
+         launch_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(auth.tenant_id.as_str())
+    .bind(id.as_str())
+    .bind(&sku)
+    .bind(&name)
+    .bind(price)
+    .bind(member_price)
+    .bind(stock)
+    .bind(days)
+    .bind(launch)
+    .bind(at)
+    .execute(tx.conn())
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(
+                ApiError::conflict("sku_taken", "another product has this sku")
+                    .with_details(json!({ "field": "sku" })),
+            )
+        }
+        other => other?,
+    };
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "product.created",
+        Some(id.as_str()),
+        json!({ "product_id": id, "sku": sku }),
+    ));
+    let product = fetch(tx.conn(), &auth.tenant_id, id.as_str()).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/v1/products/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = Product), (status = 404)), security(("api_key" = [])))]
+async fn get_product(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Product>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(fetch(&mut conn, &auth.tenant_id, &id).await?))
+}
+
+/// Change a product (absent fields stay, `null` clears the optional ones).
+#[utoipa::path(patch, path = "/v1/products/{id}", tag = "orders", params(("id" = String, Path)),
+    request_body = UpdateProduct, responses((status = 200, body = Product), (status = 404), (status = 422)),
+    security(("api_key" = [])))]
+async fn update_product(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<UpdateProduct>,
+) -> ApiResult<Json<Product>> {
+    let mut tx = state.begin().await?;
+    let mut product = fetch(tx.conn(), &auth.tenant_id, &id).await?;
+    let mut launch = product.launch_at.as_deref().map(check_launch).transpose()?;
+    if let Some(name) = &request.name {
+        product.name = check_name(name)?;
+    }
+    if let Some(price) = request.price {
+        product.price = check_money("price", price)?;
+    }
+    if let Some(member_price) = request.member_price {
+        product.member_price = member_price
+            .map(|p| check_money("member_price", p))
+            .transpose()?;
+    }
+    if let Some(stock) = request.stock {
+        product.stock = check_stock(stock)?;
+    }
+    if let Some(days) = request.days_of_supply {
+        product.days_of_supply = days.map(check_days).transpose()?;
+    }
+    if let Some(value) = &request.launch_at {
+        launch = value.as_deref().map(check_launch).transpose()?;
+    }
+    sqlx::query(
+        "UPDATE product SET name = $1, price = $2, member_price = $3, stock = $4, days_of_supply = $5, \
+         launch_at = $6, updated_at = $7 WHERE tenant_id = $8 AND id = $9",
+    )
+    .bind(&product.name)
+    .bind(product.price)
+    .bind(product.member_price)
+    .bind(product.stock)
+    .bind(product.days_of_supply)
+    .bind(launch)
+    .bind(to_micros(tx.now()))
+    .bind(auth.tenant_id.as_str())
+    .bind(&id)
+    .execute(tx.conn())
+    .await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "product.updated",
+        Some(&id),
+        json!({ "product_id": id }),
+    ));
+    let product = fetch(tx.conn(), &auth.tenant_id, &id).await?;
+    tx.commit().await?;
+    Ok(Json(product))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ProductQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    pub data: Vec<Product>,
+    pub next_cursor: Option<String>,
+}
+
+/// List products in creation order.
+#[utoipa::path(get, path = "/v1/products", tag = "orders", params(ProductQuery),
+    responses((status = 200, body = ProductPage)), security(("api_key" = [])))]
+async fn list_products(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<ProductQuery>,
+) -> ApiResult<Json<ProductPage>> {
+    let limit = pagination::limit(query.limit, 50, 200)?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM product WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(auth.tenant_id.as_str())
+    .bind(query.cursor.unwrap_or_default())
+    .bind(limit + 1)
+    .fetch_all(state.db.read())
+    .await?;
+    let mut data: Vec<Product> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    let next_cursor = if data.len() as i64 > limit {
+        data.truncate(usize::try_from(limit).unwrap_or(0));
+        data.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(ProductPage { data, next_cursor }))
+}
