@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
+        (name = "membership", description = "Membership program: top-up plans (充值送) and stored value (储值)"),
         (name = "events", description = "The event outbox"),
     )
 )]
