@@ -9,3 +9,4 @@ mod idempotency;
 mod import_export;
 mod ledger;
 mod members;
+mod stored_value;
