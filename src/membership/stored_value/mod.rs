@@ -204,7 +204,9 @@ pub async fn topup_in(
                 settings.cap
             ),
         )
-        .with_details(json!({ "cap": settings.cap, "held": held, "topup": plan.pay + plan.bonus })));
+        .with_details(
+            json!({ "cap": settings.cap, "held": held, "topup": plan.pay + plan.bonus }),
+        ));
     }
     let at = to_micros(tx.now());
     let topup = Topup {
@@ -295,7 +297,10 @@ pub async fn spend_in(
     reference: &str,
 ) -> ApiResult<(Spend, bool)> {
     if !(1..=MAX_AMOUNT).contains(&amount) {
-        return Err(ApiError::validation("amount", "must be a positive number of fen"));
+        return Err(ApiError::validation(
+            "amount",
+            "must be a positive number of fen",
+        ));
     }
     members::store::require_active(tx.conn(), tenant_id, member_id).await?;
     store::lock_member(tx.conn(), tenant_id, member_id).await?;
@@ -304,8 +309,8 @@ pub async fn spend_in(
     }
     let settings = store::settings(tx.conn(), tenant_id).await?;
     let (principal, bonus) = store::wallet_available(tx.conn(), tenant_id, member_id).await?;
-    let split = rules::split_spend(settings.spend_policy, amount, principal, bonus).ok_or_else(
-        || {
+    let split =
+        rules::split_spend(settings.spend_policy, amount, principal, bonus).ok_or_else(|| {
             ApiError::conflict(
                 "insufficient_funds",
                 format!("the wallet holds less than {amount} fen"),
@@ -314,8 +319,7 @@ pub async fn spend_in(
                 "amount": amount,
                 "available": principal.max(0) + bonus.max(0),
             }))
-        },
-    )?;
+        })?;
     let at = to_micros(tx.now());
     let spend = Spend {
         spend_id: SpendId::generate(),
@@ -386,8 +390,14 @@ async fn spend_from_wallet(
     let member_id = members::member_id(&id)?;
     let reference = model::reference("reference", &request.reference)?;
     let mut tx = state.begin().await?;
-    let (spend, _created) =
-        spend_in(&mut tx, &auth.tenant_id, &member_id, request.amount, &reference).await?;
+    let (spend, _created) = spend_in(
+        &mut tx,
+        &auth.tenant_id,
+        &member_id,
+        request.amount,
+        &reference,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(spend))
 }
@@ -422,7 +432,10 @@ pub async fn refund_spend_in(
     let remaining = spend.amount - refunded.principal - refunded.bonus;
     let amount = amount.unwrap_or(remaining);
     if amount < 1 && remaining > 0 {
-        return Err(ApiError::validation("amount", "must be a positive number of fen"));
+        return Err(ApiError::validation(
+            "amount",
+            "must be a positive number of fen",
+        ));
     }
     if amount > remaining || remaining <= 0 {
         return Err(ApiError::conflict(
@@ -599,7 +612,10 @@ async fn refund(
         .transpose()?;
     if let Some(amount) = request.amount {
         if !(1..=MAX_AMOUNT).contains(&amount) {
-            return Err(ApiError::validation("amount", "must be a positive number of fen"));
+            return Err(ApiError::validation(
+                "amount",
+                "must be a positive number of fen",
+            ));
         }
     }
     let mut tx = state.begin().await?;

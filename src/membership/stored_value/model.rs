@@ -44,7 +44,9 @@ pub struct CreatePlan {
 /// A validated new plan: (name, pay, bonus).
 pub fn validate_plan(request: CreatePlan) -> ApiResult<(String, i64, i64)> {
     let name = request.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(ApiError::validation(
             "name",
@@ -52,7 +54,10 @@ pub fn validate_plan(request: CreatePlan) -> ApiResult<(String, i64, i64)> {
         ));
     }
     if !(1..=MAX_AMOUNT).contains(&request.pay) {
-        return Err(ApiError::validation("pay", "must be a positive number of fen"));
+        return Err(ApiError::validation(
+            "pay",
+            "must be a positive number of fen",
+        ));
     }
     if !(0..=MAX_AMOUNT).contains(&request.bonus) {
         return Err(ApiError::validation("bonus", "must be 0 or more fen"));

@@ -29,7 +29,10 @@ fn plan_from_row(row: &AnyRow) -> Result<Plan, sqlx::Error> {
     })
 }
 
-pub async fn count_plans(conn: &mut AnyConnection, tenant_id: &TenantId) -> Result<i64, sqlx::Error> {
+pub async fn count_plans(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM topup_plan WHERE tenant_id = $1")
         .bind(tenant_id.as_str())
         .fetch_one(conn)
@@ -74,7 +77,10 @@ pub async fn plan(
     row.as_ref().map(plan_from_row).transpose()
 }
 
-pub async fn plans(conn: &mut AnyConnection, tenant_id: &TenantId) -> Result<Vec<Plan>, sqlx::Error> {
+pub async fn plans(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> Result<Vec<Plan>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, name, pay, bonus, active, created_at FROM topup_plan \
          WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2",
@@ -87,11 +93,15 @@ pub async fn plans(conn: &mut AnyConnection, tenant_id: &TenantId) -> Result<Vec
 }
 
 /// The tenant's settings, or the defaults when never set.
-pub async fn settings(conn: &mut AnyConnection, tenant_id: &TenantId) -> Result<Settings, sqlx::Error> {
-    let row = sqlx::query("SELECT spend_policy, cap FROM stored_value_setting WHERE tenant_id = $1")
-        .bind(tenant_id.as_str())
-        .fetch_optional(conn)
-        .await?;
+pub async fn settings(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> Result<Settings, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT spend_policy, cap FROM stored_value_setting WHERE tenant_id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_optional(conn)
+            .await?;
     let Some(row) = row else {
         return Ok(Settings::default());
     };
@@ -169,8 +179,7 @@ pub async fn wallet_available(
     Ok((principal, bonus))
 }
 
-const TOPUP_COLUMNS: &str =
-    "id, member_id, plan_id, payment_ref, pay, bonus, status, created_at";
+const TOPUP_COLUMNS: &str = "id, member_id, plan_id, payment_ref, pay, bonus, status, created_at";
 
 fn topup_from_row(row: &AnyRow) -> Result<Topup, sqlx::Error> {
     Ok(Topup {
