@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
-        (name = "membership", description = "Tiers, growth, points rules, member day, birthday perks"),
+        (name = "membership", description = "Tiers, growth, points rules, member day, birthday perks, stored value (储值, 充值送)"),
         (name = "orders", description = "Orders; for now the import of order history"),
         (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),

@@ -6,9 +6,11 @@
 //!   (one schema on SQLite and PostgreSQL), errors with stable codes, API-key authentication,
 //!   idempotency, the event outbox, the clock, typed ids, JSON extraction and pagination.
 //! - Each business area is a folder of its own holding its types, rules, SQL and HTTP routes:
-//!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure)
-//!   [`ledger`] (every balance, as double-entry transfers, with a batching executor) and
-//!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks).
+//!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure),
+//!   [`ledger`] (every balance, as double-entry transfers, with a batching executor),
+//!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks, stored
+//!   value), [`orders`] (products, order-history import) and [`analytics`] (RFM, lifetime value,
+//!   cohorts, lifecycle, repurchase).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
 //!   runs it; [`cli`] is the command line that the binary exposes.
 

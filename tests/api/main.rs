@@ -11,3 +11,4 @@ mod import_export;
 mod ledger;
 mod members;
 mod program;
+mod stored_value;
