@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
+        (name = "membership", description = "The membership program: coupon templates, claims, redemption"),
         (name = "events", description = "The event outbox"),
     )
 )]

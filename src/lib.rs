@@ -6,8 +6,9 @@
 //!   (one schema on SQLite and PostgreSQL), errors with stable codes, API-key authentication,
 //!   idempotency, the event outbox, the clock, typed ids, JSON extraction and pagination.
 //! - Each business area is a folder of its own holding its types, rules, SQL and HTTP routes:
-//!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure)
-//!   and [`ledger`] (every balance, as double-entry transfers, with a batching executor).
+//!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure),
+//!   [`ledger`] (every balance, as double-entry transfers, with a batching executor) and
+//!   [`membership`] (the membership program: coupons so far).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
 //!   runs it; [`cli`] is the command line that the binary exposes.
 
@@ -17,6 +18,7 @@ pub mod common;
 pub mod docs;
 pub mod ledger;
 pub mod members;
+pub mod membership;
 pub mod ops;
 pub mod server;
 pub mod tenants;

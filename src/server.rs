@@ -24,7 +24,7 @@ use crate::common::scheduler::{self, Job};
 use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
 use crate::ledger::{self, Ledger};
-use crate::{docs, members, ops};
+use crate::{docs, members, membership, ops};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -57,6 +57,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(members::routes())
         .merge(ledger::routes())
+        .merge(membership::routes())
         .merge(events::routes())
 }
 
