@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod coupons;
 mod foundation;
 mod idempotency;
 mod import_export;
