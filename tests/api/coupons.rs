@@ -8,6 +8,9 @@ use axum::http::{Method, StatusCode};
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 
+use shequn::common::ids::{MemberId, TenantId};
+use shequn::membership::coupons::{self, model::CouponTemplateId};
+
 use crate::backend_tests;
 use crate::support::{build, TestApp};
 
@@ -32,6 +35,7 @@ backend_tests!(
     member_coupons_filter_by_status,
     coupon_changes_write_events,
     other_tenants_get_404,
+    grant_issues_inside_the_callers_transaction,
 );
 
 async fn template(app: &TestApp, body: Value) -> Value {
@@ -675,4 +679,44 @@ async fn other_tenants_get_404(app: TestApp) {
     assert_eq!(list.body["data"], json!([]));
     let coupon = app.get(&format!("/v1/coupons/{c}")).await.body;
     assert_eq!(coupon["status"], "active", "untouched by the other tenant");
+}
+
+async fn grant_issues_inside_the_callers_transaction(app: TestApp) {
+    let t = amount_template(&app, 500, 5, 1).await;
+    let (a, b) = (app.member("a").await, app.member("b").await);
+    let tenant = TenantId::parse(&app.tenant_id).unwrap();
+    let template_id = CouponTemplateId::parse(&t).unwrap();
+    let (member_a, member_b) = (MemberId::parse(&a).unwrap(), MemberId::parse(&b).unwrap());
+
+    let mut tx = app.state.begin().await.unwrap();
+    let coupon = coupons::grant(&mut tx, &tenant, &template_id, &member_a, "birthday")
+        .await
+        .unwrap();
+    assert_eq!(coupon.reason, "birthday");
+    assert_eq!(coupon.status, "active");
+    let refused = coupons::grant(&mut tx, &tenant, &template_id, &member_a, "birthday")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "limit_reached");
+    // The refusal left nothing behind, so the caller can still commit its other work.
+    tx.commit().await.unwrap();
+    let t_body = app.get(&format!("/v1/coupon-templates/{t}")).await.body;
+    assert_eq!(t_body["issued"], 1);
+
+    // A caller that rolls back takes the grant with it.
+    let mut tx = app.state.begin().await.unwrap();
+    coupons::grant(&mut tx, &tenant, &template_id, &member_b, "referral")
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let t_body = app.get(&format!("/v1/coupon-templates/{t}")).await.body;
+    assert_eq!(t_body["issued"], 1);
+    let held = app.get(&format!("/v1/members/{b}/coupons")).await.body;
+    assert_eq!(held["data"], json!([]));
+
+    let held = app.get(&format!("/v1/members/{a}/coupons")).await.body;
+    assert_eq!(held["data"][0]["reason"], "birthday");
+    let claimed = app.get("/v1/events?type=coupon.claimed").await.body;
+    assert_eq!(claimed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(claimed["data"][0]["data"]["reason"], "birthday");
 }
