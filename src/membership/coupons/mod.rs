@@ -501,7 +501,9 @@ async fn member_coupons(
     Query(query): Query<MemberCouponsQuery>,
 ) -> ApiResult<Json<CouponPage>> {
     let member_id = members::member_id(&id)?;
-    if let Some(status) = &query.status {
+    // `?status=` with no value means no filter.
+    let status = query.status.filter(|s| !s.is_empty());
+    if let Some(status) = &status {
         if ![STATUS_ACTIVE, STATUS_REDEEMED, STATUS_EXPIRED].contains(&status.as_str()) {
             return Err(ApiError::validation(
                 "status",
@@ -524,7 +526,7 @@ async fn member_coupons(
         &mut conn,
         &auth.tenant_id,
         &member_id,
-        query.status.as_deref(),
+        status.as_deref(),
         now,
         cursor.as_ref().map(CouponId::as_str),
         limit + 1,
