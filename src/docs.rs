@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         (name = "orders", description = "Orders; for now the import of order history"),
         (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
+        (name = "membership", description = "The membership program: coupon templates, claims, redemption"),
         (name = "events", description = "The event outbox"),
     )
 )]

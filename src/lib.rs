@@ -9,7 +9,7 @@
 //!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure),
 //!   [`ledger`] (every balance, as double-entry transfers, with a batching executor),
 //!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks, stored
-//!   value), [`orders`] (products, order-history import) and [`analytics`] (RFM, lifetime value,
+//!   value, coupons), [`orders`] (products, order-history import) and [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
 //!   runs it; [`cli`] is the command line that the binary exposes.

@@ -5,6 +5,7 @@ mod support;
 
 mod analytics;
 mod cli;
+mod coupons;
 mod foundation;
 mod idempotency;
 mod import_export;
