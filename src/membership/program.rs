@@ -781,6 +781,20 @@ async fn put_birthday(
         ));
     }
     let mut tx = state.begin().await?;
+    if let Some(template) = &request.coupon_template_id {
+        let known = match super::coupons::model::CouponTemplateId::parse(template) {
+            Some(id) => super::coupons::store::fetch_template(tx.conn(), &auth.tenant_id, &id)
+                .await?
+                .is_some(),
+            None => false,
+        };
+        if !known {
+            return Err(ApiError::validation(
+                "coupon_template_id",
+                "no such coupon template",
+            ));
+        }
+    }
     let settings = update_settings(&mut tx, &auth.tenant_id, |s| {
         s.birthday = Some(request.clone())
     })
@@ -1482,13 +1496,30 @@ pub async fn run_daily(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dail
                 )
                 .await?;
             }
+            // The coupon follows the template's own stock and limits; when it cannot be issued
+            // (out of stock) the points still count and the event says why.
+            let mut coupon = Value::Null;
+            let mut coupon_error = Value::Null;
+            if let Some(template) = perk
+                .coupon_template_id
+                .as_deref()
+                .and_then(super::coupons::model::CouponTemplateId::parse)
+            {
+                match super::coupons::grant(&mut tx, tenant_id, &template, &member, "birthday")
+                    .await
+                {
+                    Ok(granted) => coupon = json!(granted.id),
+                    Err(error) => coupon_error = json!(error.code),
+                }
+            }
             report.birthday_perks += 1;
             tx.emit(NewEvent::new(
                 tenant_id,
                 "member.birthday_perk",
                 Some(&id),
                 json!({ "member_id": id, "year": year, "points": perk.points,
-                        "coupon_template_id": perk.coupon_template_id }),
+                        "coupon_template_id": perk.coupon_template_id, "coupon_id": coupon,
+                        "coupon_error": coupon_error }),
             ));
         }
     }

@@ -329,11 +329,29 @@ async fn expiry_is_first_in_first_out_and_never_takes_spent_points(app: TestApp)
 }
 
 async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
+    let template = app
+        .post(
+            "/v1/coupon-templates",
+            &json!({"name": "生日券", "kind": "amount_off", "amount_off": 1000, "min_spend": 0,
+                    "total_stock": 100, "per_member_limit": 5, "valid_days": 30}),
+        )
+        .await;
+    assert_eq!(template.status, StatusCode::CREATED, "{:?}", template.body);
+    let template_id = template.body["id"].as_str().unwrap().to_owned();
+    let unknown = app
+        .call(
+            axum::http::Method::PUT,
+            "/v1/program/birthday",
+            Some(&json!({"days_before": 3, "points": 88,
+                         "coupon_template_id": "cpt_0123456789abcdef0123456789abcdef"})),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
     let reply = app
         .call(
             axum::http::Method::PUT,
             "/v1/program/birthday",
-            Some(&json!({"days_before": 3, "points": 88})),
+            Some(&json!({"days_before": 3, "points": 88, "coupon_template_id": template_id})),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
@@ -397,6 +415,14 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
     );
     let events = app.get("/v1/events?type=member.birthday_perk").await;
     assert_eq!(events.body["data"].as_array().unwrap().len(), 2);
+    let coupons = app.get(&format!("/v1/members/{leap}/coupons")).await;
+    assert_eq!(
+        coupons.body["data"].as_array().unwrap().len(),
+        2,
+        "a birthday coupon each year: {} {}",
+        events.body,
+        coupons.body
+    );
 }
 
 async fn burn_quote_caps_by_share_of_order_and_balance(app: TestApp) {
