@@ -16,4 +16,3 @@ CREATE TABLE customer_order (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX customer_order_member ON customer_order (tenant_id, member_id, ordered_at);
-CREATE INDEX customer_order_ordered_at ON customer_order (tenant_id, ordered_at);

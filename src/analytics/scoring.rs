@@ -39,6 +39,9 @@ pub struct BgNbdResult {
     pub a: f64,
     pub b: f64,
     pub log_likelihood: f64,
+    /// False when the optimiser stopped at its limit (the data sit at a boundary of the
+    /// model); the parameters are the best found.
+    pub converged: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +188,7 @@ pub async fn fit_and_score(
             a: bg.params.a,
             b: bg.params.b,
             log_likelihood: bg.log_likelihood,
+            converged: bg.converged,
         },
         gamma_gamma: gg.as_ref().map(|g| GammaGammaResult {
             p: g.params.p,

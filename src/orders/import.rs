@@ -45,7 +45,7 @@ pub const COLUMNS: [&str; 5] = [
 /// Most rows one import takes.
 pub const MAX_ROWS: u64 = 5_000_000;
 /// Rows written per transaction.
-pub const CHUNK_ROWS: usize = 5_000;
+pub const CHUNK_ROWS: usize = 20_000;
 
 /// Input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,18 +356,32 @@ async fn write_chunk(
             json!({ "member_id": id, "source": "import", "via": "order_import" }),
         ));
     }
+    // Insert in (member id, time) order, the order of the member index: inserts then walk
+    // forward through it instead of jumping around (1M rows: 41 s unsorted, see README).
+    let mut rows: Vec<(&str, &OrderRow)> = rows
+        .iter()
+        .map(|r| {
+            (
+                ids.get(&r.external_member_id)
+                    .map(String::as_str)
+                    .unwrap_or(""),
+                r,
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0).then(a.1.ordered_at.cmp(&b.1.ordered_at)));
     for chunk in rows.chunks(1000) {
         let mut sql = Sql::for_conn(
             tx.conn(),
             "INSERT INTO customer_order (tenant_id, id, member_id, source, status, total, currency, \
              items, ordered_at, paid_at, created_at) VALUES ",
         );
-        sql.values(chunk, |r| {
+        sql.values(chunk, |(member_id, r)| {
             let micros = to_micros(r.ordered_at);
             vec![
                 Arg::from(tenant_id.as_str()),
                 Arg::from(OrderId::generate().to_string()),
-                Arg::from(ids.get(&r.external_member_id).cloned().unwrap_or_default()),
+                Arg::from(*member_id),
                 Arg::from("external"),
                 Arg::from("completed"),
                 Arg::from(r.amount),

@@ -65,6 +65,7 @@ async fn cdnow_sample_import_and_fit_reproduce_the_published_estimates(app: Test
         "{bg:?}"
     );
     assert!((bg.log_likelihood + 9582.4).abs() < 0.5, "{bg:?}");
+    assert!(bg.converged);
     let gg = report.gamma_gamma.as_ref().unwrap();
     assert!(
         close(gg.p, 6.25, 0.01) && close(gg.q, 3.74, 0.01) && close(gg.gamma, 15.44, 0.01),

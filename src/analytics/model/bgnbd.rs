@@ -241,6 +241,9 @@ impl Default for FitOptions {
 /// A maximum-likelihood fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BgNbdFit {
+    /// False when the search stopped at its evaluation limit (typically at a boundary of the
+    /// parameter space); the parameters are then the best found, not a proven maximum.
+    pub converged: bool,
     pub params: BgNbdParams,
     /// Total log-likelihood at `params`.
     pub log_likelihood: f64,
@@ -308,7 +311,11 @@ pub fn fit_with(data: &[Observation], options: &FitOptions) -> Result<BgNbdFit> 
         max_restarts: options.max_restarts,
     };
     let m = optimize::minimize(objective, &theta0, &opts);
-    if !m.converged || !m.value.is_finite() {
+    // Data that the model does not describe well (e.g. nobody ever drops out) puts the
+    // maximum at a boundary of the parameter space, where the simplex cannot meet its
+    // tolerance. The best point found is still the best fit there is: it is returned with
+    // `converged: false` so the caller can say so, rather than failing the whole run.
+    if !m.value.is_finite() {
         return Err(Error::NoConvergence("BG/NBD maximum likelihood"));
     }
     let params = to_params(&m.x);
@@ -316,6 +323,7 @@ pub fn fit_with(data: &[Observation], options: &FitOptions) -> Result<BgNbdFit> 
         params,
         log_likelihood: compiled.log_likelihood(&params),
         evaluations: m.evaluations,
+        converged: m.converged,
     })
 }
 
