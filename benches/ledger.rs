@@ -22,12 +22,10 @@ use jiff::Timestamp;
 
 use shequn::common::db::Db;
 use shequn::common::ids::{MemberId, TenantId};
-use shequn::common::time::to_micros;
 use shequn::ledger::engine::{apply_ops, Book, Totals};
-use shequn::ledger::model::{Address, Asset, NewTransfer};
+use shequn::ledger::model::{Address, Asset};
 use shequn::ledger::{store, Op};
-use shequn::members::model::Profile;
-use shequn::{members, tenants};
+use shequn::tenants;
 
 /// Member accounts spending.
 const MEMBERS: usize = 1_000;
@@ -36,17 +34,7 @@ const SPENDS: usize = 1_000;
 /// Points each member starts with (enough never to run out).
 const FUNDING: i64 = 1_000_000_000;
 
-fn spend(id: String, member: Address) -> NewTransfer {
-    NewTransfer::internal(
-        id,
-        member,
-        Address::system("redemption"),
-        Asset::Points,
-        1,
-        "bench_spend",
-        None,
-    )
-}
+use shequn::bench::ledger::spend;
 
 fn member_addresses() -> Vec<Address> {
     (0..MEMBERS)
@@ -123,41 +111,23 @@ async fn setup(url: &str) -> anyhow::Result<Setup> {
     let tenant = tenants::create(&db, "bench-ledger", Timestamp::now())
         .await?
         .tenant_id;
-    let profile = Profile::default();
-    let ids: Vec<MemberId> = (0..MEMBERS).map(|_| MemberId::generate()).collect();
-    let rows: Vec<(MemberId, &Profile)> = ids.iter().map(|id| (id.clone(), &profile)).collect();
-    let mut tx = db.begin(Timestamp::now()).await?;
-    members::store::insert_many(tx.conn(), &tenant, &rows, to_micros(Timestamp::now()))
+    let members = shequn::bench::ledger::setup_members(&db, &tenant, MEMBERS).await?;
+    let ledger = shequn::ledger::Ledger::start(
+        db.clone(),
+        std::sync::Arc::new(shequn::common::clock::SystemClock),
+    );
+    shequn::bench::ledger::fund(&ledger, &tenant, &members).await?;
+    // The naive path expects the `system:redemption` row to exist: one spend creates it.
+    let first = ledger
+        .submit(
+            &tenant,
+            vec![Op::Create(spend("first-spend".into(), members[0].clone()))],
+        )
         .await
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-    tx.commit().await?;
-    let members: Vec<Address> = ids.iter().map(Address::member).collect();
-
-    // Fund every member, and create `system:redemption` (the naive path expects both rows).
-    let mut ops: Vec<Op> = members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            Op::Create(NewTransfer::internal(
-                format!("fund-{i}"),
-                Address::system("issuance"),
-                m.clone(),
-                Asset::Points,
-                FUNDING,
-                "bench_fund",
-                None,
-            ))
-        })
-        .collect();
-    ops.push(Op::Create(spend("first-spend".into(), members[0].clone())));
-    let mut tx = db.begin(Timestamp::now()).await?;
-    let results = store::apply(&mut tx, &tenant, &[ops], store::Locking::Optimistic)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-    tx.commit().await?;
     anyhow::ensure!(
-        results.iter().flatten().all(|r| r.status == "created"),
-        "funding failed"
+        first.iter().all(|r| r.status == "created"),
+        "first spend failed"
     );
     Ok(Setup {
         db,

@@ -24,7 +24,7 @@ use crate::{members, tenants};
 /// Members spending in the benchmark.
 const MEMBERS: usize = 2_000;
 /// Points each member starts with (enough never to run out).
-const FUNDING: i64 = 1_000_000_000;
+pub const FUNDING: i64 = 1_000_000_000;
 
 pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
     let _temp;
@@ -43,7 +43,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
     let tenant = tenants::create(&db, "bench-ledger", clock.now())
         .await?
         .tenant_id;
-    let members = setup_members(&db, &tenant).await?;
+    let members = setup_members(&db, &tenant, MEMBERS).await?;
     let ledger = Ledger::start(db.clone(), clock.clone());
     fund(&ledger, &tenant, &members).await?;
     eprintln!(
@@ -95,7 +95,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
-fn spend(id: String, member: Address) -> NewTransfer {
+/// A one-point spend from a member into the hot `system:redemption` account.
+pub fn spend(id: String, member: Address) -> NewTransfer {
     NewTransfer::internal(
         id,
         member,
@@ -107,9 +108,14 @@ fn spend(id: String, member: Address) -> NewTransfer {
     )
 }
 
-async fn setup_members(db: &Db, tenant: &TenantId) -> anyhow::Result<Vec<Address>> {
+/// Create `count` members (one multi-row insert) and return their account addresses.
+pub async fn setup_members(
+    db: &Db,
+    tenant: &TenantId,
+    count: usize,
+) -> anyhow::Result<Vec<Address>> {
     let profile = Profile::default();
-    let ids: Vec<MemberId> = (0..MEMBERS).map(|_| MemberId::generate()).collect();
+    let ids: Vec<MemberId> = (0..count).map(|_| MemberId::generate()).collect();
     let rows: Vec<(MemberId, &Profile)> = ids.iter().map(|id| (id.clone(), &profile)).collect();
     let mut tx = db.begin(Timestamp::now()).await?;
     members::store::insert_many(tx.conn(), tenant, &rows, to_micros(Timestamp::now()))
@@ -119,7 +125,8 @@ async fn setup_members(db: &Db, tenant: &TenantId) -> anyhow::Result<Vec<Address
     Ok(ids.iter().map(Address::member).collect())
 }
 
-async fn fund(ledger: &Ledger, tenant: &TenantId, members: &[Address]) -> anyhow::Result<()> {
+/// Give every member [`FUNDING`] points (enough never to run out), through the executor.
+pub async fn fund(ledger: &Ledger, tenant: &TenantId, members: &[Address]) -> anyhow::Result<()> {
     for (chunk_index, chunk) in members.chunks(1000).enumerate() {
         let ops = chunk
             .iter()

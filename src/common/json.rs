@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -84,6 +84,16 @@ fn named_field(message: &str) -> Option<String> {
         .split_once("field `")
         .and_then(|(_, rest)| rest.split('`').next())
         .map(str::to_owned)
+}
+
+/// For PATCH bodies: tell an absent field (`None`, keep the value) from an explicit `null`
+/// (`Some(None)`, clear it). Use with `#[serde(default, deserialize_with = "double_option")]`.
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {

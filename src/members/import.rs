@@ -21,7 +21,7 @@ use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, TenantId};
-use crate::common::import::RowErrors;
+use crate::common::import::{check_header, record_line, RowErrors};
 use crate::common::time::to_micros;
 
 /// The columns, in order, of import and export files.
@@ -105,31 +105,7 @@ where
         .has_headers(true)
         .flexible(true)
         .create_reader(input);
-    let header = reader
-        .headers()
-        .await
-        .map_err(|e| ApiError::invalid_request(format!("could not read the CSV header: {e}")))?
-        .clone();
-    let found: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = if i == 0 {
-                h.trim_start_matches('\u{feff}')
-            } else {
-                h
-            };
-            h.trim().to_ascii_lowercase()
-        })
-        .collect();
-    if found != COLUMNS {
-        return Err(ApiError::invalid_request(format!(
-            "the CSV header must be `{}`; found `{}`",
-            COLUMNS.join(","),
-            found.join(",")
-        ))
-        .with_details(json!({ "line": 1 })));
-    }
+    check_header(&mut reader, &COLUMNS).await?;
 
     let mut report = ImportReport::default();
     let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
@@ -137,10 +113,7 @@ where
     let mut records = reader.records();
     while let Some(record) = records.next().await {
         rows_read += 1;
-        let line = match &record {
-            Ok(r) => r.position().map(|p| p.line()).unwrap_or(rows_read + 1),
-            Err(e) => e.position().map(|p| p.line()).unwrap_or(rows_read + 1),
-        };
+        let line = record_line(&record, rows_read + 1);
         if rows_read > MAX_IMPORT_ROWS {
             report.error(
                 line,

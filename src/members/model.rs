@@ -1,12 +1,13 @@
 //! Member types and their validation: requests are parsed at the edge into validated values,
 //! so the store never sees an unchecked phone number or an oversized attribute object.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::common::error::ApiError;
 use crate::common::ids::MemberId;
+use crate::common::json::double_option;
 
 /// Longest `external_id`, `name`, `source` and tag.
 pub const MAX_EXTERNAL_ID_LEN: usize = 128;
@@ -108,14 +109,6 @@ pub struct TagChange {
     pub add: Vec<String>,
     #[serde(default)]
     pub remove: Vec<String>,
-}
-
-fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A validated member profile, ready to store.

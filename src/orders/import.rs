@@ -29,7 +29,7 @@ use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, TenantId};
-use crate::common::import::RowErrors;
+use crate::common::import::{check_header, record_line, RowErrors};
 use crate::common::sql::{Arg, Sql};
 use crate::common::time::to_micros;
 use crate::members::model::{self, Profile};
@@ -208,38 +208,11 @@ where
                 .has_headers(true)
                 .flexible(true)
                 .create_reader(input);
-            let header: Vec<String> = reader
-                .headers()
-                .await
-                .map_err(|e| {
-                    ApiError::invalid_request(format!("could not read the CSV header: {e}"))
-                })?
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    if i == 0 {
-                        h.trim_start_matches('\u{feff}')
-                    } else {
-                        h
-                    }
-                    .trim()
-                    .to_ascii_lowercase()
-                })
-                .collect();
-            if header != COLUMNS {
-                return Err(ApiError::invalid_request(format!(
-                    "the CSV header must be `{}`; found `{}`",
-                    COLUMNS.join(","),
-                    header.join(",")
-                )));
-            }
+            check_header(&mut reader, &COLUMNS).await?;
             let mut records = reader.records();
             while let Some(record) = records.next().await {
                 rows += 1;
-                let line = match &record {
-                    Ok(r) => r.position().map(|p| p.line()).unwrap_or(rows + 1),
-                    Err(e) => e.position().map(|p| p.line()).unwrap_or(rows + 1),
-                };
+                let line = record_line(&record, rows + 1);
                 if rows > MAX_ROWS {
                     report.rows.push(
                         line,

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
@@ -15,7 +15,7 @@ use crate::common::auth::Auth;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{ProductId, TenantId};
-use crate::common::json::Json;
+use crate::common::json::{double_option, Json};
 use crate::common::pagination;
 use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
 use crate::AppState;
@@ -48,14 +48,6 @@ pub struct CreateProduct {
     pub days_of_supply: Option<i64>,
     /// Public launch (RFC 3339).
     pub launch_at: Option<String>,
-}
-
-fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
