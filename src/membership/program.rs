@@ -1221,6 +1221,7 @@ pub async fn daily_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     run_daily(state, &job.tenant_id)
         .await
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    refresh_analytics(state, &job.tenant_id).await;
     let mut tx = state.begin().await?;
     schedule_daily(&mut tx, &job.tenant_id)
         .await
@@ -1228,6 +1229,36 @@ pub async fn daily_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     scheduler::complete(tx.conn(), job).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Re-fit the lifetime-value models on everything up to yesterday and re-score every member
+/// (scores, RFM, lifecycle stages, cohorts), off the request path. A tenant without orders, or
+/// whose data the model cannot fit, keeps its previous scores; the reason is logged.
+async fn refresh_analytics(state: &AppState, tenant_id: &TenantId) {
+    let zone = {
+        let Ok(mut conn) = state.db.read().acquire().await else {
+            return;
+        };
+        match tenant_zone(&mut conn, tenant_id).await {
+            Ok(zone) => zone,
+            Err(_) => return,
+        }
+    };
+    let now = state.clock.now();
+    let Ok(yesterday) = calendar::add_days(calendar::local_date(now, &zone), -1) else {
+        return;
+    };
+    let unit = crate::analytics::model::summary::TimeUnit::Week;
+    match crate::analytics::scoring::fit_and_score(
+        &state.db, tenant_id, &zone, yesterday, unit, now,
+    )
+    .await
+    {
+        Ok(report) => {
+            tracing::info!(tenant = %tenant_id, customers = report.customers, "analytics refreshed")
+        }
+        Err(error) => tracing::info!(tenant = %tenant_id, %error, "analytics not refreshed"),
+    }
 }
 
 /// What a daily run did.

@@ -12,6 +12,7 @@ backend_tests!(
     csv_order_import_creates_members_and_reports_bad_rows,
     products_are_created_read_changed_and_listed,
     repurchase_is_predicted_and_reminded_once_to_consenting_members,
+    the_daily_job_refreshes_scores_off_the_request_path,
 );
 
 fn cdnow(file: &str) -> String {
@@ -269,4 +270,27 @@ async fn repurchase_is_predicted_and_reminded_once_to_consenting_members(app: Te
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["subject"], a.as_str());
     assert_eq!(data[0]["data"]["sku"], "soy");
+}
+
+async fn the_daily_job_refreshes_scores_off_the_request_path(app: TestApp) {
+    let reply = import(&app, "?format=cdnow", cdnow("CDNOW_sample.txt")).await;
+    assert_eq!(reply.body["created"], 6919);
+    assert_eq!(
+        app.get("/v1/analytics/rfm").await.body["fit"],
+        serde_json::Value::Null,
+        "not scored yet"
+    );
+    // The import scheduled the tenant's daily run for the next local midnight.
+    app.clock.advance(jiff::SignedDuration::from_hours(48));
+    let ran = shequn::server::run_due_jobs(&app.state).await.unwrap();
+    assert!(ran >= 1);
+    let rfm = app.get("/v1/analytics/rfm").await;
+    assert_eq!(rfm.body["fit"]["customers"], 2357);
+    let total: i64 = rfm.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["members"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 2357);
 }
