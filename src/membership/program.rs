@@ -108,6 +108,81 @@ pub struct MemberDay {
     pub prices: Vec<MemberDayPrice>,
 }
 
+/// `PUT /v1/program/member-day`: the rule either nested (`"rule": {"day_of_month": 8}`) or
+/// flat (`"day_of_month": 8` or `"weekday": 3` / `"wednesday"`), exactly one of them.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberDayInput {
+    #[schema(value_type = Option<Object>)]
+    pub rule: Option<MemberDayRule>,
+    /// 1 to 31 (the last day of shorter months when larger than the month).
+    pub day_of_month: Option<u8>,
+    /// ISO weekday 1 (Monday) to 7 (Sunday), or its English name.
+    #[schema(value_type = Option<Object>)]
+    pub weekday: Option<Value>,
+    #[serde(default = "one_bp")]
+    pub points_multiplier_bp: i64,
+    #[serde(default)]
+    pub prices: Vec<MemberDayPrice>,
+}
+
+fn weekday_of(value: &Value) -> Option<jiff::civil::Weekday> {
+    use jiff::civil::Weekday::*;
+    let days = [
+        Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+    ];
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .filter(|n| (1..=7).contains(n))
+            .and_then(|n| days.get(usize::try_from(n - 1).ok()?).copied()),
+        Value::String(name) => {
+            let names = [
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            ];
+            let name = name.to_ascii_lowercase();
+            names.iter().position(|n| *n == name).map(|i| days[i])
+        }
+        _ => None,
+    }
+}
+
+impl TryFrom<MemberDayInput> for MemberDay {
+    type Error = ApiError;
+
+    fn try_from(input: MemberDayInput) -> Result<Self, ApiError> {
+        let rule = match (input.rule, input.day_of_month, input.weekday) {
+            (Some(rule), None, None) => rule,
+            (None, Some(day), None) => MemberDayRule::DayOfMonth(day),
+            (None, None, Some(weekday)) => {
+                MemberDayRule::Weekday(weekday_of(&weekday).ok_or_else(|| {
+                    ApiError::validation(
+                        "weekday",
+                        "must be 1 (Monday) to 7 (Sunday) or a weekday name",
+                    )
+                })?)
+            }
+            _ => {
+                return Err(ApiError::validation(
+                    "rule",
+                    "give exactly one of rule, day_of_month or weekday",
+                ))
+            }
+        };
+        Ok(MemberDay {
+            rule,
+            points_multiplier_bp: input.points_multiplier_bp,
+            prices: input.prices,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberDayPrice {
@@ -669,13 +744,14 @@ pub struct MemberDayView {
 }
 
 /// Set the member day rule, multiplier and prices.
-#[utoipa::path(put, path = "/v1/program/member-day", tag = "membership", request_body = MemberDay,
+#[utoipa::path(put, path = "/v1/program/member-day", tag = "membership", request_body = MemberDayInput,
     responses((status = 200, body = MemberDayView), (status = 422)), security(("api_key" = [])))]
 async fn put_member_day(
     State(state): State<AppState>,
     auth: Auth,
-    Json(request): Json<MemberDay>,
+    Json(input): Json<MemberDayInput>,
 ) -> ApiResult<Json<MemberDayView>> {
+    let request = MemberDay::try_from(input)?;
     request
         .rule
         .validate()

@@ -192,6 +192,39 @@ async fn member_day_is_judged_in_the_tenant_time_zone(app: TestApp) {
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The rule may also be given flat: a weekday by ISO number or name, or a day of month.
+    for (body, sunday_is_member_day) in [
+        (json!({"weekday": 7, "points_multiplier_bp": 20000}), true),
+        (json!({"weekday": "sunday"}), true),
+        (json!({"day_of_month": 9}), false),
+    ] {
+        let reply = app
+            .call(
+                axum::http::Method::PUT,
+                "/v1/program/member-day",
+                Some(&body),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{body}: {:?}", reply.body);
+        assert_eq!(
+            reply.body["today"], sunday_is_member_day,
+            "2026-03-08 is a Sunday: {body}"
+        );
+    }
+    for body in [
+        json!({"weekday": 8}),
+        json!({"weekday": 3, "day_of_month": 8}),
+        json!({"points_multiplier_bp": 20000}),
+    ] {
+        let reply = app
+            .call(
+                axum::http::Method::PUT,
+                "/v1/program/member-day",
+                Some(&body),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
 }
 
 async fn order_points_stay_pending_through_the_return_window(app: TestApp) {
