@@ -41,7 +41,7 @@ use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::scheduler::{self, Job, NewJob};
-use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::common::time::{parse_instant, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
@@ -1033,7 +1033,11 @@ pub async fn earn_for_paid(
             })
         }
         "exists" => {
-            let t = result.transfer.unwrap_or_else(|| unreachable_transfer(&id));
+            let t = result.transfer.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!(
+                    "ledger reported exists without the transfer"
+                ))
+            })?;
             Ok(Earned {
                 points: t.amount,
                 transfer_id: id,
@@ -1046,26 +1050,6 @@ pub async fn earn_for_paid(
             "points were already earned for this reference with another amount",
         )),
         other => Err(ApiError::conflict("points_not_earned", other.to_owned())),
-    }
-}
-
-fn unreachable_transfer(id: &str) -> crate::ledger::model::Transfer {
-    crate::ledger::model::Transfer {
-        id: id.to_owned(),
-        from: String::new(),
-        to: String::new(),
-        asset: Asset::Points,
-        amount: 0,
-        code: String::new(),
-        reference: None,
-        metadata: Value::Null,
-        pending: true,
-        linked: false,
-        status: "pending".into(),
-        posted_amount: None,
-        timeout_at: None,
-        created_at: String::new(),
-        resolved_at: None,
     }
 }
 
@@ -1671,11 +1655,6 @@ fn expiry_deadline(policy: ExpiryPolicy, horizon: Timestamp, zone: &TimeZone) ->
         }
         ExpiryPolicy::DaysAfterEarning(_) => calendar::start_of_local_day(today, zone).ok(),
     }
-}
-
-/// RFC 3339 of stored micros (re-exported for callers of this module's tables).
-pub fn at(micros: i64) -> String {
-    micros_to_rfc3339(micros)
 }
 
 #[cfg(test)]
