@@ -328,8 +328,41 @@ async fn redeem(
     }
     let mut tx = state.begin().await?;
     let now = to_micros(tx.now());
+    let (_, discount) = redeem_in(
+        &mut tx,
+        &auth.tenant_id,
+        &id,
+        None,
+        &order_ref,
+        request.order_amount,
+    )
+    .await?;
     let coupon = store::fetch_coupon(tx.conn(), &auth.tenant_id, &id)
         .await?
+        .ok_or_else(|| ApiError::not_found("coupon"))?;
+    tx.commit().await?;
+    Ok(Json(Redemption {
+        discount,
+        coupon: coupon.view(now),
+    }))
+}
+
+/// Redeem a coupon on an order inside `tx`: checks its window and the template's minimum
+/// spend, marks it redeemed (exactly once under concurrency) and emits `coupon.redeemed`.
+/// With `owner`, the coupon must belong to that member (orders); returns the coupon as it was
+/// and the discount.
+pub async fn redeem_in(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    id: &CouponId,
+    owner: Option<&MemberId>,
+    order_ref: &str,
+    order_amount: i64,
+) -> ApiResult<(store::StoredCoupon, i64)> {
+    let now = to_micros(tx.now());
+    let coupon = store::fetch_coupon(tx.conn(), tenant_id, id)
+        .await?
+        .filter(|c| owner.is_none_or(|m| *m == c.member_id))
         .ok_or_else(|| ApiError::not_found("coupon"))?;
     if coupon.status == STATUS_REDEEMED {
         return Err(already_redeemed());
@@ -353,7 +386,7 @@ async fn redeem(
             ),
         ));
     }
-    let template = store::fetch_template(tx.conn(), &auth.tenant_id, &coupon.template_id)
+    let template = store::fetch_template(tx.conn(), tenant_id, &coupon.template_id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("coupon without its template")))?;
     let rules = &template.view;
@@ -361,7 +394,7 @@ async fn redeem(
         rules.discount(),
         rules.max_discount,
         rules.min_spend,
-        request.order_amount,
+        order_amount,
     )
     .ok_or_else(|| {
         ApiError::new(
@@ -375,31 +408,53 @@ async fn redeem(
         .with_details(json!({ "field": "order_amount", "min_spend": rules.min_spend }))
     })?;
     let redeemed = RedeemedOn {
-        order_ref: &order_ref,
-        order_amount: request.order_amount,
+        order_ref,
+        order_amount,
         discount,
         at: now,
     };
-    if !store::mark_redeemed(tx.conn(), &auth.tenant_id, &id, &redeemed).await? {
+    if !store::mark_redeemed(tx.conn(), tenant_id, id, &redeemed).await? {
         return Err(already_redeemed());
     }
     tx.emit(NewEvent::new(
-        &auth.tenant_id,
+        tenant_id,
         "coupon.redeemed",
         Some(coupon.member_id.as_str()),
         json!({
             "coupon_id": id, "template_id": coupon.template_id, "member_id": coupon.member_id,
-            "order_ref": order_ref, "order_amount": request.order_amount, "discount": discount,
+            "order_ref": order_ref, "order_amount": order_amount, "discount": discount,
         }),
     ));
-    let coupon = store::fetch_coupon(tx.conn(), &auth.tenant_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("coupon"))?;
-    tx.commit().await?;
-    Ok(Json(Redemption {
-        discount,
-        coupon: coupon.view(now),
-    }))
+    Ok((coupon, discount))
+}
+
+/// Undo a redemption inside `tx` (an order was cancelled or refunded): `active` again while
+/// its window lasts, `expired` otherwise; emits `coupon.unredeemed`. 409 when not redeemed.
+pub async fn unredeem_in(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    coupon: &store::StoredCoupon,
+) -> ApiResult<&'static str> {
+    let now = to_micros(tx.now());
+    let status = if now < coupon.valid_to {
+        STATUS_ACTIVE
+    } else {
+        STATUS_EXPIRED
+    };
+    if !store::mark_unredeemed(tx.conn(), tenant_id, &coupon.id, status, now).await? {
+        return Err(not_redeemed());
+    }
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "coupon.unredeemed",
+        Some(coupon.member_id.as_str()),
+        json!({
+            "coupon_id": coupon.id, "template_id": coupon.template_id,
+            "member_id": coupon.member_id, "order_ref": coupon.order_ref,
+            "discount": coupon.discount, "status": status,
+        }),
+    ));
+    Ok(status)
 }
 
 fn already_redeemed() -> ApiError {
@@ -444,23 +499,7 @@ async fn unredeem(
             .with_details(json!({ "field": "order_ref" })));
         }
     }
-    let status = if now < coupon.valid_to {
-        STATUS_ACTIVE
-    } else {
-        STATUS_EXPIRED
-    };
-    if !store::mark_unredeemed(tx.conn(), &auth.tenant_id, &id, status, now).await? {
-        return Err(not_redeemed());
-    }
-    tx.emit(NewEvent::new(
-        &auth.tenant_id,
-        "coupon.unredeemed",
-        Some(coupon.member_id.as_str()),
-        json!({
-            "coupon_id": id, "template_id": coupon.template_id, "member_id": coupon.member_id,
-            "order_ref": coupon.order_ref, "discount": coupon.discount, "status": status,
-        }),
-    ));
+    unredeem_in(&mut tx, &auth.tenant_id, &coupon).await?;
     let coupon = store::fetch_coupon(tx.conn(), &auth.tenant_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("coupon"))?;
