@@ -1,6 +1,7 @@
 //! Shared plumbing: the pieces every domain folder uses and none re-implements.
 
 pub mod auth;
+pub mod batcher;
 pub mod clock;
 pub mod db;
 pub mod error;
