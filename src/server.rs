@@ -17,6 +17,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::common::auth::{require_api_key, KeyCache};
+use crate::common::batcher::Batcher;
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::{Db, Tx};
 use crate::common::error::ApiError;
@@ -34,6 +35,16 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub key_cache: Arc<KeyCache>,
     pub ledger: Ledger,
+    pub commerce: Commerce,
+}
+
+/// The batchers of the hot commerce paths.
+#[derive(Clone)]
+pub struct Commerce {
+    pub flash_sales: Batcher<orders::flash_sales::Claim, orders::flash_sales::PlacedOrder>,
+    pub teams: Batcher<orders::group_buys::JoinClaim, orders::flash_sales::PlacedOrder>,
+    /// Decide each flash-sale purchase in its own transaction (the benchmark's naive path).
+    pub naive_flash_sales: bool,
 }
 
 impl AppState {
@@ -41,6 +52,11 @@ impl AppState {
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
         Self {
             ledger: Ledger::start(db.clone(), clock.clone()),
+            commerce: Commerce {
+                flash_sales: orders::flash_sales::start_batcher(db.clone(), clock.clone()),
+                teams: orders::group_buys::start_batcher(db.clone(), clock.clone()),
+                naive_flash_sales: false,
+            },
             db,
             clock,
             key_cache: Arc::new(KeyCache::default()),
@@ -146,7 +162,7 @@ async fn scheduler_loop(state: AppState) {
 /// Run every job due now; returns how many ran. The scheduler loop calls this each second;
 /// tests call it after moving the clock.
 pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
-    let mut ran = 0;
+    let mut ran = orders::checkout::expire_due(&state.db, state.clock.now()).await?;
     loop {
         let jobs = scheduler::claim_due(
             &state.db,
@@ -177,6 +193,9 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         ledger::store::PENDING_TIMEOUT_JOB => ledger::expire_pending(state, job).await,
         program::DAILY_JOB => program::daily_job(state, job).await,
         program::RELEASE_JOB => program::release_job(state, job).await,
+        orders::group_buys::TEAM_EXPIRY_JOB => {
+            orders::group_buys::team_expiry_job(state, job).await
+        }
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }

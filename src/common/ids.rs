@@ -63,6 +63,10 @@ typed_id!(ApiKeyId, "key");
 typed_id!(MemberId, "mem");
 typed_id!(OrderId, "ord");
 typed_id!(ProductId, "prd");
+typed_id!(FlashSaleId, "fls");
+typed_id!(GroupBuyId, "gby");
+typed_id!(TeamId, "team");
+typed_id!(OrderRefundId, "orf");
 
 #[cfg(test)]
 mod tests {

@@ -1,28 +1,51 @@
-//! Orders (订单) and products. For now: products ([`products`]) and orders placed elsewhere,
-//! ingested already paid so that analytics see them ([`import`]). Checkout, payments and
-//! refunds come with the orders issue.
+//! Orders (订单), products and the sales mechanics built on them.
+//!
+//! - [`model`]: order types and the money rules (pricing order, refund arithmetic), pure.
+//! - [`store`]: order rows and their conditional state changes.
+//! - [`checkout`]: the life cycle — place, pay, cancel, expire, fulfil, complete, refund.
+//! - [`flash_sales`] (秒杀) and [`group_buys`] (拼团): hot paths through the batcher.
+//! - [`products`]: SKUs; [`import`]: order history in bulk for analytics.
 
+pub mod checkout;
+pub mod flash_sales;
+pub mod group_buys;
 pub mod import;
+pub mod model;
 pub mod products;
+pub mod store;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use futures::TryStreamExt as _;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::json::Json;
+use crate::common::pagination;
+use crate::common::sql::Sql;
 use crate::membership::program::tenant_zone;
 use crate::AppState;
+use checkout::{CreateOrder, PaymentRequest, Refund, RefundRequest};
 use import::{Format, OrderImportReport};
+use model::Order;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(import_orders))
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(pay_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(fulfil_order))
+        .routes(routes!(complete_order))
+        .routes(routes!(refund_order, list_refunds))
         .merge(products::routes())
+        .merge(flash_sales::routes())
+        .merge(group_buys::routes())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -66,4 +89,223 @@ async fn import_orders(
     )
     .await?;
     Ok(Json(report))
+}
+
+/// Place an order: priced (see the pricing order in `orders::model`), stock reserved, pending
+/// payment until its deadline. With `"source": "external"` and `paid_at`, ingest an order
+/// paid elsewhere (no stock; growth, points and analytics see it).
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+    responses((status = 201, body = Order), (status = 404),
+              (status = 409, description = "out_of_stock, not_launched, coupon or points conflicts"),
+              (status = 422)),
+    security(("api_key" = [])))]
+async fn create_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateOrder>,
+) -> ApiResult<(StatusCode, Json<Order>)> {
+    let mut tx = state.begin().await?;
+    let order = checkout::place_in(&mut tx, &auth.tenant_id, request).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+/// One order.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404)), security(("api_key" = [])))]
+async fn get_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Order>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(
+        store::require(&mut conn, &auth.tenant_id, &id, false)
+            .await?
+            .view(),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderListQuery {
+    pub member_id: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    /// The last id of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub data: Vec<Order>,
+    pub next_cursor: Option<String>,
+}
+
+/// Orders, newest first; filter by member and status.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderListQuery),
+    responses((status = 200, body = OrderPage), (status = 422)), security(("api_key" = [])))]
+async fn list_orders(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<OrderListQuery>,
+) -> ApiResult<Json<OrderPage>> {
+    let limit = pagination::limit(query.limit, 50, 200)?;
+    let mut conn = state.db.read().acquire().await?;
+    let mut sql = Sql::for_conn(
+        &conn,
+        &format!(
+            "SELECT {} FROM customer_order WHERE tenant_id = ",
+            store::COLUMNS
+        ),
+    );
+    sql.bind(auth.tenant_id.as_str());
+    if let Some(member) = &query.member_id {
+        sql.push(" AND member_id = ").bind(member.as_str());
+    }
+    if let Some(status) = &query.status {
+        sql.push(" AND status = ").bind(status.as_str());
+    }
+    if let Some(cursor) = &query.cursor {
+        sql.push(" AND id < ").bind(cursor.as_str());
+    }
+    sql.push(" ORDER BY id DESC LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut data: Vec<Order> = rows
+        .iter()
+        .map(|r| store::from_row(r).map(|o| o.view()))
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if data.len() as i64 > limit {
+        data.truncate(limit as usize);
+        data.last().map(|o| o.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(OrderPage { data, next_cursor }))
+}
+
+/// Pay an order (`wallet` through the ledger, or `external`). Idempotent on `reference`;
+/// 409 `order_expired` after the deadline, `already_paid`, `insufficient_funds`.
+#[utoipa::path(post, path = "/v1/orders/{id}/payments", tag = "orders",
+    params(("id" = String, Path)), request_body = PaymentRequest,
+    responses((status = 200, body = Order), (status = 404),
+              (status = 409, description = "order_expired, order_cancelled, already_paid, insufficient_funds, payment_reference_reused"),
+              (status = 422)),
+    security(("api_key" = [])))]
+async fn pay_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<PaymentRequest>,
+) -> ApiResult<Json<Order>> {
+    let mut tx = state.begin().await?;
+    let order = checkout::pay_in(&mut tx, &auth.tenant_id, &id, &request).await?;
+    tx.commit().await?;
+    Ok(Json(order.view()))
+}
+
+/// Cancel an unpaid order: stock, coupon and reserved points go back.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404),
+              (status = 409, description = "not_cancellable")),
+    security(("api_key" = [])))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Order>> {
+    let mut tx = state.begin().await?;
+    let order = store::require(tx.conn(), &auth.tenant_id, &id, true).await?;
+    if order.status == model::CANCELLED {
+        return Ok(Json(order.view()));
+    }
+    if order.status != model::PENDING_PAYMENT
+        || !checkout::close_unpaid_in(&mut tx, &auth.tenant_id, &order, model::CANCELLED).await?
+    {
+        return Err(crate::common::error::ApiError::conflict(
+            "not_cancellable",
+            format!(
+                "a {} order cannot be cancelled; refund it instead",
+                order.status
+            ),
+        ));
+    }
+    let order = store::require(tx.conn(), &auth.tenant_id, &id, false).await?;
+    tx.commit().await?;
+    Ok(Json(order.view()))
+}
+
+/// Mark a paid order fulfilled (shipped or picked up).
+#[utoipa::path(post, path = "/v1/orders/{id}/fulfil", tag = "orders",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404),
+              (status = 409, description = "invalid_transition")),
+    security(("api_key" = [])))]
+async fn fulfil_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Order>> {
+    let mut tx = state.begin().await?;
+    let order = checkout::advance_in(&mut tx, &auth.tenant_id, &id, model::FULFILLED).await?;
+    tx.commit().await?;
+    Ok(Json(order.view()))
+}
+
+/// Mark a fulfilled order completed (received).
+#[utoipa::path(post, path = "/v1/orders/{id}/complete", tag = "orders",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404),
+              (status = 409, description = "invalid_transition")),
+    security(("api_key" = [])))]
+async fn complete_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Order>> {
+    let mut tx = state.begin().await?;
+    let order = checkout::advance_in(&mut tx, &auth.tenant_id, &id, model::COMPLETED).await?;
+    tx.commit().await?;
+    Ok(Json(order.view()))
+}
+
+/// Refund part or all of a paid order; ledger effects, points, coupon and stock are reversed
+/// consistently (see the refund arithmetic in `orders::model`).
+#[utoipa::path(post, path = "/v1/orders/{id}/refunds", tag = "orders",
+    params(("id" = String, Path)), request_body = RefundRequest,
+    responses((status = 201, body = Refund), (status = 404),
+              (status = 409, description = "not_refundable, nothing_to_refund"), (status = 422)),
+    security(("api_key" = [])))]
+async fn refund_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<RefundRequest>,
+) -> ApiResult<(StatusCode, Json<Refund>)> {
+    let mut tx = state.begin().await?;
+    let refund = checkout::refund_in(&mut tx, &auth.tenant_id, &id, &request).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(refund)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundList {
+    pub data: Vec<Refund>,
+}
+
+/// The refunds of an order, oldest first.
+#[utoipa::path(get, path = "/v1/orders/{id}/refunds", tag = "orders",
+    params(("id" = String, Path)),
+    responses((status = 200, body = RefundList), (status = 404)), security(("api_key" = [])))]
+async fn list_refunds(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RefundList>> {
+    let mut conn = state.db.read().acquire().await?;
+    store::require(&mut conn, &auth.tenant_id, &id, false).await?;
+    Ok(Json(RefundList {
+        data: checkout::refunds_of(&mut conn, &auth.tenant_id, &id).await?,
+    }))
 }

@@ -11,5 +11,6 @@ mod idempotency;
 mod import_export;
 mod ledger;
 mod members;
+mod orders;
 mod program;
 mod stored_value;

@@ -1,0 +1,655 @@
+//! Flash sales (秒杀): a few hundred units at a low price, released to everyone at once.
+//!
+//! A flash sale has its own stock, separate from the product's: `reserved` counts units in
+//! unpaid orders, `sold` units in paid ones, `available = stock − sold − reserved`. Buying
+//! goes through the batcher ([`crate::common::batcher`]): concurrent requests are decided
+//! together in one transaction that reads the sale row once (locked on PostgreSQL), the
+//! buyers' units held so far with one query, decides each request in arrival order in memory,
+//! inserts all the orders in one statement and updates the sale row once. So the rush costs one
+//! commit per batch, not one per buyer, and exactness comes from the database: a second
+//! process's batch waits for the row lock and then sees the first one's orders.
+//!
+//! The orders are ordinary orders (`campaign_kind = flash_sale`) with a payment deadline;
+//! paying moves units from reserved to sold, expiry or cancellation returns them to available.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::model::{self, Order, OrderLine, PENDING_PAYMENT};
+use super::store::{self, NewOrder};
+use super::{checkout, products};
+use crate::common::auth::Auth;
+use crate::common::batcher::{self, Batcher};
+use crate::common::clock::Clock;
+use crate::common::db::{Backend, Db, Tx};
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::events::NewEvent;
+use crate::common::ids::{FlashSaleId, MemberId, OrderId, TenantId};
+use crate::common::json::Json;
+use crate::common::pagination;
+use crate::common::sql::{backend_of, Sql};
+use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::members;
+use crate::AppState;
+
+/// `campaign_kind` of flash-sale orders.
+pub const KIND: &str = "flash_sale";
+/// Most requests decided in one transaction.
+pub const MAX_BATCH: usize = 1000;
+/// Most units one request may buy.
+pub const MAX_QTY: i64 = 100;
+const ATTEMPTS: usize = 4;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_flash_sale, list_flash_sales))
+        .routes(routes!(get_flash_sale))
+        .routes(routes!(buy))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFlashSale {
+    pub product_id: String,
+    /// Flash price per unit (fen).
+    pub price: i64,
+    /// Units for sale, separate from the product's stock.
+    pub stock: i64,
+    /// Most units one member may hold (default 1).
+    pub per_member_limit: Option<i64>,
+    /// RFC 3339; default now.
+    pub starts_at: Option<String>,
+    /// RFC 3339; after `starts_at`.
+    pub ends_at: String,
+    /// Seconds a buyer has to pay (default 900).
+    pub payment_timeout_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlashSale {
+    pub id: String,
+    pub product_id: String,
+    pub price: i64,
+    pub stock: i64,
+    /// Units in paid orders.
+    pub sold: i64,
+    /// Units in unpaid orders (return to available if not paid in time).
+    pub reserved: i64,
+    pub available: i64,
+    pub per_member_limit: i64,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub payment_timeout_secs: i64,
+    /// `scheduled`, `running`, `sold_out` or `ended`, at the time of the request.
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuyRequest {
+    pub member_id: String,
+    /// Units (default 1).
+    pub qty: Option<i64>,
+}
+
+/// The order a buyer got.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlacedOrder {
+    pub order_id: String,
+    #[serde(flatten)]
+    pub order: Order,
+}
+
+struct SaleRow {
+    id: String,
+    product_id: String,
+    price: i64,
+    stock: i64,
+    reserved: i64,
+    sold: i64,
+    per_member_limit: i64,
+    starts_at: i64,
+    ends_at: i64,
+    payment_timeout_secs: i64,
+    created_at: i64,
+}
+
+const COLUMNS: &str = "id, product_id, price, stock, reserved, sold, per_member_limit, \
+    starts_at, ends_at, payment_timeout_secs, created_at";
+
+fn sale_from_row(row: &AnyRow) -> Result<SaleRow, sqlx::Error> {
+    Ok(SaleRow {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        price: row.try_get("price")?,
+        stock: row.try_get("stock")?,
+        reserved: row.try_get("reserved")?,
+        sold: row.try_get("sold")?,
+        per_member_limit: row.try_get("per_member_limit")?,
+        starts_at: row.try_get("starts_at")?,
+        ends_at: row.try_get("ends_at")?,
+        payment_timeout_secs: row.try_get("payment_timeout_secs")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl SaleRow {
+    fn available(&self) -> i64 {
+        self.stock - self.sold - self.reserved
+    }
+
+    fn view(&self, now: i64) -> FlashSale {
+        let status = if now < self.starts_at {
+            "scheduled"
+        } else if now >= self.ends_at {
+            "ended"
+        } else if self.available() <= 0 {
+            "sold_out"
+        } else {
+            "running"
+        };
+        FlashSale {
+            id: self.id.clone(),
+            product_id: self.product_id.clone(),
+            price: self.price,
+            stock: self.stock,
+            sold: self.sold,
+            reserved: self.reserved,
+            available: self.available(),
+            per_member_limit: self.per_member_limit,
+            starts_at: micros_to_rfc3339(self.starts_at),
+            ends_at: micros_to_rfc3339(self.ends_at),
+            payment_timeout_secs: self.payment_timeout_secs,
+            status: status.to_owned(),
+            created_at: micros_to_rfc3339(self.created_at),
+        }
+    }
+}
+
+async fn fetch_sale(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &str,
+    lock: bool,
+) -> ApiResult<Option<SaleRow>> {
+    let lock = if lock && backend_of(conn) == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM flash_sale WHERE tenant_id = $1 AND id = $2{lock}"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(sale_from_row).transpose()?)
+}
+
+fn instant(field: &str, text: &str) -> ApiResult<i64> {
+    parse_instant(text)
+        .map(to_micros)
+        .ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 instant"))
+}
+
+/// Create a flash sale.
+#[utoipa::path(post, path = "/v1/flash-sales", tag = "orders", request_body = CreateFlashSale,
+    responses((status = 201, body = FlashSale), (status = 404), (status = 422)),
+    security(("api_key" = [])))]
+async fn create_flash_sale(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateFlashSale>,
+) -> ApiResult<(StatusCode, Json<FlashSale>)> {
+    if !(0..=products::MAX_PRICE).contains(&request.price) {
+        return Err(ApiError::validation("price", "must be 0 or more (fen)"));
+    }
+    if !(1..=products::MAX_STOCK).contains(&request.stock) {
+        return Err(ApiError::validation("stock", "must be 1 to 1e9"));
+    }
+    let limit = request.per_member_limit.unwrap_or(1);
+    if !(1..=MAX_QTY).contains(&limit) {
+        return Err(ApiError::validation(
+            "per_member_limit",
+            format!("must be 1 to {MAX_QTY}"),
+        ));
+    }
+    let timeout = request.payment_timeout_secs.unwrap_or(900);
+    if !(1..=model::MAX_PAYMENT_TIMEOUT_SECS).contains(&timeout) {
+        return Err(ApiError::validation(
+            "payment_timeout_secs",
+            format!("must be 1 to {}", model::MAX_PAYMENT_TIMEOUT_SECS),
+        ));
+    }
+    let mut tx = state.begin().await?;
+    let now = to_micros(tx.now());
+    let starts_at = match &request.starts_at {
+        Some(text) => instant("starts_at", text)?,
+        None => now,
+    };
+    let ends_at = instant("ends_at", &request.ends_at)?;
+    if ends_at <= starts_at {
+        return Err(ApiError::validation("ends_at", "must be after starts_at"));
+    }
+    let product = products::fetch(tx.conn(), &auth.tenant_id, &request.product_id).await?;
+    let id = FlashSaleId::generate().to_string();
+    sqlx::query(
+        "INSERT INTO flash_sale (tenant_id, id, product_id, price, stock, reserved, sold, \
+         per_member_limit, starts_at, ends_at, payment_timeout_secs, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(auth.tenant_id.as_str())
+    .bind(id.as_str())
+    .bind(product.id.as_str())
+    .bind(request.price)
+    .bind(request.stock)
+    .bind(limit)
+    .bind(starts_at)
+    .bind(ends_at)
+    .bind(timeout)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    let sale = fetch_sale(tx.conn(), &auth.tenant_id, &id, false)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("flash sale vanished")))?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "flash_sale.created",
+        Some(id.as_str()),
+        json!({ "flash_sale_id": id, "product_id": product.id, "stock": request.stock,
+                "price": request.price }),
+    ));
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(sale.view(now))))
+}
+
+/// A flash sale with its live counts.
+#[utoipa::path(get, path = "/v1/flash-sales/{id}", tag = "orders",
+    params(("id" = String, Path)),
+    responses((status = 200, body = FlashSale), (status = 404)), security(("api_key" = [])))]
+async fn get_flash_sale(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FlashSale>> {
+    let mut conn = state.db.read().acquire().await?;
+    let sale = fetch_sale(&mut conn, &auth.tenant_id, &id, false)
+        .await?
+        .ok_or_else(|| ApiError::not_found("flash sale"))?;
+    Ok(Json(sale.view(to_micros(state.clock.now()))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    /// The last id of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlashSalePage {
+    pub data: Vec<FlashSale>,
+    pub next_cursor: Option<String>,
+}
+
+/// Flash sales, newest first.
+#[utoipa::path(get, path = "/v1/flash-sales", tag = "orders", params(ListQuery),
+    responses((status = 200, body = FlashSalePage)), security(("api_key" = [])))]
+async fn list_flash_sales(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<FlashSalePage>> {
+    let limit = pagination::limit(query.limit, 50, 200)?;
+    let mut conn = state.db.read().acquire().await?;
+    let mut sql = Sql::for_conn(
+        &conn,
+        &format!("SELECT {COLUMNS} FROM flash_sale WHERE tenant_id = "),
+    );
+    sql.bind(auth.tenant_id.as_str());
+    if let Some(cursor) = &query.cursor {
+        sql.push(" AND id < ").bind(cursor.as_str());
+    }
+    sql.push(" ORDER BY id DESC LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let now = to_micros(state.clock.now());
+    let mut data: Vec<FlashSale> = rows
+        .iter()
+        .map(|r| sale_from_row(r).map(|s| s.view(now)))
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if data.len() as i64 > limit {
+        data.truncate(limit as usize);
+        data.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(FlashSalePage { data, next_cursor }))
+}
+
+/// One buyer's request, as the batcher carries it.
+pub struct Claim {
+    pub tenant_id: TenantId,
+    pub sale_id: String,
+    pub member_id: MemberId,
+    pub qty: i64,
+}
+
+/// Buy from a flash sale: an unpaid order holding the units until its payment deadline.
+/// 409 `sold_out`, `limit_reached`, `not_started` or `ended`.
+#[utoipa::path(post, path = "/v1/flash-sales/{id}/orders", tag = "orders",
+    params(("id" = String, Path)), request_body = BuyRequest,
+    responses((status = 201, body = PlacedOrder), (status = 404),
+              (status = 409, description = "sold_out, limit_reached, not_started or ended"),
+              (status = 422)),
+    security(("api_key" = [])))]
+async fn buy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<BuyRequest>,
+) -> ApiResult<(StatusCode, Json<PlacedOrder>)> {
+    let qty = request.qty.unwrap_or(1);
+    if !(1..=MAX_QTY).contains(&qty) {
+        return Err(ApiError::validation(
+            "qty",
+            format!("must be 1 to {MAX_QTY}"),
+        ));
+    }
+    let member_id = members::member_id(&request.member_id)?;
+    if FlashSaleId::parse(&id).is_none() {
+        return Err(ApiError::not_found("flash sale"));
+    }
+    let claim = Claim {
+        tenant_id: auth.tenant_id,
+        sale_id: id,
+        member_id,
+        qty,
+    };
+    let placed = if state.commerce.naive_flash_sales {
+        decide(&state.db, state.clock.as_ref(), vec![claim])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
+    } else {
+        state.commerce.flash_sales.submit(claim).await
+    }?;
+    Ok((StatusCode::CREATED, Json(placed)))
+}
+
+/// The batcher for flash-sale purchases.
+pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<Claim, PlacedOrder> {
+    Batcher::start(MAX_BATCH, move |claims| {
+        let db = db.clone();
+        let clock = clock.clone();
+        async move { decide(&db, clock.as_ref(), claims).await }
+    })
+}
+
+/// Decide a batch of claims in one transaction (retried whole on a transient conflict).
+pub async fn decide(db: &Db, clock: &dyn Clock, claims: Vec<Claim>) -> Vec<ApiResult<PlacedOrder>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = async {
+            let mut tx = db.begin(clock.now()).await?;
+            let outcomes = decide_in(&mut tx, &claims).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(outcomes)
+        }
+        .await;
+        match outcome {
+            Ok(outcomes) => return outcomes,
+            Err(error) if attempt < ATTEMPTS && batcher::is_transient(&error) => {
+                tracing::debug!(%error, attempt, "flash-sale batch conflict; retrying");
+            }
+            Err(error) => {
+                tracing::error!(%error, "flash-sale batch failed");
+                let message = error.to_string();
+                return claims
+                    .iter()
+                    .map(|_| Err(ApiError::internal(anyhow::anyhow!("{message}"))))
+                    .collect();
+            }
+        }
+    }
+}
+
+fn sold_out() -> ApiError {
+    ApiError::conflict("sold_out", "this flash sale is sold out")
+}
+
+async fn decide_in(
+    tx: &mut Tx,
+    claims: &[Claim],
+) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
+    let now = to_micros(tx.now());
+    let mut outcomes: Vec<Option<ApiResult<PlacedOrder>>> =
+        (0..claims.len()).map(|_| None).collect();
+    // Sales in a fixed order (locks), each sale's claims in arrival order.
+    let mut groups: HashMap<(&TenantId, &str), Vec<usize>> = HashMap::new();
+    for (i, claim) in claims.iter().enumerate() {
+        groups
+            .entry((&claim.tenant_id, claim.sale_id.as_str()))
+            .or_default()
+            .push(i);
+    }
+    let mut keys: Vec<_> = groups.keys().copied().collect();
+    keys.sort();
+    for key in keys {
+        let (tenant_id, sale_id) = key;
+        let indexes = &groups[&key];
+        let sale = match fetch_sale(tx.conn(), tenant_id, sale_id, true).await {
+            Ok(Some(sale)) => sale,
+            Ok(None) => {
+                for &i in indexes {
+                    outcomes[i] = Some(Err(ApiError::not_found("flash sale")));
+                }
+                continue;
+            }
+            Err(error) => return Err(as_sqlx(error)),
+        };
+        if now < sale.starts_at || now >= sale.ends_at {
+            for &i in indexes {
+                outcomes[i] = Some(Err(if now < sale.starts_at {
+                    ApiError::conflict("not_started", "this flash sale has not started")
+                        .with_details(json!({ "starts_at": micros_to_rfc3339(sale.starts_at) }))
+                } else {
+                    ApiError::conflict("ended", "this flash sale has ended")
+                }));
+            }
+            continue;
+        }
+        let mut available = sale.available();
+        let member_ids: Vec<&str> = {
+            let mut ids: Vec<&str> = indexes
+                .iter()
+                .map(|&i| claims[i].member_id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        // Buyers that exist and are not erased; units they hold already.
+        let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
+        let mut held = store::held_in_campaign(tx.conn(), tenant_id, sale_id, &member_ids)
+            .await
+            .map_err(as_sqlx)?;
+        let product = products::fetch(tx.conn(), tenant_id, &sale.product_id)
+            .await
+            .map_err(as_sqlx)?;
+        let mut rows = Vec::new();
+        let expires_at = to_micros(tx.now() + SignedDuration::from_secs(sale.payment_timeout_secs));
+        for &i in indexes {
+            let claim = &claims[i];
+            let member = claim.member_id.as_str();
+            let outcome = if !active.contains(member) {
+                Err(ApiError::not_found("member"))
+            } else if held.get(member).copied().unwrap_or(0) + claim.qty > sale.per_member_limit {
+                Err(ApiError::conflict(
+                    "limit_reached",
+                    format!(
+                        "a member may buy at most {} of this flash sale",
+                        sale.per_member_limit
+                    ),
+                ))
+            } else if claim.qty > available {
+                Err(sold_out().with_details(json!({ "available": available })))
+            } else {
+                available -= claim.qty;
+                *held.entry(member.to_owned()).or_default() += claim.qty;
+                let line = OrderLine {
+                    product_id: product.id.clone(),
+                    sku: product.sku.clone(),
+                    name: product.name.clone(),
+                    qty: claim.qty,
+                    unit_price: sale.price,
+                    price_kind: KIND.to_owned(),
+                    line_total: sale.price * claim.qty,
+                };
+                let row = NewOrder {
+                    id: OrderId::generate().to_string(),
+                    member_id: member.to_owned(),
+                    source: KIND,
+                    status: PENDING_PAYMENT,
+                    total: line.line_total,
+                    items: serde_json::to_string(&[&line]).unwrap_or_default(),
+                    ordered_at: now,
+                    paid_at: None,
+                    subtotal: line.line_total,
+                    pricing: None,
+                    coupon_id: None,
+                    points_burned: 0,
+                    qty: claim.qty,
+                    expires_at: Some(expires_at),
+                    external_reference: None,
+                    campaign_kind: Some(KIND),
+                    campaign_id: Some(sale.id.clone()),
+                    team_id: None,
+                };
+                let order = placed_view(&row, now);
+                rows.push(row);
+                Ok(order)
+            };
+            outcomes[i] = Some(outcome);
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let units: i64 = rows.iter().map(|r| r.qty).sum();
+        store::insert(tx.conn(), tenant_id, &rows, now).await?;
+        let updated = sqlx::query(
+            "UPDATE flash_sale SET reserved = reserved + $1, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND stock - sold - reserved >= $1",
+        )
+        .bind(units)
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .bind(sale_id)
+        .execute(tx.conn())
+        .await?;
+        if updated.rows_affected() != 1 {
+            // Cannot happen while the row is locked (or SQLite's single writer holds); refuse
+            // the batch rather than oversell.
+            return Err(sqlx::Error::Protocol(
+                "flash-sale stock changed under the lock".into(),
+            ));
+        }
+        for row in &rows {
+            checkout::emit_created_row(tx, tenant_id, row);
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
+        .collect())
+}
+
+fn as_sqlx(error: ApiError) -> sqlx::Error {
+    sqlx::Error::Protocol(error.message.clone())
+}
+
+/// Which of `ids` are members of the tenant that are not erased.
+pub async fn active_members(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    ids: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let mut sql = Sql::for_conn(&*conn, "SELECT id FROM member WHERE tenant_id = ");
+        sql.bind(tenant_id.as_str()).push(" AND id IN (");
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(*id);
+        }
+        sql.push(") AND status <> ")
+            .bind(members::model::STATUS_ERASED);
+        for row in sql.query().fetch_all(&mut *conn).await? {
+            found.insert(row.try_get("id")?);
+        }
+    }
+    Ok(found)
+}
+
+fn placed_view(row: &NewOrder, now: i64) -> PlacedOrder {
+    PlacedOrder {
+        order_id: row.id.clone(),
+        order: store::StoredOrder::from_new(row, now).view(),
+    }
+}
+
+/// A flash-sale order was paid: its units move from reserved to sold.
+pub async fn on_paid(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    sale_id: &str,
+    qty: i64,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE flash_sale SET reserved = reserved - $1, sold = sold + $1 \
+         WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(qty)
+    .bind(tenant_id.as_str())
+    .bind(sale_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Units come back to available: an unpaid order closed (`unpaid`) or a paid one refunded in
+/// full with restocking.
+pub async fn release(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    sale_id: &str,
+    qty: i64,
+    unpaid: bool,
+) -> ApiResult<()> {
+    let column = if unpaid { "reserved" } else { "sold" };
+    sqlx::query(&format!(
+        "UPDATE flash_sale SET {column} = {column} - $1 WHERE tenant_id = $2 AND id = $3"
+    ))
+    .bind(qty)
+    .bind(tenant_id.as_str())
+    .bind(sale_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

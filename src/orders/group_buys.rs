@@ -1,0 +1,975 @@
+//! Group buys (拼团): a price that unlocks when `team_size` friends buy together.
+//!
+//! A member opens a team (their own order is the first); others join it while it is open and
+//! has slots. `slots_taken` counts members holding an order in the team (unpaid or paid),
+//! `paid_count` the paid ones; the team succeeds when `paid_count` reaches `team_size`. An unpaid
+//! order that expires frees its slot. When the team's time runs out unfilled, the expiry job
+//! (a scheduler row, so it survives restarts and runs once across nodes) marks it `failed`,
+//! cancels unpaid orders and refunds every paid member exactly once (wallet payments through
+//! the ledger, external payments with a `refund.requested` event) — or, with
+//! `virtual_completion`, marks it `succeeded` and the paid members get their goods.
+//!
+//! Joins go through the batcher: concurrent joins of one team are decided together under the
+//! team's row lock, so the last slots go to exactly as many joiners as there are slots.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::checkout::{self, RefundRequest};
+use super::flash_sales::{active_members, PlacedOrder};
+use super::model::{self, OrderLine, CANCELLED, PAID, PENDING_PAYMENT};
+use super::products;
+use super::store::{self, NewOrder, StoredOrder};
+use crate::common::auth::Auth;
+use crate::common::batcher::{self, Batcher};
+use crate::common::clock::Clock;
+use crate::common::db::{Backend, Db, Tx};
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::events::NewEvent;
+use crate::common::ids::{GroupBuyId, MemberId, OrderId, TeamId, TenantId};
+use crate::common::json::Json;
+use crate::common::pagination;
+use crate::common::scheduler::{self, Job, NewJob};
+use crate::common::sql::backend_of;
+use crate::common::time::{micros_to_rfc3339, to_micros};
+use crate::members;
+use crate::AppState;
+
+/// `campaign_kind` of group-buy orders.
+pub const KIND: &str = "group_buy";
+/// The scheduler job that closes a team at its deadline.
+pub const TEAM_EXPIRY_JOB: &str = "group_buy.team_expiry";
+pub const MAX_TEAM_SIZE: i64 = 100;
+pub const MAX_DURATION_SECS: i64 = 30 * 24 * 3600;
+const MAX_BATCH: usize = 500;
+const ATTEMPTS: usize = 4;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_group_buy))
+        .routes(routes!(get_group_buy))
+        .routes(routes!(open_team, list_teams))
+        .routes(routes!(get_team))
+        .routes(routes!(join_team))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupBuy {
+    pub product_id: String,
+    /// Group price per unit (fen).
+    pub price: i64,
+    /// Members needed, opener included (2 to 100).
+    pub team_size: i64,
+    /// How long a team stays open.
+    pub duration_secs: i64,
+    /// Most teams' worth of orders one member may hold in this group buy (default 1).
+    pub per_member_limit: Option<i64>,
+    /// An unfilled team at its deadline succeeds anyway (its paid members get the goods)
+    /// instead of failing and refunding.
+    #[serde(default)]
+    pub virtual_completion: bool,
+    /// Seconds each member has to pay (default 900, never past the team's deadline).
+    pub payment_timeout_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupBuy {
+    pub id: String,
+    pub product_id: String,
+    pub price: i64,
+    pub team_size: i64,
+    pub duration_secs: i64,
+    pub per_member_limit: i64,
+    pub virtual_completion: bool,
+    pub payment_timeout_secs: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TeamMember {
+    pub member_id: String,
+    pub order_id: String,
+    pub order_status: String,
+    pub paid: bool,
+    pub opener: bool,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Team {
+    pub id: String,
+    pub group_buy_id: String,
+    /// `open`, `succeeded` or `failed`.
+    pub status: String,
+    pub team_size: i64,
+    /// Members holding an order in the team (unpaid or paid).
+    pub slots_taken: i64,
+    pub slots_left: i64,
+    pub paid_count: i64,
+    pub members: Vec<TeamMember>,
+    pub expires_at: String,
+    pub created_at: String,
+    pub closed_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    pub member_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenedTeam {
+    pub team_id: String,
+    pub order_id: String,
+    pub team: Team,
+}
+
+struct BuyRow {
+    id: String,
+    product_id: String,
+    price: i64,
+    team_size: i64,
+    duration_secs: i64,
+    per_member_limit: i64,
+    virtual_completion: bool,
+    payment_timeout_secs: i64,
+    created_at: i64,
+}
+
+fn buy_from_row(row: &AnyRow) -> Result<BuyRow, sqlx::Error> {
+    Ok(BuyRow {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        price: row.try_get("price")?,
+        team_size: row.try_get("team_size")?,
+        duration_secs: row.try_get("duration_secs")?,
+        per_member_limit: row.try_get("per_member_limit")?,
+        virtual_completion: row.try_get::<i64, _>("virtual_completion")? == 1,
+        payment_timeout_secs: row.try_get("payment_timeout_secs")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl BuyRow {
+    fn view(&self) -> GroupBuy {
+        GroupBuy {
+            id: self.id.clone(),
+            product_id: self.product_id.clone(),
+            price: self.price,
+            team_size: self.team_size,
+            duration_secs: self.duration_secs,
+            per_member_limit: self.per_member_limit,
+            virtual_completion: self.virtual_completion,
+            payment_timeout_secs: self.payment_timeout_secs,
+            created_at: micros_to_rfc3339(self.created_at),
+        }
+    }
+}
+
+async fn fetch_buy(conn: &mut AnyConnection, tenant_id: &TenantId, id: &str) -> ApiResult<BuyRow> {
+    let row = sqlx::query(
+        "SELECT id, product_id, price, team_size, duration_secs, per_member_limit, \
+         virtual_completion, payment_timeout_secs, created_at FROM group_buy \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(buy_from_row(
+        &row.ok_or_else(|| ApiError::not_found("group buy"))?,
+    )?)
+}
+
+struct TeamRow {
+    id: String,
+    group_buy_id: String,
+    opener_member_id: String,
+    team_size: i64,
+    status: String,
+    slots_taken: i64,
+    paid_count: i64,
+    expires_at: i64,
+    created_at: i64,
+    closed_at: Option<i64>,
+}
+
+const TEAM_COLUMNS: &str = "id, group_buy_id, opener_member_id, team_size, status, slots_taken, \
+    paid_count, expires_at, created_at, closed_at";
+
+fn team_from_row(row: &AnyRow) -> Result<TeamRow, sqlx::Error> {
+    Ok(TeamRow {
+        id: row.try_get("id")?,
+        group_buy_id: row.try_get("group_buy_id")?,
+        opener_member_id: row.try_get("opener_member_id")?,
+        team_size: row.try_get("team_size")?,
+        status: row.try_get("status")?,
+        slots_taken: row.try_get("slots_taken")?,
+        paid_count: row.try_get("paid_count")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        closed_at: row.try_get("closed_at")?,
+    })
+}
+
+async fn fetch_team(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &str,
+    lock: bool,
+) -> Result<Option<TeamRow>, sqlx::Error> {
+    let lock = if lock && backend_of(conn) == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = sqlx::query(&format!(
+        "SELECT {TEAM_COLUMNS} FROM group_team WHERE tenant_id = $1 AND id = $2{lock}"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(team_from_row).transpose()
+}
+
+/// The team with its members (holders of unpaid or paid orders, and refunded ones of a
+/// failed team).
+async fn team_view(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    team: &TeamRow,
+) -> ApiResult<Team> {
+    let rows = sqlx::query(
+        "SELECT id, member_id, status, created_at FROM customer_order \
+         WHERE tenant_id = $1 AND team_id = $2 ORDER BY created_at, id",
+    )
+    .bind(tenant_id.as_str())
+    .bind(team.id.as_str())
+    .fetch_all(conn)
+    .await?;
+    let mut members = Vec::new();
+    for row in rows {
+        let status: String = row.try_get("status")?;
+        if status == CANCELLED || status == model::EXPIRED {
+            continue;
+        }
+        let member_id: String = row.try_get("member_id")?;
+        members.push(TeamMember {
+            opener: member_id == team.opener_member_id,
+            member_id,
+            order_id: row.try_get("id")?,
+            paid: status != PENDING_PAYMENT,
+            order_status: status,
+            joined_at: micros_to_rfc3339(row.try_get("created_at")?),
+        });
+    }
+    Ok(Team {
+        id: team.id.clone(),
+        group_buy_id: team.group_buy_id.clone(),
+        status: team.status.clone(),
+        team_size: team.team_size,
+        slots_taken: team.slots_taken,
+        slots_left: (team.team_size - team.slots_taken).max(0),
+        paid_count: team.paid_count,
+        members,
+        expires_at: micros_to_rfc3339(team.expires_at),
+        created_at: micros_to_rfc3339(team.created_at),
+        closed_at: team.closed_at.map(micros_to_rfc3339),
+    })
+}
+
+/// Create a group buy.
+#[utoipa::path(post, path = "/v1/group-buys", tag = "orders", request_body = CreateGroupBuy,
+    responses((status = 201, body = GroupBuy), (status = 404), (status = 422)),
+    security(("api_key" = [])))]
+async fn create_group_buy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateGroupBuy>,
+) -> ApiResult<(StatusCode, Json<GroupBuy>)> {
+    if !(0..=products::MAX_PRICE).contains(&request.price) {
+        return Err(ApiError::validation("price", "must be 0 or more (fen)"));
+    }
+    if !(2..=MAX_TEAM_SIZE).contains(&request.team_size) {
+        return Err(ApiError::validation(
+            "team_size",
+            format!("must be 2 to {MAX_TEAM_SIZE}"),
+        ));
+    }
+    if !(60..=MAX_DURATION_SECS).contains(&request.duration_secs) {
+        return Err(ApiError::validation(
+            "duration_secs",
+            format!("must be 60 to {MAX_DURATION_SECS}"),
+        ));
+    }
+    let limit = request.per_member_limit.unwrap_or(1);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("per_member_limit", "must be 1 to 100"));
+    }
+    let timeout = request.payment_timeout_secs.unwrap_or(900);
+    if !(1..=model::MAX_PAYMENT_TIMEOUT_SECS).contains(&timeout) {
+        return Err(ApiError::validation(
+            "payment_timeout_secs",
+            format!("must be 1 to {}", model::MAX_PAYMENT_TIMEOUT_SECS),
+        ));
+    }
+    let mut tx = state.begin().await?;
+    let product = products::fetch(tx.conn(), &auth.tenant_id, &request.product_id).await?;
+    let id = GroupBuyId::generate().to_string();
+    let now = to_micros(tx.now());
+    sqlx::query(
+        "INSERT INTO group_buy (tenant_id, id, product_id, price, team_size, duration_secs, \
+         per_member_limit, virtual_completion, payment_timeout_secs, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(auth.tenant_id.as_str())
+    .bind(id.as_str())
+    .bind(product.id.as_str())
+    .bind(request.price)
+    .bind(request.team_size)
+    .bind(request.duration_secs)
+    .bind(limit)
+    .bind(i64::from(request.virtual_completion))
+    .bind(timeout)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    let buy = fetch_buy(tx.conn(), &auth.tenant_id, &id).await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "group_buy.created",
+        Some(id.as_str()),
+        json!({ "group_buy_id": id, "product_id": product.id, "team_size": request.team_size }),
+    ));
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(buy.view())))
+}
+
+/// One group buy.
+#[utoipa::path(get, path = "/v1/group-buys/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = GroupBuy), (status = 404)), security(("api_key" = [])))]
+async fn get_group_buy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<GroupBuy>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(Json(
+        fetch_buy(&mut conn, &auth.tenant_id, &id).await?.view(),
+    ))
+}
+
+fn team_line(buy: &BuyRow, product: &products::Product) -> OrderLine {
+    OrderLine {
+        product_id: product.id.clone(),
+        sku: product.sku.clone(),
+        name: product.name.clone(),
+        qty: 1,
+        unit_price: buy.price,
+        price_kind: KIND.to_owned(),
+        line_total: buy.price,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn team_order(
+    buy: &BuyRow,
+    line: &OrderLine,
+    member_id: &str,
+    team_id: &str,
+    now: i64,
+    team_expires_at: i64,
+) -> NewOrder {
+    let pay_by = (now + buy.payment_timeout_secs * 1_000_000).min(team_expires_at);
+    NewOrder {
+        id: OrderId::generate().to_string(),
+        member_id: member_id.to_owned(),
+        source: KIND,
+        status: PENDING_PAYMENT,
+        total: line.line_total,
+        items: serde_json::to_string(&[line]).unwrap_or_default(),
+        ordered_at: now,
+        paid_at: None,
+        subtotal: line.line_total,
+        pricing: None,
+        coupon_id: None,
+        points_burned: 0,
+        qty: 1,
+        expires_at: Some(pay_by),
+        external_reference: None,
+        campaign_kind: Some(KIND),
+        campaign_id: Some(buy.id.clone()),
+        team_id: Some(team_id.to_owned()),
+    }
+}
+
+fn limit_reached(limit: i64) -> ApiError {
+    ApiError::conflict(
+        "limit_reached",
+        format!("a member may join at most {limit} teams of this group buy"),
+    )
+}
+
+/// Open a team: the opener's order is its first.
+#[utoipa::path(post, path = "/v1/group-buys/{id}/teams", tag = "orders",
+    params(("id" = String, Path)), request_body = MemberRequest,
+    responses((status = 201, body = OpenedTeam), (status = 404),
+              (status = 409, description = "limit_reached")),
+    security(("api_key" = [])))]
+async fn open_team(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<MemberRequest>,
+) -> ApiResult<(StatusCode, Json<OpenedTeam>)> {
+    let member_id = members::member_id(&request.member_id)?;
+    let tenant_id = &auth.tenant_id;
+    let mut tx = state.begin().await?;
+    let buy = fetch_buy(tx.conn(), tenant_id, &id).await?;
+    members::store::require_active(tx.conn(), tenant_id, &member_id).await?;
+    // Serialise this member's joins of this group buy (PostgreSQL; SQLite has one writer).
+    if backend_of(tx.conn()) == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("{}:{}:{}", tenant_id, buy.id, member_id))
+            .execute(tx.conn())
+            .await?;
+    }
+    let held =
+        store::held_in_campaign(tx.conn(), tenant_id, &buy.id, &[member_id.as_str()]).await?;
+    if held.get(member_id.as_str()).copied().unwrap_or(0) + 1 > buy.per_member_limit {
+        return Err(limit_reached(buy.per_member_limit));
+    }
+    let product = products::fetch(tx.conn(), tenant_id, &buy.product_id).await?;
+    let now_ts = tx.now();
+    let now = to_micros(now_ts);
+    let team_id = TeamId::generate().to_string();
+    let expires_at = to_micros(now_ts + SignedDuration::from_secs(buy.duration_secs));
+    sqlx::query(
+        "INSERT INTO group_team (tenant_id, id, group_buy_id, opener_member_id, team_size, \
+         status, slots_taken, paid_count, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'open', 1, 0, $6, $7)",
+    )
+    .bind(tenant_id.as_str())
+    .bind(team_id.as_str())
+    .bind(buy.id.as_str())
+    .bind(member_id.as_str())
+    .bind(buy.team_size)
+    .bind(expires_at)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    let line = team_line(&buy, &product);
+    let order = team_order(&buy, &line, member_id.as_str(), &team_id, now, expires_at);
+    store::insert(tx.conn(), tenant_id, std::slice::from_ref(&order), now).await?;
+    scheduler::schedule(
+        tx.conn(),
+        tenant_id,
+        &[NewJob {
+            id: format!("team-expiry:{team_id}"),
+            kind: TEAM_EXPIRY_JOB,
+            due_at: expires_at,
+            payload: json!({ "team_id": team_id }),
+        }],
+        now,
+    )
+    .await?;
+    checkout::emit_created_row(&mut tx, tenant_id, &order);
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "group_buy.team_opened",
+        Some(team_id.as_str()),
+        json!({ "team_id": team_id, "group_buy_id": buy.id, "member_id": member_id,
+                "order_id": order.id, "expires_at": micros_to_rfc3339(expires_at) }),
+    ));
+    let team = fetch_team(tx.conn(), tenant_id, &team_id, false)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("team vanished")))?;
+    let team = team_view(tx.conn(), tenant_id, &team).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OpenedTeam {
+            team_id,
+            order_id: order.id,
+            team,
+        }),
+    ))
+}
+
+/// A team with its members.
+#[utoipa::path(get, path = "/v1/group-buys/teams/{team_id}", tag = "orders",
+    params(("team_id" = String, Path)),
+    responses((status = 200, body = Team), (status = 404)), security(("api_key" = [])))]
+async fn get_team(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(team_id): Path<String>,
+) -> ApiResult<Json<Team>> {
+    let mut conn = state.db.read().acquire().await?;
+    let team = fetch_team(&mut conn, &auth.tenant_id, &team_id, false)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team"))?;
+    Ok(Json(team_view(&mut conn, &auth.tenant_id, &team).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsQuery {
+    /// Only teams one can still join (open, slots left, not past the deadline), closest to
+    /// completion first.
+    pub joinable: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeamPage {
+    pub data: Vec<Team>,
+}
+
+/// Teams of a group buy; `joinable=true` lists those one can join, closest to completion
+/// first (fewest slots left, then the earliest deadline).
+#[utoipa::path(get, path = "/v1/group-buys/{id}/teams", tag = "orders",
+    params(("id" = String, Path), TeamsQuery),
+    responses((status = 200, body = TeamPage), (status = 404)), security(("api_key" = [])))]
+async fn list_teams(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(query): Query<TeamsQuery>,
+) -> ApiResult<Json<TeamPage>> {
+    let limit = pagination::limit(query.limit, 20, 100)?;
+    let mut conn = state.db.read().acquire().await?;
+    fetch_buy(&mut conn, &auth.tenant_id, &id).await?;
+    let now = to_micros(state.clock.now());
+    let rows = if query.joinable.unwrap_or(false) {
+        sqlx::query(&format!(
+            "SELECT {TEAM_COLUMNS} FROM group_team WHERE tenant_id = $1 AND group_buy_id = $2 \
+             AND status = 'open' AND slots_taken < team_size AND expires_at > $3 \
+             ORDER BY team_size - slots_taken, expires_at, id LIMIT $4"
+        ))
+        .bind(auth.tenant_id.as_str())
+        .bind(id.as_str())
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?
+    } else {
+        sqlx::query(&format!(
+            "SELECT {TEAM_COLUMNS} FROM group_team WHERE tenant_id = $1 AND group_buy_id = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(auth.tenant_id.as_str())
+        .bind(id.as_str())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    let mut data = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let team = team_from_row(row)?;
+        data.push(team_view(&mut conn, &auth.tenant_id, &team).await?);
+    }
+    Ok(Json(TeamPage { data }))
+}
+
+/// One join request, as the batcher carries it.
+pub struct JoinClaim {
+    pub tenant_id: TenantId,
+    pub team_id: String,
+    pub member_id: MemberId,
+}
+
+/// Join a team: an unpaid order in it, or 409 `team_full`, `team_closed`, `limit_reached`
+/// or `already_in_team`.
+#[utoipa::path(post, path = "/v1/group-buys/teams/{team_id}/join", tag = "orders",
+    params(("team_id" = String, Path)), request_body = MemberRequest,
+    responses((status = 201, body = PlacedOrder), (status = 404),
+              (status = 409, description = "team_full, team_closed, limit_reached")),
+    security(("api_key" = [])))]
+async fn join_team(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(team_id): Path<String>,
+    Json(request): Json<MemberRequest>,
+) -> ApiResult<(StatusCode, Json<PlacedOrder>)> {
+    let member_id = members::member_id(&request.member_id)?;
+    if TeamId::parse(&team_id).is_none() {
+        return Err(ApiError::not_found("team"));
+    }
+    let placed = state
+        .commerce
+        .teams
+        .submit(JoinClaim {
+            tenant_id: auth.tenant_id,
+            team_id,
+            member_id,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(placed)))
+}
+
+/// The batcher for team joins.
+pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<JoinClaim, PlacedOrder> {
+    Batcher::start(MAX_BATCH, move |claims| {
+        let db = db.clone();
+        let clock = clock.clone();
+        async move { decide(&db, clock.as_ref(), claims).await }
+    })
+}
+
+async fn decide(db: &Db, clock: &dyn Clock, claims: Vec<JoinClaim>) -> Vec<ApiResult<PlacedOrder>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = async {
+            let mut tx = db.begin(clock.now()).await?;
+            let outcomes = decide_in(&mut tx, &claims).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(outcomes)
+        }
+        .await;
+        match outcome {
+            Ok(outcomes) => return outcomes,
+            Err(error) if attempt < ATTEMPTS && batcher::is_transient(&error) => {}
+            Err(error) => {
+                tracing::error!(%error, "team join batch failed");
+                let message = error.to_string();
+                return claims
+                    .iter()
+                    .map(|_| Err(ApiError::internal(anyhow::anyhow!("{message}"))))
+                    .collect();
+            }
+        }
+    }
+}
+
+fn as_sqlx(error: ApiError) -> sqlx::Error {
+    sqlx::Error::Protocol(error.message.clone())
+}
+
+async fn decide_in(
+    tx: &mut Tx,
+    claims: &[JoinClaim],
+) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
+    let now = to_micros(tx.now());
+    let mut outcomes: Vec<Option<ApiResult<PlacedOrder>>> =
+        (0..claims.len()).map(|_| None).collect();
+    let mut groups: HashMap<(&TenantId, &str), Vec<usize>> = HashMap::new();
+    for (i, claim) in claims.iter().enumerate() {
+        groups
+            .entry((&claim.tenant_id, claim.team_id.as_str()))
+            .or_default()
+            .push(i);
+    }
+    let mut keys: Vec<_> = groups.keys().copied().collect();
+    keys.sort();
+    for key in keys {
+        let (tenant_id, team_id) = key;
+        let indexes = &groups[&key];
+        let Some(team) = fetch_team(tx.conn(), tenant_id, team_id, true).await? else {
+            for &i in indexes {
+                outcomes[i] = Some(Err(ApiError::not_found("team")));
+            }
+            continue;
+        };
+        if team.status != "open" || now >= team.expires_at {
+            for &i in indexes {
+                outcomes[i] = Some(Err(ApiError::conflict(
+                    "team_closed",
+                    "this team is no longer open",
+                )
+                .with_details(json!({ "status": team.status }))));
+            }
+            continue;
+        }
+        let buy = fetch_buy(tx.conn(), tenant_id, &team.group_buy_id)
+            .await
+            .map_err(as_sqlx)?;
+        let product = products::fetch(tx.conn(), tenant_id, &buy.product_id)
+            .await
+            .map_err(as_sqlx)?;
+        let mut member_ids: Vec<&str> = indexes
+            .iter()
+            .map(|&i| claims[i].member_id.as_str())
+            .collect();
+        member_ids.sort_unstable();
+        member_ids.dedup();
+        let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
+        let mut held = store::held_in_campaign(tx.conn(), tenant_id, &buy.id, &member_ids)
+            .await
+            .map_err(as_sqlx)?;
+        let mut in_team: std::collections::HashSet<String> = sqlx::query_scalar(&format!(
+            "SELECT member_id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 \
+             AND status IN {}",
+            model::HOLDING_STATUSES
+        ))
+        .bind(tenant_id.as_str())
+        .bind(team_id)
+        .fetch_all(tx.conn())
+        .await?
+        .into_iter()
+        .collect();
+        let mut slots = team.team_size - team.slots_taken;
+        let line = team_line(&buy, &product);
+        let mut rows = Vec::new();
+        for &i in indexes {
+            let member = claims[i].member_id.as_str();
+            let outcome = if !active.contains(member) {
+                Err(ApiError::not_found("member"))
+            } else if in_team.contains(member) {
+                Err(ApiError::conflict(
+                    "already_in_team",
+                    "this member is in this team already",
+                ))
+            } else if held.get(member).copied().unwrap_or(0) + 1 > buy.per_member_limit {
+                Err(limit_reached(buy.per_member_limit))
+            } else if slots <= 0 {
+                Err(ApiError::conflict(
+                    "team_full",
+                    "this team has no slot left",
+                ))
+            } else {
+                slots -= 1;
+                *held.entry(member.to_owned()).or_default() += 1;
+                in_team.insert(member.to_owned());
+                let order = team_order(&buy, &line, member, team_id, now, team.expires_at);
+                let placed = PlacedOrder {
+                    order_id: order.id.clone(),
+                    order: StoredOrder::from_new(&order, now).view(),
+                };
+                rows.push(order);
+                Ok(placed)
+            };
+            outcomes[i] = Some(outcome);
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        store::insert(tx.conn(), tenant_id, &rows, now).await?;
+        let taken = sqlx::query(
+            "UPDATE group_team SET slots_taken = slots_taken + $1 \
+             WHERE tenant_id = $2 AND id = $3 AND status = 'open' \
+             AND slots_taken + $1 <= team_size",
+        )
+        .bind(rows.len() as i64)
+        .bind(tenant_id.as_str())
+        .bind(team_id)
+        .execute(tx.conn())
+        .await?;
+        if taken.rows_affected() != 1 {
+            return Err(sqlx::Error::Protocol(
+                "team slots changed under the lock".into(),
+            ));
+        }
+        for row in &rows {
+            checkout::emit_created_row(tx, tenant_id, row);
+            tx.emit(NewEvent::new(
+                tenant_id,
+                "group_buy.team_joined",
+                Some(team_id),
+                json!({ "team_id": team_id, "member_id": row.member_id, "order_id": row.id }),
+            ));
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
+        .collect())
+}
+
+/// Payment is allowed only while the team is open.
+pub async fn require_payable(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    team_id: &str,
+) -> ApiResult<()> {
+    let team = fetch_team(conn, tenant_id, team_id, true)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order of a missing team")))?;
+    if team.status != "open" {
+        return Err(ApiError::conflict(
+            "team_closed",
+            "this order's team is closed; it can no longer be paid",
+        ));
+    }
+    Ok(())
+}
+
+/// A team order was paid: the team succeeds when its paid members reach the team size.
+pub async fn on_paid(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<()> {
+    let Some(team_id) = order.team_id.as_deref() else {
+        return Ok(());
+    };
+    let now = to_micros(tx.now());
+    sqlx::query(
+        "UPDATE group_team SET paid_count = paid_count + 1 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(team_id)
+    .execute(tx.conn())
+    .await?;
+    let succeeded = sqlx::query(
+        "UPDATE group_team SET status = 'succeeded', closed_at = $1 \
+         WHERE tenant_id = $2 AND id = $3 AND status = 'open' AND paid_count >= team_size",
+    )
+    .bind(now)
+    .bind(tenant_id.as_str())
+    .bind(team_id)
+    .execute(tx.conn())
+    .await?;
+    if succeeded.rows_affected() == 1 {
+        tx.emit(NewEvent::new(
+            tenant_id,
+            "group_buy.team_succeeded",
+            Some(team_id),
+            json!({ "team_id": team_id, "group_buy_id": order.campaign_id, "virtual": false }),
+        ));
+    }
+    Ok(())
+}
+
+/// An unpaid team order was cancelled or expired: its slot frees while the team is open.
+pub async fn on_unpaid_closed(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    order: &StoredOrder,
+) -> ApiResult<()> {
+    if let Some(team_id) = &order.team_id {
+        sqlx::query(
+            "UPDATE group_team SET slots_taken = slots_taken - 1 \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
+        )
+        .bind(tenant_id.as_str())
+        .bind(team_id.as_str())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A paid team order was refunded in full while the team is open: slot and payment free up.
+pub async fn on_refunded(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    team_id: &str,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE group_team SET slots_taken = slots_taken - 1, paid_count = paid_count - 1 \
+         WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
+    )
+    .bind(tenant_id.as_str())
+    .bind(team_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The team's deadline: fail it and refund its paid members (or succeed it virtually).
+/// Runs once: the team's status moves with a conditional UPDATE, each refund with its order's.
+pub async fn team_expiry_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let team_id = job
+        .payload
+        .get("team_id")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("job without team_id"))?
+        .to_owned();
+    let tenant_id = &job.tenant_id;
+    let mut tx = state.begin().await?;
+    let outcome = close_team(&mut tx, tenant_id, &team_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("closing team {team_id}: {}", e.message))?;
+    scheduler::complete(tx.conn(), job).await?;
+    tx.commit().await?;
+    if let Some(status) = outcome {
+        tracing::info!(team = %team_id, %status, "group-buy team closed at its deadline");
+    }
+    Ok(())
+}
+
+async fn close_team(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    team_id: &str,
+) -> ApiResult<Option<&'static str>> {
+    let Some(team) = fetch_team(tx.conn(), tenant_id, team_id, true).await? else {
+        return Ok(None);
+    };
+    if team.status != "open" {
+        return Ok(None);
+    }
+    let buy = fetch_buy(tx.conn(), tenant_id, &team.group_buy_id).await?;
+    let now = to_micros(tx.now());
+    let status = if buy.virtual_completion && team.paid_count > 0 {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let moved = sqlx::query(
+        "UPDATE group_team SET status = $1, closed_at = $2 \
+         WHERE tenant_id = $3 AND id = $4 AND status = 'open'",
+    )
+    .bind(status)
+    .bind(now)
+    .bind(tenant_id.as_str())
+    .bind(team_id)
+    .execute(tx.conn())
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let order_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 ORDER BY id",
+    )
+    .bind(tenant_id.as_str())
+    .bind(team_id)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut refunded = 0;
+    for order_id in order_ids {
+        let order = store::require(tx.conn(), tenant_id, &order_id, true).await?;
+        if order.status == PENDING_PAYMENT {
+            checkout::close_unpaid_in(tx, tenant_id, &order, CANCELLED).await?;
+        } else if status == "failed" && order.status == PAID && order.refunded_amount < order.total
+        {
+            checkout::refund_in(
+                tx,
+                tenant_id,
+                &order_id,
+                &RefundRequest {
+                    amount: None,
+                    reason: "group buy team did not fill in time".into(),
+                    reference: Some(format!("team-failed:{order_id}")),
+                    restock: Some(false),
+                },
+            )
+            .await?;
+            refunded += 1;
+        }
+    }
+    let kind = if status == "failed" {
+        "group_buy.team_failed"
+    } else {
+        "group_buy.team_succeeded"
+    };
+    tx.emit(NewEvent::new(
+        tenant_id,
+        kind,
+        Some(team_id),
+        json!({ "team_id": team_id, "group_buy_id": buy.id, "paid_count": team.paid_count,
+                "refunded": refunded, "virtual": status == "succeeded" }),
+    ));
+    Ok(Some(status))
+}
