@@ -147,6 +147,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         concurrency: usize,
     },
+    /// Flash-sale orders over HTTP: the batched path against one transaction per request.
+    FlashSale {
+        /// Seconds each side runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent HTTP clients (one keep-alive connection each).
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +325,17 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
             concurrency,
         } => {
             crate::bench::ledger::run(crate::bench::BenchOptions {
+                database_url,
+                duration: std::time::Duration::from_secs(*seconds),
+                concurrency: *concurrency,
+            })
+            .await?
+        }
+        BenchCommand::FlashSale {
+            seconds,
+            concurrency,
+        } => {
+            crate::bench::flash_sale::run(crate::bench::BenchOptions {
                 database_url,
                 duration: std::time::Duration::from_secs(*seconds),
                 concurrency: *concurrency,
