@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
@@ -77,6 +78,11 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Lottery tools.
+    Lottery {
+        #[command(subcommand)]
+        command: LotteryCommand,
+    },
     /// Load benchmarks: our path against the naive one, same database, same run.
     Bench {
         #[command(subcommand)]
@@ -133,6 +139,17 @@ pub enum LedgerCommand {
     Verify {
         #[arg(long)]
         tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LotteryCommand {
+    /// Check a proof from `GET /v1/lotteries/{id}/proof`: the seed matches the commitment and
+    /// the winners follow from the seed and the entries. Needs no database; prints one JSON
+    /// line and exits 0 only when the proof holds.
+    Verify {
+        /// The proof as JSON (`-` reads standard input).
+        proof: PathBuf,
     },
 }
 
@@ -232,6 +249,12 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Bench { command } = &cli.command {
         return bench(cli.database_url.clone(), command).await;
     }
+    if let Command::Lottery {
+        command: LotteryCommand::Verify { proof },
+    } = &cli.command
+    {
+        return verify_lottery(proof);
+    }
     let url = cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
     let db = open(url).await?;
     let now = Timestamp::now();
@@ -313,9 +336,38 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Analytics { command } => return analytics(&db, command).await,
-        Command::Bench { .. } => {}
+        Command::Bench { .. } | Command::Lottery { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shequn lottery verify PROOF.json`.
+fn verify_lottery(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use crate::community::lottery::draw;
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let proof: draw::Proof = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a lottery proof", path.display()))?;
+    match draw::verify(&proof) {
+        Ok(()) => {
+            println!(
+                "{}",
+                json!({ "ok": true, "lottery_id": proof.lottery_id, "winners": proof.winners })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            eprintln!("proof rejected: {reason}");
+            println!(
+                "{}",
+                json!({ "ok": false, "lottery_id": proof.lottery_id, "reason": reason })
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::Result<ExitCode> {

@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "membership", description = "The membership program: coupon templates, claims, redemption"),
+        (name = "community", description = "Groups (社群), join links (群活码), check-ins (打卡), provably fair lotteries (抽奖)"),
         (name = "events", description = "The event outbox"),
     )
 )]

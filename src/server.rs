@@ -26,7 +26,7 @@ use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{analytics, docs, members, membership, ops, orders};
+use crate::{analytics, community, docs, members, membership, ops, orders};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -77,6 +77,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(membership::routes())
         .merge(orders::routes())
         .merge(analytics::routes())
+        .merge(community::routes())
         .merge(events::routes())
 }
 

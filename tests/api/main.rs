@@ -5,6 +5,7 @@ mod support;
 
 mod analytics;
 mod cli;
+mod community;
 mod coupons;
 mod foundation;
 mod idempotency;

@@ -1,0 +1,940 @@
+//! Lotteries (抽奖): drawn later (`draw`) or at each entry (`instant`), committed in advance
+//! to a secret seed so that the result can be verified by anyone afterwards.
+//!
+//! - [`draw`]: the algorithm (documented there), pure, and the proof check behind
+//!   `shequn lottery verify PROOF.json`.
+//! - This module: creating a lottery, entries, the draw, the proof.
+//!
+//! # Exactness
+//!
+//! An entry first runs `UPDATE lottery SET entry_count = entry_count + 1 WHERE … AND status =
+//! 'open'`, which numbers entries gaplessly (the order the draw and the proof use) and, on
+//! PostgreSQL, holds the lottery's row lock until the transaction ends; SQLite has one writer.
+//! So entries of one lottery run one at a time: the per-member entry limit is counted exactly,
+//! instant-mode stock is taken by `UPDATE lottery_prize SET remaining = remaining - 1 WHERE …
+//! AND remaining > 0` in entry order (never below zero, and the same order the proof replays),
+//! and the draw's `UPDATE … SET status = 'drawn' WHERE status = 'open'` succeeds once and shuts
+//! out later entries. The price is one row-lock hand-off per entry on a hot lottery.
+//!
+//! Entry costs are debited from the member to `system:redemption` (code `lottery_entry`) in the
+//! entry's transaction (409 `insufficient_points` undoes the entry). Prizes are paid with
+//! [`super::reward::pay`] (code `lottery_prize`).
+//!
+//! The seed is stored in the database in clear (a server that can read the database can
+//! also decide the draw, so encrypting it there would add nothing); the API reveals it only
+//! with the result: after the draw in draw mode, after the lottery closed in instant mode.
+
+pub mod draw;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jiff::{SignedDuration, Timestamp};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::{AnyConnection, Row as _};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::reward::{self, Reward, RewardSpec};
+use super::{body_member_id, LotteryId};
+use crate::common::auth::Auth;
+use crate::common::db::Tx;
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::events::NewEvent;
+use crate::common::ids::{MemberId, TenantId};
+use crate::common::json::Json;
+use crate::common::sql::Sql;
+use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::members;
+use crate::AppState;
+use draw::{PrizeSlot, Proof};
+
+/// Most prizes per lottery.
+pub const MAX_PRIZES: usize = 20;
+/// Most winners of a draw.
+pub const MAX_WINNERS: i64 = 1000;
+/// Most entries per lottery (the draw and the proof hold them all).
+pub const MAX_ENTRIES: i64 = 100_000;
+/// Most entries one member may be allowed.
+pub const MAX_ENTRIES_PER_MEMBER: i64 = 100;
+/// Largest stock and weight of a prize.
+pub const MAX_STOCK: i64 = 1_000_000;
+pub const MAX_WEIGHT: i64 = 1_000_000;
+/// Largest entry cost, in points.
+pub const MAX_ENTRY_COST_POINTS: i64 = 1_000_000;
+/// Default length of a lottery when `closes_at` is not given.
+pub const DEFAULT_DURATION_DAYS: i64 = 7;
+
+const STATUS_OPEN: &str = "open";
+const STATUS_DRAWN: &str = "drawn";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_lottery))
+        .routes(routes!(get_lottery))
+        .routes(routes!(enter))
+        .routes(routes!(draw_lottery))
+        .routes(routes!(proof))
+}
+
+fn lottery_id(text: &str) -> ApiResult<LotteryId> {
+    LotteryId::parse(text).ok_or_else(|| ApiError::not_found("lottery"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrizeBody {
+    pub name: String,
+    /// `{"points": N}`, `{"coupon_template_id": ID}` or `{"wallet_bonus": N}`; null for a
+    /// "no prize" slot (谢谢参与) in instant mode.
+    pub reward: Option<RewardSpec>,
+    /// Units available (required with a reward, 0 to 1,000,000).
+    pub stock: Option<i64>,
+    /// Instant mode: relative chance of this slot (1 to 1,000,000, default 1).
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLottery {
+    pub name: String,
+    /// `draw` (winners drawn later) or `instant` (each entry draws at once).
+    pub mode: String,
+    /// Draw mode: how many members win (1 to 1000).
+    pub winners: Option<i64>,
+    #[serde(default)]
+    pub prizes: Vec<PrizeBody>,
+    /// Points one entry costs (default 0).
+    pub entry_cost_points: Option<i64>,
+    /// Default 1.
+    pub entries_per_member: Option<i64>,
+    /// RFC 3339; default now.
+    pub opens_at: Option<String>,
+    /// RFC 3339; default seven days after `opens_at`.
+    pub closes_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Prize {
+    pub position: i64,
+    pub name: String,
+    pub reward: Option<RewardSpec>,
+    pub stock: Option<i64>,
+    pub remaining: Option<i64>,
+    pub weight: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Lottery {
+    #[schema(value_type = String)]
+    pub id: LotteryId,
+    pub name: String,
+    pub mode: String,
+    pub winners: i64,
+    pub prizes: Vec<Prize>,
+    pub entry_cost_points: i64,
+    pub entries_per_member: i64,
+    pub opens_at: String,
+    pub closes_at: String,
+    /// `scheduled`, `open`, `closed` (past `closes_at`) or `drawn`.
+    pub status: String,
+    pub entry_count: i64,
+    /// `hex(SHA-256(seed))`, published before any entry.
+    pub commitment: String,
+    /// Revealed with the result; null before.
+    pub seed: Option<String>,
+    /// Member ids of the winners once drawn.
+    pub drawn_winners: Option<Vec<String>>,
+    pub created_at: String,
+}
+
+struct Stored {
+    id: LotteryId,
+    name: String,
+    mode: String,
+    winners: i64,
+    entry_cost_points: i64,
+    entries_per_member: i64,
+    opens_at: i64,
+    closes_at: i64,
+    seed: String,
+    commitment: String,
+    status: String,
+    entry_count: i64,
+    result: Option<String>,
+    created_at: i64,
+}
+
+impl Stored {
+    /// Whether the seed may be shown: with the result.
+    fn revealed(&self, now: i64) -> bool {
+        self.status == STATUS_DRAWN || (self.mode == "instant" && now >= self.closes_at)
+    }
+
+    fn status_at(&self, now: i64) -> &'static str {
+        if self.status == STATUS_DRAWN {
+            "drawn"
+        } else if now < self.opens_at {
+            "scheduled"
+        } else if now >= self.closes_at {
+            "closed"
+        } else {
+            "open"
+        }
+    }
+}
+
+async fn fetch(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+) -> ApiResult<Stored> {
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "SELECT id, name, mode, winners, entry_cost_points, entries_per_member, opens_at, closes_at, \
+         seed, commitment, status, entry_count, result, created_at FROM lottery WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str());
+    let row = sql
+        .query()
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("lottery"))?;
+    Ok(Stored {
+        id: LotteryId::from_db(row.try_get("id")?),
+        name: row.try_get("name")?,
+        mode: row.try_get("mode")?,
+        winners: row.try_get("winners")?,
+        entry_cost_points: row.try_get("entry_cost_points")?,
+        entries_per_member: row.try_get("entries_per_member")?,
+        opens_at: row.try_get("opens_at")?,
+        closes_at: row.try_get("closes_at")?,
+        seed: row.try_get("seed")?,
+        commitment: row.try_get("commitment")?,
+        status: row.try_get("status")?,
+        entry_count: row.try_get("entry_count")?,
+        result: row.try_get("result")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A stored prize with its parsed reward.
+struct StoredPrize {
+    view: Prize,
+    reward: Option<Reward>,
+}
+
+async fn prizes(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+) -> ApiResult<Vec<StoredPrize>> {
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "SELECT position, name, reward, stock, remaining, weight FROM lottery_prize WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND lottery_id = ")
+        .bind(id.as_str())
+        .push(" ORDER BY position");
+    let mut out = Vec::new();
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let reward: Option<String> = row.try_get("reward")?;
+        let reward = reward.as_deref().map(Reward::from_json).transpose()?;
+        out.push(StoredPrize {
+            view: Prize {
+                position: row.try_get("position")?,
+                name: row.try_get("name")?,
+                reward: reward.as_ref().map(Reward::spec),
+                stock: row.try_get("stock")?,
+                remaining: row.try_get("remaining")?,
+                weight: row.try_get("weight")?,
+            },
+            reward,
+        });
+    }
+    Ok(out)
+}
+
+fn slots(prizes: &[StoredPrize]) -> Vec<PrizeSlot> {
+    prizes
+        .iter()
+        .map(|p| PrizeSlot {
+            name: p.view.name.clone(),
+            weight: u64::try_from(p.view.weight).unwrap_or(0),
+            stock: p.view.stock.and_then(|s| u64::try_from(s).ok()),
+            has_reward: p.reward.is_some(),
+        })
+        .collect()
+}
+
+fn result_winners(stored: &Stored) -> Option<Vec<String>> {
+    let result: Value = serde_json::from_str(stored.result.as_deref()?).ok()?;
+    serde_json::from_value(result.get("winners")?.clone()).ok()
+}
+
+async fn view(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    stored: Stored,
+    now: i64,
+) -> ApiResult<Lottery> {
+    let prizes = prizes(conn, tenant_id, &stored.id).await?;
+    Ok(Lottery {
+        status: stored.status_at(now).into(),
+        seed: stored.revealed(now).then(|| stored.seed.clone()),
+        drawn_winners: result_winners(&stored),
+        id: stored.id,
+        name: stored.name,
+        mode: stored.mode,
+        winners: stored.winners,
+        prizes: prizes.into_iter().map(|p| p.view).collect(),
+        entry_cost_points: stored.entry_cost_points,
+        entries_per_member: stored.entries_per_member,
+        opens_at: micros_to_rfc3339(stored.opens_at),
+        closes_at: micros_to_rfc3339(stored.closes_at),
+        entry_count: stored.entry_count,
+        commitment: stored.commitment,
+        created_at: micros_to_rfc3339(stored.created_at),
+    })
+}
+
+fn bounded(field: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> ApiResult<i64> {
+    let value = value.unwrap_or(default);
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation(
+            field,
+            format!("must be {min} to {max}"),
+        ))
+    }
+}
+
+fn instant(field: &str, text: &str) -> ApiResult<Timestamp> {
+    parse_instant(text).ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 instant"))
+}
+
+/// Create a lottery; the response carries the commitment to its secret seed.
+#[utoipa::path(post, path = "/v1/lotteries", tag = "community", request_body = CreateLottery,
+    responses((status = 201, body = Lottery), (status = 422)), security(("api_key" = [])))]
+async fn create_lottery(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateLottery>,
+) -> ApiResult<(StatusCode, Json<Lottery>)> {
+    let name = super::name("name", &request.name)?;
+    let mode = match request.mode.as_str() {
+        "draw" | "instant" => request.mode.clone(),
+        _ => return Err(ApiError::validation("mode", "must be draw or instant")),
+    };
+    let winners = if mode == "draw" {
+        let winners = request
+            .winners
+            .ok_or_else(|| ApiError::validation("winners", "is required in draw mode"))?;
+        bounded("winners", Some(winners), 1, 1, MAX_WINNERS)?
+    } else {
+        0
+    };
+    let entry_cost = bounded(
+        "entry_cost_points",
+        request.entry_cost_points,
+        0,
+        0,
+        MAX_ENTRY_COST_POINTS,
+    )?;
+    let per_member = bounded(
+        "entries_per_member",
+        request.entries_per_member,
+        1,
+        1,
+        MAX_ENTRIES_PER_MEMBER,
+    )?;
+    if request.prizes.len() > MAX_PRIZES {
+        return Err(ApiError::validation(
+            "prizes",
+            format!("at most {MAX_PRIZES} prizes"),
+        ));
+    }
+    let mut parsed: Vec<(String, Option<Reward>, Option<i64>, i64)> = Vec::new();
+    for (i, prize) in request.prizes.iter().enumerate() {
+        let field = |f: &str| format!("prizes[{i}].{f}");
+        let prize_name = super::name(&field("name"), &prize.name)?;
+        let reward = prize
+            .reward
+            .as_ref()
+            .map(|spec| Reward::parse(&field("reward"), spec))
+            .transpose()?;
+        let stock = match (&reward, prize.stock) {
+            (Some(_), None) => {
+                return Err(ApiError::validation(
+                    &field("stock"),
+                    "is required for a prize with a reward",
+                ))
+            }
+            (Some(_), Some(stock)) => Some(bounded(&field("stock"), Some(stock), 0, 0, MAX_STOCK)?),
+            (None, _) => None,
+        };
+        let weight = bounded(&field("weight"), prize.weight, 1, 1, MAX_WEIGHT)?;
+        parsed.push((prize_name, reward, stock, weight));
+    }
+    if mode == "instant" && !parsed.iter().any(|p| p.1.is_some()) {
+        return Err(ApiError::validation(
+            "prizes",
+            "an instant lottery needs at least one prize with a reward",
+        ));
+    }
+    let now = state.clock.now();
+    let opens_at = match &request.opens_at {
+        Some(text) => instant("opens_at", text)?,
+        None => now,
+    };
+    let closes_at = match &request.closes_at {
+        Some(text) => instant("closes_at", text)?,
+        None => opens_at
+            .checked_add(SignedDuration::from_hours(24 * DEFAULT_DURATION_DAYS))
+            .map_err(|_| ApiError::validation("opens_at", "is out of range"))?,
+    };
+    if closes_at <= opens_at {
+        return Err(ApiError::validation("closes_at", "must be after opens_at"));
+    }
+
+    let mut seed = [0u8; draw::SEED_BYTES];
+    rand::rng().fill_bytes(&mut seed);
+    let commitment = draw::commitment(&seed);
+    let id = LotteryId::generate();
+    let mut tx = state.begin().await?;
+    for (i, prize) in parsed.iter().enumerate() {
+        if let Some(reward) = &prize.1 {
+            reward
+                .check_exists(tx.conn(), &auth.tenant_id, &format!("prizes[{i}].reward"))
+                .await?;
+        }
+    }
+    let mut sql = Sql::for_conn(
+        tx.conn(),
+        "INSERT INTO lottery (tenant_id, id, name, mode, winners, entry_cost_points, entries_per_member, \
+         opens_at, closes_at, seed, commitment, status, entry_count, created_at) VALUES (",
+    );
+    sql.bind(auth.tenant_id.as_str())
+        .push(", ")
+        .bind(id.as_str())
+        .push(", ")
+        .bind(name.as_str())
+        .push(", ")
+        .bind(mode.as_str())
+        .push(", ")
+        .bind(winners)
+        .push(", ")
+        .bind(entry_cost)
+        .push(", ")
+        .bind(per_member)
+        .push(", ")
+        .bind(to_micros(opens_at))
+        .push(", ")
+        .bind(to_micros(closes_at))
+        .push(", ")
+        .bind(hex::encode(seed))
+        .push(", ")
+        .bind(commitment.as_str())
+        .push(", ")
+        .bind(STATUS_OPEN)
+        .push(", 0, ")
+        .bind(to_micros(tx.now()))
+        .push(")");
+    sql.query().execute(tx.conn()).await?;
+    for (position, (prize_name, reward, stock, weight)) in parsed.iter().enumerate() {
+        let mut sql = Sql::for_conn(
+            tx.conn(),
+            "INSERT INTO lottery_prize (tenant_id, lottery_id, position, name, reward, stock, remaining, weight) VALUES (",
+        );
+        sql.bind(auth.tenant_id.as_str())
+            .push(", ")
+            .bind(id.as_str())
+            .push(", ")
+            .bind(i64::try_from(position).unwrap_or(0))
+            .push(", ")
+            .bind(prize_name.as_str())
+            .push(", ")
+            .bind(reward.as_ref().map(|r| r.to_json().to_string()))
+            .push(", ")
+            .bind(*stock)
+            .push(", ")
+            .bind(*stock)
+            .push(", ")
+            .bind(*weight)
+            .push(")");
+        sql.query().execute(tx.conn()).await?;
+    }
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "lottery.created",
+        Some(id.as_str()),
+        json!({ "lottery_id": id, "mode": mode, "commitment": commitment }),
+    ));
+    let stored = fetch(tx.conn(), &auth.tenant_id, &id).await?;
+    let lottery = view(tx.conn(), &auth.tenant_id, stored, to_micros(now)).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(lottery)))
+}
+
+/// One lottery (the seed only once revealed).
+#[utoipa::path(get, path = "/v1/lotteries/{id}", tag = "community",
+    params(("id" = String, Path)), responses((status = 200, body = Lottery), (status = 404)),
+    security(("api_key" = [])))]
+async fn get_lottery(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Lottery>> {
+    let id = lottery_id(&id)?;
+    let mut conn = state.db.read().acquire().await?;
+    let stored = fetch(&mut conn, &auth.tenant_id, &id).await?;
+    let now = to_micros(state.clock.now());
+    Ok(Json(view(&mut conn, &auth.tenant_id, stored, now).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRequest {
+    pub member_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WonPrize {
+    pub position: i64,
+    pub name: String,
+    pub reward: RewardSpec,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Entry {
+    #[schema(value_type = String)]
+    pub lottery_id: LotteryId,
+    /// 0-based position in the entry list (the order the proof lists).
+    pub entry_index: i64,
+    #[schema(value_type = String)]
+    pub member_id: MemberId,
+    /// Instant mode: the prize won, or null.
+    pub prize: Option<WonPrize>,
+    #[schema(value_type = Option<Object>)]
+    pub payout: Option<Value>,
+}
+
+/// Pay a prize to a member and record it on the entry.
+async fn pay_prize(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    lottery: &LotteryId,
+    entry_index: i64,
+    member: &MemberId,
+    prize: &StoredPrize,
+) -> ApiResult<Option<Value>> {
+    let Some(reward) = &prize.reward else {
+        return Ok(None);
+    };
+    let payout = reward::pay(
+        tx,
+        tenant_id,
+        member,
+        reward,
+        &format!("lottery:{lottery}:{entry_index}:prize"),
+        "lottery_prize",
+        &format!("lottery:{lottery}"),
+    )
+    .await?;
+    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery_entry SET prize_position = ");
+    sql.bind(prize.view.position)
+        .push(", payout = ")
+        .bind(payout.to_string())
+        .push(" WHERE tenant_id = ")
+        .bind(tenant_id.as_str())
+        .push(" AND lottery_id = ")
+        .bind(lottery.as_str())
+        .push(" AND entry_index = ")
+        .bind(entry_index);
+    sql.query().execute(tx.conn()).await?;
+    Ok(Some(payout))
+}
+
+/// Enter a lottery. Instant mode draws at once. 409 `lottery_not_open`, `lottery_closed`,
+/// `entry_limit_reached`, `lottery_full` or `insufficient_points`.
+#[utoipa::path(post, path = "/v1/lotteries/{id}/entries", tag = "community",
+    params(("id" = String, Path)), request_body = EntryRequest,
+    responses((status = 201, body = Entry), (status = 404), (status = 409)),
+    security(("api_key" = [])))]
+async fn enter(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<EntryRequest>,
+) -> ApiResult<(StatusCode, Json<Entry>)> {
+    let id = lottery_id(&id)?;
+    let member = body_member_id(&request.member_id, "member")?;
+    let tenant = &auth.tenant_id;
+    let mut tx = state.begin().await?;
+    let stored = fetch(tx.conn(), tenant, &id).await?;
+    members::store::require_active(tx.conn(), tenant, &member).await?;
+    let now = to_micros(tx.now());
+    match stored.status_at(now) {
+        "scheduled" => {
+            return Err(ApiError::conflict(
+                "lottery_not_open",
+                format!("entries open at {}", micros_to_rfc3339(stored.opens_at)),
+            ))
+        }
+        "open" => {}
+        _ => {
+            return Err(ApiError::conflict(
+                "lottery_closed",
+                "the lottery takes no more entries",
+            ))
+        }
+    }
+    let mut sql = Sql::for_conn(
+        tx.conn(),
+        "UPDATE lottery SET entry_count = entry_count + 1 WHERE tenant_id = ",
+    );
+    sql.bind(tenant.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str())
+        .push(" AND status = ")
+        .bind(STATUS_OPEN)
+        .push(" RETURNING entry_count");
+    let count: i64 = match sql.query().fetch_optional(tx.conn()).await? {
+        Some(row) => row.try_get("entry_count")?,
+        None => {
+            return Err(ApiError::conflict(
+                "lottery_closed",
+                "the lottery was drawn",
+            ))
+        }
+    };
+    if count > MAX_ENTRIES {
+        return Err(ApiError::conflict(
+            "lottery_full",
+            format!("a lottery takes at most {MAX_ENTRIES} entries"),
+        ));
+    }
+    let mut sql = Sql::for_conn(
+        tx.conn(),
+        "SELECT COUNT(*) AS n FROM lottery_entry WHERE tenant_id = ",
+    );
+    sql.bind(tenant.as_str())
+        .push(" AND lottery_id = ")
+        .bind(id.as_str())
+        .push(" AND member_id = ")
+        .bind(member.as_str());
+    let held: i64 = sql.query().fetch_one(tx.conn()).await?.try_get("n")?;
+    if held >= stored.entries_per_member {
+        return Err(ApiError::conflict(
+            "entry_limit_reached",
+            format!(
+                "the member has {held} entries (limit {})",
+                stored.entries_per_member
+            ),
+        )
+        .with_details(json!({ "entries_per_member": stored.entries_per_member })));
+    }
+    let index = count - 1;
+    reward::charge_points(
+        &mut tx,
+        tenant,
+        &member,
+        stored.entry_cost_points,
+        &format!("lottery:{id}:{index}"),
+        "lottery_entry",
+        &format!("lottery:{id}"),
+    )
+    .await?;
+    let mut sql = Sql::for_conn(
+        tx.conn(),
+        "INSERT INTO lottery_entry (tenant_id, lottery_id, entry_index, member_id, created_at) VALUES (",
+    );
+    sql.bind(tenant.as_str())
+        .push(", ")
+        .bind(id.as_str())
+        .push(", ")
+        .bind(index)
+        .push(", ")
+        .bind(member.as_str())
+        .push(", ")
+        .bind(now)
+        .push(")");
+    sql.query().execute(tx.conn()).await?;
+    tx.emit(NewEvent::new(
+        tenant,
+        "lottery.entered",
+        Some(id.as_str()),
+        json!({ "lottery_id": id, "member_id": member, "entry_index": index }),
+    ));
+    let (mut prize, mut payout) = (None, None);
+    if stored.mode == "instant" {
+        let prizes = prizes(tx.conn(), tenant, &id).await?;
+        let weights: Vec<u64> = slots(&prizes).iter().map(|p| p.weight).collect();
+        let seed = hex::decode(&stored.seed)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("stored seed: {e}")))?;
+        let pick = draw::instant_pick(&seed, u64::try_from(index).unwrap_or(0), &weights);
+        if let Some(won) = pick.map(|p| &prizes[p]).filter(|p| p.reward.is_some()) {
+            let mut sql = Sql::for_conn(
+                tx.conn(),
+                "UPDATE lottery_prize SET remaining = remaining - 1 WHERE tenant_id = ",
+            );
+            sql.bind(tenant.as_str())
+                .push(" AND lottery_id = ")
+                .bind(id.as_str())
+                .push(" AND position = ")
+                .bind(won.view.position)
+                .push(" AND remaining > 0");
+            if sql.query().execute(tx.conn()).await?.rows_affected() == 1 {
+                payout = pay_prize(&mut tx, tenant, &id, index, &member, won).await?;
+                prize = won.reward.as_ref().map(|r| WonPrize {
+                    position: won.view.position,
+                    name: won.view.name.clone(),
+                    reward: r.spec(),
+                });
+                tx.emit(NewEvent::new(
+                    tenant,
+                    "lottery.won",
+                    Some(id.as_str()),
+                    json!({ "lottery_id": id, "member_id": member, "entry_index": index,
+                            "prize_position": won.view.position, "payout": payout }),
+                ));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Entry {
+            lottery_id: id,
+            entry_index: index,
+            member_id: member,
+            prize,
+            payout,
+        }),
+    ))
+}
+
+/// Entries' member ids and (instant mode) prize positions, in entry order.
+async fn entries(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+) -> ApiResult<Vec<(String, Option<usize>)>> {
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "SELECT member_id, prize_position FROM lottery_entry WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND lottery_id = ")
+        .bind(id.as_str())
+        .push(" ORDER BY entry_index");
+    sql.query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            let prize: Option<i64> = row.try_get("prize_position")?;
+            Ok((
+                row.try_get("member_id")?,
+                prize.and_then(|p| usize::try_from(p).ok()),
+            ))
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrawnWinner {
+    pub member_id: String,
+    pub prize: Option<WonPrize>,
+    #[schema(value_type = Option<Object>)]
+    pub payout: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrawResult {
+    /// Member ids of the winners, in draw order (instant mode: of each winning entry).
+    pub winners: Vec<String>,
+    /// The revealed seed (hex).
+    pub seed: String,
+    pub commitment: String,
+    pub prizes: Vec<DrawnWinner>,
+}
+
+/// Draw the winners (draw mode: needs at least `winners` distinct entrants) or close an
+/// instant lottery. Closes the lottery to entries and reveals the seed; a second call is
+/// 409 `already_drawn`.
+#[utoipa::path(post, path = "/v1/lotteries/{id}/draw", tag = "community",
+    params(("id" = String, Path)),
+    responses((status = 200, body = DrawResult), (status = 404),
+              (status = 409, description = "already_drawn or not_enough_entries")),
+    security(("api_key" = [])))]
+async fn draw_lottery(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DrawResult>> {
+    let id = lottery_id(&id)?;
+    let tenant = &auth.tenant_id;
+    let mut tx = state.begin().await?;
+    let stored = fetch(tx.conn(), tenant, &id).await?;
+    let now = to_micros(tx.now());
+    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET status = ");
+    sql.bind(STATUS_DRAWN)
+        .push(", drawn_at = ")
+        .bind(now)
+        .push(" WHERE tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str())
+        .push(" AND status = ")
+        .bind(STATUS_OPEN);
+    if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
+        return Err(ApiError::conflict(
+            "already_drawn",
+            "this lottery was drawn already",
+        ));
+    }
+    let seed = hex::decode(&stored.seed)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored seed: {e}")))?;
+    let prizes = prizes(tx.conn(), tenant, &id).await?;
+    let entries = entries(tx.conn(), tenant, &id).await?;
+    let mut winners = Vec::new();
+    let mut drawn = Vec::new();
+    let outcomes: Vec<Option<usize>>;
+    if stored.mode == "draw" {
+        let members: Vec<String> = entries.iter().map(|(m, _)| m.clone()).collect();
+        let distinct = members
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let wanted = usize::try_from(stored.winners).unwrap_or(0);
+        if distinct < wanted {
+            return Err(ApiError::conflict(
+                "not_enough_entries",
+                format!("{distinct} members entered; the draw needs {wanted}"),
+            )
+            .with_details(json!({ "entrants": distinct, "winners": wanted })));
+        }
+        let chosen = draw::draw(&seed, &members, wanted);
+        outcomes = draw::assign_prizes(&slots(&prizes), chosen.len());
+        for (entry_index, prize) in chosen.iter().zip(&outcomes) {
+            let member = MemberId::from_db(members[*entry_index].clone());
+            let index = i64::try_from(*entry_index).unwrap_or(0);
+            let won = prize.map(|p| &prizes[p]);
+            let payout = match won {
+                Some(won) => pay_prize(&mut tx, tenant, &id, index, &member, won).await?,
+                None => None,
+            };
+            drawn.push(DrawnWinner {
+                member_id: member.to_string(),
+                prize: won.and_then(|w| {
+                    w.reward.as_ref().map(|r| WonPrize {
+                        position: w.view.position,
+                        name: w.view.name.clone(),
+                        reward: r.spec(),
+                    })
+                }),
+                payout,
+            });
+            winners.push(member.to_string());
+        }
+    } else {
+        outcomes = entries.iter().map(|(_, p)| *p).collect();
+        for (member, prize) in &entries {
+            if let Some(p) = prize {
+                winners.push(member.clone());
+                drawn.push(DrawnWinner {
+                    member_id: member.clone(),
+                    prize: prizes[*p].reward.as_ref().map(|r| WonPrize {
+                        position: prizes[*p].view.position,
+                        name: prizes[*p].view.name.clone(),
+                        reward: r.spec(),
+                    }),
+                    payout: None,
+                });
+            }
+        }
+    }
+    let result = json!({ "winners": winners, "outcomes": outcomes });
+    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET result = ");
+    sql.bind(result.to_string())
+        .push(" WHERE tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str());
+    sql.query().execute(tx.conn()).await?;
+    tx.emit(NewEvent::new(
+        tenant,
+        "lottery.drawn",
+        Some(id.as_str()),
+        json!({ "lottery_id": id, "winners": winners, "seed": stored.seed,
+                "commitment": stored.commitment }),
+    ));
+    tx.commit().await?;
+    Ok(Json(DrawResult {
+        winners,
+        seed: stored.seed,
+        commitment: stored.commitment,
+        prizes: drawn,
+    }))
+}
+
+/// Everything needed to check the result: commitment, seed, the ordered entries, the
+/// winners and the algorithm. 409 `not_revealed` until the draw (instant mode: until closed).
+#[utoipa::path(get, path = "/v1/lotteries/{id}/proof", tag = "community",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Proof), (status = 404), (status = 409, description = "not_revealed")),
+    security(("api_key" = [])))]
+async fn proof(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Proof>> {
+    let id = lottery_id(&id)?;
+    let tenant = &auth.tenant_id;
+    let mut conn = state.db.read().acquire().await?;
+    let stored = fetch(&mut conn, tenant, &id).await?;
+    if !stored.revealed(to_micros(state.clock.now())) {
+        return Err(ApiError::conflict(
+            "not_revealed",
+            "the seed is revealed with the result: after the draw (instant mode: after closing)",
+        ));
+    }
+    let prizes = prizes(&mut conn, tenant, &id).await?;
+    let entries = entries(&mut conn, tenant, &id).await?;
+    let (winners, outcomes) = if stored.mode == "draw" {
+        let result: Value = stored
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("drawn lottery without result")))?;
+        (
+            serde_json::from_value(result["winners"].clone()).map_err(ApiError::internal)?,
+            serde_json::from_value(result["outcomes"].clone()).map_err(ApiError::internal)?,
+        )
+    } else {
+        let winners = entries
+            .iter()
+            .filter(|(_, p)| p.is_some())
+            .map(|(m, _)| m.clone())
+            .collect();
+        (winners, entries.iter().map(|(_, p)| *p).collect())
+    };
+    Ok(Json(Proof {
+        lottery_id: stored.id.to_string(),
+        mode: stored.mode,
+        algorithm: draw::ALGORITHM_DESCRIPTION.into(),
+        commitment: stored.commitment,
+        seed: stored.seed,
+        winners_requested: u64::try_from(stored.winners).unwrap_or(0),
+        entries: entries.into_iter().map(|(m, _)| m).collect(),
+        winners,
+        prizes: slots(&prizes),
+        outcomes,
+    }))
+}
