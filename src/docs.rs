@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "membership", description = "The membership program: coupon templates, claims, redemption"),
+        (name = "growth", description = "Referral campaigns (裂变, 老带新): invite codes, rewards, anti-fraud reviews, leaderboards, funnels"),
         (name = "events", description = "The event outbox"),
     )
 )]

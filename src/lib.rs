@@ -9,7 +9,8 @@
 //!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure),
 //!   [`ledger`] (every balance, as double-entry transfers, with a batching executor),
 //!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks, stored
-//!   value, coupons), [`orders`] (products, order-history import) and [`analytics`] (RFM, lifetime value,
+//!   value, coupons), [`orders`] (products, order-history import), [`growth`] (referral
+//!   campaigns, anti-fraud, leaderboards, funnels) and [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
 //!   runs it; [`cli`] is the command line that the binary exposes.
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod cli;
 pub mod common;
 pub mod docs;
+pub mod growth;
 pub mod ledger;
 pub mod members;
 pub mod membership;

@@ -23,9 +23,10 @@ use crate::common::error::ApiError;
 use crate::common::scheduler::{self, Job};
 use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
+use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{analytics, docs, members, membership, ops, orders};
+use crate::{analytics, docs, growth, members, membership, ops, orders};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -61,6 +62,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(membership::routes())
         .merge(orders::routes())
         .merge(analytics::routes())
+        .merge(growth::routes())
         .merge(events::routes())
 }
 
@@ -177,6 +179,7 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         ledger::store::PENDING_TIMEOUT_JOB => ledger::expire_pending(state, job).await,
         program::DAILY_JOB => program::daily_job(state, job).await,
         program::RELEASE_JOB => program::release_job(state, job).await,
+        referrals::RELEASE_JOB => referrals::release_job(state, job).await,
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }
