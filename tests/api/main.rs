@@ -12,4 +12,5 @@ mod import_export;
 mod ledger;
 mod members;
 mod program;
+mod referrals;
 mod stored_value;
