@@ -178,6 +178,7 @@ async fn erase_member(
     }
     let at = to_micros(tx.now());
     store::erase(tx.conn(), &auth.tenant_id, &id, at).await?;
+    crate::growth::referrals::on_member_erased(&mut tx, &auth.tenant_id, &id).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "member.erased",

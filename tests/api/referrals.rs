@@ -30,6 +30,8 @@ backend_tests!(
     referrals_ladder_pays_each_rung_once,
     referrals_order_rewards_post_after_the_return_window_and_void_on_refund,
     referrals_order_over_waits_for_a_large_enough_order,
+    referrals_queued_order_referrals_pay_on_approval_or_close_on_refund,
+    referrals_erasure_forgets_device_and_ip,
     referrals_leaderboard_ranks_by_invites_then_who_got_there_first,
     referrals_bad_input_gets_4xx_and_tenants_are_isolated,
 );
@@ -1095,4 +1097,119 @@ async fn referrals_bad_input_gets_4xx_and_tenants_are_isolated(app: TestApp) {
         .send(other(Method::GET, "/v1/referral-campaigns".into(), None))
         .await;
     assert!(list.body["data"].as_array().unwrap().is_empty());
+}
+
+async fn pending_review_of(app: &TestApp, invitee: &str) -> String {
+    app.get("/v1/referral-reviews?status=pending").await.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["invitee_id"] == invitee)
+        .unwrap_or_else(|| panic!("no pending review for {invitee}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn referrals_queued_order_referrals_pay_on_approval_or_close_on_refund(app: TestApp) {
+    let c = campaign(
+        &app,
+        &json!({"name": "queued", "qualify_on": "first_paid_order",
+                "inviter_reward": {"points": 100}}),
+    )
+    .await;
+    let a = app.member("a").await;
+    let a_code = code(&app, &a, &c).await;
+    join(
+        &app,
+        "b",
+        json!({"invite_code": a_code, "device_id": "shared"}),
+    )
+    .await;
+    let q1 = join(
+        &app,
+        "q1",
+        json!({"invite_code": a_code, "device_id": "shared"}),
+    )
+    .await;
+    let q1 = q1["id"].as_str().unwrap().to_owned();
+    let q2 = join(
+        &app,
+        "q2",
+        json!({"invite_code": a_code, "device_id": "shared"}),
+    )
+    .await;
+    let q2 = q2["id"].as_str().unwrap().to_owned();
+    let (r1, r2) = (
+        pending_review_of(&app, &q1).await,
+        pending_review_of(&app, &q2).await,
+    );
+
+    // Orders paid while queued are remembered, not paid.
+    order_paid(&app, &q1, "ord-q1", 2000).await;
+    order_paid(&app, &q2, "ord-q2", 2000).await;
+    let queued = referral_of(&app, &c, &q1).await;
+    assert_eq!(
+        (queued["status"].as_str(), queued["order_id"].as_str()),
+        (Some("review"), Some("ord-q1"))
+    );
+    assert_eq!(balance(&app, &a, "points").await, (0, 0));
+
+    // Approval pays, pending until the window of the remembered order closes.
+    let approved = app
+        .post(&format!("/v1/referral-reviews/{r1}/approve"), &json!({}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    assert_eq!(approved.body["status"], "pending");
+    assert_eq!(balance(&app, &a, "points").await, (0, 100));
+
+    // A refund while queued closes the review; it can no longer be approved.
+    order_refunded(&app, "ord-q2", true).await;
+    let closed = referral_of(&app, &c, &q2).await;
+    assert_eq!(
+        (closed["status"].as_str(), closed["reason"].as_str()),
+        (Some("voided"), Some("order_refunded"))
+    );
+    let late = app
+        .post(&format!("/v1/referral-reviews/{r2}/approve"), &json!({}))
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.body["error"]["code"], "review_already_decided");
+    let closed_reviews = app.get("/v1/referral-reviews?status=closed").await;
+    assert_eq!(closed_reviews.body["data"].as_array().unwrap().len(), 1);
+
+    app.clock.advance(SignedDuration::from_hours(24 * 7 + 1));
+    shequn::server::run_due_jobs(&app.state).await.unwrap();
+    assert_eq!(referral_of(&app, &c, &q1).await["status"], "rewarded");
+    assert_eq!(balance(&app, &a, "points").await, (100, 0));
+    verify_ok(&app).await;
+}
+
+async fn referrals_erasure_forgets_device_and_ip(app: TestApp) {
+    let c = campaign(&app, &signup_campaign()).await;
+    let a = app.member("a").await;
+    let a_code = code(&app, &a, &c).await;
+    let first = join(
+        &app,
+        "first",
+        json!({"invite_code": a_code, "device_id": "d", "ip": "10.9.0.1"}),
+    )
+    .await;
+    let first = first["id"].as_str().unwrap().to_owned();
+    let erased = app.delete(&format!("/v1/members/{first}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.body);
+    // With the first invitee's device and IP forgotten, the same device no longer looks shared.
+    let second = join(
+        &app,
+        "second",
+        json!({"invite_code": a_code, "device_id": "d", "ip": "10.9.0.1"}),
+    )
+    .await;
+    let second = second["id"].as_str().unwrap().to_owned();
+    assert_eq!(referral_of(&app, &c, &second).await["status"], "rewarded");
+    assert_eq!(
+        referral_of(&app, &c, &first).await["status"],
+        "rewarded",
+        "the decision stays"
+    );
 }

@@ -146,6 +146,16 @@ pub async fn on_member_created(
     Ok(())
 }
 
+/// Called by member erasure inside its transaction: the device id and IP address given at
+/// signup are personal data and go (referral rows keep only member ids, so they stay).
+pub async fn on_member_erased(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+) -> ApiResult<()> {
+    store::forget_signals(tx.conn(), tenant_id, member_id).await
+}
+
 /// Inside the transaction that marks an order paid (checkout payment or an external order ingested as paid).
 pub async fn on_order_paid(
     tx: &mut crate::common::db::Tx,

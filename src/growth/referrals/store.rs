@@ -472,6 +472,19 @@ pub async fn save_signals(
     Ok(())
 }
 
+pub async fn forget_signals(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+) -> ApiResult<()> {
+    sqlx::query("DELETE FROM member_signal WHERE tenant_id = $1 AND member_id = $2")
+        .bind(tenant_id.as_str())
+        .bind(member_id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn signals_of(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
