@@ -1027,7 +1027,8 @@ async fn referrals_bad_input_gets_4xx_and_tenants_are_isolated(app: TestApp) {
         .await;
     assert_eq!(unknown_campaign.status, StatusCode::NOT_FOUND);
     let no_campaign = app.get(&format!("/v1/members/{a}/invite-code")).await;
-    assert!(no_campaign.status.is_client_error());
+    assert_eq!(no_campaign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(no_campaign.body["error"]["details"]["field"], "campaign_id");
     assert_eq!(
         app.get(&format!("/v1/referral-campaigns/{c}/leaderboard?limit=0"))
             .await

@@ -951,7 +951,11 @@ async fn invite_code(
     Query(query): Query<InviteCodeQuery>,
 ) -> ApiResult<Json<InviteCode>> {
     let member = members::member_id(&id)?;
-    let campaign = campaign_id(&query.campaign_id)?;
+    let campaign = query
+        .campaign_id
+        .as_deref()
+        .ok_or_else(|| ApiError::validation("campaign_id", "is required"))
+        .and_then(campaign_id)?;
     let mut tx = state.begin().await?;
     members::store::require_active(tx.conn(), &auth.tenant_id, &member).await?;
     let stored = store::require_campaign(tx.conn(), &auth.tenant_id, campaign.as_str()).await?;

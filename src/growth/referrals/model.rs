@@ -238,7 +238,8 @@ pub struct ReviewQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct InviteCodeQuery {
-    pub campaign_id: String,
+    /// Required: the campaign the code is for.
+    pub campaign_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
