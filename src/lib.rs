@@ -9,7 +9,9 @@
 //!   [`tenants`] (tenants and API keys), [`members`] (profiles, tags, import/export, erasure),
 //!   [`ledger`] (every balance, as double-entry transfers, with a batching executor),
 //!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks, stored
-//!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`] (products, order-history import) and [`analytics`] (RFM, lifetime value,
+//!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`]
+//!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
+//!   anti-fraud, leaderboards, funnels) and [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
 //!   runs it; [`cli`] is the command line that the binary exposes.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod common;
 pub mod community;
 pub mod docs;
+pub mod growth;
 pub mod ledger;
 pub mod members;
 pub mod membership;

@@ -24,9 +24,10 @@ use crate::common::error::ApiError;
 use crate::common::scheduler::{self, Job};
 use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
+use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{analytics, community, docs, members, membership, ops, orders};
+use crate::{analytics, community, docs, growth, members, membership, ops, orders};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -78,6 +79,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(orders::routes())
         .merge(analytics::routes())
         .merge(community::routes())
+        .merge(growth::routes())
         .merge(events::routes())
 }
 
@@ -197,6 +199,7 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         orders::group_buys::TEAM_EXPIRY_JOB => {
             orders::group_buys::team_expiry_job(state, job).await
         }
+        referrals::RELEASE_JOB => referrals::release_job(state, job).await,
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }

@@ -614,8 +614,8 @@ pub struct GroupStats {
     pub leaves: i64,
     /// Joins ever attributed to each inviter, most first ("who brought how many").
     pub joins_by_inviter: Vec<InviterCount>,
-    /// Sum of `total` (fen) of paid orders placed by members while they were in the group,
-    /// over the group's whole life.
+    /// Sum of what members paid (order `total` less refunds, fen) for orders paid while they
+    /// were in the group, over the group's whole life.
     pub gmv: i64,
     pub paid_orders: i64,
 }
@@ -735,7 +735,7 @@ async fn stats(
     let mut sql = Sql::for_conn(
         &conn,
         &format!(
-            "SELECT CAST(COALESCE(SUM(o.total), 0) AS BIGINT) AS gmv, COUNT(o.id) AS paid_orders \
+            "SELECT CAST(COALESCE(SUM(o.total - o.refunded_amount), 0) AS BIGINT) AS gmv, COUNT(o.id) AS paid_orders \
              FROM group_membership m JOIN customer_order o \
              ON o.tenant_id = m.tenant_id AND o.member_id = m.member_id \
              WHERE o.paid_at IS NOT NULL AND o.status IN {PAID_STATUSES} \

@@ -57,8 +57,13 @@ pub fn member_id(text: &str) -> ApiResult<MemberId> {
 async fn create_member(
     State(state): State<AppState>,
     auth: Auth,
-    Json(request): Json<CreateMember>,
+    Json(mut request): Json<CreateMember>,
 ) -> ApiResult<(StatusCode, Json<Member>)> {
+    let signup = crate::growth::referrals::model::Signup::parse(
+        request.invite_code.take(),
+        request.device_id.take(),
+        request.ip.take(),
+    )?;
     let profile = Profile::try_from(request)?;
     let id = MemberId::generate();
     let mut tx = state.begin().await?;
@@ -71,6 +76,7 @@ async fn create_member(
         Some(id.as_str()),
         json!({ "member_id": id, "source": profile.source, "via": "api" }),
     ));
+    crate::growth::referrals::on_member_created(&mut tx, &auth.tenant_id, &id, &signup).await?;
     let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(member)))
@@ -172,6 +178,7 @@ async fn erase_member(
     }
     let at = to_micros(tx.now());
     store::erase(tx.conn(), &auth.tenant_id, &id, at).await?;
+    crate::growth::referrals::on_member_erased(&mut tx, &auth.tenant_id, &id).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "member.erased",

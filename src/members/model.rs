@@ -70,6 +70,13 @@ pub struct CreateMember {
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<Value>,
     pub consent: Option<Consent>,
+    /// An invite code (`GET /v1/members/{id}/invite-code`): attributes the new member to its
+    /// owner (first touch, final). An unknown code is 422.
+    pub invite_code: Option<String>,
+    /// Anti-fraud signal: the device the member signed up on (at most 128 characters).
+    pub device_id: Option<String>,
+    /// Anti-fraud signal: the IP address the member signed up from.
+    pub ip: Option<String>,
 }
 
 /// `PATCH /v1/members/{id}`: absent fields stay, `null` clears.
@@ -379,6 +386,9 @@ pub struct Member {
     pub growth: i64,
     /// `new`, `active`, `at_risk`, `lapsed` or `won_back`, from the last analytics run.
     pub lifecycle_stage: Option<String>,
+    /// The member who invited this one (set once, by a referral attribution).
+    #[schema(value_type = Option<String>)]
+    pub invited_by: Option<MemberId>,
     pub created_at: String,
     pub updated_at: String,
     pub erased_at: Option<String>,

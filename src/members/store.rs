@@ -14,7 +14,8 @@ use crate::common::sql::{like_escape, Arg, Sql};
 use crate::common::time::micros_to_rfc3339;
 
 const COLUMNS: &str = "id, external_id, name, phone, birthday, gender, source, attributes, \
-    consent_marketing, status, tier, growth, lifecycle_stage, created_at, updated_at, erased_at";
+    consent_marketing, status, tier, growth, lifecycle_stage, invited_by, created_at, updated_at, \
+    erased_at";
 
 fn external_id_taken() -> ApiError {
     ApiError::conflict(
@@ -150,6 +151,9 @@ fn from_row(row: &AnyRow, tags: Vec<String>) -> Result<Member, sqlx::Error> {
         tier: row.try_get("tier")?,
         growth: row.try_get("growth")?,
         lifecycle_stage: row.try_get("lifecycle_stage")?,
+        invited_by: row
+            .try_get::<Option<String>, _>("invited_by")?
+            .map(MemberId::from_db),
         created_at: micros_to_rfc3339(row.try_get("created_at")?),
         updated_at: micros_to_rfc3339(row.try_get("updated_at")?),
         erased_at: row

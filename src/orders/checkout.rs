@@ -27,6 +27,7 @@ use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, OrderRefundId, TenantId};
 use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::growth::referrals;
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
@@ -567,6 +568,7 @@ async fn after_paid(tx: &mut Tx, tenant_id: &TenantId, order: &mut StoredOrder) 
         .execute(tx.conn())
         .await?;
     order.growth_given = growth;
+    referrals::on_order_paid(tx, tenant_id, &member_id, &order.id, order.total).await?;
     match (order.campaign_kind.as_deref(), order.campaign_id.as_deref()) {
         (Some(flash_sales::KIND), Some(sale)) => {
             flash_sales::on_paid(tx.conn(), tenant_id, sale, order.qty).await?
@@ -1111,6 +1113,7 @@ pub async fn refund_in(
             "points_returned": plan.points_back, "reason": reason,
         }),
     ));
+    referrals::on_order_refunded(tx, tenant_id, &order.id, plan.full).await?;
     if let Some(team_id) = &order.team_id {
         if plan.full {
             group_buys::on_refunded(tx.conn(), tenant_id, team_id).await?;

@@ -14,4 +14,5 @@ mod ledger;
 mod members;
 mod orders;
 mod program;
+mod referrals;
 mod stored_value;
