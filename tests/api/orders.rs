@@ -19,6 +19,7 @@ backend_tests!(
     bad_order_requests_are_refused_whole,
     flash_sale_of_100_units_to_2000_concurrent_buyers_sells_exactly_100,
     flash_sale_per_member_limit_holds_under_concurrent_requests,
+    flash_sale_stays_exact_with_two_nodes_on_one_database,
     flash_sale_reservations_return_when_unpaid_and_windows_are_enforced,
     group_buy_ten_joins_for_the_last_two_slots_get_exactly_two,
     group_buy_team_succeeds_when_its_members_have_paid,
@@ -844,4 +845,46 @@ async fn group_buy_virtual_completion_succeeds_without_refunds(app: TestApp) {
         "expired"
     );
     assert!(events_of(&app, "refund.requested").await.is_empty());
+}
+
+/// Two nodes (separate states: their own batchers and connection pools) over one database sell
+/// a stock of 100 to 600 concurrent buyers: exactly 100 orders, counters equal to the orders.
+async fn flash_sale_stays_exact_with_two_nodes_on_one_database(app: TestApp) {
+    let buyers = members_in_bulk(&app, 600).await;
+    let sale = flash_sale(&app, 100, 1, 900).await;
+    let db = shequn::common::db::Db::connect(&app.database_url)
+        .await
+        .unwrap();
+    let other = shequn::AppState::new(db, Arc::new(app.clock.clone()));
+    let routers = [app.router.clone(), shequn::app(other)];
+    let path = format!("/v1/flash-sales/{sale}/orders");
+    let tasks: Vec<_> = buyers
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let request = app.request(
+                axum::http::Method::POST,
+                &path,
+                Some(&json!({"member_id": m})),
+            );
+            let router = routers[i % 2].clone();
+            tokio::spawn(async move {
+                use tower::ServiceExt as _;
+                router.oneshot(request).await.unwrap().status()
+            })
+        })
+        .collect();
+    let mut sold = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::CREATED => sold += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(sold, 100);
+    assert_eq!(orders_in_campaign(&app, &sale).await, 100);
+    let view = app.get(&format!("/v1/flash-sales/{sale}")).await;
+    assert_eq!(view.body["reserved"], 100);
+    assert_eq!(view.body["available"], 0);
 }
