@@ -45,18 +45,7 @@ struct Side {
 }
 
 pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
-    let _temp;
-    let url = match &options.database_url {
-        Some(url) => url.clone(),
-        None => {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            _temp = dir;
-            url
-        }
-    };
-    let db = Db::connect(&url).await?;
-    db.migrate().await?;
+    let (db, _temp) = super::open_database(&options).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let created = tenants::create(&db, "bench-flash-sale", clock.now()).await?;
     let tenant = created.tenant_id;
@@ -85,14 +74,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
         false,
     )
     .await?;
-    eprintln!(
-        "ours:  {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms, {} refused (exact: {})",
-        ours.per_sec,
-        percentile(&ours.latencies, 50.0),
-        percentile(&ours.latencies, 99.0),
-        ours.refused,
-        ours.exact
-    );
+    ours.report("ours: ");
     let naive = side(
         &db,
         &clock,
@@ -104,14 +86,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
         true,
     )
     .await?;
-    eprintln!(
-        "naive: {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms, {} refused (exact: {})",
-        naive.per_sec,
-        percentile(&naive.latencies, 50.0),
-        percentile(&naive.latencies, 99.0),
-        naive.refused,
-        naive.exact
-    );
+    naive.report("naive:");
     let backend = db.backend().name();
     db.close().await;
     Ok(json!({
@@ -130,6 +105,19 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
         "naive_p99_ms": round2(percentile(&naive.latencies, 99.0)),
         "exact": ours.exact && naive.exact,
     }))
+}
+
+impl Side {
+    fn report(&self, label: &str) {
+        eprintln!(
+            "{label} {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms, {} refused (exact: {})",
+            self.per_sec,
+            percentile(&self.latencies, 50.0),
+            percentile(&self.latencies, 99.0),
+            self.refused,
+            self.exact
+        );
+    }
 }
 
 fn round2(x: f64) -> f64 {

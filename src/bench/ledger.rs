@@ -27,18 +27,7 @@ const MEMBERS: usize = 2_000;
 pub const FUNDING: i64 = 1_000_000_000;
 
 pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
-    let _temp;
-    let url = match &options.database_url {
-        Some(url) => url.clone(),
-        None => {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            _temp = dir;
-            url
-        }
-    };
-    let db = Db::connect(&url).await?;
-    db.migrate().await?;
+    let (db, _temp) = super::open_database(&options).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tenant = tenants::create(&db, "bench-ledger", clock.now())
         .await?

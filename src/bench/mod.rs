@@ -17,3 +17,21 @@ pub struct BenchOptions {
     /// Concurrent callers.
     pub concurrency: usize,
 }
+
+/// The benchmark's database, migrated: the given URL, or a temporary SQLite file (kept alive by
+/// the returned directory).
+pub async fn open_database(
+    options: &BenchOptions,
+) -> anyhow::Result<(crate::common::db::Db, Option<tempfile::TempDir>)> {
+    let (url, temp) = match &options.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            (url, Some(dir))
+        }
+    };
+    let db = crate::common::db::Db::connect(&url).await?;
+    db.migrate().await?;
+    Ok((db, temp))
+}

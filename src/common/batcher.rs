@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::clock::Clock;
+use super::db::{Db, Tx};
 use super::error::{ApiError, ApiResult};
 
 /// Most requests waiting.
@@ -98,6 +100,78 @@ async fn worker<R, O>(
             let _ = reply.send(outcome);
         }
     }
+}
+
+/// Attempts for a batch that hits a transient conflict.
+const ATTEMPTS: usize = 4;
+
+/// A domain's decision over a batch, made inside one transaction.
+#[async_trait::async_trait]
+pub trait Decide: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Outcome: Send + 'static;
+
+    /// Decide every request inside `tx`, one outcome each, in order. A refusal is an outcome;
+    /// a database error aborts the whole batch (retried whole when transient).
+    async fn decide(
+        &self,
+        tx: &mut Tx,
+        requests: &[Self::Request],
+    ) -> Result<Vec<ApiResult<Self::Outcome>>, sqlx::Error>;
+}
+
+/// Decide a batch in one transaction, retrying it whole on a transient conflict; a batch that
+/// still fails gives every caller the error.
+pub async fn decide_batch<D: Decide>(
+    decider: &D,
+    db: &Db,
+    clock: &dyn Clock,
+    requests: &[D::Request],
+) -> Vec<ApiResult<D::Outcome>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = async {
+            let mut tx = db.begin(clock.now()).await?;
+            let outcomes = decider.decide(&mut tx, requests).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(outcomes)
+        }
+        .await;
+        match outcome {
+            Ok(outcomes) => return outcomes,
+            Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                tracing::debug!(%error, attempt, "batch conflict; retrying");
+            }
+            Err(error) => {
+                tracing::error!(%error, "batch failed");
+                let message = error.to_string();
+                return requests
+                    .iter()
+                    .map(|_| Err(ApiError::internal(anyhow::anyhow!("{message}"))))
+                    .collect();
+            }
+        }
+    }
+}
+
+impl<R: Send + Sync + 'static, O: Send + 'static> Batcher<R, O> {
+    /// A batcher whose batches `decider` decides, each in one transaction.
+    pub fn deciding<D>(max_batch: usize, decider: D, db: Db, clock: Arc<dyn Clock>) -> Self
+    where
+        D: Decide<Request = R, Outcome = O>,
+    {
+        let decider = Arc::new(decider);
+        Batcher::start(max_batch, move |requests: Vec<R>| {
+            let (decider, db, clock) = (decider.clone(), db.clone(), clock.clone());
+            async move { decide_batch(decider.as_ref(), &db, clock.as_ref(), &requests).await }
+        })
+    }
+}
+
+/// Abort a batch over an unexpected domain error (a broken invariant, not a refusal).
+pub fn abort(error: ApiError) -> sqlx::Error {
+    sqlx::Error::Protocol(error.message.clone())
 }
 
 /// Is this database error worth retrying the whole batch (deadlock, serialization failure,

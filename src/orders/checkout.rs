@@ -394,7 +394,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
     };
     store::insert(tx.conn(), tenant_id, std::slice::from_ref(&row), now_micros).await?;
     let order = store::require(tx.conn(), tenant_id, &order_id, false).await?;
-    emit_created(tx, tenant_id, &order);
+    emit_created(tx, tenant_id, &row);
     Ok(order.view())
 }
 
@@ -486,27 +486,13 @@ async fn place_external(
         });
     }
     let mut order = store::require(tx.conn(), tenant_id, &order_id, false).await?;
-    emit_created(tx, tenant_id, &order);
+    emit_created(tx, tenant_id, &row);
     after_paid(tx, tenant_id, &mut order).await?;
     Ok(order.view())
 }
 
 /// `order.created` for a row just inserted.
-pub fn emit_created_row(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
-    tx.emit(NewEvent::new(
-        tenant_id,
-        "order.created",
-        Some(order.id.as_str()),
-        json!({
-            "order_id": order.id, "member_id": order.member_id, "source": order.source,
-            "status": order.status, "total": order.total, "qty": order.qty,
-            "campaign_kind": order.campaign_kind, "campaign_id": order.campaign_id,
-            "team_id": order.team_id,
-        }),
-    ));
-}
-
-pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) {
+pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
     tx.emit(NewEvent::new(
         tenant_id,
         "order.created",
@@ -739,16 +725,7 @@ pub async fn close_unpaid_in(
         return Ok(false);
     }
     release_units(tx, tenant_id, order, true).await?;
-    if let Some(coupon_id) = order.coupon_id.as_deref().and_then(CouponId::parse) {
-        if let Some(coupon) = coupons::store::fetch_coupon(tx.conn(), tenant_id, &coupon_id).await?
-        {
-            if coupon.status == coupons::model::STATUS_REDEEMED
-                && coupon.order_ref.as_deref() == Some(order.id.as_str())
-            {
-                coupons::unredeem_in(tx, tenant_id, &coupon).await?;
-            }
-        }
-    }
+    return_coupon(tx, tenant_id, order).await?;
     if order.points_burned > 0 {
         ledger::apply_in(
             tx,
@@ -771,6 +748,23 @@ pub async fn close_unpaid_in(
         json!({ "order_id": order.id, "member_id": order.member_id, "qty": order.qty,
                 "campaign_id": order.campaign_id, "team_id": order.team_id }),
     ));
+    Ok(true)
+}
+
+/// Give back the coupon an order redeemed (if it still stands redeemed on this order).
+async fn return_coupon(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<bool> {
+    let Some(coupon_id) = order.coupon_id.as_deref().and_then(CouponId::parse) else {
+        return Ok(false);
+    };
+    let Some(coupon) = coupons::store::fetch_coupon(tx.conn(), tenant_id, &coupon_id).await? else {
+        return Ok(false);
+    };
+    if coupon.status != coupons::model::STATUS_REDEEMED
+        || coupon.order_ref.as_deref() != Some(order.id.as_str())
+    {
+        return Ok(false);
+    }
+    coupons::unredeem_in(tx, tenant_id, &coupon).await?;
     Ok(true)
 }
 
@@ -1021,18 +1015,7 @@ pub async fn refund_in(
     let mut coupon_returned = false;
     let mut restocked = false;
     if plan.full {
-        if let Some(coupon_id) = order.coupon_id.as_deref().and_then(CouponId::parse) {
-            if let Some(coupon) =
-                coupons::store::fetch_coupon(tx.conn(), tenant_id, &coupon_id).await?
-            {
-                if coupon.status == coupons::model::STATUS_REDEEMED
-                    && coupon.order_ref.as_deref() == Some(order.id.as_str())
-                {
-                    coupons::unredeem_in(tx, tenant_id, &coupon).await?;
-                    coupon_returned = true;
-                }
-            }
-        }
+        coupon_returned = return_coupon(tx, tenant_id, &order).await?;
         let restock = request.restock.unwrap_or(order.status == PAID);
         if restock {
             release_units(tx, tenant_id, &order, false).await?;

@@ -48,7 +48,6 @@ pub const KIND: &str = "flash_sale";
 pub const MAX_BATCH: usize = 1000;
 /// Most units one request may buy.
 pub const MAX_QTY: i64 = 100;
-const ATTEMPTS: usize = 4;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -380,7 +379,7 @@ async fn buy(
         qty,
     };
     let placed = if state.commerce.naive_flash_sales {
-        decide(&state.db, state.clock.as_ref(), vec![claim])
+        batcher::decide_batch(&Purchases, &state.db, state.clock.as_ref(), &[claim])
             .await
             .pop()
             .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
@@ -390,42 +389,26 @@ async fn buy(
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
-/// The batcher for flash-sale purchases.
-pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<Claim, PlacedOrder> {
-    Batcher::start(MAX_BATCH, move |claims| {
-        let db = db.clone();
-        let clock = clock.clone();
-        async move { decide(&db, clock.as_ref(), claims).await }
-    })
+/// Flash-sale purchases, decided a batch at a time.
+pub struct Purchases;
+
+#[async_trait::async_trait]
+impl batcher::Decide for Purchases {
+    type Request = Claim;
+    type Outcome = PlacedOrder;
+
+    async fn decide(
+        &self,
+        tx: &mut Tx,
+        claims: &[Claim],
+    ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
+        decide_in(tx, claims).await
+    }
 }
 
-/// Decide a batch of claims in one transaction (retried whole on a transient conflict).
-pub async fn decide(db: &Db, clock: &dyn Clock, claims: Vec<Claim>) -> Vec<ApiResult<PlacedOrder>> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let outcome = async {
-            let mut tx = db.begin(clock.now()).await?;
-            let outcomes = decide_in(&mut tx, &claims).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(outcomes)
-        }
-        .await;
-        match outcome {
-            Ok(outcomes) => return outcomes,
-            Err(error) if attempt < ATTEMPTS && batcher::is_transient(&error) => {
-                tracing::debug!(%error, attempt, "flash-sale batch conflict; retrying");
-            }
-            Err(error) => {
-                tracing::error!(%error, "flash-sale batch failed");
-                let message = error.to_string();
-                return claims
-                    .iter()
-                    .map(|_| Err(ApiError::internal(anyhow::anyhow!("{message}"))))
-                    .collect();
-            }
-        }
-    }
+/// The batcher for flash-sale purchases.
+pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<Claim, PlacedOrder> {
+    Batcher::deciding(MAX_BATCH, Purchases, db, clock)
 }
 
 fn sold_out() -> ApiError {
@@ -460,7 +443,7 @@ async fn decide_in(
                 }
                 continue;
             }
-            Err(error) => return Err(as_sqlx(error)),
+            Err(error) => return Err(batcher::abort(error)),
         };
         if now < sale.starts_at || now >= sale.ends_at {
             for &i in indexes {
@@ -487,10 +470,10 @@ async fn decide_in(
         let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
         let mut held = store::held_in_campaign(tx.conn(), tenant_id, sale_id, &member_ids)
             .await
-            .map_err(as_sqlx)?;
+            .map_err(batcher::abort)?;
         let product = products::fetch(tx.conn(), tenant_id, &sale.product_id)
             .await
-            .map_err(as_sqlx)?;
+            .map_err(batcher::abort)?;
         let mut rows = Vec::new();
         let expires_at = to_micros(tx.now() + SignedDuration::from_secs(sale.payment_timeout_secs));
         for &i in indexes {
@@ -569,17 +552,13 @@ async fn decide_in(
             ));
         }
         for row in &rows {
-            checkout::emit_created_row(tx, tenant_id, row);
+            checkout::emit_created(tx, tenant_id, row);
         }
     }
     Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
         .collect())
-}
-
-fn as_sqlx(error: ApiError) -> sqlx::Error {
-    sqlx::Error::Protocol(error.message.clone())
 }
 
 /// Which of `ids` are members of the tenant that are not erased.

@@ -52,7 +52,6 @@ pub const TEAM_EXPIRY_JOB: &str = "group_buy.team_expiry";
 pub const MAX_TEAM_SIZE: i64 = 100;
 pub const MAX_DURATION_SECS: i64 = 30 * 24 * 3600;
 const MAX_BATCH: usize = 500;
-const ATTEMPTS: usize = 4;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -486,7 +485,7 @@ async fn open_team(
         now,
     )
     .await?;
-    checkout::emit_created_row(&mut tx, tenant_id, &order);
+    checkout::emit_created(&mut tx, tenant_id, &order);
     tx.emit(NewEvent::new(
         tenant_id,
         "group_buy.team_opened",
@@ -621,43 +620,26 @@ async fn join_team(
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
-/// The batcher for team joins.
-pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<JoinClaim, PlacedOrder> {
-    Batcher::start(MAX_BATCH, move |claims| {
-        let db = db.clone();
-        let clock = clock.clone();
-        async move { decide(&db, clock.as_ref(), claims).await }
-    })
-}
+/// Team joins, decided a batch at a time.
+pub struct Joins;
 
-async fn decide(db: &Db, clock: &dyn Clock, claims: Vec<JoinClaim>) -> Vec<ApiResult<PlacedOrder>> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let outcome = async {
-            let mut tx = db.begin(clock.now()).await?;
-            let outcomes = decide_in(&mut tx, &claims).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(outcomes)
-        }
-        .await;
-        match outcome {
-            Ok(outcomes) => return outcomes,
-            Err(error) if attempt < ATTEMPTS && batcher::is_transient(&error) => {}
-            Err(error) => {
-                tracing::error!(%error, "team join batch failed");
-                let message = error.to_string();
-                return claims
-                    .iter()
-                    .map(|_| Err(ApiError::internal(anyhow::anyhow!("{message}"))))
-                    .collect();
-            }
-        }
+#[async_trait::async_trait]
+impl batcher::Decide for Joins {
+    type Request = JoinClaim;
+    type Outcome = PlacedOrder;
+
+    async fn decide(
+        &self,
+        tx: &mut Tx,
+        claims: &[JoinClaim],
+    ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
+        decide_in(tx, claims).await
     }
 }
 
-fn as_sqlx(error: ApiError) -> sqlx::Error {
-    sqlx::Error::Protocol(error.message.clone())
+/// The batcher for team joins.
+pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<JoinClaim, PlacedOrder> {
+    Batcher::deciding(MAX_BATCH, Joins, db, clock)
 }
 
 async fn decide_in(
@@ -697,10 +679,10 @@ async fn decide_in(
         }
         let buy = fetch_buy(tx.conn(), tenant_id, &team.group_buy_id)
             .await
-            .map_err(as_sqlx)?;
+            .map_err(batcher::abort)?;
         let product = products::fetch(tx.conn(), tenant_id, &buy.product_id)
             .await
-            .map_err(as_sqlx)?;
+            .map_err(batcher::abort)?;
         let mut member_ids: Vec<&str> = indexes
             .iter()
             .map(|&i| claims[i].member_id.as_str())
@@ -710,7 +692,7 @@ async fn decide_in(
         let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
         let mut held = store::held_in_campaign(tx.conn(), tenant_id, &buy.id, &member_ids)
             .await
-            .map_err(as_sqlx)?;
+            .map_err(batcher::abort)?;
         let mut in_team: std::collections::HashSet<String> = sqlx::query_scalar(&format!(
             "SELECT member_id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 \
              AND status IN {}",
@@ -775,7 +757,7 @@ async fn decide_in(
             ));
         }
         for row in &rows {
-            checkout::emit_created_row(tx, tenant_id, row);
+            checkout::emit_created(tx, tenant_id, row);
             tx.emit(NewEvent::new(
                 tenant_id,
                 "group_buy.team_joined",
