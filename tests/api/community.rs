@@ -519,6 +519,7 @@ async fn checkin_cycles_cannot_be_replayed_with_makeups(app: TestApp) {
     let reply = app.call(Method::PUT, "/v1/checkin-rule", Some(&rule)).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(app.get("/v1/checkin-rule").await.body, rule);
+    app.clock.set(at("2026-05-20T10:00:00+08:00"));
     let m = app.member("fraudster").await;
     let day = |d: &str| at(&format!("{d}T10:00:00+08:00"));
     let mut seen = Vec::new();
@@ -575,6 +576,7 @@ async fn checkin_cycles_cannot_be_replayed_with_makeups(app: TestApp) {
 
 async fn makeups_are_limited_per_month_and_cost_points(app: TestApp) {
     // The default rule: two make-ups a month at 20 points each.
+    app.clock.set(at("2026-05-20T10:00:00+08:00"));
     let m = app.member("forgetful").await;
     give_points(&app, "seed-1", &m, 30).await;
     app.clock.set(at("2026-06-10T10:00:00+08:00"));
@@ -626,6 +628,22 @@ async fn makeups_are_limited_per_month_and_cost_points(app: TestApp) {
     // A new month gives new make-ups.
     app.clock.set(at("2026-07-02T10:00:00+08:00"));
     assert_eq!(makeup("2026-07-01").await.status, StatusCode::CREATED);
+    // Nobody makes up a day before they joined.
+    let newcomer = app.member("newcomer").await;
+    give_points(&app, "seed-3", &newcomer, 100).await;
+    let early = app
+        .post(
+            "/v1/checkins/makeup",
+            &json!({"member_id": newcomer, "date": "2026-07-01"}),
+        )
+        .await;
+    assert_eq!(
+        early.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        early.body
+    );
+    assert_eq!(early.body["error"]["details"]["field"], "date");
     let unknown = app
         .post(
             "/v1/checkins",

@@ -490,7 +490,7 @@ async fn make_up(
     members::store::require_active(tx.conn(), tenant, &member).await?;
     lock_member(&mut tx, tenant, &member).await?;
     let zone = tenant_zone(tx.conn(), tenant).await?;
-    let today = tx.now().to_zoned(zone).date();
+    let today = tx.now().to_zoned(zone.clone()).date();
     match rules::makeup_date_allowed(today, date) {
         Ok(()) => {}
         Err(MakeupRefusal::NotInThePast) => {
@@ -505,6 +505,20 @@ async fn make_up(
                 "must be a day of the current month",
             ))
         }
+    }
+    // A day before the member joined cannot be made up.
+    let joined = members::store::require(tx.conn(), tenant, &member)
+        .await?
+        .created_at
+        .parse::<jiff::Timestamp>()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("member created_at: {e}")))?
+        .to_zoned(zone.clone())
+        .date();
+    if date < joined {
+        return Err(ApiError::validation(
+            "date",
+            format!("must not be before the member joined ({joined})"),
+        ));
     }
     let rule = load_rule(tx.conn(), tenant).await?;
     if streak_on(tx.conn(), tenant, &member, date).await?.is_some() {
