@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "members", description = "Member profiles, tags, import/export, erasure"),
         (name = "membership", description = "Tiers, growth, points rules, member day, birthday perks, stored value (储值, 充值送)"),
-        (name = "orders", description = "Orders; for now the import of order history"),
+        (name = "orders", description = "Products, checkout, payments, refunds, flash sales (秒杀), group buys (拼团), order-history import"),
         (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "membership", description = "The membership program: coupon templates, claims, redemption"),
