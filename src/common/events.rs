@@ -87,7 +87,10 @@ pub(crate) async fn append(
             let base = first + i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(0);
             let mut sql = Sql::for_conn(
                 &*conn,
-                "INSERT INTO event (tenant_id, seq, type, subject, at, data) VALUES ",
+                &format!(
+                    "{} event (tenant_id, seq, type, subject, at, data) VALUES ",
+                    super::sql::insert_into(conn)
+                ),
             );
             sql.values(chunk.iter().enumerate(), |(i, e)| {
                 vec![

@@ -48,19 +48,6 @@ pub const PENDING_TIMEOUT_JOB: &str = "ledger.pending_timeout";
 /// mean fewer round trips through the driver and, on SQLite, fewer passes over the same pages.
 const WRITE_CHUNK_ROWS: usize = 2000;
 
-/// `INSERT` for a multi-row insert into a ledger table. On SQLite, `OR FAIL` stops at the
-/// first conflict without undoing the statement's earlier rows, so SQLite needs no statement
-/// journal for it; with the default `ABORT` every multi-row insert inside a transaction first
-/// copies each page it touches into that journal (measured with perf as a large share of a
-/// batch: the history indexes are touched at random pages). Nothing is lost: any error fails
-/// `apply`, and every caller then drops (rolls back) the whole transaction.
-fn insert_into(conn: &AnyConnection) -> &'static str {
-    match backend_of(conn) {
-        Backend::Sqlite => "INSERT OR FAIL INTO",
-        Backend::Postgres => "INSERT INTO",
-    }
-}
-
 const TRANSFER_COLUMNS: &str = "t.id, t.debit_address, t.credit_address, t.asset, t.amount, \
     t.code, t.reference, t.metadata, t.pending, t.timeout_at, t.linked, t.created_at, \
     r.kind AS resolution_kind, r.amount AS resolution_amount, r.resolved_at";
@@ -393,7 +380,7 @@ async fn write(
                 "{} ledger_transfer (tenant_id, id, debit_address, credit_address, asset, \
                  amount, code, reference, metadata, pending, timeout_at, linked, created_at) \
                  VALUES ",
-                insert_into(conn)
+                crate::common::sql::insert_into(conn)
             ),
         );
         sql.values(chunk, |t| {
@@ -420,7 +407,7 @@ async fn write(
             &*conn,
             &format!(
                 "{} ledger_resolution (tenant_id, pending_id, kind, amount, resolved_at) VALUES ",
-                insert_into(conn)
+                crate::common::sql::insert_into(conn)
             ),
         );
         sql.values(chunk, |(id, kind, amount)| {

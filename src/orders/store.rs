@@ -243,7 +243,10 @@ pub async fn insert(
     for chunk in orders.chunks(INSERT_CHUNK) {
         let mut sql = Sql::for_conn(
             &*conn,
-            &format!("INSERT INTO customer_order ({INSERT_COLUMNS}) VALUES "),
+            &format!(
+                "{} customer_order ({INSERT_COLUMNS}) VALUES ",
+                crate::common::sql::insert_into(conn)
+            ),
         );
         sql.values(chunk, |o| {
             vec![
