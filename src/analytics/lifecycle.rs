@@ -10,8 +10,10 @@
 //! | `at_risk` | last purchase [`ACTIVE_DAYS`] to [`LAPSED_DAYS`] days ago |
 //! | `lapsed` | last purchase more than [`LAPSED_DAYS`] days ago |
 //!
-//! `advocate` (members with qualified invites) takes precedence once the referral part exists;
-//! until then it is never assigned.
+//! | `advocate` | a customer in `new`, `active` or `won_back` with at least one qualified referral (pending or rewarded) |
+//!
+//! `advocate` takes precedence over the recency stages it replaces, but not over `at_risk` and
+//! `lapsed`: a slipping member who once invited friends still needs the reminder.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +39,15 @@ pub fn stage(first: Day, last: Day, before_last: Option<Day>, today: Day) -> &'s
         "at_risk"
     } else {
         "lapsed"
+    }
+}
+
+/// The stage shown for a customer: `advocate` replaces a healthy stage when they brought
+/// qualified invitees.
+pub fn with_advocacy(stage: &'static str, qualified_invites: bool) -> &'static str {
+    match stage {
+        "new" | "active" | "won_back" if qualified_invites => "advocate",
+        other => other,
     }
 }
 
@@ -143,6 +154,16 @@ mod tests {
         // Boundaries: exactly 90 days is still active, exactly 180 still at risk.
         assert_eq!(stage(d(2025, 1, 1), d(2026, 4, 1), None, today), "active");
         assert_eq!(stage(d(2025, 1, 1), d(2026, 1, 1), None, today), "at_risk");
+    }
+
+    #[test]
+    fn advocates_are_healthy_customers_with_qualified_invites() {
+        assert_eq!(with_advocacy("active", true), "advocate");
+        assert_eq!(with_advocacy("new", true), "advocate");
+        assert_eq!(with_advocacy("won_back", true), "advocate");
+        assert_eq!(with_advocacy("active", false), "active");
+        assert_eq!(with_advocacy("at_risk", true), "at_risk");
+        assert_eq!(with_advocacy("lapsed", true), "lapsed");
     }
 
     #[test]

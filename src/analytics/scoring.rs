@@ -198,7 +198,14 @@ pub async fn fit_and_score(
     };
     let cohorts = super::lifecycle::cohorts(&purchases);
     let today = day_of(now.to_zoned(zone.clone()).date())?;
-    let stages = stages(&purchases, today);
+    let advocates = advocates(db, tenant_id).await?;
+    let stages: Vec<(String, &'static str)> = stages(&purchases, today)
+        .into_iter()
+        .map(|(member, stage)| {
+            let invited = advocates.contains(&member);
+            (member, super::lifecycle::with_advocacy(stage, invited))
+        })
+        .collect();
     store(
         db,
         tenant_id,
@@ -229,6 +236,22 @@ struct Score {
     expected_365: f64,
     expected_order_value: i64,
     clv: i64,
+}
+
+/// Members with at least one qualified referral (rewards pending or paid).
+async fn advocates(
+    db: &Db,
+    tenant_id: &TenantId,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT inviter_id FROM referral WHERE tenant_id = $1 AND status IN ($2, $3)",
+    )
+    .bind(tenant_id.as_str())
+    .bind(crate::growth::referrals::store::PENDING)
+    .bind(crate::growth::referrals::store::REWARDED)
+    .fetch_all(db.read())
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Each customer's lifecycle stage as of `today`.

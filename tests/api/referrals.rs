@@ -18,6 +18,7 @@ use crate::backend_tests;
 use crate::support::TestApp;
 
 backend_tests!(
+    referrals_inviters_with_qualified_invites_become_advocates,
     referrals_real_checkout_orders_qualify_and_a_full_refund_voids,
     referrals_campaigns_are_validated_read_listed_and_ended,
     referrals_attribution_is_first_touch_and_shown_on_the_member,
@@ -1270,4 +1271,64 @@ async fn referrals_real_checkout_orders_qualify_and_a_full_refund_voids(app: Tes
     assert_eq!(referral_of(&app, &c, &b).await["status"], "voided");
     assert_eq!(balance(&app, &a, "points").await, (0, 0));
     verify_ok(&app).await;
+}
+
+/// Scoring marks a buying inviter with a qualified invite `advocate`; a buyer without
+/// one keeps the recency stage.
+async fn referrals_inviters_with_qualified_invites_become_advocates(app: TestApp) {
+    let c = campaign(
+        &app,
+        &json!({"name": "signup", "qualify_on": "signup",
+                "inviter_reward": {"points": 10}, "budget": 1000}),
+    )
+    .await;
+    let a = app.member("a").await;
+    let a_code = code(&app, &a, &c).await;
+    let b = invitee(&app, "b", &a_code).await;
+    assert_eq!(referral_of(&app, &c, &b).await["status"], "rewarded");
+    // Order history for a, b and 80 other customers with varied repeat buying, so that the
+    // lifetime-value models behind the daily scoring run can be fitted.
+    let day =
+        |days_ago: i64| (app.clock_now() - SignedDuration::from_hours(24 * days_ago)).to_string();
+    let mut csv = String::from("external_member_id,ordered_at,amount,currency,items\n");
+    for (member, days_ago) in [("a", 400), ("a", 200), ("a", 10), ("b", 5)] {
+        csv.push_str(&format!("{member},{},3000,CNY,\n", day(days_ago)));
+    }
+    for n in 0..80i64 {
+        for k in 0..(n % 5) + 1 {
+            csv.push_str(&format!(
+                "c{n},{},{},CNY,\n",
+                day(20 + (n * 7 + k * 61) % 500),
+                1000 + n * 10
+            ));
+        }
+    }
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri("/v1/orders/import")
+        .header("authorization", format!("Bearer {}", app.key))
+        .header("content-type", "text/csv")
+        .body(axum::body::Body::from(csv))
+        .unwrap();
+    let imported = app.send(request).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
+    let tenant = TenantId::parse(&app.tenant_id).unwrap();
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    // The scoring run (what the daily job and `shequn analytics fit` do).
+    shequn::analytics::scoring::fit_and_score(
+        &app.state.db,
+        &tenant,
+        &zone,
+        app.clock_now().to_zoned(zone.clone()).date(),
+        shequn::analytics::model::summary::TimeUnit::Week,
+        app.clock_now(),
+    )
+    .await
+    .unwrap();
+    let stage = |m: String| {
+        let app = &app;
+        async move { app.get(&format!("/v1/members/{m}")).await.body["lifecycle_stage"].clone() }
+    };
+    assert_eq!(stage(a.clone()).await, "advocate");
+    assert_eq!(stage(b.clone()).await, "new");
 }
