@@ -16,7 +16,11 @@ backend_tests!(
 );
 
 fn cdnow(file: &str) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cdnow/").to_owned() + file;
+    // As the model's unit tests: `CDNOW_DIR` when set, else the shared data beside the checkout.
+    let dir = std::env::var("CDNOW_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cdnow").to_owned()
+    });
+    let path = format!("{dir}/{file}");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }
 
