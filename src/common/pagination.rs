@@ -14,9 +14,33 @@ pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiE
     }
 }
 
+/// Trim a page fetched with `limit + 1` rows to `limit`; the cursor is the last row's `id` when
+/// there was more, `None` on the last page.
+pub fn next_cursor<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Option<String> {
+    if rows.len() as i64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_cursor_only_when_there_is_more() {
+        let mut rows = vec![1, 2, 3];
+        assert_eq!(
+            next_cursor(&mut rows, 2, |n| n.to_string()),
+            Some("2".into())
+        );
+        assert_eq!(rows, [1, 2]);
+        let mut rows = vec![1, 2];
+        assert_eq!(next_cursor(&mut rows, 2, |n| n.to_string()), None);
+        assert_eq!(rows, [1, 2]);
+    }
 
     #[test]
     fn limit_is_bounded() {

@@ -254,12 +254,7 @@ async fn list_groups(
         .iter()
         .map(group_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(usize::try_from(limit).unwrap_or(0));
-        data.last().map(|g| g.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = pagination::next_cursor(&mut data, limit, |g| g.id.to_string());
     Ok(Json(GroupPage { data, next_cursor }))
 }
 

@@ -293,12 +293,9 @@ async fn member_transfers(
         limit + 1,
     )
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        rows.last().map(|(at, t)| format!("{at}:{}", t.id))
-    } else {
-        None
-    };
+    let next_cursor = crate::common::pagination::next_cursor(&mut rows, limit, |(at, t)| {
+        format!("{at}:{}", t.id)
+    });
     Ok(Json(TransferPage {
         data: rows.into_iter().map(|(_, t)| t).collect(),
         next_cursor,

@@ -531,6 +531,26 @@ pub async fn balances(
         .collect())
 }
 
+/// What an account may still spend (posted balance less pending debits), read on `conn` (for
+/// example inside the caller's transaction); 0 for an account that does not exist yet.
+pub async fn available(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    address: &Address,
+    asset: Asset,
+) -> Result<i64, sqlx::Error> {
+    let available: Option<i64> = sqlx::query_scalar(
+        "SELECT credits_posted - debits_posted - debits_pending FROM ledger_account \
+         WHERE tenant_id = $1 AND address = $2 AND asset = $3",
+    )
+    .bind(tenant_id.as_str())
+    .bind(address.as_str())
+    .bind(asset.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(available.unwrap_or(0))
+}
+
 /// A page of an address's transfers, newest first; `before` is the cursor `(created_at, id)`.
 pub async fn history(
     pool: &sqlx::AnyPool,

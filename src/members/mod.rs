@@ -326,12 +326,7 @@ async fn list_members(
     };
     let mut conn = state.db.read().acquire().await?;
     let mut data = store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(usize::try_from(limit).unwrap_or(0));
-        data.last().map(|m| m.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = pagination::next_cursor(&mut data, limit, |m| m.id.to_string());
     Ok(Json(MemberPage { data, next_cursor }))
 }
 

@@ -168,16 +168,10 @@ async fn available_points(
     tenant_id: &TenantId,
     member_id: &MemberId,
 ) -> ApiResult<i64> {
-    let available: Option<i64> = sqlx::query_scalar(
-        "SELECT credits_posted - debits_posted - debits_pending FROM ledger_account \
-         WHERE tenant_id = $1 AND address = $2 AND asset = $3",
+    Ok(
+        ledger::store::available(conn, tenant_id, &Address::member(member_id), Asset::Points)
+            .await?,
     )
-    .bind(tenant_id.as_str())
-    .bind(Address::member(member_id).as_str())
-    .bind(Asset::Points.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(available.unwrap_or(0))
 }
 
 fn burn_id(order_id: &str) -> String {

@@ -330,12 +330,7 @@ async fn list_flash_sales(
         .iter()
         .map(|r| sale_from_row(r).map(|s| s.view(now)))
         .collect::<Result<_, _>>()?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(|s| s.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = pagination::next_cursor(&mut data, limit, |s| s.id.clone());
     Ok(Json(FlashSalePage { data, next_cursor }))
 }
 

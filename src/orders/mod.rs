@@ -175,12 +175,7 @@ async fn list_orders(
         .iter()
         .map(|r| store::from_row(r).map(|o| o.view()))
         .collect::<Result<_, _>>()?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(|o| o.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = pagination::next_cursor(&mut data, limit, |o| o.id.clone());
     Ok(Json(OrderPage { data, next_cursor }))
 }
 

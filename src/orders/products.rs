@@ -335,11 +335,6 @@ async fn list_products(
     .fetch_all(state.db.read())
     .await?;
     let mut data: Vec<Product> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(usize::try_from(limit).unwrap_or(0));
-        data.last().map(|p| p.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = pagination::next_cursor(&mut data, limit, |p| p.id.clone());
     Ok(Json(ProductPage { data, next_cursor }))
 }

@@ -850,22 +850,12 @@ async fn list_campaigns(
     let mut conn = state.db.read().acquire().await?;
     let mut rows =
         store::list_campaigns(&mut conn, &auth.tenant_id, cursor.as_deref(), limit + 1).await?;
-    let next_cursor = page_cursor(&mut rows, limit, |c| c.id.clone());
+    let next_cursor = pagination::next_cursor(&mut rows, limit, |c| c.id.clone());
     let now = to_micros(state.clock.now());
     Ok(Json(CampaignPage {
         data: rows.iter().map(|c| c.view(now)).collect(),
         next_cursor,
     }))
-}
-
-/// Cut a page fetched with `limit + 1` rows and say where the next one starts.
-fn page_cursor<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Option<String> {
-    if rows.len() as i64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        rows.last().map(id)
-    } else {
-        None
-    }
 }
 
 /// One referral campaign.
@@ -1090,7 +1080,7 @@ async fn campaign_referrals(
         limit + 1,
     )
     .await?;
-    let next_cursor = page_cursor(&mut rows, limit, |r| r.id.clone());
+    let next_cursor = pagination::next_cursor(&mut rows, limit, |r| r.id.clone());
     let mut data = Vec::with_capacity(rows.len());
     for row in &rows {
         data.push(referral_view(&mut conn, &auth.tenant_id, row).await?);
@@ -1132,7 +1122,7 @@ async fn list_reviews(
         limit + 1,
     )
     .await?;
-    let next_cursor = page_cursor(&mut data, limit, |r| r.id.clone());
+    let next_cursor = pagination::next_cursor(&mut data, limit, |r| r.id.clone());
     Ok(Json(ReviewPage { data, next_cursor }))
 }
 

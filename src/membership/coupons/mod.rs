@@ -231,13 +231,8 @@ fn paginate<T>(
     limit: i64,
     id: impl Fn(&T) -> String,
 ) -> (Vec<T>, Option<String>) {
-    if data.len() as i64 > limit {
-        data.truncate(usize::try_from(limit).unwrap_or(0));
-        let next = data.last().map(id);
-        (data, next)
-    } else {
-        (data, None)
-    }
+    let next = pagination::next_cursor(&mut data, limit, id);
+    (data, next)
 }
 
 /// List coupon templates, oldest first, with cursor pagination.
