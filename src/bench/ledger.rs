@@ -207,10 +207,11 @@ pub async fn naive_spend(
     let mut addresses = [member.as_str(), system.as_str()];
     addresses.sort_unstable();
     let mut member_row = None;
+    let mut system_head: Option<String> = None;
     for address in addresses {
         let row = sqlx::query(&format!(
-            "SELECT debits_posted, credits_posted, debits_pending FROM ledger_account \
-             WHERE tenant_id = $1 AND address = $2 AND asset = 'points'{lock}"
+            "SELECT debits_posted, credits_posted, debits_pending, last_transfer_id \
+             FROM ledger_account WHERE tenant_id = $1 AND address = $2 AND asset = 'points'{lock}"
         ))
         .bind(tenant.as_str())
         .bind(address)
@@ -218,26 +219,32 @@ pub async fn naive_spend(
         .await?;
         if address == member.as_str() {
             member_row = Some(row);
+        } else {
+            system_head = row.try_get("last_transfer_id")?;
         }
     }
     let row = member_row.ok_or_else(|| crate::common::error::ApiError::not_found("account"))?;
     let debits: i64 = row.try_get("debits_posted")?;
     let credits: i64 = row.try_get("credits_posted")?;
     let pending: i64 = row.try_get("debits_pending")?;
+    let member_head: Option<String> = row.try_get("last_transfer_id")?;
     if debits + pending + 1 > credits {
         tx.rollback().await?;
         return Ok(false);
     }
     sqlx::query(
         "INSERT INTO ledger_transfer (tenant_id, id, debit_address, credit_address, asset, amount, \
-         code, reference, metadata, pending, timeout_at, linked, created_at) \
-         VALUES ($1, $2, $3, $4, 'points', 1, 'bench_spend', NULL, '{}', 0, NULL, 0, $5)",
+         code, reference, metadata, pending, timeout_at, linked, created_at, debit_prev, \
+         credit_prev) \
+         VALUES ($1, $2, $3, $4, 'points', 1, 'bench_spend', NULL, '{}', 0, NULL, 0, $5, $6, $7)",
     )
     .bind(tenant.as_str())
     .bind(id)
     .bind(member.as_str())
     .bind(system.as_str())
     .bind(now)
+    .bind(member_head)
+    .bind(system_head)
     .execute(tx.conn())
     .await?;
     for (address, column) in [
@@ -245,11 +252,12 @@ pub async fn naive_spend(
         (system.as_str(), "credits_posted"),
     ] {
         sqlx::query(&format!(
-            "UPDATE ledger_account SET {column} = {column} + 1 \
+            "UPDATE ledger_account SET {column} = {column} + 1, last_transfer_id = $3 \
              WHERE tenant_id = $1 AND address = $2 AND asset = 'points'"
         ))
         .bind(tenant.as_str())
         .bind(address)
+        .bind(id)
         .execute(tx.conn())
         .await?;
     }

@@ -83,10 +83,19 @@ impl ResolutionKind {
     }
 }
 
+/// Where a new transfer joins its accounts' histories: the transfer before it on each side.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Links {
+    pub debit_prev: Option<String>,
+    pub credit_prev: Option<String>,
+}
+
 /// What the batch must write.
 #[derive(Debug, Default, Clone)]
 pub struct Writes {
     pub transfers: Vec<NewTransfer>,
+    /// One per transfer, in the same order.
+    pub links: Vec<Links>,
     /// (pending id, kind, posted amount)
     pub resolutions: Vec<(String, ResolutionKind, i64)>,
 }
@@ -95,6 +104,8 @@ pub struct Writes {
 #[derive(Debug, Default, Clone)]
 pub struct Book {
     pub accounts: HashMap<AccountKey, Totals>,
+    /// Each account's newest transfer, the head of its history (absent: none yet).
+    pub heads: HashMap<AccountKey, String>,
     /// Accounts changed by the batch.
     pub dirty: HashSet<AccountKey>,
     /// Transfers known by id (loaded, or created earlier in this batch).
@@ -108,6 +119,7 @@ pub struct Book {
 
 enum Undo {
     Account(AccountKey, Totals),
+    Head(AccountKey, Option<String>),
     Transfer(String, Option<Box<Transfer>>),
 }
 
@@ -142,12 +154,27 @@ impl Book {
         self.dirty.insert(key);
     }
 
+    /// Make `id` the newest transfer of the account; returns the one before it.
+    fn push_head(&mut self, key: &AccountKey, id: &str, undo: &mut Vec<Undo>) -> Option<String> {
+        let previous = self.heads.insert(key.clone(), id.to_owned());
+        undo.push(Undo::Head(key.clone(), previous.clone()));
+        previous
+    }
+
     fn rollback(&mut self, undo: Vec<Undo>, writes_len: (usize, usize)) {
         for entry in undo.into_iter().rev() {
             match entry {
                 Undo::Account(key, totals) => {
                     self.accounts.insert(key, totals);
                 }
+                Undo::Head(key, previous) => match previous {
+                    Some(id) => {
+                        self.heads.insert(key, id);
+                    }
+                    None => {
+                        self.heads.remove(&key);
+                    }
+                },
                 Undo::Transfer(id, previous) => match previous {
                     Some(t) => {
                         self.transfers.insert(id, *t);
@@ -159,6 +186,7 @@ impl Book {
             }
         }
         self.writes.transfers.truncate(writes_len.0);
+        self.writes.links.truncate(writes_len.0);
         self.writes.resolutions.truncate(writes_len.1);
     }
 
@@ -215,6 +243,10 @@ impl Book {
             debit.debits_posted += t.amount;
             credit.credits_posted += t.amount;
         }
+        let links = Links {
+            debit_prev: self.push_head(&debit_key, &t.id, undo),
+            credit_prev: self.push_head(&credit_key, &t.id, undo),
+        };
         self.set(debit_key, debit, undo);
         self.set(credit_key, credit, undo);
         let transfer = Transfer {
@@ -237,6 +269,7 @@ impl Book {
         undo.push(Undo::Transfer(t.id.clone(), None));
         self.transfers.insert(t.id.clone(), transfer);
         self.writes.transfers.push(t.clone());
+        self.writes.links.push(links);
         // The caller knows what it sent; only the status comes back for new transfers.
         status_only(&t.id, "created", None)
     }
@@ -413,6 +446,43 @@ mod tests {
     fn balance(book: &Book, address: &str) -> i64 {
         let t = book.totals(&(Address::parse(address).unwrap(), Asset::Points));
         t.credits_posted - t.debits_posted
+    }
+
+    #[test]
+    fn new_transfers_link_to_the_previous_transfer_of_each_account() {
+        let mut book = book();
+        let results = apply_ops(
+            &mut book,
+            &[
+                Op::Create(transfer("a", "system:issuance", M, 10)),
+                Op::Create(transfer("b", M, "system:redemption", 3)),
+            ],
+        );
+        assert!(results.iter().all(|r| r.status == "created"));
+        let link = |debit: Option<&str>, credit: Option<&str>| Links {
+            debit_prev: debit.map(str::to_owned),
+            credit_prev: credit.map(str::to_owned),
+        };
+        assert_eq!(book.writes.links, [link(None, None), link(Some("a"), None)]);
+        // A linked chain that fails leaves the heads as they were.
+        let mut first = transfer("c1", "system:issuance", M, 5);
+        first.linked = true;
+        let results = apply_ops(
+            &mut book,
+            &[
+                Op::Create(first),
+                Op::Create(transfer("c2", M, "system:redemption", 1_000)),
+            ],
+        );
+        assert_eq!(results[1].status, "insufficient_funds");
+        apply_ops(
+            &mut book,
+            &[Op::Create(transfer("d", M, "system:redemption", 1))],
+        );
+        assert_eq!(book.writes.transfers.len(), book.writes.links.len());
+        assert_eq!(book.writes.links.last(), Some(&link(Some("b"), Some("b"))));
+        let member = (Address::parse(M).unwrap(), Asset::Points);
+        assert_eq!(book.heads[&member], "d");
     }
 
     #[test]

@@ -2,11 +2,20 @@
 //!
 //! Callers submit their operations and wait. One worker takes everything queued, up to
 //! [`MAX_BATCH_OPS`] operations, and applies it in one database transaction: each account row
-//! is locked and written once per batch however many transfers touch it (the hot system
-//! account included), and each caller gets its own results. There is no artificial wait:
-//! while one batch commits, the next one queues, so batches are small at low load (low latency)
-//! and large at high load (high throughput). The queue is bounded ([`QUEUE_CAPACITY`]) so that
-//! overload becomes back-pressure, not memory growth.
+//! is written once per batch however many transfers touch it (the hot system account
+//! included), and each caller gets its own results. There is no artificial wait: while one
+//! batch commits, the next one queues, so batches are small at low load (low latency) and large
+//! at high load (high throughput). The queue is bounded ([`QUEUE_CAPACITY`]) so that overload
+//! becomes back-pressure, not memory growth.
+//!
+//! Batches are pipelined two deep. While batch N commits (on SQLite, on the writer connection's
+//! thread), the worker decides batch N+1 ([`store::prepare`]): it reads accounts and transfer
+//! ids on a reader connection, lays over them what N will have written, and applies the rules.
+//! N+1 is written only once N has committed as decided, with a compare-and-swap on every
+//! account; if N did not commit as decided, or the swap finds an account changed by another
+//! writer (domain code in its own transaction, another process), N+1 is applied the locking
+//! way instead ([`store::apply`]), as are batches that must create accounts. Deciding and
+//! committing thus use both cores, where before one always waited for the other.
 //!
 //! Exactness does not depend on the executor being the only writer: `store::apply` locks
 //! accounts in a fixed order and re-reads ids and resolutions under those locks, so several
@@ -14,6 +23,7 @@
 //! conflict (deadlock, serialization failure, a transfer id inserted concurrently by another
 //! process) is retried whole.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -80,6 +90,7 @@ impl Ledger {
 }
 
 async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Submission>) {
+    let mut in_flight: Option<InFlight> = None;
     while let Some(first) = receiver.recv().await {
         let mut ops = first.ops.len();
         let mut batch = vec![first];
@@ -92,15 +103,142 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
                 Err(_) => break,
             }
         }
-        execute(&db, clock.as_ref(), batch).await;
+        // Decide this batch while the previous one commits, over what that one will write.
+        let now = clock.now();
+        let prepared = prepare(&db, &batch, in_flight.as_ref().map(|f| &f.overlays), now).await;
+        let previous_committed = match in_flight.take() {
+            Some(previous) => previous.committed.await.unwrap_or(false),
+            None => true,
+        };
+        match prepared {
+            Some(prepared) if previous_committed => {
+                let overlays = prepared
+                    .iter()
+                    .map(|p| (p.tenant_id.clone(), p.prepared.overlay()))
+                    .collect();
+                let committed = tokio::spawn(commit(db.clone(), clock.clone(), batch, prepared));
+                in_flight = Some(InFlight {
+                    committed,
+                    overlays,
+                });
+            }
+            // An account to create, a read that failed, or decisions made over a previous
+            // batch that did not commit as decided: apply this one under locks.
+            _ => {
+                execute(&db, clock.as_ref(), batch).await;
+            }
+        }
     }
+    if let Some(previous) = in_flight {
+        let _ = previous.committed.await;
+    }
+}
+
+/// The batch being committed while the next one is decided.
+struct InFlight {
+    /// True when it committed exactly as decided (then the overlays hold).
+    committed: tokio::task::JoinHandle<bool>,
+    overlays: HashMap<TenantId, store::Overlay>,
+}
+
+/// One tenant's part of a prepared batch.
+struct TenantPart {
+    tenant_id: TenantId,
+    /// Positions of this tenant's submissions in the batch.
+    indices: Vec<usize>,
+    prepared: store::Prepared,
+}
+
+/// Decide a batch on a reader connection (see [`store::prepare`]); `None` when it must take
+/// the locking path instead.
+async fn prepare(
+    db: &Db,
+    batch: &[Submission],
+    overlays: Option<&HashMap<TenantId, store::Overlay>>,
+    now: jiff::Timestamp,
+) -> Option<Vec<TenantPart>> {
+    let mut conn = db.read().acquire().await.ok()?;
+    let mut parts = Vec::new();
+    for tenant_id in tenants_in(batch) {
+        let indices: Vec<usize> = (0..batch.len())
+            .filter(|&i| &batch[i].tenant_id == tenant_id)
+            .collect();
+        let requests: Vec<Vec<Op>> = indices.iter().map(|&i| batch[i].ops.clone()).collect();
+        let overlay = overlays.and_then(|o| o.get(tenant_id));
+        match store::prepare(&mut conn, tenant_id, &requests, overlay, now).await {
+            Ok(Some(prepared)) => parts.push(TenantPart {
+                tenant_id: tenant_id.clone(),
+                indices,
+                prepared,
+            }),
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::debug!(%error, "preparing a ledger batch failed; applying it under locks");
+                return None;
+            }
+        }
+    }
+    Some(parts)
+}
+
+/// Write a prepared batch and answer its callers; if the write fails (another writer changed
+/// an account or took a transfer id meanwhile), apply the batch under locks instead. Returns
+/// whether it committed as prepared.
+async fn commit(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    batch: Vec<Submission>,
+    parts: Vec<TenantPart>,
+) -> bool {
+    let started = std::time::Instant::now();
+    let written = async {
+        let now = parts
+            .first()
+            .map(|p| p.prepared.now())
+            .unwrap_or_else(|| clock.now());
+        let mut tx = db.begin(now).await.map_err(ApiError::from)?;
+        for part in &parts {
+            store::write_prepared(&mut tx, &part.tenant_id, &part.prepared).await?;
+        }
+        tx.commit().await.map_err(ApiError::from)
+    }
+    .await;
+    match written {
+        Ok(()) => {
+            tracing::debug!(
+                submissions = batch.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "ledger batch committed as prepared"
+            );
+            let mut batch: Vec<Option<Submission>> = batch.into_iter().map(Some).collect();
+            for part in parts {
+                for (index, results) in part.indices.into_iter().zip(part.prepared.results) {
+                    if let Some(submission) = batch[index].take() {
+                        let _ = submission.reply.send(Ok(results));
+                    }
+                }
+            }
+            true
+        }
+        Err(error) => {
+            tracing::debug!(%error, "prepared ledger batch not written; applying it under locks");
+            execute(&db, clock.as_ref(), batch).await;
+            false
+        }
+    }
+}
+
+/// The batch's tenants in a fixed order.
+fn tenants_in(batch: &[Submission]) -> Vec<&TenantId> {
+    let mut tenants: Vec<&TenantId> = batch.iter().map(|s| &s.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    tenants
 }
 
 async fn execute(db: &Db, clock: &dyn Clock, batch: Vec<Submission>) {
     // Tenants in a fixed order, each tenant's submissions in arrival order.
-    let mut tenants: Vec<&TenantId> = batch.iter().map(|s| &s.tenant_id).collect();
-    tenants.sort();
-    tenants.dedup();
+    let tenants = tenants_in(&batch);
     let started = std::time::Instant::now();
     let mut attempt = 0;
     let outcome = loop {

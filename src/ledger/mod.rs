@@ -273,32 +273,28 @@ async fn member_transfers(
             })
         })
         .transpose()?;
-    let before = query
+    let cursor = query
         .cursor
         .map(|c| {
-            c.split_once(':')
-                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
+            store::HistoryCursor::decode(&c)
                 .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
         })
         .transpose()?;
     let mut conn = state.db.read().acquire().await?;
     members::store::require(&mut conn, &auth.tenant_id, &id).await?;
     drop(conn);
-    let mut rows = store::history(
+    let (data, next) = store::history(
         state.db.read(),
         &auth.tenant_id,
-        &Address::member(&id),
+        &id,
         asset,
-        before,
-        limit + 1,
+        cursor.as_ref(),
+        limit,
     )
     .await?;
-    let next_cursor = crate::common::pagination::next_cursor(&mut rows, limit, |(at, t)| {
-        format!("{at}:{}", t.id)
-    });
     Ok(Json(TransferPage {
-        data: rows.into_iter().map(|(_, t)| t).collect(),
-        next_cursor,
+        data,
+        next_cursor: next.map(|c| c.encode()),
     }))
 }
 

@@ -6,15 +6,24 @@
 //! already exist *after* taking the locks (so two processes cannot both decide a transfer is
 //! new or a pending one unresolved), applies the rules in memory ([`super::engine`]) and
 //! writes the new transfers, resolutions and account totals with multi-row statements.
+//! [`prepare`] and [`write_prepared`] do the same in two steps, without locks and with a
+//! compare-and-swap, for the executor's pipeline.
+//!
+//! History: each account row names its newest transfer (`last_transfer_id`) and each transfer
+//! the transfer before it on each of its accounts (`debit_prev`, `credit_prev`), so a
+//! member's history is a walk of point lookups ([`history`]). Two address indexes on the
+//! transfers did the same job, but each transfer dirtied a random index page per member per
+//! commit, which bounded the ledger's SQLite throughput; the account row is rewritten by every
+//! transfer anyway, so the links cost no extra page.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::engine::{apply_ops, AccountKey, Book, Op, Totals};
-use super::model::{Address, Asset, Balance, Transfer, TransferResult};
+use super::engine::{apply_ops, AccountKey, Book, Links, Op, Totals};
+use super::model::{Address, Asset, Balance, NewTransfer, Transfer, TransferResult};
 use crate::common::db::{Backend, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
@@ -43,7 +52,7 @@ pub const PENDING_TIMEOUT_JOB: &str = "ledger.pending_timeout";
 
 /// Most rows per multi-row statement. An executor batch (up to 1,999 operations: it stops
 /// taking submissions past 1,000) then writes each table with one statement: transfers bind
-/// 13 values a row (26,000 for 2,000 rows) and account updates 10 (20,000), under SQLite's
+/// 15 values a row (30,000 for 2,000 rows) and account updates 11 (22,000), under SQLite's
 /// limit of 32,766 bound values per statement (PostgreSQL allows 65,535). Fewer statements
 /// mean fewer round trips through the driver and, on SQLite, fewer passes over the same pages.
 const WRITE_CHUNK_ROWS: usize = 2000;
@@ -124,6 +133,20 @@ pub async fn load_transfers(
     Ok(out)
 }
 
+/// Accounts as read: their totals, and the heads of their histories (absent when empty).
+#[derive(Debug, Default)]
+struct Accounts {
+    totals: HashMap<AccountKey, Totals>,
+    heads: HashMap<AccountKey, String>,
+}
+
+impl Accounts {
+    fn extend(&mut self, other: Accounts) {
+        self.totals.extend(other.totals);
+        self.heads.extend(other.heads);
+    }
+}
+
 /// Create missing accounts (sorted, so concurrent creators take row locks in one order) and
 /// read them back locked.
 async fn create_accounts(
@@ -132,7 +155,7 @@ async fn create_accounts(
     tenant_id: &TenantId,
     keys: &BTreeSet<AccountKey>,
     created_at: i64,
-) -> Result<HashMap<AccountKey, Totals>, sqlx::Error> {
+) -> Result<Accounts, sqlx::Error> {
     let keys_vec: Vec<&AccountKey> = keys.iter().collect();
     for chunk in keys_vec.chunks(500) {
         let mut sql = Sql::for_conn(
@@ -158,8 +181,8 @@ async fn select_accounts(
     lock: bool,
     tenant_id: &TenantId,
     keys: &BTreeSet<AccountKey>,
-) -> Result<HashMap<AccountKey, Totals>, sqlx::Error> {
-    let mut out = HashMap::with_capacity(keys.len());
+) -> Result<Accounts, sqlx::Error> {
+    let mut out = Accounts::default();
     let addresses: BTreeSet<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
     let assets: BTreeSet<&str> = keys.iter().map(|(_, a)| a.as_str()).collect();
     let addresses: Vec<&str> = addresses.into_iter().collect();
@@ -171,7 +194,7 @@ async fn select_accounts(
         // themselves for a batch's thousand accounts. PostgreSQL cannot lock rows under an
         // aggregate (`FOR UPDATE`) and streams rows cheaply, so it reads them plainly.
         let columns = "address, asset, debits_posted, credits_posted, debits_pending, \
-                       credits_pending";
+                       credits_pending, last_transfer_id";
         let select = if sqlite {
             format!("SELECT json_group_array(json_array({columns})) AS accounts")
         } else {
@@ -188,21 +211,32 @@ async fn select_accounts(
         if lock {
             sql.push(" ORDER BY address, asset FOR UPDATE");
         }
-        let mut insert = |address: String, asset: &str, totals: Totals| {
+        let mut insert = |address: String, asset: &str, totals: Totals, head: Option<String>| {
             let Some(asset) = Asset::parse(asset) else {
                 return;
             };
             let key = (Address::from_db(address), asset);
             if keys.contains(&key) {
-                out.insert(key, totals);
+                if let Some(head) = head {
+                    out.heads.insert(key.clone(), head);
+                }
+                out.totals.insert(key, totals);
             }
         };
         if sqlite {
             let json: String = sql.query().fetch_one(&mut *conn).await?.try_get(0)?;
-            let rows: Vec<(String, String, i64, i64, i64, i64)> =
+            type Row = (String, String, i64, i64, i64, i64, Option<String>);
+            let rows: Vec<Row> =
                 serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            for (address, asset, debits_posted, credits_posted, debits_pending, credits_pending) in
-                rows
+            for (
+                address,
+                asset,
+                debits_posted,
+                credits_posted,
+                debits_pending,
+                credits_pending,
+                head,
+            ) in rows
             {
                 let totals = Totals {
                     debits_posted,
@@ -210,7 +244,7 @@ async fn select_accounts(
                     debits_pending,
                     credits_pending,
                 };
-                insert(address, &asset, totals);
+                insert(address, &asset, totals, head);
             }
             continue;
         }
@@ -222,7 +256,12 @@ async fn select_accounts(
                 debits_pending: row.try_get("debits_pending")?,
                 credits_pending: row.try_get("credits_pending")?,
             };
-            insert(row.try_get("address")?, &asset, totals);
+            insert(
+                row.try_get("address")?,
+                &asset,
+                totals,
+                row.try_get("last_transfer_id")?,
+            );
         }
     }
     Ok(out)
@@ -273,31 +312,20 @@ pub async fn apply(
     let referenced = load_transfers(conn, tenant_id, &resolve_ids).await?;
 
     // 2. Lock every account involved, in order.
-    let mut keys: BTreeSet<AccountKey> = BTreeSet::new();
-    for op in requests.iter().flatten() {
-        if let Op::Create(t) = op {
-            keys.insert((t.from.clone(), t.asset));
-            keys.insert((t.to.clone(), t.asset));
-        }
-    }
-    for t in referenced.values() {
-        if let (Some(from), Some(to)) = (Address::parse(&t.from), Address::parse(&t.to)) {
-            keys.insert((from, t.asset));
-            keys.insert((to, t.asset));
-        }
-    }
+    let keys = account_keys(requests, &referenced);
     // Existing accounts are read (and locked) first; member accounts that do not exist yet
     // are created only for members that exist, which is checked just for those.
     let mut accounts = select_accounts(conn, lock, tenant_id, &keys).await?;
     let t_members = clock.elapsed();
     let missing_members: BTreeSet<&str> = keys
         .iter()
-        .filter(|k| !accounts.contains_key(*k))
+        .filter(|k| !accounts.totals.contains_key(*k))
         .filter_map(|(a, _)| a.member_id())
         .collect();
     let missing_members: Vec<&str> = missing_members.into_iter().collect();
     let found = existing_members(conn, tenant_id, &missing_members).await?;
     let mut members: HashSet<String> = accounts
+        .totals
         .keys()
         .filter(|(a, _)| a.is_member())
         .map(|(a, _)| a.to_string())
@@ -305,7 +333,7 @@ pub async fn apply(
     members.extend(found.iter().map(|m| format!("member:{m}")));
     let missing: BTreeSet<AccountKey> = keys
         .iter()
-        .filter(|k| !accounts.contains_key(*k))
+        .filter(|k| !accounts.totals.contains_key(*k))
         .filter(|(a, _)| !a.is_member() || members.contains(a.as_str()))
         .cloned()
         .collect();
@@ -323,12 +351,13 @@ pub async fn apply(
 
     // 4. The rules, in memory.
     let original = if compare {
-        accounts.clone()
+        accounts.totals.clone()
     } else {
         HashMap::new()
     };
     let mut book = Book {
-        accounts,
+        accounts: accounts.totals,
+        heads: accounts.heads,
         transfers,
         members,
         now: now.to_string(),
@@ -361,6 +390,185 @@ pub async fn apply(
     Ok(results)
 }
 
+/// What a batch still being committed will have written, laid over the next batch's reads.
+#[derive(Debug, Default, Clone)]
+pub struct Overlay {
+    /// Final totals of the accounts the batch changed.
+    pub accounts: HashMap<AccountKey, Totals>,
+    /// Their final history heads.
+    pub heads: HashMap<AccountKey, String>,
+    /// Transfers the batch created or resolved, as they will be.
+    pub transfers: HashMap<String, Transfer>,
+}
+
+/// A batch decided ahead of its transaction by [`prepare`], written by [`write_prepared`].
+#[derive(Debug)]
+pub struct Prepared {
+    book: Book,
+    /// The totals the decisions were based on: the write is a compare-and-swap against them.
+    original: HashMap<AccountKey, Totals>,
+    now: jiff::Timestamp,
+    /// One result list per request.
+    pub results: Vec<Vec<TransferResult>>,
+}
+
+impl Prepared {
+    /// The instant the batch was decided at (its transfers' `created_at`).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.now
+    }
+
+    /// What the batch will have written once committed.
+    pub fn overlay(&self) -> Overlay {
+        let book = &self.book;
+        let accounts = book
+            .dirty
+            .iter()
+            .filter_map(|k| book.accounts.get(k).map(|t| (k.clone(), *t)))
+            .collect();
+        let heads = book
+            .dirty
+            .iter()
+            .filter_map(|k| book.heads.get(k).map(|h| (k.clone(), h.clone())))
+            .collect();
+        let ids = book
+            .writes
+            .transfers
+            .iter()
+            .map(|t| &t.id)
+            .chain(book.writes.resolutions.iter().map(|(id, _, _)| id));
+        let transfers = ids
+            .filter_map(|id| book.transfers.get(id).map(|t| (id.clone(), t.clone())))
+            .collect();
+        Overlay {
+            accounts,
+            heads,
+            transfers,
+        }
+    }
+}
+
+/// Decide a batch ahead of its write transaction, so that the executor can decide the next
+/// batch while the previous one commits (on SQLite the reads run on a reader connection, in
+/// parallel with the writer).
+///
+/// Reads accounts and transfers on `conn` without locks, lays `overlay` (the batch still being
+/// committed) over them and applies the rules. Nothing is locked, so [`write_prepared`]
+/// updates each account only if it still holds the totals decided on, and fails the
+/// transaction otherwise (as it does when another writer created one of the transfer ids or
+/// resolved one of the pending transfers meanwhile): the caller then applies the batch the
+/// locking way ([`apply`]). Returns `None` when an account does not exist yet: creating
+/// accounts is left to [`apply`], under locks.
+pub async fn prepare(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    requests: &[Vec<Op>],
+    overlay: Option<&Overlay>,
+    now: jiff::Timestamp,
+) -> ApiResult<Option<Prepared>> {
+    let overlay_transfers = |found: &mut HashMap<String, Transfer>, ids: &[&str]| {
+        if let Some(overlay) = overlay {
+            for id in ids {
+                if let Some(t) = overlay.transfers.get(*id) {
+                    found.insert((*id).to_owned(), t.clone());
+                }
+            }
+        }
+    };
+    let resolve_ids: Vec<&str> = requests
+        .iter()
+        .flatten()
+        .filter(|op| !matches!(op, Op::Create(_)))
+        .map(Op::id)
+        .collect();
+    let mut referenced = load_transfers(conn, tenant_id, &resolve_ids).await?;
+    overlay_transfers(&mut referenced, &resolve_ids);
+    let keys = account_keys(requests, &referenced);
+    let mut accounts = select_accounts(conn, false, tenant_id, &keys).await?;
+    if let Some(overlay) = overlay {
+        for key in &keys {
+            if let Some(totals) = overlay.accounts.get(key) {
+                accounts.totals.insert(key.clone(), *totals);
+            }
+            if let Some(head) = overlay.heads.get(key) {
+                accounts.heads.insert(key.clone(), head.clone());
+            }
+        }
+    }
+    if keys.iter().any(|k| !accounts.totals.contains_key(k)) {
+        return Ok(None);
+    }
+    let members = accounts
+        .totals
+        .keys()
+        .filter(|(a, _)| a.is_member())
+        .map(|(a, _)| a.to_string())
+        .collect();
+    let mut ids: Vec<&str> = requests.iter().flatten().map(Op::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut transfers = load_transfers(conn, tenant_id, &ids).await?;
+    overlay_transfers(&mut transfers, &ids);
+    let original = accounts.totals.clone();
+    let mut book = Book {
+        accounts: accounts.totals,
+        heads: accounts.heads,
+        transfers,
+        members,
+        now: now.to_string(),
+        ..Book::default()
+    };
+    let results = requests
+        .iter()
+        .map(|ops| apply_ops(&mut book, ops))
+        .collect();
+    Ok(Some(Prepared {
+        book,
+        original,
+        now,
+        results,
+    }))
+}
+
+/// Write a [`prepare`]d batch inside `tx`: a compare-and-swap on every account it changes
+/// (fails with [`CONCURRENT_UPDATE`] when another writer got there first).
+pub async fn write_prepared(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    prepared: &Prepared,
+) -> ApiResult<()> {
+    write(
+        tx,
+        tenant_id,
+        &prepared.book,
+        Some(&prepared.original),
+        to_micros(prepared.now),
+    )
+    .await
+}
+
+/// Every account the operations touch: both sides of each new transfer and of each pending
+/// transfer being resolved.
+fn account_keys(
+    requests: &[Vec<Op>],
+    referenced: &HashMap<String, Transfer>,
+) -> BTreeSet<AccountKey> {
+    let mut keys: BTreeSet<AccountKey> = BTreeSet::new();
+    for op in requests.iter().flatten() {
+        if let Op::Create(t) = op {
+            keys.insert((t.from.clone(), t.asset));
+            keys.insert((t.to.clone(), t.asset));
+        }
+    }
+    for t in referenced.values() {
+        if let (Some(from), Some(to)) = (Address::parse(&t.from), Address::parse(&t.to)) {
+            keys.insert((from, t.asset));
+            keys.insert((to, t.asset));
+        }
+    }
+    keys
+}
+
 async fn write(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -373,17 +581,18 @@ async fn write(
         return Ok(());
     }
     let conn = tx.conn();
-    for chunk in writes.transfers.chunks(WRITE_CHUNK_ROWS) {
+    let rows: Vec<(&NewTransfer, &Links)> = writes.transfers.iter().zip(&writes.links).collect();
+    for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
         let mut sql = Sql::for_conn(
             &*conn,
             &format!(
                 "{} ledger_transfer (tenant_id, id, debit_address, credit_address, asset, \
-                 amount, code, reference, metadata, pending, timeout_at, linked, created_at) \
-                 VALUES ",
+                 amount, code, reference, metadata, pending, timeout_at, linked, created_at, \
+                 debit_prev, credit_prev) VALUES ",
                 crate::common::sql::insert_into(conn)
             ),
         );
-        sql.values(chunk, |t| {
+        sql.values(chunk, |(t, links)| {
             vec![
                 Arg::from(tenant_id.as_str()),
                 Arg::from(t.id.as_str()),
@@ -398,6 +607,8 @@ async fn write(
                 Arg::from(t.timeout_secs.map(|s| now + s * 1_000_000)),
                 Arg::from(i64::from(t.linked)),
                 Arg::from(now),
+                Arg::from(links.debit_prev.clone()),
+                Arg::from(links.credit_prev.clone()),
             ]
         });
         sql.query().execute(&mut *conn).await?;
@@ -430,7 +641,8 @@ async fn write(
         let mut sql = Sql::for_conn(
             &*conn,
             "UPDATE ledger_account SET debits_posted = v.column3, credits_posted = v.column4, \
-             debits_pending = v.column5, credits_pending = v.column6 FROM (VALUES ",
+             debits_pending = v.column5, credits_pending = v.column6, \
+             last_transfer_id = v.column11 FROM (VALUES ",
         );
         sql.values(chunk, |((address, asset), t)| {
             let old = compare_with
@@ -448,6 +660,7 @@ async fn write(
                 Arg::from(old.credits_posted),
                 Arg::from(old.debits_pending),
                 Arg::from(old.credits_pending),
+                Arg::from(book.heads.get(&(address.clone(), *asset)).cloned()),
             ]
         });
         sql.push(") AS v WHERE ledger_account.tenant_id = ")
@@ -551,44 +764,123 @@ pub async fn available(
     Ok(available.unwrap_or(0))
 }
 
-/// A page of an address's transfers, newest first; `before` is the cursor `(created_at, id)`.
+/// Where a member's history continues: for each asset, the id of the next transfer to show
+/// in that account's list (an asset that is absent has no more). Links never change, so a
+/// cursor stays valid however many transfers arrive after it was handed out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryCursor {
+    next: BTreeMap<Asset, String>,
+}
+
+impl HistoryCursor {
+    /// Opaque and URL-safe: hex of `asset=id` lines.
+    pub fn encode(&self) -> String {
+        let text: Vec<String> = self
+            .next
+            .iter()
+            .map(|(asset, id)| format!("{}={id}", asset.as_str()))
+            .collect();
+        hex::encode(text.join("\n"))
+    }
+
+    pub fn decode(text: &str) -> Option<HistoryCursor> {
+        let bytes = hex::decode(text).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut next = BTreeMap::new();
+        for line in text.split('\n') {
+            let (asset, id) = line.split_once('=')?;
+            if id.is_empty() {
+                return None;
+            }
+            next.insert(Asset::parse(asset)?, id.to_owned());
+        }
+        (!next.is_empty()).then_some(HistoryCursor { next })
+    }
+}
+
+/// A page of a member's transfers, newest first, and the cursor of the next page (if any).
+///
+/// Each of the member's accounts (one per asset) names its newest transfer, and each transfer
+/// the one before it on each side, so one list per asset is walked from its head (or from the
+/// cursor) with a recursive query of `limit + 1` point lookups; the lists are then merged,
+/// newest first.
 pub async fn history(
     pool: &sqlx::AnyPool,
     tenant_id: &TenantId,
-    address: &Address,
+    member: &crate::common::ids::MemberId,
     asset: Option<Asset>,
-    before: Option<(i64, String)>,
+    cursor: Option<&HistoryCursor>,
     limit: i64,
-) -> Result<Vec<(i64, Transfer)>, sqlx::Error> {
-    let mut sql = Sql::new("SELECT * FROM (");
-    for (i, side) in ["debit_address", "credit_address"].iter().enumerate() {
-        if i > 0 {
-            sql.push(" UNION ALL ");
+) -> Result<(Vec<Transfer>, Option<HistoryCursor>), sqlx::Error> {
+    let address = Address::member(member);
+    let starts: BTreeMap<Asset, String> = match cursor {
+        Some(cursor) => cursor.next.clone(),
+        None => {
+            let rows = sqlx::query(
+                "SELECT asset, last_transfer_id FROM ledger_account \
+                 WHERE tenant_id = $1 AND address = $2 AND last_transfer_id IS NOT NULL",
+            )
+            .bind(tenant_id.as_str())
+            .bind(address.as_str())
+            .fetch_all(pool)
+            .await?;
+            let mut starts = BTreeMap::new();
+            for row in rows {
+                let name: String = row.try_get("asset")?;
+                if let Some(asset) = Asset::parse(&name) {
+                    starts.insert(asset, row.try_get("last_transfer_id")?);
+                }
+            }
+            starts
         }
-        sql.push(&format!(
-            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfer t LEFT JOIN ledger_resolution r \
-             ON r.tenant_id = t.tenant_id AND r.pending_id = t.id WHERE t.tenant_id = "
-        ));
-        sql.bind(tenant_id.as_str())
-            .push(&format!(" AND t.{side} = "))
-            .bind(address.as_str());
-        if let Some(asset) = asset {
-            sql.push(" AND t.asset = ").bind(asset.as_str());
+    };
+    let mut lists: Vec<(Asset, std::collections::VecDeque<(i64, Transfer)>)> = Vec::new();
+    for (list_asset, start) in starts {
+        if asset.is_some_and(|a| a != list_asset) {
+            continue;
         }
-        if let Some((at, id)) = &before {
-            sql.push(" AND (t.created_at < ")
-                .bind(*at)
-                .push(" OR (t.created_at = ")
-                .bind(*at)
-                .push(" AND t.id < ")
-                .bind(id.as_str())
-                .push("))");
+        let rows = sqlx::query(&format!(
+            "WITH RECURSIVE chain(id, depth) AS ( \
+                 SELECT CAST($3 AS TEXT), CAST(1 AS BIGINT) \
+                 UNION ALL \
+                 SELECT CASE WHEN t.debit_address = $2 THEN t.debit_prev ELSE t.credit_prev END, \
+                     chain.depth + 1 \
+                 FROM chain JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = chain.id \
+                 WHERE chain.depth < $4) \
+             SELECT {TRANSFER_COLUMNS} FROM chain \
+             JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = chain.id \
+             LEFT JOIN ledger_resolution r ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \
+             ORDER BY chain.depth"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(address.as_str())
+        .bind(start.as_str())
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
+        let list = rows
+            .iter()
+            .map(|row| Ok((row.try_get("created_at")?, transfer_from_row(row)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        lists.push((list_asset, list));
+    }
+    let mut page = Vec::new();
+    while (page.len() as i64) < limit {
+        // The newest of the lists' next transfers (each list keeps its own order).
+        let newest = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, list))| list.front().map(|(at, _)| (*at, i)))
+            .max_by_key(|(at, i)| (*at, std::cmp::Reverse(*i)));
+        let Some((_, i)) = newest else { break };
+        if let Some((_, transfer)) = lists[i].1.pop_front() {
+            page.push(transfer);
         }
     }
-    sql.push(") h ORDER BY created_at DESC, id DESC LIMIT ")
-        .bind(limit);
-    let rows = sql.query().fetch_all(pool).await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("created_at")?, transfer_from_row(row)?)))
-        .collect()
+    let next: BTreeMap<Asset, String> = lists
+        .into_iter()
+        .filter_map(|(asset, list)| list.front().map(|(_, t)| (asset, t.id.clone())))
+        .collect();
+    let cursor = (!next.is_empty()).then_some(HistoryCursor { next });
+    Ok((page, cursor))
 }

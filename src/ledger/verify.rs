@@ -4,7 +4,8 @@
 //! Per asset, all balances sum to zero (and pending debits equal pending credits); each
 //! account's stored totals equal the sums recomputed from its transfers and resolutions; no
 //! member account is negative or over-committed; no pending transfer was resolved twice, and
-//! every resolution belongs to a pending transfer and posts no more than it reserved.
+//! every resolution belongs to a pending transfer and posts no more than it reserved; each
+//! account's history list holds exactly the transfers on that account.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -197,6 +198,7 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
             detail: json!({ "pending_id": row.try_get::<String, _>("pending_id")? }),
         });
     }
+    history_lists(pool, tenant_id, &mut violations).await?;
     let transfers: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transfer WHERE tenant_id = $1")
             .bind(tenant_id.as_str())
@@ -209,4 +211,88 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
         assets,
         violations,
     })
+}
+
+/// Most history violations listed (one broken list would otherwise list every transfer).
+const HISTORY_VIOLATIONS_SHOWN: i64 = 100;
+
+/// The accounts' histories against the transfers, each check one statement (one snapshot):
+/// every link names an earlier transfer of the same account, and walking each account's list
+/// from its head reaches exactly the transfers on that account (so no transfer is missing,
+/// listed twice or on a list that loops).
+async fn history_lists(
+    pool: &AnyPool,
+    tenant_id: &TenantId,
+    violations: &mut Vec<Violation>,
+) -> Result<(), sqlx::Error> {
+    let foreign = |link: &str, side: &str| {
+        format!(
+            "(t.{link}_prev IS NOT NULL AND ({link}.id IS NULL OR {link}.asset <> t.asset \
+             OR ({link}.debit_address <> t.{side} AND {link}.credit_address <> t.{side})))"
+        )
+    };
+    let bad_links = sqlx::query(&format!(
+        "SELECT t.id FROM ledger_transfer t \
+         LEFT JOIN ledger_transfer debit ON debit.tenant_id = t.tenant_id AND debit.id = t.debit_prev \
+         LEFT JOIN ledger_transfer credit ON credit.tenant_id = t.tenant_id AND credit.id = t.credit_prev \
+         WHERE t.tenant_id = $1 AND ({} OR {}) LIMIT $2",
+        foreign("debit", "debit_address"),
+        foreign("credit", "credit_address"),
+    ))
+    .bind(tenant_id.as_str())
+    .bind(HISTORY_VIOLATIONS_SHOWN)
+    .fetch_all(pool)
+    .await?;
+    for row in bad_links {
+        violations.push(Violation {
+            kind: "history_link_invalid".into(),
+            detail: json!({ "transfer_id": row.try_get::<String, _>("id")? }),
+        });
+    }
+    // The walk stops after as many steps as the tenant has transfers, so a loop shows up as
+    // more transfers reached than the account has.
+    let broken = sqlx::query(
+        "WITH RECURSIVE walk(address, asset, id, steps) AS ( \
+             SELECT address, asset, last_transfer_id, CAST(1 AS BIGINT) FROM ledger_account \
+             WHERE tenant_id = $1 AND last_transfer_id IS NOT NULL \
+             UNION ALL \
+             SELECT w.address, w.asset, \
+                 CASE WHEN t.debit_address = w.address THEN t.debit_prev ELSE t.credit_prev END, \
+                 w.steps + 1 \
+             FROM walk w JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = w.id \
+             WHERE w.steps <= (SELECT COUNT(*) FROM ledger_transfer WHERE tenant_id = $1)), \
+         reached AS ( \
+             SELECT w.address, w.asset, COUNT(*) AS n FROM walk w \
+             JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = w.id AND t.asset = w.asset \
+                 AND (t.debit_address = w.address OR t.credit_address = w.address) \
+             GROUP BY w.address, w.asset), \
+         sides AS ( \
+             SELECT address, asset, COUNT(*) AS n FROM ( \
+                 SELECT debit_address AS address, asset FROM ledger_transfer WHERE tenant_id = $1 \
+                 UNION ALL \
+                 SELECT credit_address AS address, asset FROM ledger_transfer WHERE tenant_id = $1 \
+             ) s GROUP BY address, asset) \
+         SELECT a.address, a.asset, CAST(COALESCE(s.n, 0) AS BIGINT) AS transfers, \
+             CAST(COALESCE(r.n, 0) AS BIGINT) AS listed \
+         FROM ledger_account a \
+         LEFT JOIN sides s ON s.address = a.address AND s.asset = a.asset \
+         LEFT JOIN reached r ON r.address = a.address AND r.asset = a.asset \
+         WHERE a.tenant_id = $1 AND COALESCE(s.n, 0) <> COALESCE(r.n, 0) LIMIT $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(HISTORY_VIOLATIONS_SHOWN)
+    .fetch_all(pool)
+    .await?;
+    for row in broken {
+        violations.push(Violation {
+            kind: "history_list_broken".into(),
+            detail: json!({
+                "address": row.try_get::<String, _>("address")?,
+                "asset": row.try_get::<String, _>("asset")?,
+                "transfers": row.try_get::<i64, _>("transfers")?,
+                "listed": row.try_get::<i64, _>("listed")?,
+            }),
+        });
+    }
+    Ok(())
 }

@@ -18,6 +18,8 @@ backend_tests!(
     pending_transfers_post_or_void_exactly_once,
     linked_transfers_succeed_or_fail_together,
     history_pages_newest_first,
+    history_lists_every_transfer_once,
+    verify_catches_a_broken_history_list,
     another_tenant_cannot_touch_the_ledger,
     thousand_concurrent_spends_against_five_hundred_points,
     concurrent_retries_of_one_id_apply_once,
@@ -690,4 +692,202 @@ async fn random_operation_sequences_match_a_model(app: TestApp) {
     if let Err(error) = result {
         panic!("{error}");
     }
+}
+
+/// All of a member's transfers, paged `limit` at a time (optionally one asset only).
+async fn page_through(app: &TestApp, member: &str, query: &str, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/members/{member}/transfers?limit={limit}{query}");
+    loop {
+        let reply = app.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let data = reply.body["data"].as_array().unwrap();
+        assert!(data.len() <= limit);
+        seen.extend(data.iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+        match reply.body["next_cursor"].as_str() {
+            Some(c) => {
+                path = format!("/v1/members/{member}/transfers?limit={limit}{query}&cursor={c}")
+            }
+            None => return seen,
+        }
+    }
+}
+
+async fn history_lists_every_transfer_once(app: TestApp) {
+    let m = app.member("a").await;
+    let other = app.member("b").await;
+    let addr = format!("member:{m}");
+    let other_addr = format!("member:{other}");
+    let mut points = Vec::new();
+    for i in 0..6 {
+        let id = format!("grant-{i}");
+        submit(&app, vec![t(&id, "system:issuance", &addr, 100)]).await;
+        points.push(id);
+    }
+    let mut top_up = t("top-up", "system:cash_in", &addr, 500);
+    top_up["asset"] = json!("wallet_principal");
+    submit(&app, vec![top_up]).await;
+    // A linked chain that fails leaves no trace in the history.
+    let mut chain = t("chain-1", &addr, &other_addr, 10);
+    chain["linked"] = json!(true);
+    let statuses = submit(
+        &app,
+        vec![chain, t("chain-2", &addr, "system:redemption", 100_000)],
+    )
+    .await;
+    assert_eq!(statuses, ["linked_transfer_failed", "insufficient_funds"]);
+    // A pending transfer is listed once, with its resolution.
+    let mut hold = t("hold", &addr, "system:redemption", 50);
+    hold["pending"] = json!(true);
+    submit(&app, vec![hold]).await;
+    points.push("hold".into());
+    assert_eq!(
+        app.post("/v1/ledger/transfers/hold/void", &json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Concurrent callers: batched by the executor, each transfer still listed once.
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let (from, to) = if i % 2 == 0 {
+            (addr.clone(), other_addr.clone())
+        } else {
+            (other_addr.clone(), addr.clone())
+        };
+        let id = format!("c{i}");
+        let body = json!({ "transfers": [t(&id, &from, &to, 1)] });
+        let request = app.request(
+            axum::http::Method::POST,
+            "/v1/ledger/transfers",
+            Some(&body),
+        );
+        calls.push(app.send(request));
+    }
+    let mut created = 0;
+    for (i, reply) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        if reply.body["results"][0]["status"] == "created" {
+            created += 1;
+            points.push(format!("c{i}"));
+        }
+    }
+    assert!(created >= 20, "{created}");
+
+    let all = page_through(&app, &m, "", 7).await;
+    let mut expected: Vec<String> = points.clone();
+    expected.push("top-up".into());
+    let mut sorted_all = all.clone();
+    sorted_all.sort();
+    expected.sort();
+    assert_eq!(sorted_all, expected, "every transfer once, nothing else");
+    let only_points = page_through(&app, &m, "&asset=points", 3).await;
+    assert_eq!(only_points.len(), points.len());
+    assert!(!only_points.contains(&"top-up".to_owned()));
+    // Transfers made one after another come newest first.
+    let grants: Vec<&String> = only_points
+        .iter()
+        .filter(|id| id.starts_with("grant-"))
+        .collect();
+    assert_eq!(
+        grants,
+        ["grant-5", "grant-4", "grant-3", "grant-2", "grant-1", "grant-0"]
+    );
+    let hold = app
+        .get(&format!("/v1/members/{m}/transfers?limit=200"))
+        .await;
+    let hold = hold.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "hold")
+        .cloned()
+        .unwrap();
+    assert_eq!(hold["status"], "voided");
+
+    // A cursor handed out before new transfers arrive continues where it was: the new ones
+    // are on the next first page, not in the middle of this walk.
+    let first = app
+        .get(&format!("/v1/members/{m}/transfers?asset=points&limit=4"))
+        .await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    submit(&app, vec![t("late", "system:issuance", &addr, 1)]).await;
+    let rest = app
+        .get(&format!(
+            "/v1/members/{m}/transfers?asset=points&limit=200&cursor={cursor}"
+        ))
+        .await;
+    let mut walked: Vec<String> = first.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest.body["data"].as_array().unwrap())
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(walked, only_points);
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+    let newest = app
+        .get(&format!("/v1/members/{m}/transfers?asset=points&limit=1"))
+        .await;
+    assert_eq!(newest.body["data"][0]["id"], "late");
+    walked.clear();
+
+    for bad in ["zz", "00", "706f696e74733d"] {
+        let reply = app
+            .get(&format!("/v1/members/{m}/transfers?cursor={bad}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(reply.body["error"]["details"]["field"], "cursor");
+    }
+    verify_ok(&app).await;
+}
+
+async fn verify_catches_a_broken_history_list(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    for i in 0..3 {
+        submit(
+            &app,
+            vec![t(&format!("g{i}"), "system:issuance", &addr, 10)],
+        )
+        .await;
+    }
+    verify_ok(&app).await;
+    // Cut the member's list after g1: g0 would vanish from the member's history.
+    sqlx::query("UPDATE ledger_transfer SET credit_prev = NULL WHERE id = 'g1'")
+        .execute(app.state.db.write())
+        .await
+        .unwrap();
+    let reply = app.get("/v1/ledger/verify").await;
+    assert_eq!(reply.body["ok"], false, "{}", reply.body);
+    let kinds: Vec<&str> = reply.body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["history_list_broken"], "{}", reply.body);
+    assert_eq!(
+        reply.body["violations"][0]["detail"]["address"],
+        addr.as_str()
+    );
+    assert_eq!(reply.body["violations"][0]["detail"]["transfers"], 3);
+    assert_eq!(reply.body["violations"][0]["detail"]["listed"], 2);
+    // A link to a transfer that does not exist is reported as such.
+    sqlx::query("UPDATE ledger_transfer SET debit_prev = 'nope' WHERE id = 'g2'")
+        .execute(app.state.db.write())
+        .await
+        .unwrap();
+    let reply = app.get("/v1/ledger/verify").await;
+    let kinds: Vec<&str> = reply.body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"history_link_invalid"), "{}", reply.body);
 }
