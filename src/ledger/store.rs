@@ -802,8 +802,9 @@ impl HistoryCursor {
 ///
 /// Each of the member's accounts (one per asset) names its newest transfer, and each transfer
 /// the one before it on each side, so one list per asset is walked from its head (or from the
-/// cursor) with a recursive query of `limit + 1` point lookups; the lists are then merged,
-/// newest first.
+/// cursor) with a recursive query of `limit + 1` point lookups (a correlated subquery per
+/// step, so that no planner turns a step into a scan); the lists are then merged, newest
+/// first.
 pub async fn history(
     pool: &sqlx::AnyPool,
     tenant_id: &TenantId,
@@ -843,10 +844,11 @@ pub async fn history(
             "WITH RECURSIVE chain(id, depth) AS ( \
                  SELECT CAST($3 AS TEXT), CAST(1 AS BIGINT) \
                  UNION ALL \
-                 SELECT CASE WHEN t.debit_address = $2 THEN t.debit_prev ELSE t.credit_prev END, \
+                 SELECT (SELECT CASE WHEN t.debit_address = $2 THEN t.debit_prev \
+                         ELSE t.credit_prev END \
+                     FROM ledger_transfer t WHERE t.tenant_id = $1 AND t.id = chain.id), \
                      chain.depth + 1 \
-                 FROM chain JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = chain.id \
-                 WHERE chain.depth < $4) \
+                 FROM chain WHERE chain.id IS NOT NULL AND chain.depth < $4) \
              SELECT {TRANSFER_COLUMNS} FROM chain \
              JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = chain.id \
              LEFT JOIN ledger_resolution r ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \

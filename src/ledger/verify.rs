@@ -5,7 +5,7 @@
 //! account's stored totals equal the sums recomputed from its transfers and resolutions; no
 //! member account is negative or over-committed; no pending transfer was resolved twice, and
 //! every resolution belongs to a pending transfer and posts no more than it reserved; each
-//! account's history list holds exactly the transfers on that account.
+//! account's transfers form one history list from its head.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -217,9 +217,8 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
 const HISTORY_VIOLATIONS_SHOWN: i64 = 100;
 
 /// The accounts' histories against the transfers, each check one statement (one snapshot):
-/// every link names an earlier transfer of the same account, and walking each account's list
-/// from its head reaches exactly the transfers on that account (so no transfer is missing,
-/// listed twice or on a list that loops).
+/// every link names a transfer of the same account, and each account's transfers form one
+/// list from its head (so no transfer is cut off or listed twice).
 async fn history_lists(
     pool: &AnyPool,
     tenant_id: &TenantId,
@@ -249,35 +248,46 @@ async fn history_lists(
             detail: json!({ "transfer_id": row.try_get::<String, _>("id")? }),
         });
     }
-    // The walk stops after as many steps as the tenant has transfers, so a loop shows up as
-    // more transfers reached than the account has.
+    // Each account's transfers must form one list from its head: exactly one transfer without
+    // a predecessor, no transfer named as predecessor twice (no fork), and a head that is one of
+    // the account's transfers and nobody's predecessor. Set-based, so that it costs a few scans
+    // and joins on either back end (a recursive walk of every list was planned as a hash join
+    // per step on PostgreSQL). A loop of links, which only editing rows by hand could make, is
+    // not looked for.
     let broken = sqlx::query(
-        "WITH RECURSIVE walk(address, asset, id, steps) AS ( \
-             SELECT address, asset, last_transfer_id, CAST(1 AS BIGINT) FROM ledger_account \
-             WHERE tenant_id = $1 AND last_transfer_id IS NOT NULL \
+        "WITH sides AS ( \
+             SELECT debit_address AS address, asset, id, debit_prev AS prev FROM ledger_transfer \
+             WHERE tenant_id = $1 \
              UNION ALL \
-             SELECT w.address, w.asset, \
-                 CASE WHEN t.debit_address = w.address THEN t.debit_prev ELSE t.credit_prev END, \
-                 w.steps + 1 \
-             FROM walk w JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = w.id \
-             WHERE w.steps <= (SELECT COUNT(*) FROM ledger_transfer WHERE tenant_id = $1)), \
-         reached AS ( \
-             SELECT w.address, w.asset, COUNT(*) AS n FROM walk w \
-             JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = w.id AND t.asset = w.asset \
-                 AND (t.debit_address = w.address OR t.credit_address = w.address) \
-             GROUP BY w.address, w.asset), \
-         sides AS ( \
-             SELECT address, asset, COUNT(*) AS n FROM ( \
-                 SELECT debit_address AS address, asset FROM ledger_transfer WHERE tenant_id = $1 \
-                 UNION ALL \
-                 SELECT credit_address AS address, asset FROM ledger_transfer WHERE tenant_id = $1 \
-             ) s GROUP BY address, asset) \
-         SELECT a.address, a.asset, CAST(COALESCE(s.n, 0) AS BIGINT) AS transfers, \
-             CAST(COALESCE(r.n, 0) AS BIGINT) AS listed \
+             SELECT credit_address AS address, asset, id, credit_prev AS prev FROM ledger_transfer \
+             WHERE tenant_id = $1), \
+         counts AS ( \
+             SELECT address, asset, COUNT(*) AS n, \
+                 SUM(CASE WHEN prev IS NULL THEN 1 ELSE 0 END) AS ends, \
+                 COUNT(DISTINCT prev) AS linked \
+             FROM sides GROUP BY address, asset), \
+         head_on AS ( \
+             SELECT s.address, s.asset, COUNT(*) AS k FROM sides s JOIN ledger_account a \
+             ON a.tenant_id = $1 AND a.address = s.address AND a.asset = s.asset \
+                 AND a.last_transfer_id = s.id \
+             GROUP BY s.address, s.asset), \
+         head_named AS ( \
+             SELECT s.address, s.asset, COUNT(*) AS k FROM sides s JOIN ledger_account a \
+             ON a.tenant_id = $1 AND a.address = s.address AND a.asset = s.asset \
+                 AND a.last_transfer_id = s.prev \
+             GROUP BY s.address, s.asset) \
+         SELECT a.address, a.asset, a.last_transfer_id, \
+             CAST(COALESCE(c.n, 0) AS BIGINT) AS transfers, \
+             CAST(COALESCE(c.ends, 0) AS BIGINT) AS ends \
          FROM ledger_account a \
-         LEFT JOIN sides s ON s.address = a.address AND s.asset = a.asset \
-         LEFT JOIN reached r ON r.address = a.address AND r.asset = a.asset \
-         WHERE a.tenant_id = $1 AND COALESCE(s.n, 0) <> COALESCE(r.n, 0) LIMIT $2",
+         LEFT JOIN counts c ON c.address = a.address AND c.asset = a.asset \
+         LEFT JOIN head_on h ON h.address = a.address AND h.asset = a.asset \
+         LEFT JOIN head_named r ON r.address = a.address AND r.asset = a.asset \
+         WHERE a.tenant_id = $1 AND NOT ( \
+             (COALESCE(c.n, 0) = 0 AND a.last_transfer_id IS NULL) \
+             OR (c.n > 0 AND c.ends = 1 AND c.linked = c.n - 1 \
+                 AND COALESCE(h.k, 0) = 1 AND COALESCE(r.k, 0) = 0)) \
+         LIMIT $2",
     )
     .bind(tenant_id.as_str())
     .bind(HISTORY_VIOLATIONS_SHOWN)
@@ -289,8 +299,9 @@ async fn history_lists(
             detail: json!({
                 "address": row.try_get::<String, _>("address")?,
                 "asset": row.try_get::<String, _>("asset")?,
+                "head": row.try_get::<Option<String>, _>("last_transfer_id")?,
                 "transfers": row.try_get::<i64, _>("transfers")?,
-                "listed": row.try_get::<i64, _>("listed")?,
+                "list_ends": row.try_get::<i64, _>("ends")?,
             }),
         });
     }

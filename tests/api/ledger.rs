@@ -876,7 +876,7 @@ async fn verify_catches_a_broken_history_list(app: TestApp) {
         addr.as_str()
     );
     assert_eq!(reply.body["violations"][0]["detail"]["transfers"], 3);
-    assert_eq!(reply.body["violations"][0]["detail"]["listed"], 2);
+    assert_eq!(reply.body["violations"][0]["detail"]["list_ends"], 2);
     // A link to a transfer that does not exist is reported as such.
     sqlx::query("UPDATE ledger_transfer SET debit_prev = 'nope' WHERE id = 'g2'")
         .execute(app.state.db.write())
