@@ -79,7 +79,6 @@ impl Db {
                     .connect_with(options)
                     .await
                     .with_context(|| format!("opening SQLite database {url}"))?;
-                tokio::spawn(checkpoint_in_background(read.clone()));
                 Ok(Db {
                     backend,
                     read,
@@ -161,34 +160,6 @@ impl Db {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
-    }
-}
-
-/// How often the background checkpointer copies the WAL back into the SQLite database file.
-pub const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Copy committed WAL pages back into the database file from a reader connection, so that the
-/// single writer does not do it inside its commits (where it took about a tenth of the writer's
-/// time under `shequn bench ledger`, perf). PASSIVE never blocks readers or the writer; the
-/// writer's own `wal_autocheckpoint` stays as the bound if this falls behind. Ends when the
-/// pool is closed.
-async fn checkpoint_in_background(pool: AnyPool) {
-    let mut tick = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::debug!(%error, "background WAL checkpoint failed; the writer's bound applies");
-        }
     }
 }
 
