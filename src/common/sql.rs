@@ -32,6 +32,7 @@ pub enum Arg {
     Text(String),
     OptText(Option<String>),
     F64(f64),
+    OptF64(Option<f64>),
 }
 
 impl From<i64> for Arg {
@@ -59,6 +60,20 @@ impl From<Option<String>> for Arg {
         Arg::OptText(v)
     }
 }
+
+impl Arg {
+    /// A NULL of the same type (PostgreSQL types each parameter).
+    fn null_like(&self) -> Arg {
+        match self {
+            Arg::I64(_) | Arg::OptI64(_) => Arg::OptI64(None),
+            Arg::F64(_) | Arg::OptF64(_) => Arg::OptF64(None),
+            Arg::Text(_) | Arg::OptText(_) => Arg::OptText(None),
+        }
+    }
+}
+
+/// Fewest rows [`Sql::padded_values`] writes.
+pub const MIN_PADDED_ROWS: usize = 8;
 
 /// SQL text plus its arguments, numbered as they are pushed.
 #[derive(Debug, Clone)]
@@ -138,6 +153,28 @@ impl Sql {
         }
     }
 
+    /// [`Sql::values`], padded with rows of NULLs (typed like the first row's values) up to a
+    /// size class: the next power of two, at least [`MIN_PADDED_ROWS`]. Statements of one
+    /// class have the same text whatever the number of rows, so a connection prepares each
+    /// class once and then reuses it from its statement cache. A multi-row `VALUES` of
+    /// exact size has new text for almost every batch, and SQLite parsing it took about 45%
+    /// of a ledger batch's write statements (measured on a 460-row batch: 4.4 ms with a
+    /// fresh statement each time, 2.3 ms padded and cached). The statement must make the
+    /// padding rows harmless, e.g. `INSERT … SELECT * FROM (VALUES …) AS v WHERE column1 IS
+    /// NOT NULL`, or a join on a key column that NULL never matches.
+    pub fn padded_values<R>(&mut self, rows: &[R], to_args: impl Fn(&R) -> Vec<Arg>) {
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let class = rows.len().next_power_of_two().max(MIN_PADDED_ROWS);
+        let padding: Vec<Arg> = to_args(first).iter().map(Arg::null_like).collect();
+        let rows = rows
+            .iter()
+            .map(&to_args)
+            .chain(std::iter::repeat_n(padding, class - rows.len()));
+        self.values(rows, |args| args);
+    }
+
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -156,6 +193,7 @@ impl Sql {
                 Arg::Text(v) => query.bind(v.as_str()),
                 Arg::OptText(v) => query.bind(v.as_deref()),
                 Arg::F64(v) => query.bind(*v),
+                Arg::OptF64(v) => query.bind(*v),
             };
         }
         query
@@ -208,6 +246,29 @@ mod tests {
         let mut sql = Sql::on(Backend::Sqlite, "SELECT ");
         sql.bind(1i64).push(", ").bind(2i64);
         assert_eq!(sql.text(), "SELECT ?, ?");
+    }
+
+    #[test]
+    fn padded_values_share_text_within_a_size_class() {
+        let build = |rows: &[(i64, &str)]| {
+            let mut sql = Sql::on(Backend::Sqlite, "INSERT INTO t SELECT * FROM (VALUES ");
+            sql.padded_values(rows, |&(n, s)| vec![n.into(), s.into()]);
+            sql
+        };
+        let three = build(&[(1, "a"), (2, "b"), (3, "c")]);
+        let eight = build(&[(1, "a"); 8]);
+        let nine = build(&[(1, "a"); 9]);
+        assert_eq!(three.text(), eight.text());
+        assert_eq!(three.arg_count(), 2 * MIN_PADDED_ROWS);
+        assert_eq!(nine.arg_count(), 2 * 16);
+        assert_ne!(eight.text(), nine.text());
+        // Padding is NULL of each column's type (PostgreSQL types every parameter).
+        assert!(matches!(three.args[5], Arg::OptText(Some(ref s)) | Arg::Text(ref s) if s == "c"));
+        assert!(matches!(three.args[6], Arg::OptI64(None)));
+        assert!(matches!(three.args[7], Arg::OptText(None)));
+        let mut empty = Sql::new("X");
+        empty.padded_values(&[] as &[i64], |&n| vec![n.into()]);
+        assert_eq!(empty.text(), "X");
     }
 
     #[test]

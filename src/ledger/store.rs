@@ -582,37 +582,7 @@ async fn write(
     }
     let conn = tx.conn();
     let rows: Vec<(&NewTransfer, &Links)> = writes.transfers.iter().zip(&writes.links).collect();
-    for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
-        let mut sql = Sql::for_conn(
-            &*conn,
-            &format!(
-                "{} ledger_transfer (tenant_id, id, debit_address, credit_address, asset, \
-                 amount, code, reference, metadata, pending, timeout_at, linked, created_at, \
-                 debit_prev, credit_prev) VALUES ",
-                crate::common::sql::insert_into(conn)
-            ),
-        );
-        sql.values(chunk, |(t, links)| {
-            vec![
-                Arg::from(tenant_id.as_str()),
-                Arg::from(t.id.as_str()),
-                Arg::from(t.from.as_str()),
-                Arg::from(t.to.as_str()),
-                Arg::from(t.asset.as_str()),
-                Arg::from(t.amount),
-                Arg::from(t.code.as_str()),
-                Arg::from(t.reference.clone()),
-                Arg::from(t.metadata.to_string()),
-                Arg::from(i64::from(t.pending)),
-                Arg::from(t.timeout_secs.map(|s| now + s * 1_000_000)),
-                Arg::from(i64::from(t.linked)),
-                Arg::from(now),
-                Arg::from(links.debit_prev.clone()),
-                Arg::from(links.credit_prev.clone()),
-            ]
-        });
-        sql.query().execute(&mut *conn).await?;
-    }
+    insert_transfers(conn, tenant_id, &rows, now).await?;
     for chunk in writes.resolutions.chunks(WRITE_CHUNK_ROWS) {
         let mut sql = Sql::for_conn(
             &*conn,
@@ -632,53 +602,23 @@ async fn write(
         });
         sql.query().execute(&mut *conn).await?;
     }
-    let dirty: Vec<(&AccountKey, &Totals)> = book
+    let dirty: Vec<AccountWrite> = book
         .dirty
         .iter()
-        .filter_map(|k| book.accounts.get(k).map(|t| (k, t)))
+        .filter_map(|key| {
+            let totals = book.accounts.get(key)?;
+            Some(AccountWrite {
+                key,
+                totals,
+                old: compare_with
+                    .and_then(|o| o.get(key))
+                    .copied()
+                    .unwrap_or_default(),
+                head: book.heads.get(key).map(String::as_str),
+            })
+        })
         .collect();
-    for chunk in dirty.chunks(WRITE_CHUNK_ROWS) {
-        let mut sql = Sql::for_conn(
-            &*conn,
-            "UPDATE ledger_account SET debits_posted = v.column3, credits_posted = v.column4, \
-             debits_pending = v.column5, credits_pending = v.column6, \
-             last_transfer_id = v.column11 FROM (VALUES ",
-        );
-        sql.values(chunk, |((address, asset), t)| {
-            let old = compare_with
-                .and_then(|o| o.get(&(address.clone(), *asset)))
-                .copied()
-                .unwrap_or_default();
-            vec![
-                Arg::from(address.as_str()),
-                Arg::from(asset.as_str()),
-                Arg::from(t.debits_posted),
-                Arg::from(t.credits_posted),
-                Arg::from(t.debits_pending),
-                Arg::from(t.credits_pending),
-                Arg::from(old.debits_posted),
-                Arg::from(old.credits_posted),
-                Arg::from(old.debits_pending),
-                Arg::from(old.credits_pending),
-                Arg::from(book.heads.get(&(address.clone(), *asset)).cloned()),
-            ]
-        });
-        sql.push(") AS v WHERE ledger_account.tenant_id = ")
-            .bind(tenant_id.as_str())
-            .push(" AND ledger_account.address = v.column1 AND ledger_account.asset = v.column2");
-        if compare_with.is_some() {
-            sql.push(
-                " AND ledger_account.debits_posted = v.column7 \
-                 AND ledger_account.credits_posted = v.column8 \
-                 AND ledger_account.debits_pending = v.column9 \
-                 AND ledger_account.credits_pending = v.column10",
-            );
-        }
-        let updated = sql.query().execute(&mut *conn).await?;
-        if compare_with.is_some() && updated.rows_affected() != chunk.len() as u64 {
-            return Err(ApiError::internal(anyhow::anyhow!(CONCURRENT_UPDATE)));
-        }
-    }
+    update_accounts(conn, tenant_id, &dirty, compare_with.is_some()).await?;
     let timeouts: Vec<scheduler::NewJob> = writes
         .transfers
         .iter()
@@ -706,6 +646,111 @@ async fn write(
         None,
         json!({ "created": created, "resolved": resolved }),
     ));
+    Ok(())
+}
+
+/// One account row a batch rewrites: its new totals and history head, and (for a
+/// compare-and-swap) the totals it was decided on.
+struct AccountWrite<'a> {
+    key: &'a AccountKey,
+    totals: &'a Totals,
+    old: Totals,
+    head: Option<&'a str>,
+}
+
+/// Insert a batch's new transfers, in statements of [`Sql::padded_values`] (whose text repeats
+/// from batch to batch, so the connection prepares each shape once); the padding rows are
+/// all NULL and filtered out.
+async fn insert_transfers(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    rows: &[(&NewTransfer, &Links)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            &format!(
+                "{} ledger_transfer (tenant_id, id, debit_address, credit_address, asset, \
+                 amount, code, reference, metadata, pending, timeout_at, linked, created_at, \
+                 debit_prev, credit_prev) SELECT * FROM (VALUES ",
+                crate::common::sql::insert_into(conn)
+            ),
+        );
+        sql.padded_values(chunk, |&(t, links)| {
+            vec![
+                Arg::from(tenant_id.as_str()),
+                Arg::from(t.id.as_str()),
+                Arg::from(t.from.as_str()),
+                Arg::from(t.to.as_str()),
+                Arg::from(t.asset.as_str()),
+                Arg::from(t.amount),
+                Arg::from(t.code.as_str()),
+                Arg::from(t.reference.clone()),
+                Arg::from(t.metadata.to_string()),
+                Arg::from(i64::from(t.pending)),
+                Arg::from(t.timeout_secs.map(|s| now + s * 1_000_000)),
+                Arg::from(i64::from(t.linked)),
+                Arg::from(now),
+                Arg::from(links.debit_prev.clone()),
+                Arg::from(links.credit_prev.clone()),
+            ]
+        });
+        sql.push(") AS v WHERE column1 IS NOT NULL");
+        sql.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rewrite the totals and history heads of a batch's accounts, in statements of
+/// [`Sql::padded_values`] (the all-NULL padding rows match no account). With `compare`, each
+/// row is written only if it still holds the totals the batch was decided on, and a row that
+/// does not fails the batch with [`CONCURRENT_UPDATE`].
+async fn update_accounts(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    rows: &[AccountWrite<'_>],
+    compare: bool,
+) -> ApiResult<()> {
+    for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "UPDATE ledger_account SET debits_posted = v.column3, credits_posted = v.column4, \
+             debits_pending = v.column5, credits_pending = v.column6, \
+             last_transfer_id = v.column11 FROM (VALUES ",
+        );
+        sql.padded_values(chunk, |r| {
+            let (t, o) = (r.totals, r.old);
+            vec![
+                Arg::from(r.key.0.as_str()),
+                Arg::from(r.key.1.as_str()),
+                Arg::from(t.debits_posted),
+                Arg::from(t.credits_posted),
+                Arg::from(t.debits_pending),
+                Arg::from(t.credits_pending),
+                Arg::from(o.debits_posted),
+                Arg::from(o.credits_posted),
+                Arg::from(o.debits_pending),
+                Arg::from(o.credits_pending),
+                Arg::from(r.head.map(str::to_owned)),
+            ]
+        });
+        sql.push(") AS v WHERE ledger_account.tenant_id = ")
+            .bind(tenant_id.as_str())
+            .push(" AND ledger_account.address = v.column1 AND ledger_account.asset = v.column2");
+        if compare {
+            sql.push(
+                " AND ledger_account.debits_posted = v.column7 \
+                 AND ledger_account.credits_posted = v.column8 \
+                 AND ledger_account.debits_pending = v.column9 \
+                 AND ledger_account.credits_pending = v.column10",
+            );
+        }
+        let updated = sql.query().execute(&mut *conn).await?;
+        if compare && updated.rows_affected() != chunk.len() as u64 {
+            return Err(ApiError::internal(anyhow::anyhow!(CONCURRENT_UPDATE)));
+        }
+    }
     Ok(())
 }
 
