@@ -116,7 +116,8 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
                     .iter()
                     .map(|p| (p.tenant_id.clone(), p.prepared.overlay()))
                     .collect();
-                let committed = tokio::spawn(commit(db.clone(), clock.clone(), batch, prepared));
+                let (done, committed) = oneshot::channel();
+                tokio::spawn(commit(db.clone(), clock.clone(), batch, prepared, done));
                 in_flight = Some(InFlight {
                     committed,
                     overlays,
@@ -136,8 +137,10 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
 
 /// The batch being committed while the next one is decided.
 struct InFlight {
-    /// True when it committed exactly as decided (then the overlays hold).
-    committed: tokio::task::JoinHandle<bool>,
+    /// True when it committed exactly as decided (then the overlays hold); sent as soon as
+    /// it committed, before its callers are answered, so that the next batch's write starts
+    /// without waiting for those hand-offs.
+    committed: oneshot::Receiver<bool>,
     overlays: HashMap<TenantId, store::Overlay>,
 }
 
@@ -182,14 +185,15 @@ async fn prepare(
 }
 
 /// Write a prepared batch and answer its callers; if the write fails (another writer changed
-/// an account or took a transfer id meanwhile), apply the batch under locks instead. Returns
-/// whether it committed as prepared.
+/// an account or took a transfer id meanwhile), apply the batch under locks instead. Tells
+/// `done` whether it committed as prepared.
 async fn commit(
     db: Db,
     clock: Arc<dyn Clock>,
     batch: Vec<Submission>,
     parts: Vec<TenantPart>,
-) -> bool {
+    done: oneshot::Sender<bool>,
+) {
     let started = std::time::Instant::now();
     let written = async {
         let now = parts
@@ -205,6 +209,7 @@ async fn commit(
     .await;
     match written {
         Ok(()) => {
+            let _ = done.send(true);
             tracing::debug!(
                 submissions = batch.len(),
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -218,12 +223,11 @@ async fn commit(
                     }
                 }
             }
-            true
         }
         Err(error) => {
             tracing::debug!(%error, "prepared ledger batch not written; applying it under locks");
             execute(&db, clock.as_ref(), batch).await;
-            false
+            let _ = done.send(false);
         }
     }
 }
