@@ -106,8 +106,9 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
         // Decide this batch while the previous one commits, over what that one will write.
         let now = clock.now();
         let prepared = prepare(&db, &batch, in_flight.as_ref().map(|f| &f.overlays), now).await;
-        let previous_committed = match in_flight.take() {
-            Some(previous) => previous.committed.await.unwrap_or(false),
+        let mut previous = in_flight.take();
+        let previous_committed = match &mut previous {
+            Some(previous) => (&mut previous.committed).await.unwrap_or(false),
             None => true,
         };
         match prepared {
@@ -117,11 +118,20 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
                     .map(|p| (p.tenant_id.clone(), p.prepared.overlay()))
                     .collect();
                 let (done, committed) = oneshot::channel();
-                tokio::spawn(commit(db.clone(), clock.clone(), batch, prepared, done));
+                let answered =
+                    tokio::spawn(commit(db.clone(), clock.clone(), batch, prepared, done));
                 in_flight = Some(InFlight {
                     committed,
+                    answered,
                     overlays,
                 });
+                // Gather the next batch only once the previous one's callers have their
+                // answers and have had a turn to submit again: gathered earlier, it would
+                // miss them, and they would wait a whole extra batch.
+                if let Some(previous) = previous {
+                    let _ = previous.answered.await;
+                    tokio::task::yield_now().await;
+                }
             }
             // An account to create, a read that failed, or decisions made over a previous
             // batch that did not commit as decided: apply this one under locks.
@@ -131,7 +141,7 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
         }
     }
     if let Some(previous) = in_flight {
-        let _ = previous.committed.await;
+        let _ = previous.answered.await;
     }
 }
 
@@ -141,6 +151,8 @@ struct InFlight {
     /// it committed, before its callers are answered, so that the next batch's write starts
     /// without waiting for those hand-offs.
     committed: oneshot::Receiver<bool>,
+    /// Finishes once its callers have been answered.
+    answered: tokio::task::JoinHandle<()>,
     overlays: HashMap<TenantId, store::Overlay>,
 }
 
