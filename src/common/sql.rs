@@ -215,6 +215,14 @@ pub fn insert_into(conn: &AnyConnection) -> &'static str {
     }
 }
 
+/// The operator comparing two values with NULL equal to NULL.
+pub fn null_safe_eq(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "IS",
+        Backend::Postgres => "IS NOT DISTINCT FROM",
+    }
+}
+
 pub fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -91,6 +91,7 @@ impl Ledger {
 
 async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Submission>) {
     let mut in_flight: Option<InFlight> = None;
+    let mut caches: HashMap<TenantId, store::AccountCache> = HashMap::new();
     while let Some(first) = receiver.recv().await {
         let mut ops = first.ops.len();
         let mut batch = vec![first];
@@ -105,7 +106,8 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
         }
         // Decide this batch while the previous one commits, over what that one will write.
         let now = clock.now();
-        let prepared = prepare(&db, &batch, in_flight.as_ref().map(|f| &f.overlays), now).await;
+        let overlays = in_flight.as_ref().map(|f| &f.overlays);
+        let prepared = prepare(&db, &batch, overlays, &mut caches, now).await;
         let mut previous = in_flight.take();
         let previous_committed = match &mut previous {
             Some(previous) => (&mut previous.committed).await.unwrap_or(false),
@@ -134,8 +136,10 @@ async fn worker(db: Db, clock: Arc<dyn Clock>, mut receiver: mpsc::Receiver<Subm
                 }
             }
             // An account to create, a read that failed, or decisions made over a previous
-            // batch that did not commit as decided: apply this one under locks.
+            // batch that did not commit as decided: apply this one under locks, and forget
+            // what the caches hold (decisions never written, accounts changed under locks).
             _ => {
+                caches.clear();
                 execute(&db, clock.as_ref(), batch).await;
             }
         }
@@ -170,6 +174,7 @@ async fn prepare(
     db: &Db,
     batch: &[Submission],
     overlays: Option<&HashMap<TenantId, store::Overlay>>,
+    caches: &mut HashMap<TenantId, store::AccountCache>,
     now: jiff::Timestamp,
 ) -> Option<Vec<TenantPart>> {
     let mut conn = db.read().acquire().await.ok()?;
@@ -180,7 +185,8 @@ async fn prepare(
             .collect();
         let requests: Vec<Vec<Op>> = indices.iter().map(|&i| batch[i].ops.clone()).collect();
         let overlay = overlays.and_then(|o| o.get(tenant_id));
-        match store::prepare(&mut conn, tenant_id, &requests, overlay, now).await {
+        let cache = caches.entry(tenant_id.clone()).or_default();
+        match store::prepare(&mut conn, tenant_id, &requests, overlay, cache, now).await {
             Ok(Some(prepared)) => parts.push(TenantPart {
                 tenant_id: tenant_id.clone(),
                 indices,

@@ -37,7 +37,7 @@ use crate::common::time::{micros_to_rfc3339, to_micros};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Locking {
     /// Read accounts without locks and update them with a compare-and-swap on all four
-    /// totals; a lost race fails the batch with [`CONCURRENT_UPDATE`] so that the caller
+    /// totals and the history head; a lost race fails the batch with [`CONCURRENT_UPDATE`] so that the caller
     /// retries (pessimistically). Saves writing a row lock into every account on the common,
     /// uncontended path.
     Optimistic,
@@ -351,10 +351,17 @@ pub async fn apply(
     let t_load = clock.elapsed();
 
     // 4. The rules, in memory.
-    let original = if compare {
-        accounts.totals.clone()
-    } else {
-        HashMap::new()
+    let original = Accounts {
+        totals: if compare {
+            accounts.totals.clone()
+        } else {
+            HashMap::new()
+        },
+        heads: if compare {
+            accounts.heads.clone()
+        } else {
+            HashMap::new()
+        },
     };
     let mut book = Book {
         accounts: accounts.totals,
@@ -391,44 +398,71 @@ pub async fn apply(
     Ok(results)
 }
 
-/// A batch decided by [`prepare`]: the rules' book, and the account totals the decisions
-/// were based on (the write is a compare-and-swap against them).
+/// A batch decided by [`prepare`]: the rules' book, and the accounts as the decisions found
+/// them (the write is a compare-and-swap against them).
 #[derive(Debug)]
 struct Decided {
     book: Book,
-    original: HashMap<AccountKey, Totals>,
+    original: Accounts,
     now: jiff::Timestamp,
 }
 
-/// What a batch still being committed will have written, laid over the next batch's reads.
-/// It shares the batch's book rather than copying out of it (copying every new transfer
-/// took a sixth of the executor task's time under `shequn bench ledger`).
+/// What a batch still being committed will have written, laid over the next batch's reads of
+/// transfers (its accounts are in the [`AccountCache`]). It shares the batch's book rather
+/// than copying out of it (copying every new transfer took a sixth of the executor task's
+/// time under `shequn bench ledger`).
 #[derive(Debug, Clone)]
 pub struct Overlay(Arc<Decided>);
 
 impl Overlay {
-    /// Final totals of an account the batch changed.
-    fn account(&self, key: &AccountKey) -> Option<Totals> {
-        let book = &self.0.book;
-        book.dirty
-            .contains(key)
-            .then(|| book.accounts.get(key).copied())
-            .flatten()
-    }
-
-    /// Final history head of an account the batch changed.
-    fn head(&self, key: &AccountKey) -> Option<&String> {
-        let book = &self.0.book;
-        book.dirty
-            .contains(key)
-            .then(|| book.heads.get(key))
-            .flatten()
-    }
-
     /// A transfer as it will be: the book holds every transfer the batch loaded (unchanged,
     /// or resolved by it) or created, and none that it rejected.
     fn transfer(&self, id: &str) -> Option<&Transfer> {
         self.0.book.transfers.get(id)
+    }
+}
+
+/// Most accounts an [`AccountCache`] holds before it starts over.
+const MAX_CACHED_ACCOUNTS: usize = 100_000;
+
+/// The executor's memory of one tenant's accounts: totals and history heads as the database
+/// will hold them once the batches in flight commit as decided, so that deciding a batch
+/// reads only accounts it has not seen (under `shequn bench ledger`, reading a batch's ~450
+/// accounts was the largest part of deciding it).
+///
+/// Another writer (domain code's own transactions, another process) can make an entry stale
+/// without the executor knowing. That is safe: [`write_prepared`] checks every account a
+/// batch's decisions rest on, changed or only read, against the database inside the write
+/// transaction (totals and head), and the batch fails, goes the locking way and the executor
+/// forgets everything ([`AccountCache::clear`]) whenever one differs or a batch does not
+/// commit as decided.
+#[derive(Debug, Default)]
+pub struct AccountCache(Accounts);
+
+impl AccountCache {
+    pub fn clear(&mut self) {
+        self.0 = Accounts::default();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.totals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.totals.is_empty()
+    }
+
+    /// Remember the final state of the accounts a decided batch changes.
+    fn record(&mut self, book: &Book) {
+        for key in &book.dirty {
+            if let Some(totals) = book.accounts.get(key) {
+                self.0.totals.insert(key.clone(), *totals);
+            }
+            match book.heads.get(key) {
+                Some(head) => self.0.heads.insert(key.clone(), head.clone()),
+                None => self.0.heads.remove(key),
+            };
+        }
     }
 }
 
@@ -456,18 +490,21 @@ impl Prepared {
 /// batch while the previous one commits (on SQLite the reads run on a reader connection, in
 /// parallel with the writer).
 ///
-/// Reads accounts and transfers on `conn` without locks, lays `overlay` (the batch still being
-/// committed) over them and applies the rules. Nothing is locked, so [`write_prepared`]
-/// updates each account only if it still holds the totals decided on, and fails the
-/// transaction otherwise (as it does when another writer created one of the transfer ids or
-/// resolved one of the pending transfers meanwhile): the caller then applies the batch the
-/// locking way ([`apply`]). Returns `None` when an account does not exist yet: creating
-/// accounts is left to [`apply`], under locks.
+/// Accounts come from `cache`, and those it lacks are read on `conn` without locks (and
+/// remembered); transfers are read on `conn` with `overlay` (the batch still being committed)
+/// laid over them. The rules are applied and the batch's final account states recorded in
+/// `cache`. Nothing is locked, so [`write_prepared`] fails the transaction with
+/// [`CONCURRENT_UPDATE`] if any account differs from what the decisions rest on (as the
+/// inserts fail when another writer created one of the transfer ids or resolved one of the
+/// pending transfers meanwhile): the caller then applies the batch the locking way
+/// ([`apply`]) and clears the cache. Returns `None` when an account does not exist yet:
+/// creating accounts is left to [`apply`], under locks.
 pub async fn prepare(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     requests: &[Vec<Op>],
     overlay: Option<&Overlay>,
+    cache: &mut AccountCache,
     now: jiff::Timestamp,
 ) -> ApiResult<Option<Prepared>> {
     let overlay_transfers = |found: &mut HashMap<String, Transfer>, ids: &[&str]| {
@@ -488,19 +525,29 @@ pub async fn prepare(
     let mut referenced = load_transfers(conn, tenant_id, &resolve_ids).await?;
     overlay_transfers(&mut referenced, &resolve_ids);
     let keys = account_keys(requests, &referenced);
-    let mut accounts = select_accounts(conn, false, tenant_id, &keys).await?;
-    if let Some(overlay) = overlay {
-        for key in &keys {
-            if let Some(totals) = overlay.account(key) {
-                accounts.totals.insert(key.clone(), totals);
-            }
-            if let Some(head) = overlay.head(key) {
-                accounts.heads.insert(key.clone(), head.clone());
-            }
-        }
+    if cache.len() + keys.len() > MAX_CACHED_ACCOUNTS {
+        cache.clear();
     }
-    if keys.iter().any(|k| !accounts.totals.contains_key(k)) {
-        return Ok(None);
+    let unknown: BTreeSet<AccountKey> = keys
+        .iter()
+        .filter(|k| !cache.0.totals.contains_key(*k))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        let read = select_accounts(conn, false, tenant_id, &unknown).await?;
+        if unknown.iter().any(|k| !read.totals.contains_key(k)) {
+            return Ok(None);
+        }
+        cache.0.extend(read);
+    }
+    let mut accounts = Accounts::default();
+    for key in &keys {
+        if let Some(totals) = cache.0.totals.get(key) {
+            accounts.totals.insert(key.clone(), *totals);
+        }
+        if let Some(head) = cache.0.heads.get(key) {
+            accounts.heads.insert(key.clone(), head.clone());
+        }
     }
     let members = accounts
         .totals
@@ -513,7 +560,10 @@ pub async fn prepare(
     ids.dedup();
     let mut transfers = load_transfers(conn, tenant_id, &ids).await?;
     overlay_transfers(&mut transfers, &ids);
-    let original = accounts.totals.clone();
+    let original = Accounts {
+        totals: accounts.totals.clone(),
+        heads: accounts.heads.clone(),
+    };
     let mut book = Book {
         accounts: accounts.totals,
         heads: accounts.heads,
@@ -526,6 +576,7 @@ pub async fn prepare(
         .iter()
         .map(|ops| apply_ops(&mut book, ops))
         .collect();
+    cache.record(&book);
     Ok(Some(Prepared {
         decided: Arc::new(Decided {
             book,
@@ -536,18 +587,32 @@ pub async fn prepare(
     }))
 }
 
-/// Write a [`prepare`]d batch inside `tx`: a compare-and-swap on every account it changes
-/// (fails with [`CONCURRENT_UPDATE`] when another writer got there first).
+/// Write a [`prepare`]d batch inside `tx`. Every account its decisions rest on must still be
+/// as they found it: those it changes are written with a compare-and-swap, the others are
+/// checked; either fails with [`CONCURRENT_UPDATE`] when another writer got there first.
 pub async fn write_prepared(
     tx: &mut Tx,
     tenant_id: &TenantId,
     prepared: &Prepared,
 ) -> ApiResult<()> {
     let decided = &prepared.decided;
+    let book = &decided.book;
+    let read_only: Vec<AccountState> = decided
+        .original
+        .totals
+        .iter()
+        .filter(|(key, _)| !book.dirty.contains(*key))
+        .map(|(key, totals)| AccountState {
+            key,
+            totals,
+            head: decided.original.heads.get(key).map(String::as_str),
+        })
+        .collect();
+    check_accounts(tx.conn(), tenant_id, &read_only).await?;
     write(
         tx,
         tenant_id,
-        &decided.book,
+        book,
         Some(&decided.original),
         to_micros(decided.now),
     )
@@ -580,7 +645,7 @@ async fn write(
     tx: &mut Tx,
     tenant_id: &TenantId,
     book: &Book,
-    compare_with: Option<&HashMap<AccountKey, Totals>>,
+    compare_with: Option<&Accounts>,
     now: i64,
 ) -> ApiResult<()> {
     let writes = &book.writes;
@@ -617,11 +682,16 @@ async fn write(
             Some(AccountWrite {
                 key,
                 totals,
-                old: compare_with
-                    .and_then(|o| o.get(key))
-                    .copied()
-                    .unwrap_or_default(),
                 head: book.heads.get(key).map(String::as_str),
+                old: AccountState {
+                    key,
+                    totals: compare_with
+                        .and_then(|o| o.totals.get(key))
+                        .unwrap_or(&ZERO),
+                    head: compare_with
+                        .and_then(|o| o.heads.get(key))
+                        .map(String::as_str),
+                },
             })
         })
         .collect();
@@ -656,13 +726,64 @@ async fn write(
     Ok(())
 }
 
+/// An account's totals and history head, as a batch's decisions found it.
+struct AccountState<'a> {
+    key: &'a AccountKey,
+    totals: &'a Totals,
+    head: Option<&'a str>,
+}
+
+const ZERO: Totals = Totals {
+    debits_posted: 0,
+    credits_posted: 0,
+    debits_pending: 0,
+    credits_pending: 0,
+};
+
 /// One account row a batch rewrites: its new totals and history head, and (for a
-/// compare-and-swap) the totals it was decided on.
+/// compare-and-swap) the state it was decided on.
 struct AccountWrite<'a> {
     key: &'a AccountKey,
     totals: &'a Totals,
-    old: Totals,
     head: Option<&'a str>,
+    old: AccountState<'a>,
+}
+
+/// Fail with [`CONCURRENT_UPDATE`] unless every account is still in the given state (one
+/// statement per chunk; the padding rows match nothing).
+async fn check_accounts(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    rows: &[AccountState<'_>],
+) -> ApiResult<()> {
+    for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "SELECT COUNT(*) FROM ledger_account a JOIN (VALUES ",
+        );
+        sql.padded_values(chunk, |r| {
+            vec![
+                Arg::from(r.key.0.as_str()),
+                Arg::from(r.key.1.as_str()),
+                Arg::from(r.totals.debits_posted),
+                Arg::from(r.totals.credits_posted),
+                Arg::from(r.totals.debits_pending),
+                Arg::from(r.totals.credits_pending),
+                Arg::from(r.head.map(str::to_owned)),
+            ]
+        });
+        sql.push(") AS v ON a.address = v.column1 AND a.asset = v.column2 \
+             AND a.debits_posted = v.column3 AND a.credits_posted = v.column4 \
+             AND a.debits_pending = v.column5 AND a.credits_pending = v.column6 AND a.last_transfer_id ");
+        sql.push(crate::common::sql::null_safe_eq(backend_of(conn)));
+        sql.push(" v.column7 WHERE a.tenant_id = ")
+            .bind(tenant_id.as_str());
+        let found: i64 = sql.query().fetch_one(&mut *conn).await?.try_get(0)?;
+        if found != chunk.len() as i64 {
+            return Err(ApiError::internal(anyhow::anyhow!(CONCURRENT_UPDATE)));
+        }
+    }
+    Ok(())
 }
 
 /// Insert a batch's new transfers, in statements of [`Sql::padded_values`] (whose text repeats
@@ -727,7 +848,7 @@ async fn update_accounts(
              last_transfer_id = v.column11 FROM (VALUES ",
         );
         sql.padded_values(chunk, |r| {
-            let (t, o) = (r.totals, r.old);
+            let (t, o) = (r.totals, r.old.totals);
             vec![
                 Arg::from(r.key.0.as_str()),
                 Arg::from(r.key.1.as_str()),
@@ -740,6 +861,7 @@ async fn update_accounts(
                 Arg::from(o.debits_pending),
                 Arg::from(o.credits_pending),
                 Arg::from(r.head.map(str::to_owned)),
+                Arg::from(r.old.head.map(str::to_owned)),
             ]
         });
         sql.push(") AS v WHERE ledger_account.tenant_id = ")
@@ -750,8 +872,11 @@ async fn update_accounts(
                 " AND ledger_account.debits_posted = v.column7 \
                  AND ledger_account.credits_posted = v.column8 \
                  AND ledger_account.debits_pending = v.column9 \
-                 AND ledger_account.credits_pending = v.column10",
-            );
+                 AND ledger_account.credits_pending = v.column10 \
+                 AND ledger_account.last_transfer_id ",
+            )
+            .push(crate::common::sql::null_safe_eq(backend_of(conn)))
+            .push(" v.column12");
         }
         let updated = sql.query().execute(&mut *conn).await?;
         if compare && updated.rows_affected() != chunk.len() as u64 {

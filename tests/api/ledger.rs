@@ -24,6 +24,7 @@ backend_tests!(
     thousand_concurrent_spends_against_five_hundred_points,
     concurrent_retries_of_one_id_apply_once,
     two_nodes_spending_one_account_stay_exact,
+    a_write_beside_the_executor_reaches_its_next_decision,
     pending_transfers_expire_across_a_restart,
     random_operation_sequences_match_a_model,
 );
@@ -440,6 +441,53 @@ async fn two_nodes_spending_one_account_stay_exact(app: TestApp) {
         "exactly the funded amount was spent across both nodes"
     );
     assert_eq!(balance(&app, &m, "points").await["balance"], 0);
+    verify_ok(&app).await;
+}
+
+/// The executor remembers accounts between batches; a write it did not make (another node,
+/// or domain code in its own transaction) must still count in its next decision.
+async fn a_write_beside_the_executor_reaches_its_next_decision(app: TestApp) {
+    let m = app.member("a").await;
+    let addr = format!("member:{m}");
+    // Through the app's executor: the first two transfers create accounts (under locks), the
+    // third is decided ahead and leaves the executor remembering the member's account at 8.
+    submit(&app, vec![t("fund", "system:issuance", &addr, 10)]).await;
+    submit(&app, vec![t("warm", &addr, "system:redemption", 1)]).await;
+    submit(&app, vec![t("warm-2", &addr, "system:redemption", 1)]).await;
+    let tenant = shequn::common::ids::TenantId::parse(&app.tenant_id).unwrap();
+    let db = shequn::common::db::Db::connect(&app.database_url)
+        .await
+        .unwrap();
+    let other = shequn::ledger::Ledger::start(db, Arc::new(app.clock.clone()));
+    let credit = shequn::ledger::model::NewTransfer::internal(
+        "beside".to_owned(),
+        shequn::ledger::model::Address::system("issuance"),
+        shequn::ledger::model::Address::parse(&addr).unwrap(),
+        shequn::ledger::model::Asset::Points,
+        100,
+        "grant",
+        None,
+    );
+    let results = other
+        .submit(&tenant, vec![shequn::ledger::Op::Create(credit)])
+        .await
+        .unwrap();
+    assert_eq!(results[0].status, "created");
+    // A spend only the other node's credit covers: decided on the remembered 8 it would be
+    // refused; it must be checked against the database and succeed.
+    assert_eq!(
+        submit(&app, vec![t("big", &addr, "system:redemption", 50)]).await,
+        ["created"]
+    );
+    // A spend the remembered balance covers, decided on stale totals, must not overwrite the
+    // other node's credit.
+    assert_eq!(
+        submit(&app, vec![t("small", &addr, "system:redemption", 5)]).await,
+        ["created"]
+    );
+    assert_eq!(balance(&app, &m, "points").await["balance"], 53);
+    let refused = submit(&app, vec![t("too-big", &addr, "system:redemption", 54)]).await;
+    assert_eq!(refused, ["insufficient_funds"]);
     verify_ok(&app).await;
 }
 
