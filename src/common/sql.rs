@@ -75,6 +75,17 @@ impl Arg {
 /// Fewest rows [`Sql::padded_values`] writes.
 pub const MIN_PADDED_ROWS: usize = 8;
 
+/// The size class of `n` rows: `n` rounded up to a quarter of the power of two below it (at
+/// least [`MIN_PADDED_ROWS`]), so padding adds at most a quarter of the rows while each
+/// doubling of the row count brings only four new statement texts.
+pub fn padded_rows(n: usize) -> usize {
+    if n <= MIN_PADDED_ROWS {
+        return MIN_PADDED_ROWS;
+    }
+    let step = (n.next_power_of_two() / 8).max(1);
+    n.div_ceil(step) * step
+}
+
 /// SQL text plus its arguments, numbered as they are pushed.
 #[derive(Debug, Clone)]
 pub struct Sql {
@@ -154,7 +165,7 @@ impl Sql {
     }
 
     /// [`Sql::values`], padded with rows of NULLs (typed like the first row's values) up to a
-    /// size class: the next power of two, at least [`MIN_PADDED_ROWS`]. Statements of one
+    /// size class ([`padded_rows`]). Statements of one
     /// class have the same text whatever the number of rows, so a connection prepares each
     /// class once and then reuses it from its statement cache. A multi-row `VALUES` of
     /// exact size has new text for almost every batch, and SQLite parsing it took about 45%
@@ -166,7 +177,7 @@ impl Sql {
         let Some(first) = rows.first() else {
             return;
         };
-        let class = rows.len().next_power_of_two().max(MIN_PADDED_ROWS);
+        let class = padded_rows(rows.len());
         let padding: Vec<Arg> = to_args(first).iter().map(Arg::null_like).collect();
         let rows = rows
             .iter()
@@ -268,8 +279,9 @@ mod tests {
         let nine = build(&[(1, "a"); 9]);
         assert_eq!(three.text(), eight.text());
         assert_eq!(three.arg_count(), 2 * MIN_PADDED_ROWS);
-        assert_eq!(nine.arg_count(), 2 * 16);
+        assert_eq!(nine.arg_count(), 2 * 10);
         assert_ne!(eight.text(), nine.text());
+        assert_eq!(build(&[(1, "a"); 415]).arg_count(), 2 * 448);
         // Padding is NULL of each column's type (PostgreSQL types every parameter).
         assert!(matches!(three.args[5], Arg::OptText(Some(ref s)) | Arg::Text(ref s) if s == "c"));
         assert!(matches!(three.args[6], Arg::OptI64(None)));
@@ -277,6 +289,21 @@ mod tests {
         let mut empty = Sql::new("X");
         empty.padded_values(&[] as &[i64], |&n| vec![n.into()]);
         assert_eq!(empty.text(), "X");
+    }
+
+    #[test]
+    fn size_classes_pad_by_at_most_a_quarter() {
+        let mut classes = std::collections::BTreeSet::new();
+        for n in 1..=2048 {
+            let class = padded_rows(n);
+            assert!(class >= n && class >= MIN_PADDED_ROWS);
+            assert!(
+                n <= MIN_PADDED_ROWS || (class - n) * 4 <= n,
+                "{n} -> {class}"
+            );
+            classes.insert(class);
+        }
+        assert!(classes.len() <= 40, "{} classes", classes.len());
     }
 
     #[test]
