@@ -195,9 +195,9 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
                     "PRAGMA mmap_size = 268435456",
                     "PRAGMA temp_store = MEMORY",
                     // Checkpoint the WAL every ~160 MiB (40,000 pages of 4 KiB) instead of
-                    // SQLite's default 4 MiB: pages rewritten by many commits (accounts, the
-                    // history indexes, which a ledger batch touches at a random page per
-                    // member) are copied back once per checkpoint. The checkpoint runs inside
+                    // SQLite's default 4 MiB: pages rewritten by many commits (accounts, and
+                    // then the history indexes, which a ledger batch touched at a random page
+                    // per member) are copied back once per checkpoint. The checkpoint runs inside
                     // the writer's commit; every ~40 MiB it still took a tenth of the writer's
                     // time under `shequn bench ledger` (perf), and raising it to 160 MiB
                     // lifted the figure by about a tenth. The price is a WAL file of that size.
