@@ -194,6 +194,11 @@ impl Sql {
         self.args.len()
     }
 
+    /// The text and the arguments, to bind them by value ([`bind_owned`]).
+    pub fn into_parts(self) -> (String, Vec<Arg>) {
+        (self.text, self.args)
+    }
+
     /// The sqlx query with every argument bound.
     pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut query = sqlx::query(&self.text);
@@ -211,7 +216,24 @@ impl Sql {
     }
 }
 
-/// Escape `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+/// `text` with `args` bound by value. [`Sql::query`] binds borrowed text, which the SQLite
+/// driver copies again to hand to its worker thread; for statements binding thousands of
+/// values (a ledger batch) moving the owned strings saves that copy.
+pub fn bind_owned(text: &str, args: Vec<Arg>) -> Query<'_, Any, AnyArguments<'_>> {
+    let mut query = sqlx::query(text);
+    for arg in args {
+        query = match arg {
+            Arg::I64(v) => query.bind(v),
+            Arg::OptI64(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::OptText(v) => query.bind(v),
+            Arg::F64(v) => query.bind(v),
+            Arg::OptF64(v) => query.bind(v),
+        };
+    }
+    query
+}
+
 /// `INSERT INTO` for a multi-row insert inside a transaction that is dropped on any error. On
 /// SQLite it is `INSERT OR FAIL INTO`: `OR FAIL` stops at the first conflict without undoing
 /// the statement's earlier rows, so SQLite keeps no statement journal for it; with the default
@@ -234,6 +256,7 @@ pub fn null_safe_eq(backend: Backend) -> &'static str {
     }
 }
 
+/// Escape `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -30,7 +30,7 @@ use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::TenantId;
 use crate::common::scheduler;
-use crate::common::sql::{backend_of, Arg, Sql};
+use crate::common::sql::{backend_of, bind_owned, Arg, Sql};
 use crate::common::time::{micros_to_rfc3339, to_micros};
 
 /// How `apply` keeps a batch exact against concurrent writers on PostgreSQL.
@@ -825,7 +825,8 @@ async fn insert_transfers(
             ]
         });
         sql.push(") AS v WHERE column1 IS NOT NULL");
-        sql.query().execute(&mut *conn).await?;
+        let (text, args) = sql.into_parts();
+        bind_owned(&text, args).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -878,7 +879,8 @@ async fn update_accounts(
             .push(crate::common::sql::null_safe_eq(backend_of(conn)))
             .push(" v.column12");
         }
-        let updated = sql.query().execute(&mut *conn).await?;
+        let (text, args) = sql.into_parts();
+        let updated = bind_owned(&text, args).execute(&mut *conn).await?;
         if compare && updated.rows_affected() != chunk.len() as u64 {
             return Err(ApiError::internal(anyhow::anyhow!(CONCURRENT_UPDATE)));
         }
