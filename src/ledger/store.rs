@@ -135,7 +135,7 @@ pub async fn load_transfers(
 }
 
 /// Accounts as read: their totals, and the heads of their histories (absent when empty).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Accounts {
     totals: HashMap<AccountKey, Totals>,
     heads: HashMap<AccountKey, String>,
@@ -351,30 +351,12 @@ pub async fn apply(
     let t_load = clock.elapsed();
 
     // 4. The rules, in memory.
-    let original = Accounts {
-        totals: if compare {
-            accounts.totals.clone()
-        } else {
-            HashMap::new()
-        },
-        heads: if compare {
-            accounts.heads.clone()
-        } else {
-            HashMap::new()
-        },
+    let original = if compare {
+        accounts.clone()
+    } else {
+        Accounts::default()
     };
-    let mut book = Book {
-        accounts: accounts.totals,
-        heads: accounts.heads,
-        transfers,
-        members,
-        now: now.to_string(),
-        ..Book::default()
-    };
-    let results: Vec<Vec<TransferResult>> = requests
-        .iter()
-        .map(|ops| apply_ops(&mut book, ops))
-        .collect();
+    let (book, results) = decide(requests, accounts, transfers, members, now);
 
     let t_rules = clock.elapsed();
     // 5. Write.
@@ -560,22 +542,8 @@ pub async fn prepare(
     ids.dedup();
     let mut transfers = load_transfers(conn, tenant_id, &ids).await?;
     overlay_transfers(&mut transfers, &ids);
-    let original = Accounts {
-        totals: accounts.totals.clone(),
-        heads: accounts.heads.clone(),
-    };
-    let mut book = Book {
-        accounts: accounts.totals,
-        heads: accounts.heads,
-        transfers,
-        members,
-        now: now.to_string(),
-        ..Book::default()
-    };
-    let results = requests
-        .iter()
-        .map(|ops| apply_ops(&mut book, ops))
-        .collect();
+    let original = accounts.clone();
+    let (book, results) = decide(requests, accounts, transfers, members, now);
     cache.record(&book);
     Ok(Some(Prepared {
         decided: Arc::new(Decided {
@@ -617,6 +585,29 @@ pub async fn write_prepared(
         to_micros(decided.now),
     )
     .await
+}
+
+/// Apply the rules to every request over what was read; one result list per request.
+fn decide(
+    requests: &[Vec<Op>],
+    accounts: Accounts,
+    transfers: HashMap<String, Transfer>,
+    members: HashSet<String>,
+    now: jiff::Timestamp,
+) -> (Book, Vec<Vec<TransferResult>>) {
+    let mut book = Book {
+        accounts: accounts.totals,
+        heads: accounts.heads,
+        transfers,
+        members,
+        now: now.to_string(),
+        ..Book::default()
+    };
+    let results = requests
+        .iter()
+        .map(|ops| apply_ops(&mut book, ops))
+        .collect();
+    (book, results)
 }
 
 /// Every account the operations touch: both sides of each new transfer and of each pending
