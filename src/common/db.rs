@@ -11,13 +11,24 @@
 //! SQLite allows one writer at a time, so on SQLite the [`Db`] keeps a write pool of exactly
 //! one connection (writers queue in the pool instead of failing with `SQLITE_BUSY`) beside a
 //! read pool; WAL mode lets readers run while the writer works. On PostgreSQL both are one pool.
+//!
+//! On a SQLite file the [`Db`] also opens one *direct* connection through rusqlite
+//! ([`Db::write_direct`]) for the ledger executor's batch writes. Those write about a thousand
+//! rows per transaction, and through the `Any` driver each value was converted twice on the
+//! async side and every statement was a round trip to the driver's worker thread: less than
+//! half of a batch's commit was SQLite working (measured with `shequn bench ledger` and perf),
+//! and that commit is the executor's critical path. The direct connection runs a whole
+//! transaction of cached prepared statements in one blocking call. It takes this process's
+//! write lock first (the write pool's one connection), so it never races the pool's writer.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use jiff::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _};
 
 use super::events::{self, NewEvent};
@@ -54,6 +65,16 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// SQLite files only: the connections of [`Db::write_direct`] and [`Db::read_direct`].
+    direct: Option<Arc<Mutex<rusqlite::Connection>>>,
+    direct_read: Option<Arc<Mutex<rusqlite::Connection>>>,
+    /// SQLite only: this process's write lock, taken by every write ([`Db::begin`],
+    /// [`Db::write_conn`], [`Db::write_direct`]). The pool's writer and the direct connection
+    /// are two SQLite connections; without this lock they would meet at SQLite's file lock,
+    /// where the loser sleeps through busy_timeout's back-off. (Holding the pool's one
+    /// connection as the lock did the same, but sqlx pings a connection on its way back to
+    /// the pool, which put a third of a millisecond between two ledger batches.)
+    write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// How many connections the PostgreSQL pool may open per process.
@@ -79,10 +100,22 @@ impl Db {
                     .connect_with(options)
                     .await
                     .with_context(|| format!("opening SQLite database {url}"))?;
+                let direct =
+                    open_direct(&url).with_context(|| format!("opening SQLite database {url}"))?;
+                let direct_read = match &direct {
+                    Some(_) => Some(Arc::new(Mutex::new(
+                        open_rusqlite(SqliteConnectOptions::from_str(&url)?.get_filename())
+                            .with_context(|| format!("opening SQLite database {url}"))?,
+                    ))),
+                    None => None,
+                };
                 Ok(Db {
                     backend,
                     read,
                     write,
+                    direct,
+                    direct_read,
+                    write_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
                 })
             }
             Backend::Postgres => {
@@ -97,6 +130,9 @@ impl Db {
                     backend,
                     read: pool.clone(),
                     write: pool,
+                    direct: None,
+                    direct_read: None,
+                    write_lock: None,
                 })
             }
         }
@@ -124,9 +160,21 @@ impl Db {
         &self.read
     }
 
-    /// The pool for writes outside a [`Tx`] (rare: prefer [`Db::begin`]).
-    pub fn write(&self) -> &AnyPool {
-        &self.write
+    /// A connection for writes outside a [`Tx`] (single autocommit statements; prefer
+    /// [`Db::begin`]), holding the write lock on SQLite until it is dropped.
+    pub async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
+        let lock = self.lock_writes().await;
+        Ok(WriteConn {
+            conn: self.write.acquire().await?,
+            _lock: lock,
+        })
+    }
+
+    async fn lock_writes(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// Begin a write transaction; `now` is the instant its events are stamped with.
@@ -134,6 +182,7 @@ impl Db {
         // SQLite: take the write lock at BEGIN. A deferred transaction that upgrades from
         // reader to writer while another connection (another process, or a second pool) holds
         // the lock fails at once with SQLITE_BUSY instead of waiting for busy_timeout.
+        let write_lock = self.lock_writes().await;
         let inner = match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
@@ -143,7 +192,59 @@ impl Db {
             events: Vec::new(),
             now,
             backend: self.backend,
+            _write_lock: write_lock,
         })
+    }
+
+    /// Run `work` in one write transaction (`BEGIN IMMEDIATE`) on the direct SQLite
+    /// connection and commit it; an error from `work` rolls everything back. `None` when this
+    /// database has no direct connection (PostgreSQL, an in-memory SQLite): use [`Db::begin`].
+    ///
+    /// The write lock is held meanwhile, so no other transaction of this process writes at
+    /// the same time and the direct connection never waits for its own process (other
+    /// processes are waited for by `busy_timeout`).
+    /// Events are not buffered here: `work` appends them itself
+    /// ([`crate::common::events::append_direct`]).
+    pub async fn write_direct<T, F>(&self, work: F) -> Option<anyhow::Result<T>>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let direct = self.direct.clone()?;
+        Some(
+            async move {
+                let _write_lock = self.lock_writes().await;
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = direct
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("direct SQLite connection poisoned"))?;
+                    let tx =
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let out = work(&tx)?;
+                    tx.commit()?;
+                    Ok(out)
+                })
+                .await?
+            }
+            .await,
+        )
+    }
+
+    /// Run `work` on the direct SQLite reader connection (each statement sees what was
+    /// committed when it started, as on the read pool); `None` without one (PostgreSQL, an
+    /// in-memory SQLite). For the ledger executor's reads of a batch's transfer ids, which
+    /// through the `Any` driver cost more than SQLite's lookups themselves.
+    pub async fn read_direct<T, F>(&self, work: F) -> Option<anyhow::Result<T>>
+    where
+        F: FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let direct = self.direct_read.clone()?;
+        let conn = match direct.lock() {
+            Ok(conn) => conn,
+            Err(_) => return Some(Err(anyhow::anyhow!("direct SQLite connection poisoned"))),
+        };
+        Some(in_place(move || work(&conn)))
     }
 
     /// Pool sizes for `/metrics`: (pool name, open connections, idle connections).
@@ -174,35 +275,113 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// Run blocking database work on this thread: on a multi-threaded runtime through
+/// `block_in_place`, which first hands this worker's other tasks to another thread.
+/// `spawn_blocking` instead woke a thread of the blocking pool and then this task again; on a
+/// busy two-core machine each wake-up waited for a core, up to a millisecond per ledger batch
+/// (measured with `shequn bench ledger`), and that wait sat on the executor's critical path.
+fn in_place<T>(work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// The direct connection to the SQLite file of `url` (with the pools' pragmas), or `None`
+/// for an in-memory database, which a second connection would not share. Also starts the
+/// file's checkpointer ([`checkpoint_in_background`]).
+fn open_direct(url: &str) -> anyhow::Result<Option<Arc<Mutex<rusqlite::Connection>>>> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    if url.contains(":memory:")
+        || path.as_os_str().is_empty()
+        || path == std::path::Path::new(":memory:")
+    {
+        return Ok(None);
+    }
+    let direct = Arc::new(Mutex::new(open_rusqlite(path)?));
+    let checkpointer = open_rusqlite(path)?;
+    let owner = Arc::downgrade(&direct);
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || checkpoint_in_background(checkpointer, owner))?;
+    Ok(Some(direct))
+}
+
+fn open_rusqlite(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    for pragma in SQLITE_PRAGMAS {
+        // Some pragmas answer with a row (journal_mode); read and drop it.
+        conn.query_row(pragma, [], |_| Ok(()))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                e => Err(e),
+            })?;
+    }
+    Ok(conn)
+}
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Copy committed pages from the WAL into the database file every [`CHECKPOINT_INTERVAL`]
+/// (a PASSIVE checkpoint: it never blocks the writer or readers), until the [`Db`] that owns
+/// `owner` is dropped.
+///
+/// Writers do not checkpoint (`wal_autocheckpoint = 0`): SQLite's automatic checkpoint runs
+/// inside the committing writer's transaction, and under `shequn bench ledger` one such
+/// checkpoint of a 160 MiB WAL held the writer, and so the whole ledger, for a second. Here
+/// it runs beside the writer, often enough that the WAL stays small (readers look pages up in
+/// the WAL's index, which grows with it: `walFindFrame` was 7% of the benchmark's samples).
+/// Other processes on the same file run their own; concurrent PASSIVE checkpoints are safe.
+fn checkpoint_in_background(
+    conn: rusqlite::Connection,
+    owner: std::sync::Weak<Mutex<rusqlite::Connection>>,
+) {
+    loop {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        if owner.strong_count() == 0 {
+            return;
+        }
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "SQLite checkpoint failed");
+        }
+    }
+}
+
+// WAL lets readers work while the one writer commits; NORMAL synchronous is durable against
+// process crashes and is SQLite's recommended pairing with WAL. A 64 MiB page cache and
+// memory-mapped reads keep hot pages (accounts, recent transfers) out of read syscalls; the
+// default 2 MiB cache spilled under batch writes (measured with `shequn bench ledger` and
+// perf).
+//
+// Writers never checkpoint: a background thread does (see [`checkpoint_in_background`]).
+const SQLITE_PRAGMAS: [&str; 8] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA mmap_size = 268435456",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA wal_autocheckpoint = 0",
+];
+
 fn sqlite_pool(max: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
+        // A SQLite connection does not go stale as a network connection can; sqlx's default
+        // ping on every acquire was a round trip to the connection's thread for each query
+        // (about a third of a millisecond of every ledger batch's commit).
+        .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                // WAL lets readers work while the one writer commits; NORMAL synchronous is
-                // durable against process crashes and is SQLite's recommended pairing with WAL.
-                // A 64 MiB page cache and memory-mapped reads keep hot pages (accounts, recent
-                // transfers) out of read syscalls; the default 2 MiB cache spilled under batch
-                // writes (measured with `shequn bench ledger` and perf).
-                for pragma in [
-                    "PRAGMA journal_mode = WAL",
-                    "PRAGMA synchronous = NORMAL",
-                    "PRAGMA busy_timeout = 10000",
-                    "PRAGMA foreign_keys = ON",
-                    "PRAGMA cache_size = -65536",
-                    "PRAGMA mmap_size = 268435456",
-                    "PRAGMA temp_store = MEMORY",
-                    // Checkpoint the WAL every ~160 MiB (40,000 pages of 4 KiB) instead of
-                    // SQLite's default 4 MiB: pages rewritten by many commits (accounts, and
-                    // then the history indexes, which a ledger batch touched at a random page
-                    // per member) are copied back once per checkpoint. The checkpoint runs inside
-                    // the writer's commit; every ~40 MiB it still took a tenth of the writer's
-                    // time under `shequn bench ledger` (perf), and raising it to 160 MiB
-                    // lifted the figure by about a tenth. The price is a WAL file of that size.
-                    "PRAGMA wal_autocheckpoint = 40000",
-                ] {
+                for pragma in SQLITE_PRAGMAS {
                     conn.execute(pragma).await?;
                 }
                 Ok(())
@@ -219,6 +398,28 @@ pub struct Tx {
     events: Vec<NewEvent>,
     now: Timestamp,
     backend: Backend,
+    /// Released after `inner` (fields drop in order), once the transaction has ended.
+    _write_lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// The write pool's connection for statements outside a [`Tx`] ([`Db::write_conn`]).
+pub struct WriteConn {
+    conn: sqlx::pool::PoolConnection<Any>,
+    _lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
 }
 
 impl Tx {

@@ -56,14 +56,14 @@ impl NewEvent {
 /// Rows per multi-row insert (6 arguments each; well under both back ends' limits).
 const INSERT_CHUNK: usize = 500;
 
-/// Number and insert events; called by `Tx::commit`.
-pub(crate) async fn append(
-    conn: &mut AnyConnection,
-    events: Vec<NewEvent>,
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
-    let at = to_micros(now);
-    // Group by tenant, keeping each tenant's events in emission order.
+/// Takes the next `$1` numbers of tenant `$2`'s counter and returns the last of them.
+const TAKE_SEQ: &str =
+    "UPDATE tenant SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq";
+
+/// Events grouped by tenant, tenants in a fixed order (so that two multi-tenant transactions
+/// take the counter rows in one order and cannot deadlock), each tenant's events in emission
+/// order.
+fn by_tenant(events: Vec<NewEvent>) -> Vec<(TenantId, Vec<NewEvent>)> {
     let mut tenants: Vec<(TenantId, Vec<NewEvent>)> = Vec::new();
     for event in events {
         match tenants.iter_mut().find(|(t, _)| *t == event.tenant_id) {
@@ -71,17 +71,24 @@ pub(crate) async fn append(
             None => tenants.push((event.tenant_id.clone(), vec![event])),
         }
     }
-    // A fixed order of counter rows keeps two multi-tenant transactions from deadlocking.
     tenants.sort_by(|a, b| a.0.cmp(&b.0));
-    for (tenant_id, list) in tenants {
+    tenants
+}
+
+/// Number and insert events; called by `Tx::commit`.
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let at = to_micros(now);
+    for (tenant_id, list) in by_tenant(events) {
         let count = i64::try_from(list.len()).unwrap_or(i64::MAX);
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE tenant SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq",
-        )
-        .bind(count)
-        .bind(tenant_id.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
+        let last: i64 = sqlx::query_scalar(TAKE_SEQ)
+            .bind(count)
+            .bind(tenant_id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
         let first = last - count + 1;
         for (chunk_index, chunk) in list.chunks(INSERT_CHUNK).enumerate() {
             let base = first + i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(0);
@@ -103,6 +110,39 @@ pub(crate) async fn append(
                 ]
             });
             sql.query().execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// [`append`] inside a transaction of the direct SQLite connection
+/// ([`crate::common::db::Db::write_direct`]), which buffers no events of its own.
+pub(crate) fn append_direct(
+    tx: &rusqlite::Transaction<'_>,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let at = to_micros(now);
+    for (tenant_id, list) in by_tenant(events) {
+        let count = i64::try_from(list.len()).unwrap_or(i64::MAX);
+        let last: i64 = tx
+            .prepare_cached(TAKE_SEQ)?
+            .query_row(rusqlite::params![count, tenant_id.as_str()], |row| {
+                row.get(0)
+            })?;
+        let mut insert = tx.prepare_cached(
+            "INSERT OR FAIL INTO event (tenant_id, seq, type, subject, at, data) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )?;
+        for (seq, event) in (last - count + 1..).zip(&list) {
+            insert.execute(rusqlite::params![
+                tenant_id.as_str(),
+                seq,
+                event.kind,
+                event.subject,
+                at,
+                event.data.to_string(),
+            ])?;
         }
     }
     Ok(())

@@ -200,7 +200,7 @@ async fn claim(
     .bind(key)
     .bind(request_digest)
     .bind(now)
-    .execute(state.db.write())
+    .execute(&mut *state.db.write_conn().await?)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Claim::Claimed);
@@ -211,7 +211,7 @@ async fn claim(
     )
     .bind(auth.tenant_id.as_str())
     .bind(key)
-    .fetch_optional(state.db.write())
+    .fetch_optional(&mut *state.db.write_conn().await?)
     .await?;
     let Some(row) = row else {
         // Purged between our insert and select: treat as in progress; the client retries.
@@ -243,7 +243,7 @@ async fn claim(
         .bind(auth.tenant_id.as_str())
         .bind(key)
         .bind(created_at)
-        .execute(state.db.write())
+        .execute(&mut *state.db.write_conn().await?)
         .await?;
         if taken.rows_affected() == 1 {
             return Ok(Claim::Claimed);
@@ -273,7 +273,7 @@ async fn finish(
         sqlx::query("DELETE FROM idempotency_key WHERE tenant_id = $1 AND key = $2")
             .bind(auth.tenant_id.as_str())
             .bind(key)
-            .execute(state.db.write())
+            .execute(&mut *state.db.write_conn().await?)
             .await?;
         if parts.status.is_server_error() {
             return Ok(
@@ -298,7 +298,7 @@ async fn finish(
     .bind(bytes.to_vec())
     .bind(auth.tenant_id.as_str())
     .bind(key)
-    .execute(state.db.write())
+    .execute(&mut *state.db.write_conn().await?)
     .await?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
@@ -309,7 +309,7 @@ pub async fn purge_expired(state: &AppState) -> Result<u64, sqlx::Error> {
         to_micros(state.clock.now()) - i64::try_from(RETENTION.as_micros()).unwrap_or(i64::MAX);
     let done = sqlx::query("DELETE FROM idempotency_key WHERE created_at < $1")
         .bind(cutoff)
-        .execute(state.db.write())
+        .execute(&mut *state.db.write_conn().await?)
         .await?;
     Ok(done.rows_affected())
 }

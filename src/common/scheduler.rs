@@ -44,6 +44,10 @@ pub const CLAIM: Duration = Duration::from_secs(60);
 /// Jobs claimed per scheduler pass.
 pub const PASS_LIMIT: i64 = 500;
 
+/// The start of an insert of jobs (`state` is always `due` at first).
+const INSERT_JOB: &str =
+    "INSERT INTO scheduled_job (tenant_id, id, kind, due_at, payload, state, created_at)";
+
 /// Schedule jobs inside the caller's transaction.
 pub async fn schedule(
     conn: &mut AnyConnection,
@@ -52,9 +56,7 @@ pub async fn schedule(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in jobs.chunks(500) {
-        let mut sql = Sql::for_conn(&*conn,
-            "INSERT INTO scheduled_job (tenant_id, id, kind, due_at, payload, state, created_at) VALUES ",
-        );
+        let mut sql = Sql::for_conn(&*conn, &format!("{INSERT_JOB} VALUES "));
         sql.values(chunk, |job| {
             vec![
                 Arg::from(tenant_id.as_str()),
@@ -68,6 +70,33 @@ pub async fn schedule(
         });
         sql.push(" ON CONFLICT DO NOTHING");
         sql.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// [`schedule`] inside a transaction of the direct SQLite connection
+/// ([`crate::common::db::Db::write_direct`]).
+pub fn schedule_direct(
+    tx: &rusqlite::Transaction<'_>,
+    tenant_id: &TenantId,
+    jobs: &[NewJob],
+    now: i64,
+) -> rusqlite::Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(&format!(
+        "{INSERT_JOB} VALUES (?, ?, ?, ?, ?, 'due', ?) ON CONFLICT DO NOTHING"
+    ))?;
+    for job in jobs {
+        insert.execute(rusqlite::params![
+            tenant_id.as_str(),
+            job.id,
+            job.kind,
+            job.due_at,
+            job.payload.to_string(),
+            now,
+        ])?;
     }
     Ok(())
 }
@@ -97,7 +126,7 @@ pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Job>, sqlx::
         .bind(&tenant_id)
         .bind(&id)
         .bind(now)
-        .execute(db.write())
+        .execute(&mut *db.write_conn().await?)
         .await?;
         if taken.rows_affected() == 1 {
             let payload: String = row.try_get("payload")?;
@@ -129,7 +158,7 @@ pub async fn record_failure(db: &Db, job: &Job, error: &str) -> Result<(), sqlx:
         .bind(error)
         .bind(job.tenant_id.as_str())
         .bind(&job.id)
-        .execute(db.write())
+        .execute(&mut *db.write_conn().await?)
         .await?;
     Ok(())
 }

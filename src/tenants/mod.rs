@@ -60,7 +60,7 @@ pub async fn create(db: &Db, name: &str, now: Timestamp) -> anyhow::Result<Creat
 /// On the first start of an empty database, create the `default` tenant.
 pub async fn ensure_default(db: &Db, now: Timestamp) -> anyhow::Result<Option<CreatedTenant>> {
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant")
-        .fetch_one(db.write())
+        .fetch_one(&mut *db.write_conn().await?)
         .await?;
     if count > 0 {
         return Ok(None);

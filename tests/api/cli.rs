@@ -114,7 +114,7 @@ async fn ledger_verify_exits_nonzero_on_a_tampered_balance(app: TestApp) {
 
     // A points column drifting from its history is exactly what verify must catch.
     sqlx::query("UPDATE ledger_account SET credits_posted = credits_posted + 5 WHERE address LIKE 'member:%'")
-        .execute(app.state.db.write())
+        .execute(&mut *app.state.db.write_conn().await.unwrap())
         .await
         .unwrap();
     let (code, out, _) = shequn(&url, &["ledger", "verify", "--tenant", &app.tenant_id]);

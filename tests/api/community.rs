@@ -276,7 +276,7 @@ async fn insert_order(
     .bind(total)
     .bind(paid.unwrap_or(0))
     .bind(paid)
-    .execute(app.state.db.write())
+    .execute(&mut *app.state.db.write_conn().await.unwrap())
     .await
     .expect("insert order");
 }
@@ -449,7 +449,7 @@ async fn checkins_follow_the_tenant_day_at_midnight(app: TestApp) {
     sqlx::query("UPDATE tenant SET timezone = $1 WHERE id = $2")
         .bind("America/Los_Angeles")
         .bind(app.tenant_id.as_str())
-        .execute(app.state.db.write())
+        .execute(&mut *app.state.db.write_conn().await.unwrap())
         .await
         .unwrap();
     let m = app.member("night-owl").await;

@@ -907,7 +907,7 @@ async fn verify_catches_a_broken_history_list(app: TestApp) {
     verify_ok(&app).await;
     // Cut the member's list after g1: g0 would vanish from the member's history.
     sqlx::query("UPDATE ledger_transfer SET credit_prev = NULL WHERE id = 'g1'")
-        .execute(app.state.db.write())
+        .execute(&mut *app.state.db.write_conn().await.unwrap())
         .await
         .unwrap();
     let reply = app.get("/v1/ledger/verify").await;
@@ -927,7 +927,7 @@ async fn verify_catches_a_broken_history_list(app: TestApp) {
     assert_eq!(reply.body["violations"][0]["detail"]["list_ends"], 2);
     // A link to a transfer that does not exist is reported as such.
     sqlx::query("UPDATE ledger_transfer SET debit_prev = 'nope' WHERE id = 'g2'")
-        .execute(app.state.db.write())
+        .execute(&mut *app.state.db.write_conn().await.unwrap())
         .await
         .unwrap();
     let reply = app.get("/v1/ledger/verify").await;
