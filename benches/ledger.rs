@@ -139,7 +139,7 @@ async fn setup(url: &str) -> anyhow::Result<Setup> {
 /// Ours: one batch of spends in one transaction through `store::apply`.
 async fn batch_spend(db: &Db, tenant: &TenantId, ops: Vec<Op>) -> anyhow::Result<()> {
     let mut tx = db.begin(Timestamp::now()).await?;
-    let results = store::apply(&mut tx, tenant, &[ops], store::Locking::Optimistic)
+    let results = store::apply(&mut tx, tenant, &[&ops], store::Locking::Optimistic)
         .await
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     tx.commit().await?;

@@ -12,7 +12,10 @@
 //! and is resolved exactly once (post, possibly smaller, void, or expire); a linked chain
 //! (`linked` on every transfer but the last) succeeds or fails as a whole.
 
-use std::collections::{HashMap, HashSet};
+// foldhash instead of SipHash: hashing account keys and transfer ids was a tenth of deciding a
+// batch under `shequn bench ledger`; foldhash is seeded per process, which keeps flooding with
+// chosen ids impractical.
+use foldhash::{HashMap, HashSet};
 
 use super::model::{Address, Asset, NewTransfer, Transfer, TransferResult};
 
@@ -123,6 +126,27 @@ enum Undo {
     Transfer(String, Option<Box<Transfer>>),
 }
 
+/// What a linked chain restores when one of its transfers fails. A transfer outside a chain
+/// changes the book only after all its checks passed, so it keeps no journal (saving the
+/// copies of keys and ids that every change would record).
+struct Journal(Option<Vec<Undo>>);
+
+impl Journal {
+    fn for_chain() -> Self {
+        Journal(Some(Vec::new()))
+    }
+
+    fn none() -> Self {
+        Journal(None)
+    }
+
+    fn record(&mut self, undo: impl FnOnce() -> Undo) {
+        if let Some(entries) = &mut self.0 {
+            entries.push(undo());
+        }
+    }
+}
+
 /// A result without the transfer (errors, and `created`).
 fn status_only(id: &str, status: &str, message: Option<String>) -> TransferResult {
     TransferResult {
@@ -147,22 +171,22 @@ impl Book {
         self.accounts.get(key).copied().unwrap_or_default()
     }
 
-    fn set(&mut self, key: AccountKey, totals: Totals, undo: &mut Vec<Undo>) {
+    fn set(&mut self, key: AccountKey, totals: Totals, undo: &mut Journal) {
         let old = self.totals(&key);
-        undo.push(Undo::Account(key.clone(), old));
+        undo.record(|| Undo::Account(key.clone(), old));
         self.accounts.insert(key.clone(), totals);
         self.dirty.insert(key);
     }
 
     /// Make `id` the newest transfer of the account; returns the one before it.
-    fn push_head(&mut self, key: &AccountKey, id: &str, undo: &mut Vec<Undo>) -> Option<String> {
+    fn push_head(&mut self, key: &AccountKey, id: &str, undo: &mut Journal) -> Option<String> {
         let previous = self.heads.insert(key.clone(), id.to_owned());
-        undo.push(Undo::Head(key.clone(), previous.clone()));
+        undo.record(|| Undo::Head(key.clone(), previous.clone()));
         previous
     }
 
-    fn rollback(&mut self, undo: Vec<Undo>, writes_len: (usize, usize)) {
-        for entry in undo.into_iter().rev() {
+    fn rollback(&mut self, undo: Journal, writes_len: (usize, usize)) {
+        for entry in undo.0.into_iter().flatten().rev() {
             match entry {
                 Undo::Account(key, totals) => {
                     self.accounts.insert(key, totals);
@@ -190,7 +214,7 @@ impl Book {
         self.writes.resolutions.truncate(writes_len.1);
     }
 
-    fn create(&mut self, t: &NewTransfer, undo: &mut Vec<Undo>) -> TransferResult {
+    fn create(&mut self, t: &NewTransfer, undo: &mut Journal) -> TransferResult {
         if let Some(existing) = self.transfers.get(&t.id) {
             return if existing.same_as(t) {
                 succeeded(&t.id, "exists", existing.clone())
@@ -266,7 +290,7 @@ impl Book {
             created_at: self.now.clone(),
             resolved_at: None,
         };
-        undo.push(Undo::Transfer(t.id.clone(), None));
+        undo.record(|| Undo::Transfer(t.id.clone(), None));
         self.transfers.insert(t.id.clone(), transfer);
         self.writes.transfers.push(t.clone());
         self.writes.links.push(links);
@@ -279,7 +303,7 @@ impl Book {
         pending_id: &str,
         kind: ResolutionKind,
         amount: Option<i64>,
-        undo: &mut Vec<Undo>,
+        undo: &mut Journal,
     ) -> TransferResult {
         let Some(transfer) = self.transfers.get(pending_id).cloned() else {
             return status_only(pending_id, "transfer_not_found", None);
@@ -329,10 +353,7 @@ impl Book {
         resolved.status = kind.as_str().to_owned();
         resolved.posted_amount = Some(posted);
         resolved.resolved_at = Some(self.now.clone());
-        undo.push(Undo::Transfer(
-            pending_id.to_owned(),
-            Some(Box::new(transfer)),
-        ));
+        undo.record(|| Undo::Transfer(pending_id.to_owned(), Some(Box::new(transfer))));
         self.transfers
             .insert(pending_id.to_owned(), resolved.clone());
         self.writes
@@ -356,8 +377,7 @@ pub fn apply_ops(book: &mut Book, ops: &[Op]) -> Vec<TransferResult> {
             end += 1;
         }
         if end == i {
-            let mut undo = Vec::new();
-            results.push(apply_one(book, &ops[i], &mut undo));
+            results.push(apply_one(book, &ops[i], &mut Journal::none()));
             i += 1;
             continue;
         }
@@ -375,7 +395,7 @@ pub fn apply_ops(book: &mut Book, ops: &[Op]) -> Vec<TransferResult> {
             continue;
         }
         let writes_len = (book.writes.transfers.len(), book.writes.resolutions.len());
-        let mut undo = Vec::new();
+        let mut undo = Journal::for_chain();
         let mut chain_results = Vec::new();
         let mut failure: Option<usize> = None;
         for (k, op) in ops[i..=end].iter().enumerate() {
@@ -408,7 +428,7 @@ pub fn apply_ops(book: &mut Book, ops: &[Op]) -> Vec<TransferResult> {
     results
 }
 
-fn apply_one(book: &mut Book, op: &Op, undo: &mut Vec<Undo>) -> TransferResult {
+fn apply_one(book: &mut Book, op: &Op, undo: &mut Journal) -> TransferResult {
     match op {
         Op::Create(t) => book.create(t, undo),
         Op::Post { pending_id, amount } => {

@@ -17,6 +17,12 @@
 //! way instead ([`store::apply`]), as are batches that must create accounts. Deciding and
 //! committing thus use both cores, where before one always waited for the other.
 //!
+//! On a SQLite file both ends skip sqlx's `Any` driver, whose per-value conversions and
+//! per-statement thread hand-offs cost more than SQLite's own work on the critical path: a
+//! batch's transfer ids are looked up on a direct reader connection and a prepared batch is
+//! written in one blocking call on the direct writer connection
+//! ([`crate::common::db::Db::write_direct`], [`store::write_prepared_direct`]).
+//!
 //! Exactness does not depend on the executor being the only writer: `store::apply` locks
 //! accounts in a fixed order and re-reads ids and resolutions under those locks, so several
 //! shequn processes against one PostgreSQL stay exact. A batch that fails on a transient
@@ -183,10 +189,10 @@ async fn prepare(
         let indices: Vec<usize> = (0..batch.len())
             .filter(|&i| &batch[i].tenant_id == tenant_id)
             .collect();
-        let requests: Vec<Vec<Op>> = indices.iter().map(|&i| batch[i].ops.clone()).collect();
+        let requests: Vec<&[Op]> = indices.iter().map(|&i| batch[i].ops.as_slice()).collect();
         let overlay = overlays.and_then(|o| o.get(tenant_id));
         let cache = caches.entry(tenant_id.clone()).or_default();
-        match store::prepare(&mut conn, tenant_id, &requests, overlay, cache, now).await {
+        match store::prepare(db, &mut conn, tenant_id, &requests, overlay, cache, now).await {
             Ok(Some(prepared)) => parts.push(TenantPart {
                 tenant_id: tenant_id.clone(),
                 indices,
@@ -213,18 +219,25 @@ async fn commit(
     done: oneshot::Sender<bool>,
 ) {
     let started = std::time::Instant::now();
-    let written = async {
-        let now = parts
-            .first()
-            .map(|p| p.prepared.now())
-            .unwrap_or_else(|| clock.now());
-        let mut tx = db.begin(now).await.map_err(ApiError::from)?;
-        for part in &parts {
-            store::write_prepared(&mut tx, &part.tenant_id, &part.prepared).await?;
+    let direct: Vec<(&TenantId, &store::Prepared)> =
+        parts.iter().map(|p| (&p.tenant_id, &p.prepared)).collect();
+    let written = match store::write_prepared_direct(&db, &direct).await {
+        Some(written) => written.map_err(ApiError::internal),
+        None => {
+            async {
+                let now = parts
+                    .first()
+                    .map(|p| p.prepared.now())
+                    .unwrap_or_else(|| clock.now());
+                let mut tx = db.begin(now).await.map_err(ApiError::from)?;
+                for part in &parts {
+                    store::write_prepared(&mut tx, &part.tenant_id, &part.prepared).await?;
+                }
+                tx.commit().await.map_err(ApiError::from)
+            }
+            .await
         }
-        tx.commit().await.map_err(ApiError::from)
-    }
-    .await;
+    };
     match written {
         Ok(()) => {
             let _ = done.send(true);
@@ -318,7 +331,7 @@ async fn run(
         let indices: Vec<usize> = (0..batch.len())
             .filter(|&i| &batch[i].tenant_id == *tenant)
             .collect();
-        let requests: Vec<Vec<Op>> = indices.iter().map(|&i| batch[i].ops.clone()).collect();
+        let requests: Vec<&[Op]> = indices.iter().map(|&i| batch[i].ops.as_slice()).collect();
         let per_request = store::apply(&mut tx, tenant, &requests, locking)
             .await
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;

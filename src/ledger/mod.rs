@@ -323,7 +323,7 @@ pub async fn expire_pending(state: &AppState, job: &Job) -> anyhow::Result<()> {
     store::apply(
         &mut tx,
         &job.tenant_id,
-        &[vec![op]],
+        &[&[op]],
         store::Locking::Pessimistic,
     )
     .await
@@ -340,6 +340,6 @@ pub async fn apply_in(
     tenant_id: &TenantId,
     ops: Vec<Op>,
 ) -> ApiResult<Vec<TransferResult>> {
-    let mut results = store::apply(tx, tenant_id, &[ops], store::Locking::Pessimistic).await?;
+    let mut results = store::apply(tx, tenant_id, &[&ops], store::Locking::Pessimistic).await?;
     Ok(results.pop().unwrap_or_default())
 }

@@ -7,7 +7,8 @@
 //! new or a pending one unresolved), applies the rules in memory ([`super::engine`]) and
 //! writes the new transfers, resolutions and account totals with multi-row statements.
 //! [`prepare`] and [`write_prepared`] do the same in two steps, without locks and with a
-//! compare-and-swap, for the executor's pipeline.
+//! compare-and-swap, for the executor's pipeline; on a SQLite file [`direct`] does their I/O
+//! through rusqlite instead (the same rows and checks, see its module doc).
 //!
 //! History: each account row names its newest transfer (`last_transfer_id`) and each transfer
 //! the transfer before it on each of its accounts (`debit_prev`, `credit_prev`), so a
@@ -16,7 +17,9 @@
 //! commit, which bounded the ledger's SQLite throughput; the account row is rewritten by every
 //! transfer anyway, so the links cost no extra page.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -25,13 +28,15 @@ use sqlx::{AnyConnection, Row as _};
 
 use super::engine::{apply_ops, AccountKey, Book, Links, Op, Totals};
 use super::model::{Address, Asset, Balance, NewTransfer, Transfer, TransferResult};
-use crate::common::db::{Backend, Tx};
+use crate::common::db::{Backend, Db, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::TenantId;
 use crate::common::scheduler;
 use crate::common::sql::{backend_of, bind_owned, Arg, Sql};
 use crate::common::time::{micros_to_rfc3339, to_micros};
+
+mod direct;
 
 /// How `apply` keeps a batch exact against concurrent writers on PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,40 +67,74 @@ const TRANSFER_COLUMNS: &str = "t.id, t.debit_address, t.credit_address, t.asset
     t.code, t.reference, t.metadata, t.pending, t.timeout_at, t.linked, t.created_at, \
     r.kind AS resolution_kind, r.amount AS resolution_amount, r.resolved_at";
 
+/// A transfer row with its resolution's columns, as either driver reads it.
+struct TransferRow {
+    id: String,
+    debit_address: String,
+    credit_address: String,
+    asset: String,
+    amount: i64,
+    code: String,
+    reference: Option<String>,
+    metadata: String,
+    pending: i64,
+    timeout_at: Option<i64>,
+    linked: i64,
+    created_at: i64,
+    resolution_kind: Option<String>,
+    resolution_amount: Option<i64>,
+    resolved_at: Option<i64>,
+}
+
+impl TransferRow {
+    /// The transfer as the API shows it.
+    fn into_transfer(self) -> Transfer {
+        let pending = self.pending != 0;
+        let (status, posted_amount) = match (pending, self.resolution_kind) {
+            (false, _) => ("posted".to_owned(), Some(self.amount)),
+            (true, None) => ("pending".to_owned(), None),
+            (true, Some(kind)) => (kind, self.resolution_amount),
+        };
+        Transfer {
+            id: self.id,
+            from: self.debit_address,
+            to: self.credit_address,
+            asset: Asset::parse(&self.asset).unwrap_or(Asset::Points),
+            amount: self.amount,
+            code: self.code,
+            reference: self.reference,
+            metadata: serde_json::from_str(&self.metadata).unwrap_or(Value::Null),
+            pending,
+            linked: self.linked != 0,
+            status,
+            posted_amount,
+            timeout_at: self.timeout_at.map(micros_to_rfc3339),
+            created_at: micros_to_rfc3339(self.created_at),
+            resolved_at: self.resolved_at.map(micros_to_rfc3339),
+        }
+    }
+}
+
 /// A transfer row (with its resolution, if any) as the API shows it.
 pub fn transfer_from_row(row: &AnyRow) -> Result<Transfer, sqlx::Error> {
-    let pending = row.try_get::<i64, _>("pending")? != 0;
-    let amount: i64 = row.try_get("amount")?;
-    let kind: Option<String> = row.try_get("resolution_kind")?;
-    let resolution_amount: Option<i64> = row.try_get("resolution_amount")?;
-    let asset: String = row.try_get("asset")?;
-    let metadata: String = row.try_get("metadata")?;
-    let (status, posted_amount) = match (pending, kind) {
-        (false, _) => ("posted".to_owned(), Some(amount)),
-        (true, None) => ("pending".to_owned(), None),
-        (true, Some(kind)) => (kind, resolution_amount),
-    };
-    Ok(Transfer {
+    Ok(TransferRow {
         id: row.try_get("id")?,
-        from: row.try_get("debit_address")?,
-        to: row.try_get("credit_address")?,
-        asset: Asset::parse(&asset).unwrap_or(Asset::Points),
-        amount,
+        debit_address: row.try_get("debit_address")?,
+        credit_address: row.try_get("credit_address")?,
+        asset: row.try_get("asset")?,
+        amount: row.try_get("amount")?,
         code: row.try_get("code")?,
         reference: row.try_get("reference")?,
-        metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
-        pending,
-        linked: row.try_get::<i64, _>("linked")? != 0,
-        status,
-        posted_amount,
-        timeout_at: row
-            .try_get::<Option<i64>, _>("timeout_at")?
-            .map(micros_to_rfc3339),
-        created_at: micros_to_rfc3339(row.try_get("created_at")?),
-        resolved_at: row
-            .try_get::<Option<i64>, _>("resolved_at")?
-            .map(micros_to_rfc3339),
-    })
+        metadata: row.try_get("metadata")?,
+        pending: row.try_get("pending")?,
+        timeout_at: row.try_get("timeout_at")?,
+        linked: row.try_get("linked")?,
+        created_at: row.try_get("created_at")?,
+        resolution_kind: row.try_get("resolution_kind")?,
+        resolution_amount: row.try_get("resolution_amount")?,
+        resolved_at: row.try_get("resolved_at")?,
+    }
+    .into_transfer())
 }
 
 fn push_list<'a>(sql: &mut Sql, values: impl IntoIterator<Item = &'a str>) {
@@ -132,6 +171,28 @@ pub async fn load_transfers(
         }
     }
     Ok(out)
+}
+
+/// [`load_transfers`], on SQLite's direct reader connection when the database has one
+/// ([`Db::read_direct`], see [`direct::load_transfers`]), else on `conn`.
+async fn load_transfers_on(
+    db: &Db,
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    ids: &[&str],
+) -> ApiResult<HashMap<String, Transfer>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let tenant = tenant_id.clone();
+    let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    match db
+        .read_direct(move |direct| direct::load_transfers(direct, &tenant, &owned))
+        .await
+    {
+        Some(loaded) => loaded.map_err(ApiError::internal),
+        None => Ok(load_transfers(conn, tenant_id, ids).await?),
+    }
 }
 
 /// Accounts as read: their totals, and the heads of their histories (absent when empty).
@@ -286,12 +347,12 @@ async fn existing_members(
     Ok(out)
 }
 
-/// Apply operations (one `Vec<Op>` per caller, each its own linked-chain scope) inside `tx`.
+/// Apply operations (one slice of operations per caller, each its own linked-chain scope) inside `tx`.
 /// Returns one result list per caller. Nothing is committed here.
 pub async fn apply(
     tx: &mut Tx,
     tenant_id: &TenantId,
-    requests: &[Vec<Op>],
+    requests: &[&[Op]],
     locking: Locking,
 ) -> ApiResult<Vec<Vec<TransferResult>>> {
     let now = tx.now();
@@ -306,6 +367,7 @@ pub async fn apply(
     //    before locking; their resolution state is read again after).
     let resolve_ids: Vec<&str> = requests
         .iter()
+        .copied()
         .flatten()
         .filter(|op| !matches!(op, Op::Create(_)))
         .map(Op::id)
@@ -344,7 +406,7 @@ pub async fn apply(
     let t_lock = clock.elapsed();
 
     // 3. With the locks held, what already exists.
-    let mut ids: Vec<&str> = requests.iter().flatten().map(Op::id).collect();
+    let mut ids: Vec<&str> = requests.iter().copied().flatten().map(Op::id).collect();
     ids.sort_unstable();
     ids.dedup();
     let transfers = load_transfers(conn, tenant_id, &ids).await?;
@@ -482,9 +544,10 @@ impl Prepared {
 /// ([`apply`]) and clears the cache. Returns `None` when an account does not exist yet:
 /// creating accounts is left to [`apply`], under locks.
 pub async fn prepare(
+    db: &Db,
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    requests: &[Vec<Op>],
+    requests: &[&[Op]],
     overlay: Option<&Overlay>,
     cache: &mut AccountCache,
     now: jiff::Timestamp,
@@ -500,11 +563,12 @@ pub async fn prepare(
     };
     let resolve_ids: Vec<&str> = requests
         .iter()
+        .copied()
         .flatten()
         .filter(|op| !matches!(op, Op::Create(_)))
         .map(Op::id)
         .collect();
-    let mut referenced = load_transfers(conn, tenant_id, &resolve_ids).await?;
+    let mut referenced = load_transfers_on(db, conn, tenant_id, &resolve_ids).await?;
     overlay_transfers(&mut referenced, &resolve_ids);
     let keys = account_keys(requests, &referenced);
     if cache.len() + keys.len() > MAX_CACHED_ACCOUNTS {
@@ -537,10 +601,10 @@ pub async fn prepare(
         .filter(|(a, _)| a.is_member())
         .map(|(a, _)| a.to_string())
         .collect();
-    let mut ids: Vec<&str> = requests.iter().flatten().map(Op::id).collect();
+    let mut ids: Vec<&str> = requests.iter().copied().flatten().map(Op::id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut transfers = load_transfers(conn, tenant_id, &ids).await?;
+    let mut transfers = load_transfers_on(db, conn, tenant_id, &ids).await?;
     overlay_transfers(&mut transfers, &ids);
     let original = accounts.clone();
     let (book, results) = decide(requests, accounts, transfers, members, now);
@@ -564,32 +628,57 @@ pub async fn write_prepared(
     prepared: &Prepared,
 ) -> ApiResult<()> {
     let decided = &prepared.decided;
-    let book = &decided.book;
-    let read_only: Vec<AccountState> = decided
-        .original
-        .totals
-        .iter()
-        .filter(|(key, _)| !book.dirty.contains(*key))
-        .map(|(key, totals)| AccountState {
-            key,
-            totals,
-            head: decided.original.heads.get(key).map(String::as_str),
-        })
-        .collect();
-    check_accounts(tx.conn(), tenant_id, &read_only).await?;
+    check_accounts(tx.conn(), tenant_id, &decided.read_only()).await?;
     write(
         tx,
         tenant_id,
-        book,
+        &decided.book,
         Some(&decided.original),
         to_micros(decided.now),
     )
     .await
 }
 
+/// [`write_prepared`] for every tenant's part of a batch, in one transaction of the direct
+/// SQLite connection ([`Db::write_direct`], see [`direct`]); `None` when the database has
+/// none (then use [`write_prepared`] in a [`Tx`]).
+pub async fn write_prepared_direct(
+    db: &Db,
+    parts: &[(&TenantId, &Prepared)],
+) -> Option<anyhow::Result<()>> {
+    let parts: Vec<(TenantId, Arc<Decided>)> = parts
+        .iter()
+        .map(|(tenant_id, prepared)| ((*tenant_id).clone(), prepared.decided.clone()))
+        .collect();
+    db.write_direct(move |tx| {
+        for (tenant_id, decided) in &parts {
+            direct::write_prepared(tx, tenant_id, decided)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+impl Decided {
+    /// The accounts the decisions rest on that the batch does not change (they are checked,
+    /// not written).
+    fn read_only(&self) -> Vec<AccountState<'_>> {
+        self.original
+            .totals
+            .iter()
+            .filter(|(key, _)| !self.book.dirty.contains(*key))
+            .map(|(key, totals)| AccountState {
+                key,
+                totals,
+                head: self.original.heads.get(key).map(String::as_str),
+            })
+            .collect()
+    }
+}
+
 /// Apply the rules to every request over what was read; one result list per request.
 fn decide(
-    requests: &[Vec<Op>],
+    requests: &[&[Op]],
     accounts: Accounts,
     transfers: HashMap<String, Transfer>,
     members: HashSet<String>,
@@ -613,11 +702,11 @@ fn decide(
 /// Every account the operations touch: both sides of each new transfer and of each pending
 /// transfer being resolved.
 fn account_keys(
-    requests: &[Vec<Op>],
+    requests: &[&[Op]],
     referenced: &HashMap<String, Transfer>,
 ) -> BTreeSet<AccountKey> {
     let mut keys: BTreeSet<AccountKey> = BTreeSet::new();
-    for op in requests.iter().flatten() {
+    for op in requests.iter().copied().flatten() {
         if let Op::Create(t) = op {
             keys.insert((t.from.clone(), t.asset));
             keys.insert((t.to.clone(), t.asset));
@@ -632,40 +721,31 @@ fn account_keys(
     keys
 }
 
-async fn write(
-    tx: &mut Tx,
+/// Everything a decided batch writes, derived from its book once for either way of writing
+/// it ([`write`] through sqlx, [`direct::write_prepared`] on SQLite's direct connection).
+struct WriteSet<'a> {
+    transfers: Vec<(&'a NewTransfer, &'a Links)>,
+    resolutions: &'a [(String, super::engine::ResolutionKind, i64)],
+    accounts: Vec<AccountWrite<'a>>,
+    timeouts: Vec<scheduler::NewJob>,
+    /// One event per batch and tenant: the transfer table is the ledger's own log; the event
+    /// tells outbox readers which transfers and resolutions appeared.
+    event: NewEvent,
+}
+
+/// What `book` writes (`None`: nothing), with each account's old state from `compare_with`
+/// for a compare-and-swap.
+fn write_set<'a>(
     tenant_id: &TenantId,
-    book: &Book,
-    compare_with: Option<&Accounts>,
+    book: &'a Book,
+    compare_with: Option<&'a Accounts>,
     now: i64,
-) -> ApiResult<()> {
+) -> Option<WriteSet<'a>> {
     let writes = &book.writes;
     if writes.transfers.is_empty() && writes.resolutions.is_empty() {
-        return Ok(());
+        return None;
     }
-    let conn = tx.conn();
-    let rows: Vec<(&NewTransfer, &Links)> = writes.transfers.iter().zip(&writes.links).collect();
-    insert_transfers(conn, tenant_id, &rows, now).await?;
-    for chunk in writes.resolutions.chunks(WRITE_CHUNK_ROWS) {
-        let mut sql = Sql::for_conn(
-            &*conn,
-            &format!(
-                "{} ledger_resolution (tenant_id, pending_id, kind, amount, resolved_at) VALUES ",
-                crate::common::sql::insert_into(conn)
-            ),
-        );
-        sql.values(chunk, |(id, kind, amount)| {
-            vec![
-                Arg::from(tenant_id.as_str()),
-                Arg::from(id.as_str()),
-                Arg::from(kind.as_str()),
-                Arg::from(*amount),
-                Arg::from(now),
-            ]
-        });
-        sql.query().execute(&mut *conn).await?;
-    }
-    let dirty: Vec<AccountWrite> = book
+    let accounts = book
         .dirty
         .iter()
         .filter_map(|key| {
@@ -686,8 +766,7 @@ async fn write(
             })
         })
         .collect();
-    update_accounts(conn, tenant_id, &dirty, compare_with.is_some()).await?;
-    let timeouts: Vec<scheduler::NewJob> = writes
+    let timeouts = writes
         .transfers
         .iter()
         .filter_map(|t| {
@@ -699,21 +778,60 @@ async fn write(
             })
         })
         .collect();
-    scheduler::schedule(conn, tenant_id, &timeouts, now).await?;
-    // One event per batch and tenant: the transfer table is the ledger's own log; the event
-    // tells outbox readers which transfers and resolutions appeared.
     let created: Vec<&str> = writes.transfers.iter().map(|t| t.id.as_str()).collect();
     let resolved: Vec<Value> = writes
         .resolutions
         .iter()
         .map(|(id, kind, amount)| json!({ "id": id, "status": kind.as_str(), "posted_amount": amount }))
         .collect();
-    tx.emit(NewEvent::new(
-        tenant_id,
-        "ledger.transfers_committed",
-        None,
-        json!({ "created": created, "resolved": resolved }),
-    ));
+    Some(WriteSet {
+        transfers: writes.transfers.iter().zip(&writes.links).collect(),
+        resolutions: &writes.resolutions,
+        accounts,
+        timeouts,
+        event: NewEvent::new(
+            tenant_id,
+            "ledger.transfers_committed",
+            None,
+            json!({ "created": created, "resolved": resolved }),
+        ),
+    })
+}
+
+async fn write(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    book: &Book,
+    compare_with: Option<&Accounts>,
+    now: i64,
+) -> ApiResult<()> {
+    let Some(set) = write_set(tenant_id, book, compare_with, now) else {
+        return Ok(());
+    };
+    let conn = tx.conn();
+    insert_transfers(conn, tenant_id, &set.transfers, now).await?;
+    for chunk in set.resolutions.chunks(WRITE_CHUNK_ROWS) {
+        let mut sql = Sql::for_conn(
+            &*conn,
+            &format!(
+                "{} ledger_resolution (tenant_id, pending_id, kind, amount, resolved_at) VALUES ",
+                crate::common::sql::insert_into(conn)
+            ),
+        );
+        sql.values(chunk, |(id, kind, amount)| {
+            vec![
+                Arg::from(tenant_id.as_str()),
+                Arg::from(id.as_str()),
+                Arg::from(kind.as_str()),
+                Arg::from(*amount),
+                Arg::from(now),
+            ]
+        });
+        sql.query().execute(&mut *conn).await?;
+    }
+    update_accounts(conn, tenant_id, &set.accounts, compare_with.is_some()).await?;
+    scheduler::schedule(conn, tenant_id, &set.timeouts, now).await?;
+    tx.emit(set.event);
     Ok(())
 }
 
