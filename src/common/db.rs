@@ -12,14 +12,14 @@
 //! one connection (writers queue in the pool instead of failing with `SQLITE_BUSY`) beside a
 //! read pool; WAL mode lets readers run while the writer works. On PostgreSQL both are one pool.
 //!
-//! On a SQLite file the [`Db`] also opens one *direct* connection through rusqlite
-//! ([`Db::write_direct`]) for the ledger executor's batch writes. Those write about a thousand
-//! rows per transaction, and through the `Any` driver each value was converted twice on the
-//! async side and every statement was a round trip to the driver's worker thread: less than
-//! half of a batch's commit was SQLite working (measured with `shequn bench ledger` and perf),
-//! and that commit is the executor's critical path. The direct connection runs a whole
-//! transaction of cached prepared statements in one blocking call. It takes this process's
-//! write lock first (the write pool's one connection), so it never races the pool's writer.
+//! On a SQLite file the [`Db`] also opens two *direct* connections through rusqlite
+//! ([`Db::write_direct`], [`Db::read_direct`]) for the ledger executor's batches. A batch
+//! writes about a thousand rows, and through the `Any` driver each value was converted twice
+//! on the async side and every statement was a round trip to the driver's worker thread: less
+//! than half of a batch's commit was SQLite working (measured with `shequn bench ledger` and
+//! perf), and that commit is the executor's critical path. The direct writer runs a whole
+//! transaction of cached prepared statements in one blocking call, under the process's write
+//! lock that every writer takes, so it never races the pool's writer.
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -66,8 +66,7 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     /// SQLite files only: the connections of [`Db::write_direct`] and [`Db::read_direct`].
-    direct: Option<Arc<Mutex<rusqlite::Connection>>>,
-    direct_read: Option<Arc<Mutex<rusqlite::Connection>>>,
+    direct: Option<Direct>,
     /// SQLite only: this process's write lock, taken by every write ([`Db::begin`],
     /// [`Db::write_conn`], [`Db::write_direct`]). The pool's writer and the direct connection
     /// are two SQLite connections; without this lock they would meet at SQLite's file lock,
@@ -102,19 +101,11 @@ impl Db {
                     .with_context(|| format!("opening SQLite database {url}"))?;
                 let direct =
                     open_direct(&url).with_context(|| format!("opening SQLite database {url}"))?;
-                let direct_read = match &direct {
-                    Some(_) => Some(Arc::new(Mutex::new(
-                        open_rusqlite(SqliteConnectOptions::from_str(&url)?.get_filename())
-                            .with_context(|| format!("opening SQLite database {url}"))?,
-                    ))),
-                    None => None,
-                };
                 Ok(Db {
                     backend,
                     read,
                     write,
                     direct,
-                    direct_read,
                     write_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
                 })
             }
@@ -131,7 +122,6 @@ impl Db {
                     read: pool.clone(),
                     write: pool,
                     direct: None,
-                    direct_read: None,
                     write_lock: None,
                 })
             }
@@ -210,7 +200,7 @@ impl Db {
         F: FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let direct = self.direct.clone()?;
+        let direct = self.direct.as_ref()?.write.clone();
         Some(
             async move {
                 let _write_lock = self.lock_writes().await;
@@ -230,17 +220,15 @@ impl Db {
         )
     }
 
-    /// Run `work` on the direct SQLite reader connection (each statement sees what was
-    /// committed when it started, as on the read pool); `None` without one (PostgreSQL, an
-    /// in-memory SQLite). For the ledger executor's reads of a batch's transfer ids, which
-    /// through the `Any` driver cost more than SQLite's lookups themselves.
-    pub async fn read_direct<T, F>(&self, work: F) -> Option<anyhow::Result<T>>
-    where
-        F: FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let direct = self.direct_read.clone()?;
-        let conn = match direct.lock() {
+    /// Run `work` on the direct SQLite reader connection, on this thread ([`in_place`]);
+    /// `None` without one (PostgreSQL, an in-memory SQLite). For the ledger executor's reads
+    /// of a batch's transfer ids, which through the `Any` driver cost more than SQLite's
+    /// lookups themselves.
+    pub fn read_direct<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T>,
+    ) -> Option<anyhow::Result<T>> {
+        let conn = match self.direct.as_ref()?.read.lock() {
             Ok(conn) => conn,
             Err(_) => return Some(Err(anyhow::anyhow!("direct SQLite connection poisoned"))),
         };
@@ -290,10 +278,17 @@ fn in_place<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The direct connection to the SQLite file of `url` (with the pools' pragmas), or `None`
-/// for an in-memory database, which a second connection would not share. Also starts the
+/// The direct connections to one SQLite file.
+#[derive(Debug, Clone)]
+struct Direct {
+    write: Arc<Mutex<rusqlite::Connection>>,
+    read: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// The direct connections to the SQLite file of `url` (with the pools' pragmas), or `None`
+/// for an in-memory database, which other connections would not share. Also starts the
 /// file's checkpointer ([`checkpoint_in_background`]).
-fn open_direct(url: &str) -> anyhow::Result<Option<Arc<Mutex<rusqlite::Connection>>>> {
+fn open_direct(url: &str) -> anyhow::Result<Option<Direct>> {
     let options = SqliteConnectOptions::from_str(url)?;
     let path = options.get_filename();
     if url.contains(":memory:")
@@ -302,9 +297,12 @@ fn open_direct(url: &str) -> anyhow::Result<Option<Arc<Mutex<rusqlite::Connectio
     {
         return Ok(None);
     }
-    let direct = Arc::new(Mutex::new(open_rusqlite(path)?));
+    let direct = Direct {
+        write: Arc::new(Mutex::new(open_rusqlite(path)?)),
+        read: Arc::new(Mutex::new(open_rusqlite(path)?)),
+    };
     let checkpointer = open_rusqlite(path)?;
-    let owner = Arc::downgrade(&direct);
+    let owner = Arc::downgrade(&direct.write);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || checkpoint_in_background(checkpointer, owner))?;

@@ -184,12 +184,7 @@ async fn load_transfers_on(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let tenant = tenant_id.clone();
-    let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
-    match db
-        .read_direct(move |direct| direct::load_transfers(direct, &tenant, &owned))
-        .await
-    {
+    match db.read_direct(|direct| direct::load_transfers(direct, tenant_id, ids)) {
         Some(loaded) => loaded.map_err(ApiError::internal),
         None => Ok(load_transfers(conn, tenant_id, ids).await?),
     }

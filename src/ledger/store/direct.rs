@@ -127,7 +127,7 @@ pub(super) fn write_prepared(
 pub(super) fn load_transfers(
     conn: &rusqlite::Connection,
     tenant_id: &TenantId,
-    ids: &[String],
+    ids: &[&str],
 ) -> anyhow::Result<HashMap<String, Transfer>> {
     let snapshot = conn.unchecked_transaction()?;
     let mut select = snapshot.prepare_cached(&format!(
