@@ -4,12 +4,20 @@
 //! - `ledger_engine`: the pure rules alone ([`apply_ops`]) applying 1,000 spends
 //!   (member → `system:redemption`, amount 1) to an in-memory [`Book`] holding 1,000 funded
 //!   member accounts and the system account: the CPU cost of a batch without any I/O.
-//! - `ledger_commit`, on a temporary SQLite file: 1,000 spends committed as ONE transaction
-//!   through [`store::apply`] (how the executor commits a batch) versus the same 1,000 spends
-//!   each in its own transaction doing select / check / insert / update (a copy of
-//!   `naive_spend` from `src/bench/ledger.rs`). Both report elements (transfers) per second, so
-//!   the ratio is the gain from batching. Every transfer id is unique, so every spend is
-//!   `created`; members are funded far beyond what the run spends.
+//! - `ledger_commit`, on a temporary SQLite file, 1,000 spends per iteration three ways:
+//!   - `ours_prepared_direct`: how the executor handles a batch on SQLite: decided ahead with
+//!     [`store::prepare`] (accounts from a warm [`store::AccountCache`], transfer ids looked up
+//!     on the direct reader) and written in one transaction of the direct writer with
+//!     [`store::write_prepared_direct`]. Here the two run one after the other; the executor
+//!     overlaps deciding one batch with committing the one before.
+//!   - `ours_one_tx`: ONE transaction through [`store::apply`] (the locking path the executor
+//!     takes for batches that create accounts, and the path on PostgreSQL).
+//!   - `naive_tx_per_spend`: each spend in its own transaction doing select / check / insert /
+//!     update (`naive_spend` from `src/bench/ledger.rs`).
+//!
+//!   All report elements (transfers) per second, so the ratios are the gains from batching.
+//!   Every transfer id is unique, so every spend is `created`; members are funded far beyond
+//!   what the run spends.
 //!
 //! The end-to-end, concurrent version of the comparison is `shequn bench ledger`.
 
@@ -17,6 +25,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use jiff::Timestamp;
 
@@ -150,6 +159,42 @@ async fn batch_spend(db: &Db, tenant: &TenantId, ops: Vec<Op>) -> anyhow::Result
     Ok(())
 }
 
+/// Ours as the executor runs it on SQLite: decide with [`store::prepare`], then write on the
+/// direct connection.
+async fn prepared_spend(
+    db: &Db,
+    tenant: &TenantId,
+    cache: &mut store::AccountCache,
+    ops: Vec<Op>,
+) -> anyhow::Result<()> {
+    let mut conn = db.read().acquire().await?;
+    let prepared = store::prepare(
+        db,
+        &mut conn,
+        tenant,
+        &[&ops],
+        None,
+        cache,
+        Timestamp::now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.to_string()))?
+    .context("every account exists, so the batch is prepared")?;
+    drop(conn);
+    store::write_prepared_direct(db, &[(tenant, &prepared)])
+        .await
+        .context("a SQLite file has a direct writer")??;
+    anyhow::ensure!(
+        prepared
+            .results
+            .iter()
+            .flatten()
+            .all(|r| r.status == "created"),
+        "a prepared spend was not created"
+    );
+    Ok(())
+}
+
 fn bench_commit(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,6 +215,27 @@ fn bench_commit(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(SPENDS as u64));
+    // The executor's cache as it is in steady state: every member account already read.
+    let cache = std::cell::RefCell::new(store::AccountCache::default());
+    runtime
+        .block_on(prepared_spend(
+            &db,
+            &tenant,
+            &mut cache.borrow_mut(),
+            spends("warm", &members),
+        ))
+        .expect("warming the account cache");
+    group.bench_function("ours_prepared_direct_1000_spends", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let run = counter.fetch_add(1, Ordering::Relaxed);
+            let ops = spends(&format!("direct{run}"), &members);
+            let mut taken = cache.take();
+            prepared_spend(&db, &tenant, &mut taken, ops)
+                .await
+                .expect("prepared spend");
+            cache.replace(taken);
+        });
+    });
     group.bench_function("ours_one_tx_1000_spends", |b| {
         b.to_async(&runtime).iter(|| async {
             let run = counter.fetch_add(1, Ordering::Relaxed);
