@@ -192,32 +192,26 @@ impl Db {
     ///
     /// The write lock is held meanwhile, so no other transaction of this process writes at
     /// the same time and the direct connection never waits for its own process (other
-    /// processes are waited for by `busy_timeout`).
-    /// Events are not buffered here: `work` appends them itself
-    /// ([`crate::common::events::append_direct`]).
+    /// processes are waited for by `busy_timeout`). Events are not buffered here: `work`
+    /// appends them itself ([`crate::common::events::append_direct`]).
     pub async fn write_direct<T, F>(&self, work: F) -> Option<anyhow::Result<T>>
     where
         F: FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let direct = self.direct.as_ref()?.write.clone();
-        Some(
-            async move {
-                let _write_lock = self.lock_writes().await;
-                tokio::task::spawn_blocking(move || {
-                    let mut conn = direct
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("direct SQLite connection poisoned"))?;
-                    let tx =
-                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let out = work(&tx)?;
-                    tx.commit()?;
-                    Ok(out)
-                })
-                .await?
-            }
-            .await,
-        )
+        let _write_lock = self.lock_writes().await;
+        let written = tokio::task::spawn_blocking(move || {
+            let mut conn = direct
+                .lock()
+                .map_err(|_| anyhow::anyhow!("direct SQLite connection poisoned"))?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = work(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await;
+        Some(written.unwrap_or_else(|e| Err(e.into())))
     }
 
     /// Run `work` on the direct SQLite reader connection, on this thread ([`in_place`]);

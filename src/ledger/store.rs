@@ -63,6 +63,19 @@ pub const PENDING_TIMEOUT_JOB: &str = "ledger.pending_timeout";
 /// mean fewer round trips through the driver and, on SQLite, fewer passes over the same pages.
 const WRITE_CHUNK_ROWS: usize = 2000;
 
+/// The table and columns a new transfer is inserted into, in the order both writers bind them.
+const TRANSFER_INSERT: &str = "ledger_transfer (tenant_id, id, debit_address, credit_address, \
+    asset, amount, code, reference, metadata, pending, timeout_at, linked, created_at, \
+    debit_prev, credit_prev)";
+/// The table and columns a resolution is inserted into.
+const RESOLUTION_INSERT: &str =
+    "ledger_resolution (tenant_id, pending_id, kind, amount, resolved_at)";
+
+/// When a new pending transfer times out (micros), if it has a timeout.
+fn timeout_at(transfer: &NewTransfer, now: i64) -> Option<i64> {
+    transfer.timeout_secs.map(|secs| now + secs * 1_000_000)
+}
+
 const TRANSFER_COLUMNS: &str = "t.id, t.debit_address, t.credit_address, t.asset, t.amount, \
     t.code, t.reference, t.metadata, t.pending, t.timeout_at, t.linked, t.created_at, \
     r.kind AS resolution_kind, r.amount AS resolution_amount, r.resolved_at";
@@ -342,8 +355,8 @@ async fn existing_members(
     Ok(out)
 }
 
-/// Apply operations (one slice of operations per caller, each its own linked-chain scope) inside `tx`.
-/// Returns one result list per caller. Nothing is committed here.
+/// Apply operations (one slice of operations per caller, each its own linked-chain scope)
+/// inside `tx`. Returns one result list per caller. Nothing is committed here.
 pub async fn apply(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -765,10 +778,10 @@ fn write_set<'a>(
         .transfers
         .iter()
         .filter_map(|t| {
-            t.timeout_secs.map(|secs| scheduler::NewJob {
+            timeout_at(t, now).map(|due_at| scheduler::NewJob {
                 id: format!("{PENDING_TIMEOUT_JOB}:{}", t.id),
                 kind: PENDING_TIMEOUT_JOB,
-                due_at: now + secs * 1_000_000,
+                due_at,
                 payload: json!({ "pending_id": t.id }),
             })
         })
@@ -809,7 +822,7 @@ async fn write(
         let mut sql = Sql::for_conn(
             &*conn,
             &format!(
-                "{} ledger_resolution (tenant_id, pending_id, kind, amount, resolved_at) VALUES ",
+                "{} {RESOLUTION_INSERT} VALUES ",
                 crate::common::sql::insert_into(conn)
             ),
         );
@@ -903,9 +916,7 @@ async fn insert_transfers(
         let mut sql = Sql::for_conn(
             &*conn,
             &format!(
-                "{} ledger_transfer (tenant_id, id, debit_address, credit_address, asset, \
-                 amount, code, reference, metadata, pending, timeout_at, linked, created_at, \
-                 debit_prev, credit_prev) SELECT * FROM (VALUES ",
+                "{} {TRANSFER_INSERT} SELECT * FROM (VALUES ",
                 crate::common::sql::insert_into(conn)
             ),
         );
@@ -921,7 +932,7 @@ async fn insert_transfers(
                 Arg::from(t.reference.clone()),
                 Arg::from(t.metadata.to_string()),
                 Arg::from(i64::from(t.pending)),
-                Arg::from(t.timeout_secs.map(|s| now + s * 1_000_000)),
+                Arg::from(timeout_at(t, now)),
                 Arg::from(i64::from(t.linked)),
                 Arg::from(now),
                 Arg::from(links.debit_prev.clone()),

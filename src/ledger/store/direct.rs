@@ -13,7 +13,10 @@ use rusqlite::{params, Transaction};
 
 use foldhash::{HashMap, HashMapExt as _};
 
-use super::{write_set, Decided, TransferRow, CONCURRENT_UPDATE, TRANSFER_COLUMNS};
+use super::{
+    timeout_at, write_set, Decided, TransferRow, CONCURRENT_UPDATE, RESOLUTION_INSERT,
+    TRANSFER_COLUMNS, TRANSFER_INSERT,
+};
 use crate::common::events;
 use crate::common::ids::TenantId;
 use crate::common::scheduler;
@@ -54,11 +57,9 @@ pub(super) fn write_prepared(
     let Some(set) = write_set(tenant_id, &decided.book, Some(&decided.original), now) else {
         return Ok(());
     };
-    let mut insert = tx.prepare_cached(
-        "INSERT OR FAIL INTO ledger_transfer (tenant_id, id, debit_address, credit_address, \
-         asset, amount, code, reference, metadata, pending, timeout_at, linked, created_at, \
-         debit_prev, credit_prev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?;
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT OR FAIL INTO {TRANSFER_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))?;
     for (t, links) in &set.transfers {
         insert.execute(params![
             tenant,
@@ -71,7 +72,7 @@ pub(super) fn write_prepared(
             t.reference,
             t.metadata.to_string(),
             i64::from(t.pending),
-            t.timeout_secs.map(|s| now + s * 1_000_000),
+            timeout_at(t, now),
             i64::from(t.linked),
             now,
             links.debit_prev,
@@ -79,10 +80,9 @@ pub(super) fn write_prepared(
         ])?;
     }
     if !set.resolutions.is_empty() {
-        let mut resolve = tx.prepare_cached(
-            "INSERT OR FAIL INTO ledger_resolution (tenant_id, pending_id, kind, amount, \
-             resolved_at) VALUES (?, ?, ?, ?, ?)",
-        )?;
+        let mut resolve = tx.prepare_cached(&format!(
+            "INSERT OR FAIL INTO {RESOLUTION_INSERT} VALUES (?, ?, ?, ?, ?)"
+        ))?;
         for (id, kind, amount) in set.resolutions {
             resolve.execute(params![tenant, id, kind.as_str(), amount, now])?;
         }
