@@ -2,7 +2,9 @@
 //!
 //! `backend_tests!` turns each scenario `async fn(TestApp)` into two tests, `sqlite` and
 //! `postgres`. The PostgreSQL one runs when `SHEQUN_TEST_POSTGRES_URL` is set (and then fails
-//! if the server is unreachable); each test gets its own database, dropped afterwards.
+//! if the server is unreachable); each test gets its own database, dropped afterwards. When
+//! the variable is unset, `build.rs` sets the cfg `shequn_no_postgres` and the PostgreSQL
+//! tests are `#[ignore]`d, so cargo's summary counts them as ignored, never as passed.
 
 use std::sync::Arc;
 
@@ -55,18 +57,25 @@ impl Drop for DbGuard {
     }
 }
 
-/// A database of the given kind, fresh and migrated; `None` when PostgreSQL is not configured.
-pub async fn fresh_db(backend: Backend) -> Option<(Db, String, DbGuard)> {
+/// The PostgreSQL server the tests may use (`SHEQUN_TEST_POSTGRES_URL`, empty counts as
+/// unset).
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("SHEQUN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// The URL of a fresh, empty database of the given kind (not migrated, nothing connected to
+/// it) and the guard that removes it; `None` when PostgreSQL is not configured.
+pub async fn fresh_database(backend: Backend) -> Option<(String, DbGuard)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            let db = Db::connect(&url).await.expect("open sqlite");
-            db.migrate().await.expect("migrate sqlite");
-            Some((db, url, DbGuard::Sqlite(dir)))
+            Some((url, DbGuard::Sqlite(dir)))
         }
         Backend::Postgres => {
-            let admin_url = std::env::var("SHEQUN_TEST_POSTGRES_URL").ok()?;
+            let admin_url = postgres_admin_url()?;
             let name = format!("shequn_test_{}", uuid::Uuid::new_v4().simple());
             let mut admin = sqlx::PgConnection::connect(&admin_url)
                 .await
@@ -75,16 +84,20 @@ pub async fn fresh_db(backend: Backend) -> Option<(Db, String, DbGuard)> {
                 .execute(&mut admin)
                 .await
                 .expect("create test database");
-            let guard = DbGuard::Postgres {
-                admin_url: admin_url.clone(),
-                name: name.clone(),
-            };
             let url = with_database(&admin_url, &name);
-            let db = Db::connect(&url).await.expect("connect test database");
-            db.migrate().await.expect("migrate postgres");
-            Some((db, url, guard))
+            Some((url, DbGuard::Postgres { admin_url, name }))
         }
     }
+}
+
+/// The fresh database for a test of `backend`. A PostgreSQL test only runs when the suite was
+/// built with `SHEQUN_TEST_POSTGRES_URL` set (else it is ignored), so here the variable missing
+/// means it was unset after the build (or the test was forced with `--include-ignored`): fail
+/// rather than pass without testing anything.
+pub async fn require_database(backend: Backend) -> (String, DbGuard) {
+    fresh_database(backend).await.unwrap_or_else(|| {
+        panic!("a PostgreSQL test ran but SHEQUN_TEST_POSTGRES_URL is not set; set it to run it")
+    })
 }
 
 /// The same server URL pointing at another database.
@@ -127,14 +140,18 @@ pub struct Reply {
 }
 
 impl TestApp {
-    pub async fn new(backend: Backend) -> Option<TestApp> {
-        let (db, database_url, guard) = fresh_db(backend).await?;
+    pub async fn new(backend: Backend) -> TestApp {
+        let (database_url, guard) = require_database(backend).await;
+        let db = Db::connect(&database_url)
+            .await
+            .expect("open test database");
+        db.migrate().await.expect("migrate test database");
         let clock = ManualClock::new(Timestamp::now());
         let state = AppState::new(db.clone(), Arc::new(clock.clone()));
         let created = tenants::create(&db, "test", clock.now())
             .await
             .expect("tenant");
-        Some(TestApp {
+        TestApp {
             backend,
             router: shequn::app(state.clone()),
             state,
@@ -143,7 +160,7 @@ impl TestApp {
             key: created.api_key,
             database_url,
             _guard: guard,
-        })
+        }
     }
 
     /// The test clock's now.
@@ -261,7 +278,8 @@ pub fn build(
     }
 }
 
-/// Generate a `sqlite` and a `postgres` test for each scenario.
+/// Generate a `sqlite` and a `postgres` test for each scenario. The `postgres` test is ignored
+/// (reported as such by cargo) when the suite was built without `SHEQUN_TEST_POSTGRES_URL`.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -269,18 +287,19 @@ macro_rules! backend_tests {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    let app = $crate::support::TestApp::new($crate::support::Backend::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
+                    let app = $crate::support::TestApp::new($crate::support::Backend::Sqlite).await;
                     super::$name(app).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    shequn_no_postgres,
+                    ignore = "SHEQUN_TEST_POSTGRES_URL not set: PostgreSQL test skipped"
+                )]
                 async fn postgres() {
-                    match $crate::support::TestApp::new($crate::support::Backend::Postgres).await {
-                        Some(app) => super::$name(app).await,
-                        None => eprintln!("SHEQUN_TEST_POSTGRES_URL not set: PostgreSQL test skipped"),
-                    }
+                    let app =
+                        $crate::support::TestApp::new($crate::support::Backend::Postgres).await;
+                    super::$name(app).await;
                 }
             }
         )*
