@@ -7,6 +7,7 @@ mod analytics;
 mod cli;
 mod community;
 mod coupons;
+mod crash;
 mod foundation;
 mod idempotency;
 mod import_export;
