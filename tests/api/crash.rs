@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -798,21 +798,18 @@ impl Drop for Server {
 }
 
 /// Flags that turn the rate limits off, for a `serve` that has them (the load generators run
-/// without limits too).
-fn unlimited_args() -> &'static [&'static str] {
-    static ARGS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    ARGS.get_or_init(|| {
-        let help = Command::new(env!("CARGO_BIN_EXE_shequn"))
-            .args(["serve", "--help"])
-            .output()
-            .expect("shequn serve --help");
-        let help = String::from_utf8_lossy(&help.stdout);
-        ["--rate-limit-per-key", "--rate-limit-per-ip"]
-            .into_iter()
-            .filter(|flag| help.contains(flag))
-            .flat_map(|flag| [flag, "0"])
-            .collect()
-    })
+/// without limits too). Asked at each start, so the answer is about the binary being started.
+fn unlimited_args() -> Vec<&'static str> {
+    let help = Command::new(env!("CARGO_BIN_EXE_shequn"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("shequn serve --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    ["--rate-limit-per-key", "--rate-limit-per-ip"]
+        .into_iter()
+        .filter(|flag| help.contains(&format!("{flag} <")))
+        .flat_map(|flag| [flag, "0"])
+        .collect()
 }
 
 async fn healthy(addr: SocketAddr) -> bool {
