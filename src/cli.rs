@@ -45,6 +45,31 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "SHEQUN_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Serve `/metrics` (Prometheus) on this address; off when unset. Never on `--listen`.
+        #[arg(long, env = "SHEQUN_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// Requests per second per API key (burst twice that); 0 turns the limit off.
+        #[arg(long, env = "SHEQUN_RATE_LIMIT_PER_KEY", default_value_t = 1000)]
+        rate_limit_per_key: u32,
+        /// Per-tenant replacement of `--rate-limit-per-key`, `TENANT_ID=RATE` (0: no limit for
+        /// that tenant's keys); repeat the flag or separate with commas.
+        #[arg(long, env = "SHEQUN_RATE_LIMIT_TENANT", value_delimiter = ',',
+              value_parser = crate::common::rate_limit::parse_tenant_override)]
+        rate_limit_tenant: Vec<(TenantId, u32)>,
+        /// Requests per second per client IP (IPv6: per /64), burst twice that; 0 turns it off.
+        #[arg(long, env = "SHEQUN_RATE_LIMIT_PER_IP", default_value_t = 2000)]
+        rate_limit_per_ip: u32,
+        /// Failed authentications per minute per client IP before 429 replaces 401 (a valid
+        /// key is never refused by it); 0 turns it off.
+        #[arg(long, env = "SHEQUN_AUTH_FAILURES_PER_IP", default_value_t = 30)]
+        auth_failures_per_ip: u32,
+        /// Seconds a client has to send a request's headers; also how long an idle kept-alive
+        /// connection stays open.
+        #[arg(long, env = "SHEQUN_HEADER_READ_TIMEOUT", default_value_t = 10)]
+        header_read_timeout: u64,
+        /// Longest pause, in seconds, while a request body is being sent.
+        #[arg(long, env = "SHEQUN_BODY_READ_TIMEOUT", default_value_t = 60)]
+        body_read_timeout: u64,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -259,14 +284,37 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let db = open(url).await?;
     let now = Timestamp::now();
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            metrics_listen,
+            rate_limit_per_key,
+            rate_limit_tenant,
+            rate_limit_per_ip,
+            auth_failures_per_ip,
+            header_read_timeout,
+            body_read_timeout,
+        } => {
             if let Some(created) = tenants::ensure_default(&db, now).await? {
                 println!(
                     "Created tenant \"default\" ({}). Its API key, shown only this once:\n  {}\nTry:\n  curl -s -H \"Authorization: Bearer {}\" http://{listen}/v1/members",
                     created.tenant_id, created.api_key, created.api_key
                 );
             }
-            server::serve(db, listen).await?;
+            let config = server::ServeConfig {
+                listen,
+                metrics_listen,
+                limits: crate::common::rate_limit::RateLimitConfig {
+                    per_key: rate_limit_per_key,
+                    tenant_overrides: rate_limit_tenant,
+                    per_ip: rate_limit_per_ip,
+                    auth_failures_per_ip,
+                },
+                timeouts: server::Timeouts {
+                    header_read: std::time::Duration::from_secs(header_read_timeout.max(1)),
+                    body_idle: std::time::Duration::from_secs(body_read_timeout.max(1)),
+                },
+            };
+            server::serve(db, config).await?;
         }
         Command::Migrate => {
             println!(

@@ -54,6 +54,137 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Finish the merged document (the domains' routes are only known after merging, so this is
+/// not a [`Modify`]): every `/v1` operation is secured by the API key and documents the
+/// answers the edge gives to any of them: 400 `invalid_request`, 401 `unauthorized`, 413
+/// `payload_too_large`, 422 (`validation_failed`, `invalid_text`) and 429 `rate_limited` with
+/// `Retry-After`, all in the shared `Error` shape.
+pub fn complete(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{RefOr, Response, Schema};
+
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    let error_schema: RefOr<Schema> = ObjectBuilder::new()
+        .property(
+            "error",
+            ObjectBuilder::new()
+                .property("code", text("stable machine-readable code"))
+                .property("message", text("what went wrong, for people"))
+                .property(
+                    "details",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::AnyValue)
+                        .description(Some("more about the error (e.g. `field`), or null")),
+                )
+                .required("code")
+                .required("message"),
+        )
+        .required("error")
+        .into();
+    let response = |description: &str, retry_after: bool| -> RefOr<Response> {
+        let mut value = serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        });
+        if retry_after {
+            value["headers"] = serde_json::json!({"Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer", "minimum": 1}
+            }});
+        }
+        serde_json::from_value(value).expect("response")
+    };
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.schemas.insert("Error".to_owned(), error_schema);
+    let shared = [
+        (
+            "400",
+            "BadRequest",
+            response(
+                "`invalid_request`: malformed JSON, a wrong type, an unknown field or parameter",
+                false,
+            ),
+        ),
+        (
+            "401",
+            "Unauthorized",
+            response(
+                "`unauthorized`: no `Authorization: Bearer <api key>`, or an unknown or revoked key",
+                false,
+            ),
+        ),
+        (
+            "413",
+            "PayloadTooLarge",
+            response("`payload_too_large`: the body is over the limit", false),
+        ),
+        (
+            "422",
+            "Unprocessable",
+            response(
+                "`validation_failed` naming the field, `invalid_text` (text holding NUL), or a \
+                 domain rule",
+                false,
+            ),
+        ),
+        (
+            "429",
+            "RateLimited",
+            response(
+                "`rate_limited`: over the key's or the address's rate, or too many failed \
+                 authentications from the address",
+                true,
+            ),
+        ),
+    ];
+    for (_, name, response) in &shared {
+        components
+            .responses
+            .insert((*name).to_owned(), response.clone());
+    }
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.as_ref().is_none_or(Vec::is_empty) {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "api_key",
+                    Vec::<String>::new(),
+                )]);
+            }
+            for (status, name, _) in &shared {
+                let entry = operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| RefOr::Ref(utoipa::openapi::Ref::from_response_name(*name)));
+                // A bare status the handler listed (no body) gets the shared description too.
+                if let RefOr::T(own) = entry {
+                    if own.content.is_empty() {
+                        *entry = RefOr::Ref(utoipa::openapi::Ref::from_response_name(*name));
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -176,4 +307,90 @@ pub fn render_page(openapi: &utoipa::openapi::OpenApi) -> String {
     }
     html.push_str("</body></html>");
     html
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    /// utoipa keys components by their short name, so two `ToSchema` types with one name
+    /// silently replace each other in the document (that is how order refunds and referral
+    /// settings came to be documented with the stored-value bodies). Every type deriving
+    /// `ToSchema` must have a name of its own: its type name, or its `#[schema(as = …)]`.
+    #[test]
+    fn no_two_schemas_share_a_name() {
+        fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("read src").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        rust_files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let item = line
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("pub(crate) ");
+                let Some(rest) = item
+                    .strip_prefix("struct ")
+                    .or_else(|| item.strip_prefix("enum "))
+                else {
+                    continue;
+                };
+                let type_name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                // The attributes above the item.
+                let mut start = i;
+                while start > 0 {
+                    let above = lines[start - 1].trim_start();
+                    if above.starts_with("#[")
+                        || above.starts_with("///")
+                        || above.starts_with(')')
+                        || (lines[start - 1].starts_with(' ') && !above.is_empty())
+                    {
+                        start -= 1;
+                    } else {
+                        break;
+                    }
+                }
+                let attributes = lines[start..i].join(" ");
+                if !attributes.contains("ToSchema") {
+                    continue;
+                }
+                let name = attributes
+                    .split("schema(as = ")
+                    .nth(1)
+                    .and_then(|rest| rest.split([')', ',']).next())
+                    .map(|path| path.rsplit("::").next().unwrap_or(path).trim().to_owned())
+                    .unwrap_or(type_name.clone());
+                names.entry(name).or_default().push(format!(
+                    "{}:{} {type_name}",
+                    file.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                        .unwrap_or(&file)
+                        .display(),
+                    i + 1
+                ));
+            }
+        }
+        assert!(names.len() > 50, "found too few schemas: {names:?}");
+        let collisions: Vec<_> = names.iter().filter(|(_, at)| at.len() > 1).collect();
+        assert!(
+            collisions.is_empty(),
+            "schema names used twice: {collisions:#?}"
+        );
+    }
 }

@@ -1,5 +1,7 @@
-//! Operations endpoints: `/healthz`, `/metrics` (Prometheus text), `/openapi.json` and the
-//! offline `/docs` page; and the middleware that counts requests by route and status.
+//! Operations endpoints: `/healthz`, `/openapi.json` and the offline `/docs` page on the API
+//! port; `/metrics` (Prometheus text) on its own listener (`--metrics-listen`, off by default),
+//! since it needs no key and should not face the clients; and the middleware that counts
+//! requests by route and status.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -64,7 +66,6 @@ pub fn routes(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     let document = Arc::new(openapi.to_json().unwrap_or_else(|_| "{}".to_owned()));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
         .route(
             "/openapi.json",
             get(move || {
@@ -84,6 +85,14 @@ pub fn routes(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
                 async move { Html(page.as_str().to_owned()) }
             }),
         )
+}
+
+/// The metrics listener's routes: `/metrics` and `/healthz`.
+pub fn metrics_routes() -> Router<AppState> {
+    metrics_handle();
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -21,6 +21,7 @@ use crate::common::batcher::Batcher;
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::{Db, Tx};
 use crate::common::error::ApiError;
+use crate::common::rate_limit::{self, RateLimitConfig, RateLimits};
 use crate::common::scheduler::{self, Job};
 use crate::common::time::to_micros;
 use crate::common::{events, idempotency};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     pub ledger: Ledger,
     pub commerce: Commerce,
+    /// Rate limits; all off unless `serve` (or a test) sets them.
+    pub limits: Arc<RateLimits>,
 }
 
 /// The batchers of the hot commerce paths.
@@ -61,6 +64,7 @@ impl AppState {
             db,
             clock,
             key_cache: Arc::new(KeyCache::default()),
+            limits: Arc::new(RateLimits::off()),
         }
     }
 
@@ -85,7 +89,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// The whole router.
 pub fn app(state: AppState) -> Router {
-    let (api, openapi) = api().split_for_parts();
+    let (api, mut openapi) = api().split_for_parts();
+    docs::complete(&mut openapi);
     let api = api
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), require_api_key));
@@ -100,6 +105,7 @@ pub fn app(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(from_fn_with_state(state.clone(), rate_limit::per_ip))
         .layer(axum::middleware::from_fn(ops::track_metrics))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
@@ -119,20 +125,150 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How `serve` listens and limits.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// Where `/metrics` is served (`None`: nowhere); never on the API port.
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: RateLimitConfig,
+    pub timeouts: Timeouts,
+}
+
+impl ServeConfig {
+    /// Defaults of `shequn serve` on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            metrics_listen: None,
+            limits: RateLimitConfig::defaults(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// Connection timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the moment a connection waits for a request head to its last header line: bounds
+    /// slowly sent headers and also an idle kept-alive connection's wait for its next request.
+    pub header_read: Duration,
+    /// Longest pause while a request body is being sent; the request then fails.
+    pub body_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_idle: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Run the server until SIGTERM or Ctrl-C, then finish in-flight requests.
-pub async fn serve(db: Db, listen: SocketAddr) -> anyhow::Result<()> {
-    let state = AppState::new(db, Arc::new(SystemClock));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, backend = state.db.backend().name(), "shequn listening");
+pub async fn serve(db: Db, config: ServeConfig) -> anyhow::Result<()> {
+    let mut state = AppState::new(db, Arc::new(SystemClock));
+    state.limits = Arc::new(RateLimits::new(&config.limits));
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %config.listen, backend = state.db.backend().name(), "shequn listening");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let metrics = match config.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            tracing::info!(%address, "metrics listening");
+            let router = ops::metrics_routes().with_state(state.clone());
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(serve_connections(
+                listener,
+                router,
+                config.timeouts,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    let housekeeping = RateLimits::spawn_housekeeping(state.limits.clone());
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let scheduler = tokio::spawn(scheduler_loop(state.clone()));
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    serve_connections(listener, app(state.clone()), config.timeouts, shutdown).await?;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    housekeeping.abort();
     maintenance.abort();
     scheduler.abort();
     state.db.close().await;
     tracing::info!("shequn stopped");
+    Ok(())
+}
+
+/// Serve HTTP/1.1 on `listener` until `shutdown` resolves, then let in-flight requests finish
+/// (at most 30 s). Each request carries its peer address (`ConnectInfo<SocketAddr>`) for the
+/// per-IP limits; `timeouts` bound slow or idle clients (axum::serve has no such knobs).
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let body_idle = timeouts.body_idle;
+        let service = hyper::service::service_fn(
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                let mut request = request.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_idle, body))
+                });
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(request)
+            },
+        );
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open 30 s after shutdown began; closing them");
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -25,6 +25,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::ApiResult;
 use crate::common::events::NewEvent;
+use crate::common::extract::Path;
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
 use crate::common::sql::{Arg, Sql};

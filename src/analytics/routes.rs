@@ -1,7 +1,7 @@
 //! Analytics reads: stored scores per member, RFM segments, the CLV distribution. All read the
 //! rows the scoring run wrote (`shequn analytics fit`), so they are cheap.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row as _;
@@ -10,6 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::error::{ApiError, ApiResult};
+use crate::common::extract::{Path, Query};
 use crate::common::json::Json;
 use crate::common::time::micros_to_rfc3339;
 use crate::members;
@@ -125,7 +126,8 @@ pub struct SegmentSummary {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RfmOverview {
     pub data: Vec<SegmentSummary>,
-    #[schema(value_type = Object)]
+    /// The last model fit, or null before the first one.
+    #[schema(value_type = Option<Object>)]
     pub fit: Value,
 }
 
@@ -190,6 +192,7 @@ async fn rfm_overview(State(state): State<AppState>, auth: Auth) -> ApiResult<Js
 #[serde(deny_unknown_fields)]
 pub struct ClvQuery {
     /// How many top members to list (1 to 100, default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub top: Option<i64>,
 }
 
@@ -202,7 +205,8 @@ pub struct ClvOverview {
     #[schema(value_type = Object)]
     pub percentiles: Value,
     pub top: Vec<MemberAnalytics>,
-    #[schema(value_type = Object)]
+    /// The last model fit, or null before the first one.
+    #[schema(value_type = Option<Object>)]
     pub fit: Value,
 }
 
@@ -253,7 +257,8 @@ pub struct CohortTable {
     /// month 1, …], "revenue": [...]}` (revenue in minor units).
     #[schema(value_type = Vec<Object>)]
     pub data: Value,
-    #[schema(value_type = Object)]
+    /// The last model fit, or null before the first one.
+    #[schema(value_type = Option<Object>)]
     pub fit: Value,
 }
 

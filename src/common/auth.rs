@@ -134,11 +134,23 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
 }
 
 /// Middleware: 401 unless the request carries a live key; otherwise attach [`Auth`].
+///
+/// A failed authentication counts against the client address's budget of failures
+/// ([`super::rate_limit`]); past it the answer is 429 instead of 401. A live key is never
+/// refused for its address's failures, only by its own per-key limit.
 pub async fn require_api_key(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let ip = super::rate_limit::peer_ip(&request);
+    let failed = |error: ApiError| {
+        if let Some(limited) = state.limits.auth_failed(ip) {
+            metrics::counter!("rate_limited_total", "limit" => "auth_failures_per_ip").increment(1);
+            return limited.into_response();
+        }
+        error.into_response()
+    };
     let header = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -147,17 +159,33 @@ pub async fn require_api_key(
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
     else {
-        return ApiError::unauthorized("send Authorization: Bearer <api key>").into_response();
+        return failed(ApiError::unauthorized(
+            "send Authorization: Bearer <api key>",
+        ));
     };
+    if !has_key_shape(key) {
+        return failed(ApiError::unauthorized("unknown or revoked API key"));
+    }
     match lookup(&state, key).await {
         Ok(Some(auth)) => {
+            if let Err(limited) = state.limits.check_key(&auth) {
+                metrics::counter!("rate_limited_total", "limit" => "per_key").increment(1);
+                return limited.into_response();
+            }
             tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
             request.extensions_mut().insert(auth);
             next.run(request).await
         }
-        Ok(None) => ApiError::unauthorized("unknown or revoked API key").into_response(),
+        Ok(None) => failed(ApiError::unauthorized("unknown or revoked API key")),
         Err(error) => error.into_response(),
     }
+}
+
+/// `sq_` and 64 hex digits: anything else cannot be a key and needs no database look-up.
+fn has_key_shape(key: &str) -> bool {
+    key.len() == 3 + 64
+        && key.starts_with("sq_")
+        && key.as_bytes()[3..].iter().all(u8::is_ascii_hexdigit)
 }
 
 #[cfg(test)]
@@ -172,5 +200,8 @@ mod tests {
         assert_ne!(key, other);
         assert_eq!(stored, digest(&key));
         assert!(!stored.contains(&key[3..]));
+        assert!(has_key_shape(&key));
+        assert!(!has_key_shape("sq_short"));
+        assert!(!has_key_shape(&key.replace("sq_", "xx_")));
     }
 }

@@ -24,6 +24,8 @@ pub struct ErrorInner {
     pub details: Option<Value>,
     /// The internal cause, logged but not shown.
     pub source: Option<anyhow::Error>,
+    /// Seconds to send as `Retry-After` (429 `rate_limited`).
+    pub retry_after: Option<u64>,
 }
 
 /// Result type of handlers and domain functions that can fail in a client-visible way.
@@ -41,6 +43,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             source: None,
+            retry_after: None,
         }))
     }
 
@@ -79,6 +82,31 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
+    /// 422 `invalid_text`: a string field or parameter holds a character that neither back end
+    /// stores (NUL, U+0000). `field` is the JSON path of the body field or the parameter name.
+    pub fn invalid_text(field: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
+            format!("{field}: text must not contain NUL (U+0000)"),
+        )
+        .with_details(json!({ "field": field }))
+    }
+
+    /// 429 `rate_limited` with `Retry-After` (whole seconds, at least 1).
+    pub fn rate_limited(limit: &'static str, retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let seconds = seconds.max(1);
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests ({limit}); retry in {seconds} s"),
+        )
+        .with_details(json!({ "limit": limit, "retry_after_secs": seconds }));
+        error.0.retry_after = Some(seconds);
+        error
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
@@ -100,6 +128,7 @@ impl ApiError {
             message: "internal error; it has been logged".into(),
             details: None,
             source: Some(cause.into()),
+            retry_after: None,
         }))
     }
 
@@ -152,7 +181,14 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = %self.code, message = %self.message, "client error");
         }
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 

@@ -11,7 +11,7 @@
 //! held only for the commit itself, and a reader that saw `seq = k` will never later find a
 //! newly committed event numbered below `k`.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,6 +25,7 @@ use super::ids::TenantId;
 use super::json::Json;
 use super::sql::{Arg, Sql};
 use super::time::{micros_to_rfc3339, to_micros};
+use crate::common::extract::Query;
 use crate::AppState;
 
 /// An event to append.
@@ -203,6 +204,7 @@ pub struct EventsQuery {
     /// Return events with `seq` greater than this (default 0).
     pub after: Option<i64>,
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Only events of this type, e.g. `member.created`.
     #[serde(rename = "type")]

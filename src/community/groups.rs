@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -38,6 +38,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -211,6 +212,7 @@ async fn get_group(
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

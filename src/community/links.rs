@@ -8,7 +8,7 @@
 //! scanning the code twice is harmless. Each group's capacity is kept exactly by
 //! [`groups::join_in`](super::groups); the link only decides the order in which groups are tried.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::Path;
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
 use crate::common::sql::Sql;

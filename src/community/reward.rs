@@ -25,6 +25,7 @@ pub const MAX_REWARD_AMOUNT: i64 = 100_000_000;
 /// A reward as clients write it: exactly one field set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CommunityRewardSpec)]
 pub struct RewardSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<i64>,

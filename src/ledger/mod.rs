@@ -16,7 +16,7 @@ pub mod store;
 pub mod verify;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,6 +26,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::error::{ApiError, ApiResult};
+use crate::common::extract::{Path, Query};
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
 use crate::common::scheduler::{self, Job};
@@ -240,6 +241,7 @@ pub struct HistoryQuery {
     /// Only this asset.
     pub asset: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

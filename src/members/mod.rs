@@ -11,7 +11,7 @@ pub mod model;
 pub mod store;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt as _;
@@ -23,6 +23,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::common::auth::Auth;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::{self, Event, NewEvent};
+use crate::common::extract::{Path, Query};
 use crate::common::ids::MemberId;
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -255,6 +256,7 @@ pub struct ListQuery {
     /// RFC 3339 instant or date; exclusive.
     pub created_before: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

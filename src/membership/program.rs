@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -38,6 +38,7 @@ use crate::common::auth::Auth;
 use crate::common::db::{Backend, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::scheduler::{self, Job, NewJob};

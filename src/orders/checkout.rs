@@ -82,6 +82,7 @@ pub struct PaymentRequest {
 /// `POST /v1/orders/{id}/refunds`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OrderRefundRequest)]
 pub struct RefundRequest {
     /// Fen to refund; all that remains when absent.
     pub amount: Option<i64>,
@@ -95,6 +96,7 @@ pub struct RefundRequest {
 
 /// One refund of an order.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OrderRefund)]
 pub struct Refund {
     pub id: String,
     pub order_id: String,

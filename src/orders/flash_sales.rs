@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,7 @@ use crate::common::clock::Clock;
 use crate::common::db::{Backend, Db, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{FlashSaleId, MemberId, OrderId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -294,6 +295,7 @@ async fn get_flash_sale(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The last id of the previous page.
     pub cursor: Option<String>,

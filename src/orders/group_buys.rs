@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,7 @@ use crate::common::clock::Clock;
 use crate::common::db::{Backend, Db, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{GroupBuyId, MemberId, OrderId, TeamId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -530,6 +531,7 @@ pub struct TeamsQuery {
     /// Only teams one can still join (open, slots left, not past the deadline), closest to
     /// completion first.
     pub joinable: Option<bool>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

@@ -15,7 +15,7 @@ pub mod products;
 pub mod store;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::error::{ApiError, ApiResult};
+use crate::common::extract::{Path, Query};
 use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::sql::Sql;
@@ -131,6 +132,7 @@ async fn get_order(
 pub struct OrderListQuery {
     pub member_id: Option<String>,
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The last id of the previous page.
     pub cursor: Option<String>,

@@ -2,7 +2,7 @@
 //! long one unit lasts a customer (repurchase reminders); `launch_at` opens the product to the
 //! public (tiers with early access may buy earlier).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,6 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::common::auth::Auth;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{ProductId, TenantId};
 use crate::common::json::{double_option, Json};
 use crate::common::pagination;
@@ -307,6 +308,7 @@ async fn update_product(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ProductQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -268,10 +268,23 @@ async fn health_and_metrics_answer(app: TestApp) {
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body["status"], "ok");
     app.get("/v1/members").await;
-    let metrics = app
+    // `/metrics` needs no key, so it is not on the API port: only on `--metrics-listen`.
+    let public = app
         .send(build(Method::GET, "/metrics", None, None, None))
         .await;
-    let text = metrics.body.as_str().unwrap();
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    let metrics = tower::ServiceExt::oneshot(
+        shequn::ops::metrics_routes().with_state(app.state.clone()),
+        build(Method::GET, "/metrics", None, None, None),
+    )
+    .await
+    .expect("infallible");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(metrics.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("http_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/members\""));
     assert!(text.contains("http_request_duration_seconds_bucket"));

@@ -8,6 +8,7 @@ mod cli;
 mod community;
 mod coupons;
 mod crash;
+mod edge;
 mod foundation;
 mod idempotency;
 mod import_export;

@@ -24,7 +24,7 @@
 
 pub mod rules;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::sql::Sql;

@@ -26,7 +26,7 @@
 
 pub mod draw;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use rand::RngCore as _;
@@ -42,6 +42,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::Path;
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::sql::Sql;

@@ -38,7 +38,7 @@ pub mod rules;
 pub mod store;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::SignedDuration;
 use serde_json::{json, Value};
@@ -48,6 +48,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;

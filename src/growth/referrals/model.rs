@@ -211,6 +211,7 @@ pub struct CampaignPage {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -221,6 +222,7 @@ pub struct ReferralQuery {
     /// `attributed`, `refused`, `review`, `rejected`, `pending`, `rewarded` or `voided`.
     pub status: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -231,6 +233,7 @@ pub struct ReviewQuery {
     /// `pending`, `approved`, `rejected` or `closed`.
     pub status: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -246,6 +249,7 @@ pub struct InviteCodeQuery {
 #[serde(deny_unknown_fields)]
 pub struct LeaderboardQuery {
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -348,6 +352,7 @@ pub struct Decide {
 
 /// The referral settings of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ReferralSettings)]
 pub struct Settings {
     /// Most attributions per inviter per hour; beyond it, refused (default 20).
     pub velocity_per_hour: i64,
@@ -370,6 +375,7 @@ impl Default for Settings {
 /// `PUT /v1/referral-settings`: absent fields keep their value.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UpdateReferralSettings)]
 pub struct UpdateSettings {
     pub velocity_per_hour: Option<i64>,
     pub return_window_days: Option<i64>,

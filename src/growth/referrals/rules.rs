@@ -44,6 +44,7 @@ impl QualifyOn {
 /// A reward as the API writes it: exactly one of the three fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReferralRewardSpec)]
 pub struct RewardSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub points: Option<i64>,

@@ -40,7 +40,7 @@ pub mod model;
 pub mod store;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -51,6 +51,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -213,6 +214,7 @@ async fn get_template(
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -512,6 +514,7 @@ pub struct MemberCouponsQuery {
     /// `active`, `redeemed` or `expired`.
     pub status: Option<String>,
     /// 1 to 200, default 100.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

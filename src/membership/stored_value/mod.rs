@@ -32,7 +32,7 @@ pub mod model;
 pub mod rules;
 pub mod store;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -41,6 +41,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::extract::Path;
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::time::{micros_to_rfc3339, to_micros};

@@ -153,6 +153,7 @@ impl RefundKind {
 /// A refund. For a spend: `principal` and `bonus` went back into the wallet. For a top-up:
 /// `principal` left the wallet to be paid back (`system:refunds`) and `bonus` was clawed back.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[schema(as = WalletRefund)]
 pub struct Refund {
     #[schema(value_type = String)]
     pub id: RefundId,
@@ -171,6 +172,7 @@ pub struct Refund {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WalletRefundRequest)]
 pub struct RefundRequest {
     /// Refund (part of) this spend…
     pub spend_id: Option<String>,
@@ -184,6 +186,7 @@ pub struct RefundRequest {
 
 /// The tenant's stored-value settings.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[schema(as = StoredValueSettings)]
 pub struct Settings {
     pub spend_policy: SpendPolicy,
     /// Most fen of stored value (principal + bonus) one member may hold after a top-up.
@@ -201,6 +204,7 @@ impl Default for Settings {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UpdateStoredValueSettings)]
 pub struct UpdateSettings {
     /// `proportional`, `bonus_first` or `principal_first`; absent keeps the current one.
     pub spend_policy: Option<String>,
