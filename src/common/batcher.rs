@@ -112,7 +112,8 @@ pub trait Decide: Send + Sync + 'static {
     type Outcome: Send + 'static;
 
     /// Decide every request inside `tx`, one outcome each, in order. A refusal is an outcome;
-    /// a database error aborts the whole batch (retried whole when transient).
+    /// a database error aborts the whole batch (retried whole when transient, else decided
+    /// again in halves).
     async fn decide(
         &self,
         tx: &mut Tx,
@@ -120,14 +121,38 @@ pub trait Decide: Send + Sync + 'static {
     ) -> Result<Vec<ApiResult<Self::Outcome>>, sqlx::Error>;
 }
 
-/// Decide a batch in one transaction, retrying it whole on a transient conflict; a batch that
-/// still fails gives every caller the error.
+/// Decide a batch in one transaction, retrying it whole on a transient conflict. A batch that
+/// still fails is decided again in halves (DESIGN rule 13), down to single requests, so that
+/// a request the database refuses fails alone and every other caller gets its own outcome.
 pub async fn decide_batch<D: Decide>(
     decider: &D,
     db: &Db,
     clock: &dyn Clock,
     requests: &[D::Request],
 ) -> Vec<ApiResult<D::Outcome>> {
+    match decide_whole(decider, db, clock, requests).await {
+        Ok(outcomes) => outcomes,
+        Err(error) if requests.len() > 1 => {
+            tracing::warn!(%error, requests = requests.len(), "batch failed; deciding it again in halves");
+            let (first, second) = requests.split_at(requests.len() / 2);
+            let mut outcomes = Box::pin(decide_batch(decider, db, clock, first)).await;
+            outcomes.extend(Box::pin(decide_batch(decider, db, clock, second)).await);
+            outcomes
+        }
+        Err(error) => {
+            tracing::error!(%error, "request failed in its own batch");
+            vec![Err(ApiError::internal(anyhow::anyhow!("{error}")))]
+        }
+    }
+}
+
+/// One batch in one transaction, retried whole on a transient conflict.
+async fn decide_whole<D: Decide>(
+    decider: &D,
+    db: &Db,
+    clock: &dyn Clock,
+    requests: &[D::Request],
+) -> Result<Vec<ApiResult<D::Outcome>>, sqlx::Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -139,18 +164,10 @@ pub async fn decide_batch<D: Decide>(
         }
         .await;
         match outcome {
-            Ok(outcomes) => return outcomes,
             Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
                 tracing::debug!(%error, attempt, "batch conflict; retrying");
             }
-            Err(error) => {
-                tracing::error!(%error, "batch failed");
-                let message = error.to_string();
-                return requests
-                    .iter()
-                    .map(|_| Err(ApiError::internal(anyhow::anyhow!("{message}"))))
-                    .collect();
-            }
+            other => return other,
         }
     }
 }

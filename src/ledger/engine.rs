@@ -57,6 +57,32 @@ pub struct Totals {
     pub credits_pending: i64,
 }
 
+impl Totals {
+    // Each total moves by checked arithmetic: a change that would take it past `i64::MAX` (or
+    // below `i64::MIN`) gives `None`, and the transfer is refused with `overflow` instead of
+    // wrapping a balance around.
+
+    pub fn with_debits_posted(mut self, amount: i64) -> Option<Self> {
+        self.debits_posted = self.debits_posted.checked_add(amount)?;
+        Some(self)
+    }
+
+    pub fn with_credits_posted(mut self, amount: i64) -> Option<Self> {
+        self.credits_posted = self.credits_posted.checked_add(amount)?;
+        Some(self)
+    }
+
+    pub fn with_debits_pending(mut self, amount: i64) -> Option<Self> {
+        self.debits_pending = self.debits_pending.checked_add(amount)?;
+        Some(self)
+    }
+
+    pub fn with_credits_pending(mut self, amount: i64) -> Option<Self> {
+        self.credits_pending = self.credits_pending.checked_add(amount)?;
+        Some(self)
+    }
+}
+
 pub type AccountKey = (Address, Asset);
 
 /// How a pending transfer was resolved.
@@ -157,6 +183,18 @@ fn status_only(id: &str, status: &str, message: Option<String>) -> TransferResul
     }
 }
 
+/// The refusal of a change that would take an account's total past what it can hold.
+fn overflow(id: &str) -> TransferResult {
+    status_only(
+        id,
+        "overflow",
+        Some(format!(
+            "this would take an account's total past {}; nothing was changed",
+            i64::MAX
+        )),
+    )
+}
+
 fn succeeded(id: &str, status: &str, transfer: Transfer) -> TransferResult {
     TransferResult {
         id: id.to_owned(),
@@ -244,29 +282,39 @@ impl Book {
         }
         let debit_key = (t.from.clone(), t.asset);
         let credit_key = (t.to.clone(), t.asset);
-        let mut debit = self.totals(&debit_key);
-        let mut credit = self.totals(&credit_key);
+        let debit = self.totals(&debit_key);
+        let credit = self.totals(&credit_key);
         if t.from.is_member() {
-            let committed = debit.debits_posted + debit.debits_pending + t.amount;
-            if committed > debit.credits_posted {
+            // In i128: the sum of three i64 totals cannot overflow there.
+            let committed = i128::from(debit.debits_posted)
+                + i128::from(debit.debits_pending)
+                + i128::from(t.amount);
+            if committed > i128::from(debit.credits_posted) {
                 return status_only(
                     &t.id,
                     "insufficient_funds",
                     Some(format!(
                         "available {} < {}",
-                        debit.credits_posted - debit.debits_posted - debit.debits_pending,
+                        i128::from(debit.credits_posted)
+                            - i128::from(debit.debits_posted)
+                            - i128::from(debit.debits_pending),
                         t.amount
                     )),
                 );
             }
         }
-        if t.pending {
-            debit.debits_pending += t.amount;
-            credit.credits_pending += t.amount;
+        let moved = if t.pending {
+            debit
+                .with_debits_pending(t.amount)
+                .zip(credit.with_credits_pending(t.amount))
         } else {
-            debit.debits_posted += t.amount;
-            credit.credits_posted += t.amount;
-        }
+            debit
+                .with_debits_posted(t.amount)
+                .zip(credit.with_credits_posted(t.amount))
+        };
+        let Some((debit, credit)) = moved else {
+            return overflow(&t.id);
+        };
         let links = Links {
             debit_prev: self.push_head(&debit_key, &t.id, undo),
             credit_prev: self.push_head(&credit_key, &t.id, undo),
@@ -341,12 +389,17 @@ impl Book {
         };
         let debit_key = (from, transfer.asset);
         let credit_key = (to, transfer.asset);
-        let mut debit = self.totals(&debit_key);
-        let mut credit = self.totals(&credit_key);
-        debit.debits_pending -= transfer.amount;
-        credit.credits_pending -= transfer.amount;
-        debit.debits_posted += posted;
-        credit.credits_posted += posted;
+        let debit = self
+            .totals(&debit_key)
+            .with_debits_pending(-transfer.amount)
+            .and_then(|d| d.with_debits_posted(posted));
+        let credit = self
+            .totals(&credit_key)
+            .with_credits_pending(-transfer.amount)
+            .and_then(|c| c.with_credits_posted(posted));
+        let (Some(debit), Some(credit)) = (debit, credit) else {
+            return overflow(pending_id);
+        };
         self.set(debit_key, debit, undo);
         self.set(credit_key, credit, undo);
         let mut resolved = transfer.clone();
@@ -466,6 +519,44 @@ mod tests {
     fn balance(book: &Book, address: &str) -> i64 {
         let t = book.totals(&(Address::parse(address).unwrap(), Asset::Points));
         t.credits_posted - t.debits_posted
+    }
+
+    #[test]
+    fn a_transfer_that_would_wrap_a_total_is_refused_with_overflow_and_changes_nothing() {
+        let mut book = book();
+        let max = super::super::model::MAX_AMOUNT;
+        let grants = i64::MAX / max;
+        let ops: Vec<Op> = (0..grants)
+            .map(|i| Op::Create(transfer(&format!("g{i}"), "system:issuance", M, max)))
+            .collect();
+        assert!(apply_ops(&mut book, &ops)
+            .iter()
+            .all(|r| r.status == "created"));
+        let before = balance(&book, M);
+        assert_eq!(before, grants * max);
+        let writes = book.writes.transfers.len();
+        let results = apply_ops(
+            &mut book,
+            &[Op::Create(transfer("wrap", "system:issuance", M, max))],
+        );
+        assert_eq!(results[0].status, "overflow");
+        assert!(!results[0].is_success());
+        assert_eq!(balance(&book, M), before, "nothing wrapped");
+        assert_eq!(book.writes.transfers.len(), writes, "nothing to write");
+        // A pending transfer that would overflow the pending totals is refused the same way, and
+        // a linked chain holding one fails whole.
+        let mut first = transfer("c1", M, "system:redemption", 1);
+        first.linked = true;
+        let mut second = transfer("c2", "system:issuance", M, max);
+        second.pending = true;
+        book.accounts
+            .get_mut(&(Address::parse(M).unwrap(), Asset::Points))
+            .unwrap()
+            .credits_pending = i64::MAX - 1;
+        let results = apply_ops(&mut book, &[Op::Create(first), Op::Create(second)]);
+        assert_eq!(results[0].status, "linked_transfer_failed");
+        assert_eq!(results[1].status, "overflow");
+        assert_eq!(balance(&book, M), before);
     }
 
     #[test]

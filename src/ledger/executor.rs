@@ -27,7 +27,8 @@
 //! accounts in a fixed order and re-reads ids and resolutions under those locks, so several
 //! shequn processes against one PostgreSQL stay exact. A batch that fails on a transient
 //! conflict (deadlock, serialization failure, a transfer id inserted concurrently by another
-//! process) is retried whole.
+//! process) is retried whole; one that fails otherwise is decided again in halves, so a
+//! request the database refuses fails alone and every other caller gets its own outcome.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -306,9 +307,18 @@ async fn execute(db: &Db, clock: &dyn Clock, batch: Vec<Submission>) {
                 let _ = submission.reply.send(Ok(result));
             }
         }
+        // One request never answers for another (DESIGN rule 13): a batch that failed is
+        // decided again in halves, down to the one submission that fails on its own.
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(%error, submissions = batch.len(), "ledger batch failed; deciding it again in halves");
+            let mut first = batch;
+            let second = first.split_off(first.len() / 2);
+            Box::pin(execute(db, clock, first)).await;
+            Box::pin(execute(db, clock, second)).await;
+        }
         Err(error) => {
-            let message = error.to_string();
-            tracing::error!(error = %message, "ledger batch failed");
+            let message = format!("{error:#}");
+            tracing::error!(error = %message, "ledger submission failed");
             for submission in batch {
                 let _ = submission
                     .reply

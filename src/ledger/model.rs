@@ -113,7 +113,7 @@ impl std::fmt::Display for Address {
 
 /// Most transfers in one request.
 pub const MAX_TRANSFERS_PER_REQUEST: usize = 1000;
-/// Largest single amount (keeps every sum far from i64 overflow).
+/// Largest single amount. Account totals still move by checked arithmetic (`overflow`).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 /// Longest transfer id, code and reference.
 pub const MAX_ID_LEN: usize = 128;
@@ -339,8 +339,9 @@ pub struct TransferResult {
     pub id: String,
     /// `created`, `exists`, or an error status: `exists_with_different_fields`,
     /// `insufficient_funds`, `account_not_found`, `same_account`, `linked_transfer_failed`,
-    /// `linked_chain_open`; for post/void: `posted`, `voided`, `expired`, `transfer_not_found`,
-    /// `not_pending`, `already_resolved`, `amount_exceeds_pending`.
+    /// `linked_chain_open`, `overflow` (an account's total would pass 2^63 − 1); for post/void:
+    /// `posted`, `voided`, `expired`, `transfer_not_found`, `not_pending`, `already_resolved`,
+    /// `amount_exceeds_pending`, `overflow`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

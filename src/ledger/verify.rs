@@ -44,40 +44,59 @@ pub struct VerifyReport {
 
 type Key = (String, String);
 
+/// Per-account sums of one side. The aggregate runs in SQL; if it cannot (a sum past what the
+/// database's integers hold: rows written before totals were checked, or written by hand), the
+/// rows are summed here in i128 instead, so that verify reports the damage rather than failing.
 async fn sums(
     pool: &AnyPool,
     sql: &str,
     tenant_id: &TenantId,
-) -> Result<HashMap<Key, i64>, sqlx::Error> {
-    let rows = sqlx::query(sql)
-        .bind(tenant_id.as_str())
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                (row.try_get("address")?, row.try_get("asset")?),
-                row.try_get::<i64, _>("total")?,
-            ))
-        })
-        .collect()
+) -> Result<HashMap<Key, i128>, sqlx::Error> {
+    let aggregated = sqlx::query(&format!(
+        "SELECT address, asset, CAST(SUM(amount) AS BIGINT) AS total FROM ({sql}) s \
+         GROUP BY address, asset"
+    ))
+    .bind(tenant_id.as_str())
+    .fetch_all(pool)
+    .await;
+    match aggregated {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    (row.try_get("address")?, row.try_get("asset")?),
+                    i128::from(row.try_get::<i64, _>("total")?),
+                ))
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "ledger sums overflow the database's integers; summing row by row");
+            let mut totals: HashMap<Key, i128> = HashMap::new();
+            let mut rows = sqlx::query(sql).bind(tenant_id.as_str()).fetch(pool);
+            while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
+                let key = (row.try_get("address")?, row.try_get("asset")?);
+                *totals.entry(key).or_default() += i128::from(row.try_get::<i64, _>("amount")?);
+            }
+            Ok(totals)
+        }
+    }
 }
 
 fn side(column: &str, condition: &str) -> String {
     format!(
-        "SELECT t.{column} AS address, t.asset, CAST(SUM(t.amount) AS BIGINT) AS total \
+        "SELECT t.{column} AS address, t.asset, t.amount \
          FROM ledger_transfer t LEFT JOIN ledger_resolution r \
          ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \
-         WHERE t.tenant_id = $1 AND {condition} GROUP BY t.{column}, t.asset"
+         WHERE t.tenant_id = $1 AND {condition}"
     )
 }
 
 fn resolved_side(column: &str) -> String {
     format!(
-        "SELECT t.{column} AS address, t.asset, CAST(SUM(r.amount) AS BIGINT) AS total \
+        "SELECT t.{column} AS address, t.asset, r.amount \
          FROM ledger_resolution r JOIN ledger_transfer t \
          ON t.tenant_id = r.tenant_id AND t.id = r.pending_id \
-         WHERE r.tenant_id = $1 AND r.kind = 'posted' GROUP BY t.{column}, t.asset"
+         WHERE r.tenant_id = $1 AND r.kind = 'posted'"
     )
 }
 
@@ -118,57 +137,73 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
     }
     keys.sort();
     keys.dedup();
-    let get = |map: &HashMap<Key, i64>, key: &Key| map.get(key).copied().unwrap_or(0);
-    let mut assets: BTreeMap<String, AssetSummary> = BTreeMap::new();
+    let get = |map: &HashMap<Key, i128>, key: &Key| map.get(key).copied().unwrap_or(0);
+    // Every figure in i128: the sums of stored i64 totals cannot overflow there, so damaged
+    // rows come out as violations, never as an arithmetic error.
+    let mut assets: BTreeMap<String, WideSummary> = BTreeMap::new();
     for key in &keys {
-        let recomputed = Totals {
-            debits_posted: get(&debits, key) + get(&posted_debits, key),
-            credits_posted: get(&credits, key) + get(&posted_credits, key),
-            debits_pending: get(&pending_debits, key),
-            credits_pending: get(&pending_credits, key),
-        };
-        let actual = stored.get(key).copied();
+        let recomputed = [
+            get(&debits, key) + get(&posted_debits, key),
+            get(&credits, key) + get(&posted_credits, key),
+            get(&pending_debits, key),
+            get(&pending_credits, key),
+        ];
+        let actual = stored.get(key).copied().map(wide);
         if actual != Some(recomputed) {
             violations.push(Violation {
                 kind: "balance_differs_from_transfers".into(),
                 detail: json!({
                     "address": key.0, "asset": key.1,
-                    "stored": actual.map(|t| json!([t.debits_posted, t.credits_posted, t.debits_pending, t.credits_pending])),
-                    "recomputed": [recomputed.debits_posted, recomputed.credits_posted, recomputed.debits_pending, recomputed.credits_pending],
+                    "stored": actual.map(|t| t.map(figure)),
+                    "recomputed": recomputed.map(figure),
                 }),
             });
         }
-        let totals = actual.unwrap_or(recomputed);
-        let balance = totals.credits_posted - totals.debits_posted;
+        let [debits_posted, credits_posted, debits_pending, credits_pending] =
+            actual.unwrap_or(recomputed);
+        let balance = credits_posted - debits_posted;
         if key.0.starts_with("member:")
-            && (balance < 0 || totals.debits_posted + totals.debits_pending > totals.credits_posted)
+            && (balance < 0 || debits_posted + debits_pending > credits_posted)
         {
             violations.push(Violation {
                 kind: "member_balance_negative".into(),
-                detail: json!({ "address": key.0, "asset": key.1, "balance": balance,
-                                "pending_debits": totals.debits_pending }),
+                detail: json!({ "address": key.0, "asset": key.1, "balance": figure(balance),
+                                "pending_debits": figure(debits_pending) }),
             });
         }
-        let summary = assets.entry(key.1.clone()).or_insert(AssetSummary {
-            balance_sum: 0,
-            pending_debits: 0,
-            pending_credits: 0,
-            accounts: 0,
-        });
+        let summary = assets.entry(key.1.clone()).or_default();
         summary.balance_sum += balance;
-        summary.pending_debits += totals.debits_pending;
-        summary.pending_credits += totals.credits_pending;
+        summary.pending_debits += debits_pending;
+        summary.pending_credits += credits_pending;
         summary.accounts += 1;
     }
-    for (asset, summary) in &assets {
+    let mut asset_summaries = BTreeMap::new();
+    for (asset, summary) in assets {
+        let narrow = summary.narrow();
         if summary.balance_sum != 0 || summary.pending_debits != summary.pending_credits {
             violations.push(Violation {
                 kind: "asset_does_not_sum_to_zero".into(),
-                detail: json!({ "asset": asset, "balance_sum": summary.balance_sum,
-                                "pending_debits": summary.pending_debits,
-                                "pending_credits": summary.pending_credits }),
+                detail: json!({ "asset": asset, "balance_sum": figure(summary.balance_sum),
+                                "pending_debits": figure(summary.pending_debits),
+                                "pending_credits": figure(summary.pending_credits) }),
             });
         }
+        if narrow.is_none() {
+            violations.push(Violation {
+                kind: "asset_total_out_of_range".into(),
+                detail: json!({ "asset": asset, "pending_debits": figure(summary.pending_debits),
+                                "pending_credits": figure(summary.pending_credits) }),
+            });
+        }
+        asset_summaries.insert(
+            asset,
+            narrow.unwrap_or(AssetSummary {
+                balance_sum: clamp(summary.balance_sum),
+                pending_debits: clamp(summary.pending_debits),
+                pending_credits: clamp(summary.pending_credits),
+                accounts: summary.accounts,
+            }),
+        );
     }
 
     let twice = sqlx::query(
@@ -208,9 +243,53 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
         ok: violations.is_empty(),
         tenant_id: tenant_id.to_string(),
         transfers,
-        assets,
+        assets: asset_summaries,
         violations,
     })
+}
+
+/// An asset's sums while they are added up.
+#[derive(Default)]
+struct WideSummary {
+    balance_sum: i128,
+    pending_debits: i128,
+    pending_credits: i128,
+    accounts: i64,
+}
+
+impl WideSummary {
+    /// The summary as reported, when every figure fits.
+    fn narrow(&self) -> Option<AssetSummary> {
+        Some(AssetSummary {
+            balance_sum: i64::try_from(self.balance_sum).ok()?,
+            pending_debits: i64::try_from(self.pending_debits).ok()?,
+            pending_credits: i64::try_from(self.pending_credits).ok()?,
+            accounts: self.accounts,
+        })
+    }
+}
+
+fn wide(t: Totals) -> [i128; 4] {
+    [
+        i128::from(t.debits_posted),
+        i128::from(t.credits_posted),
+        i128::from(t.debits_pending),
+        i128::from(t.credits_pending),
+    ]
+}
+
+/// A figure in a violation: a JSON number while it fits in i64, else its exact digits as a
+/// string (a JSON number that large would lose digits in most readers).
+fn figure(n: i128) -> Value {
+    match i64::try_from(n) {
+        Ok(n) => json!(n),
+        Err(_) => json!(n.to_string()),
+    }
+}
+
+/// A figure for the report when the exact one (in the violation) does not fit.
+fn clamp(n: i128) -> i64 {
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Most history violations listed (one broken list would otherwise list every transfer).

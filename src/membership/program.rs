@@ -493,7 +493,12 @@ async fn set_tier(
     Ok(())
 }
 
+/// Largest growth adjustment an operator may make at once.
+pub const MAX_GROWTH_DELTA: u64 = 1_000_000_000;
+
 /// Change a member's growth and upgrade the tier if it now qualifies (never downgrades).
+/// Growth stays within 0 ..= i64::MAX: the update saturates at both ends instead of
+/// overflowing (an error on PostgreSQL, a silent REAL on SQLite).
 pub async fn change_growth(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -504,7 +509,9 @@ pub async fn change_growth(
     members::store::require_active(tx.conn(), tenant_id, member_id).await?;
     let settings = load_settings(tx.conn(), tenant_id).await?;
     let row = sqlx::query(
-        "UPDATE member SET growth = CASE WHEN growth + $1 < 0 THEN 0 ELSE growth + $1 END, \
+        "UPDATE member SET growth = CASE WHEN $1 < 0 AND growth < 0 - $1 THEN 0 \
+         WHEN $1 > 0 AND growth > 9223372036854775807 - $1 THEN 9223372036854775807 \
+         ELSE growth + $1 END, \
          updated_at = $2 WHERE tenant_id = $3 AND id = $4 RETURNING growth, tier",
     )
     .bind(delta)
@@ -584,7 +591,8 @@ async fn add_growth(
     Json(request): Json<GrowthChange>,
 ) -> ApiResult<Json<members::model::Member>> {
     let id = members::member_id(&id)?;
-    if request.delta == 0 || request.delta.abs() > 1_000_000_000 {
+    // `unsigned_abs`: `abs` of i64::MIN overflows (it wrapped to a negative and passed).
+    if request.delta == 0 || request.delta.unsigned_abs() > MAX_GROWTH_DELTA {
         return Err(ApiError::validation(
             "delta",
             "must be non-zero and at most 1e9 in size",
