@@ -85,6 +85,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(community::routes())
         .merge(growth::routes())
         .merge(events::routes())
+        .merge(scheduler::routes())
 }
 
 /// The whole router.
@@ -299,9 +300,21 @@ async fn scheduler_loop(state: AppState) {
 }
 
 /// Run every job due now; returns how many ran. The scheduler loop calls this each second;
-/// tests call it after moving the clock.
+/// tests call it after moving the clock. Each piece of work fails alone: an order that cannot
+/// be expired, or a job whose handler fails, is recorded and backed off while the rest runs.
 pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
-    let mut ran = orders::checkout::expire_due(&state.db, state.clock.now()).await?;
+    let mut ran = match orders::checkout::expire_due(&state.db, state.clock.now()).await {
+        Ok(closed) => closed,
+        Err(error) => {
+            // Only the scan itself can fail here (a failing order becomes a job of its own);
+            // the jobs below still run.
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "expiring unpaid orders failed"
+            );
+            0
+        }
+    };
     loop {
         let jobs = scheduler::claim_due(
             &state.db,
@@ -313,11 +326,26 @@ pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
             return Ok(ran);
         }
         for job in &jobs {
-            if let Err(error) = run_job(state, job).await {
-                tracing::warn!(job = %job.id, %error, "job failed; it will run again");
-                scheduler::record_failure(&state.db, job, &format!("{error:#}")).await?;
-            } else {
-                ran += 1;
+            match run_job(state, job).await {
+                Ok(()) => ran += 1,
+                Err(error) => {
+                    let cause = format!("{error:#}");
+                    let failure =
+                        scheduler::record_failure(&state.db, job, &cause, state.clock.now())
+                            .await?;
+                    match failure {
+                        scheduler::Failure::Retrying { attempts, after } => tracing::warn!(
+                            tenant_id = %job.tenant_id, job = %job.id, kind = %job.kind, attempts,
+                            retry_in_secs = after.as_secs(), error = %cause,
+                            "scheduled job failed; it will run again"
+                        ),
+                        scheduler::Failure::Parked { attempts } => tracing::error!(
+                            tenant_id = %job.tenant_id, job = %job.id, kind = %job.kind, attempts,
+                            error = %cause,
+                            "scheduled job failed too often; parked until an operator retries it"
+                        ),
+                    }
+                }
             }
         }
         if (jobs.len() as i64) < scheduler::PASS_LIMIT {
@@ -335,6 +363,7 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         orders::group_buys::TEAM_EXPIRY_JOB => {
             orders::group_buys::team_expiry_job(state, job).await
         }
+        orders::checkout::ORDER_EXPIRY_JOB => orders::checkout::expire_job(state, job).await,
         referrals::RELEASE_JOB => referrals::release_job(state, job).await,
         other => anyhow::bail!("no handler for job kind {other}"),
     }

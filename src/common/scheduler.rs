@@ -8,15 +8,34 @@
 //! due again and a crash after leaves it done. Handlers are idempotent (e.g. a pending transfer
 //! resolves once), so even a claim that expired while its handler ran cannot act twice.
 //! Jobs survive restarts because they are rows.
+//!
+//! Each job fails alone: a handler's error is recorded on its row (`attempts`, `last_error`),
+//! logged with its cause and counted (`shequn_jobs_failed_total`), and the job waits out an
+//! exponential backoff ([`backoff`]) before it is claimed again, while every other job runs on.
+//! After [`MAX_ATTEMPTS`] it is parked: it no longer runs, a `job.parked` event is written to
+//! the tenant's outbox and `shequn_jobs_parked_total` counts it. Operators read jobs with
+//! `GET /v1/jobs` and send a parked one back with `POST /v1/jobs/{id}/retry`.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use axum::extract::State;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::auth::Auth;
 use super::db::Db;
+use super::error::{ApiError, ApiResult};
+use super::events::NewEvent;
 use super::ids::TenantId;
+use super::json::Json;
 use super::sql::{Arg, Sql};
+use super::time::{micros_to_rfc3339, to_micros};
+use crate::common::extract::{Path, Query};
+use crate::AppState;
 
 /// A job to schedule.
 #[derive(Debug, Clone)]
@@ -43,6 +62,21 @@ pub struct Job {
 pub const CLAIM: Duration = Duration::from_secs(60);
 /// Jobs claimed per scheduler pass.
 pub const PASS_LIMIT: i64 = 500;
+/// Failed runs after which a job is parked instead of tried again.
+pub const MAX_ATTEMPTS: i64 = 8;
+/// The wait after a job's first failure; it doubles with each further failure.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait between two runs of a failing job.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+
+/// How long a job waits after its `attempts`-th failed run: 5 s, 10 s, 20 s … at most an hour
+/// (with the defaults, a job that never succeeds is parked about 21 minutes after it was due).
+pub fn backoff(attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    BACKOFF_FIRST
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(BACKOFF_MAX)
+}
 
 /// The start of an insert of jobs (`state` is always `due` at first).
 const INSERT_JOB: &str =
@@ -152,13 +186,226 @@ pub async fn complete(conn: &mut AnyConnection, job: &Job) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// Record a handler failure; the job runs again when its claim lapses.
-pub async fn record_failure(db: &Db, job: &Job, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE scheduled_job SET last_error = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(error)
-        .bind(job.tenant_id.as_str())
-        .bind(&job.id)
-        .execute(&mut *db.write_conn().await?)
-        .await?;
-    Ok(())
+/// What happened to a job whose handler failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It runs again after its backoff.
+    Retrying { attempts: i64, after: Duration },
+    /// It ran [`MAX_ATTEMPTS`] times; it is parked until an operator retries it.
+    Parked { attempts: i64 },
+}
+
+/// Record a handler failure: the cause on the row, then a backoff, or parking (with a
+/// `job.parked` event) once the job has failed [`MAX_ATTEMPTS`] times.
+pub async fn record_failure(
+    db: &Db,
+    job: &Job,
+    error: &str,
+    now: Timestamp,
+) -> Result<Failure, sqlx::Error> {
+    // Keep the stored cause bounded: error chains can quote whole statements.
+    let error: String = error.chars().take(2000).collect();
+    let mut tx = db.begin(now).await?;
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT attempts FROM scheduled_job WHERE tenant_id = $1 AND id = $2")
+            .bind(job.tenant_id.as_str())
+            .bind(&job.id)
+            .fetch_optional(tx.conn())
+            .await?
+            .unwrap_or(MAX_ATTEMPTS);
+    let failure = if attempts >= MAX_ATTEMPTS {
+        Failure::Parked { attempts }
+    } else {
+        Failure::Retrying {
+            attempts,
+            after: backoff(attempts),
+        }
+    };
+    let (state, locked_until) = match failure {
+        Failure::Parked { .. } => (PARKED, None),
+        Failure::Retrying { after, .. } => (
+            DUE,
+            Some(to_micros(now).saturating_add(i64::try_from(after.as_micros()).unwrap_or(0))),
+        ),
+    };
+    sqlx::query(
+        "UPDATE scheduled_job SET last_error = $1, state = $2, locked_until = $3 \
+         WHERE tenant_id = $4 AND id = $5 AND state = 'due'",
+    )
+    .bind(&error)
+    .bind(state)
+    .bind(locked_until)
+    .bind(job.tenant_id.as_str())
+    .bind(&job.id)
+    .execute(tx.conn())
+    .await?;
+    metrics::counter!("shequn_jobs_failed_total", "kind" => job.kind.clone()).increment(1);
+    if let Failure::Parked { attempts } = failure {
+        metrics::counter!("shequn_jobs_parked_total", "kind" => job.kind.clone()).increment(1);
+        tx.emit(NewEvent::new(
+            &job.tenant_id,
+            "job.parked",
+            Some(&job.id),
+            json!({ "job_id": job.id, "kind": job.kind, "attempts": attempts, "last_error": error }),
+        ));
+    }
+    tx.commit().await?;
+    Ok(failure)
+}
+
+const DUE: &str = "due";
+const PARKED: &str = "parked";
+
+/// A job as operators see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub kind: String,
+    /// `due`, `done` or `parked`.
+    pub state: String,
+    pub due_at: String,
+    /// Failed and running attempts so far.
+    pub attempts: i64,
+    /// The cause of the last failure, if any.
+    pub last_error: Option<String>,
+    /// While due: not claimed again before this instant (a running claim or a backoff).
+    pub not_before: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    /// `due`, `done` or `parked` (default: all).
+    pub state: Option<String>,
+    /// Only jobs that have failed at least once.
+    pub failing: Option<bool>,
+    /// At most this many (default 100, at most 500), oldest due first.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub data: Vec<JobView>,
+}
+
+/// Largest page of jobs.
+pub const MAX_JOBS_PAGE: i64 = 500;
+
+fn job_view(row: &sqlx::any::AnyRow) -> Result<JobView, sqlx::Error> {
+    Ok(JobView {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        state: row.try_get("state")?,
+        due_at: micros_to_rfc3339(row.try_get("due_at")?),
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        not_before: row
+            .try_get::<Option<i64>, _>("locked_until")?
+            .map(micros_to_rfc3339),
+    })
+}
+
+const JOB_COLUMNS: &str = "id, kind, state, due_at, attempts, last_error, locked_until";
+
+/// The tenant's scheduled jobs: what is due, what keeps failing, what was parked.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
+    responses((status = 200, body = JobPage), (status = 422)), security(("api_key" = [])))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<JobsQuery>,
+) -> ApiResult<Json<JobPage>> {
+    let limit = super::pagination::limit(query.limit, 100, MAX_JOBS_PAGE)?;
+    let mut sql = Sql::new(&format!(
+        "SELECT {JOB_COLUMNS} FROM scheduled_job WHERE tenant_id = "
+    ));
+    sql.bind(auth.tenant_id.as_str());
+    if let Some(wanted) = query.state.as_deref() {
+        if ![DUE, "done", PARKED].contains(&wanted) {
+            return Err(ApiError::validation("state", "must be due, done or parked"));
+        }
+        sql.push(" AND state = ").bind(wanted);
+    }
+    if query.failing == Some(true) {
+        sql.push(" AND last_error IS NOT NULL");
+    }
+    sql.push(" ORDER BY due_at, id LIMIT ").bind(limit);
+    let rows = sql.query().fetch_all(state.db.read()).await?;
+    let data = rows.iter().map(job_view).collect::<Result<_, _>>()?;
+    Ok(Json(JobPage { data }))
+}
+
+/// Send a parked (or backing-off) job back to run at the next scheduler pass, with its
+/// attempts counted from zero again.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404), (status = 409, description = "job_done")),
+    security(("api_key" = [])))]
+async fn retry_job(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    if id.is_empty() || id.len() > 300 {
+        return Err(ApiError::not_found("job"));
+    }
+    let mut tx = state.begin().await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT state FROM scheduled_job WHERE tenant_id = $1 AND id = $2")
+            .bind(auth.tenant_id.as_str())
+            .bind(&id)
+            .fetch_optional(tx.conn())
+            .await?;
+    match current.as_deref() {
+        None => return Err(ApiError::not_found("job")),
+        Some("done") => {
+            return Err(ApiError::conflict("job_done", "this job has already run"));
+        }
+        Some(_) => {}
+    }
+    sqlx::query(
+        "UPDATE scheduled_job SET state = 'due', attempts = 0, locked_until = NULL \
+         WHERE tenant_id = $1 AND id = $2 AND state <> 'done'",
+    )
+    .bind(auth.tenant_id.as_str())
+    .bind(&id)
+    .execute(tx.conn())
+    .await?;
+    tx.emit(NewEvent::new(
+        &auth.tenant_id,
+        "job.retried",
+        Some(&id),
+        json!({ "job_id": id }),
+    ));
+    let row = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM scheduled_job WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(auth.tenant_id.as_str())
+    .bind(&id)
+    .fetch_one(tx.conn())
+    .await?;
+    let view = job_view(&row)?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(retry_job))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_up_to_an_hour() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(7), Duration::from_secs(320));
+        assert_eq!(backoff(20), BACKOFF_MAX);
+        assert_eq!(backoff(i64::MAX), BACKOFF_MAX);
+        assert_eq!(backoff(0), BACKOFF_FIRST);
+    }
 }

@@ -874,7 +874,7 @@ pub async fn team_expiry_job(state: &AppState, job: &Job) -> anyhow::Result<()> 
     let mut tx = state.begin().await?;
     let outcome = close_team(&mut tx, tenant_id, &team_id)
         .await
-        .map_err(|e| anyhow::anyhow!("closing team {team_id}: {}", e.message))?;
+        .map_err(|e| anyhow::anyhow!("closing team {team_id}: {e}"))?;
     scheduler::complete(tx.conn(), job).await?;
     tx.commit().await?;
     if let Some(status) = outcome {

@@ -12,6 +12,7 @@ mod edge;
 mod foundation;
 mod idempotency;
 mod import_export;
+mod isolation;
 mod ledger;
 mod members;
 mod orders;
