@@ -261,7 +261,7 @@ const PARKED: &str = "parked";
 pub struct JobView {
     pub id: String,
     pub kind: String,
-    /// `due`, `done` or `parked`.
+    #[schema(value_type = JobState)]
     pub state: String,
     pub due_at: String,
     /// Failed and running attempts so far.
@@ -272,14 +272,37 @@ pub struct JobView {
     pub not_before: Option<String>,
 }
 
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its time, running, or backing off after a failure.
+    Due,
+    /// Ran to completion.
+    Done,
+    /// Failed [`MAX_ATTEMPTS`] times; waits for an operator's retry.
+    Parked,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Due => DUE,
+            JobState::Done => "done",
+            JobState::Parked => PARKED,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
-    /// `due`, `done` or `parked` (default: all).
-    pub state: Option<String>,
+    /// Only jobs in this state (default: all).
+    pub state: Option<JobState>,
     /// Only jobs that have failed at least once.
     pub failing: Option<bool>,
-    /// At most this many (default 100, at most 500), oldest due first.
+    /// At most this many (default 100), oldest due first.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -309,7 +332,7 @@ const JOB_COLUMNS: &str = "id, kind, state, due_at, attempts, last_error, locked
 
 /// The tenant's scheduled jobs: what is due, what keeps failing, what was parked.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
-    responses((status = 200, body = JobPage), (status = 422)), security(("api_key" = [])))]
+    responses((status = 200, body = JobPage), (status = 400), (status = 422)), security(("api_key" = [])))]
 async fn list_jobs(
     State(state): State<AppState>,
     auth: Auth,
@@ -320,11 +343,8 @@ async fn list_jobs(
         "SELECT {JOB_COLUMNS} FROM scheduled_job WHERE tenant_id = "
     ));
     sql.bind(auth.tenant_id.as_str());
-    if let Some(wanted) = query.state.as_deref() {
-        if ![DUE, "done", PARKED].contains(&wanted) {
-            return Err(ApiError::validation("state", "must be due, done or parked"));
-        }
-        sql.push(" AND state = ").bind(wanted);
+    if let Some(wanted) = query.state {
+        sql.push(" AND state = ").bind(wanted.as_str());
     }
     if query.failing == Some(true) {
         sql.push(" AND last_error IS NOT NULL");
