@@ -261,8 +261,9 @@ const PARKED: &str = "parked";
 pub struct JobView {
     pub id: String,
     pub kind: String,
+    /// `due`, `done` or `parked` (the `state` column).
     #[schema(value_type = JobState)]
-    pub state: String,
+    pub status: String,
     pub due_at: String,
     /// Failed and running attempts so far.
     pub attempts: i64,
@@ -298,7 +299,7 @@ impl JobState {
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     /// Only jobs in this state (default: all).
-    pub state: Option<JobState>,
+    pub status: Option<JobState>,
     /// Only jobs that have failed at least once.
     pub failing: Option<bool>,
     /// At most this many (default 100), oldest due first.
@@ -318,7 +319,7 @@ fn job_view(row: &sqlx::any::AnyRow) -> Result<JobView, sqlx::Error> {
     Ok(JobView {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
-        state: row.try_get("state")?,
+        status: row.try_get("state")?,
         due_at: micros_to_rfc3339(row.try_get("due_at")?),
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
@@ -343,7 +344,7 @@ async fn list_jobs(
         "SELECT {JOB_COLUMNS} FROM scheduled_job WHERE tenant_id = "
     ));
     sql.bind(auth.tenant_id.as_str());
-    if let Some(wanted) = query.state {
+    if let Some(wanted) = query.status {
         sql.push(" AND state = ").bind(wanted.as_str());
     }
     if query.failing == Some(true) {

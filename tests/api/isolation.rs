@@ -427,7 +427,7 @@ async fn a_failing_order_expiry_backs_off_and_parks_while_other_work_runs(app: T
         let app = &app;
         let job_id = job_id.clone();
         async move {
-            let page = app.get(&format!("/v1/jobs?state={state}")).await;
+            let page = app.get(&format!("/v1/jobs?status={state}")).await;
             assert_eq!(page.status, StatusCode::OK, "{}", page.body);
             page.body["data"]
                 .as_array()
@@ -487,7 +487,7 @@ async fn a_failing_order_expiry_backs_off_and_parks_while_other_work_runs(app: T
         .post(&format!("/v1/jobs/{job_id}/retry"), &json!({}))
         .await;
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
-    assert_eq!(retried.body["state"], "due");
+    assert_eq!(retried.body["status"], "due");
     shequn::server::run_due_jobs(&app.state).await.unwrap();
     assert_eq!(status(stuck.clone()).await, "expired");
     assert!(job("done").await.is_some());
