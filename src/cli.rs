@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -13,8 +14,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 use serde_json::json;
 
+use crate::common::auth::KeyRole;
+use crate::common::clock::SystemClock;
 use crate::common::db::Db;
 use crate::common::ids::{ApiKeyId, TenantId};
+use crate::common::scheduler::{self, JobState};
 use crate::{members, server, tenants};
 
 #[derive(Debug, Parser)]
@@ -82,6 +86,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Scheduled jobs: list them, run the day's work now.
+    Jobs {
+        #[command(subcommand)]
+        command: JobCommand,
     },
     /// Member administration.
     Members {
@@ -159,6 +168,31 @@ pub enum AnalyticsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List a tenant's scheduled jobs as one JSON line `{"data": [...]}`.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// `due`, `done` or `parked`.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Run the day's program work for a tenant now (points expiry and warnings, birthday
+    /// perks, tier requalification, reminders, analytics refresh), once per tenant and date;
+    /// prints one JSON line `{"date", "status": "ran" | "already_ran", "report"}`.
+    RunDaily {
+        #[arg(long)]
+        tenant: String,
+        /// The tenant-local day, `YYYY-MM-DD`; today by default.
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
     /// Check the ledger's invariants; prints one JSON line, exit code 0 only when ok.
     Verify {
@@ -212,6 +246,10 @@ pub enum KeyCommand {
     Create {
         #[arg(long)]
         tenant: String,
+        /// `owner` (everything, including tenant administration) or `integration` (the
+        /// merchant's systems: every operation but tenant administration).
+        #[arg(long, default_value = "owner")]
+        role: String,
     },
     /// List a tenant's keys (never their secrets).
     List {
@@ -329,9 +367,16 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&created)?);
         }
         Command::Keys { command } => match command {
-            KeyCommand::Create { tenant } => {
-                let (key_id, api_key) = tenants::create_key(&db, &tenant_id(&tenant)?, now).await?;
-                println!("{}", json!({ "key_id": key_id, "api_key": api_key }));
+            KeyCommand::Create { tenant, role } => {
+                let role = KeyRole::parse(&role).ok_or_else(|| {
+                    anyhow::anyhow!("--role must be owner or integration, not {role:?}")
+                })?;
+                let (key_id, api_key) =
+                    tenants::create_key(&db, &tenant_id(&tenant)?, role, now).await?;
+                println!(
+                    "{}",
+                    json!({ "key_id": key_id, "api_key": api_key, "role": role })
+                );
             }
             KeyCommand::List { tenant } => {
                 let keys = tenants::list_keys(&db, &tenant_id(&tenant)?).await?;
@@ -354,6 +399,43 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = import_file(&db, &tenant, &file).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
+        Command::Jobs { command } => match command {
+            JobCommand::List {
+                tenant,
+                status,
+                limit,
+            } => {
+                let tenant = tenant_id(&tenant)?;
+                anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
+                let status = status
+                    .map(|s| {
+                        serde_json::from_value::<JobState>(json!(s)).map_err(|_| {
+                            anyhow::anyhow!("--status must be due, done or parked, not {s:?}")
+                        })
+                    })
+                    .transpose()?;
+                anyhow::ensure!(
+                    (1..=scheduler::MAX_JOBS_PAGE).contains(&limit),
+                    "--limit must be 1 to {}",
+                    scheduler::MAX_JOBS_PAGE
+                );
+                let jobs = scheduler::list(db.read(), &tenant, status, false, limit).await?;
+                println!("{}", json!({ "data": jobs }));
+            }
+            JobCommand::RunDaily { tenant, date } => {
+                let tenant = tenant_id(&tenant)?;
+                anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
+                let state = crate::AppState::new(db.clone(), Arc::new(SystemClock));
+                let run = crate::membership::program::run_daily_on_demand(
+                    &state,
+                    &tenant,
+                    date.as_deref(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                println!("{}", serde_json::to_string(&run)?);
+            }
+        },
         Command::Ledger {
             command: LedgerCommand::Verify { tenant },
         } => {

@@ -34,6 +34,48 @@ use crate::AppState;
 pub struct Auth {
     pub tenant_id: TenantId,
     pub key_id: ApiKeyId,
+    pub role: KeyRole,
+}
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// Everything, including tenant administration (running the day on demand).
+    Owner,
+    /// The merchant's systems: every `/v1` operation but tenant administration.
+    Integration,
+}
+
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Owner => "owner",
+            KeyRole::Integration => "integration",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "owner" => Some(KeyRole::Owner),
+            "integration" => Some(KeyRole::Integration),
+            _ => None,
+        }
+    }
+}
+
+impl Auth {
+    /// 403 `owner_key_required` unless the caller holds an owner key.
+    pub fn require_owner(&self) -> Result<(), ApiError> {
+        match self.role {
+            KeyRole::Owner => Ok(()),
+            KeyRole::Integration => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "owner_key_required",
+                "this operation needs an owner key (shequn keys create --role owner)",
+            )),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Auth {
@@ -95,19 +137,21 @@ pub fn digest(key: &str) -> String {
 pub async fn create_key(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
+    role: KeyRole,
     now: Timestamp,
 ) -> Result<(ApiKeyId, String), sqlx::Error> {
     let id = ApiKeyId::generate();
     let (key, digest) = generate_key();
     sqlx::query(
-        "INSERT INTO api_key (id, tenant_id, key_digest, key_prefix, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_key (id, tenant_id, key_digest, key_prefix, created_at, role) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id.as_str())
     .bind(tenant_id.as_str())
     .bind(digest)
     .bind(&key[..10])
     .bind(to_micros(now))
+    .bind(role.as_str())
     .execute(conn)
     .await?;
     Ok((id, key))
@@ -119,7 +163,7 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
         return Ok(Some(auth));
     }
     let row = sqlx::query(
-        "SELECT id, tenant_id FROM api_key WHERE key_digest = $1 AND revoked_at IS NULL",
+        "SELECT id, tenant_id, role FROM api_key WHERE key_digest = $1 AND revoked_at IS NULL",
     )
     .bind(&digest)
     .fetch_optional(state.db.read())
@@ -128,6 +172,8 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
     let auth = Auth {
         key_id: ApiKeyId::from_db(row.try_get("id")?),
         tenant_id: TenantId::from_db(row.try_get("tenant_id")?),
+        // An unknown role (written by a newer version) grants the least.
+        role: KeyRole::parse(&row.try_get::<String, _>("role")?).unwrap_or(KeyRole::Integration),
     };
     state.key_cache.put(digest, auth.clone());
     Ok(Some(auth))

@@ -255,6 +255,7 @@ mod tests {
         Auth {
             tenant_id: tenant.clone(),
             key_id: ApiKeyId::generate(),
+            role: crate::common::auth::KeyRole::Owner,
         }
     }
 

@@ -331,6 +331,29 @@ fn job_view(row: &sqlx::any::AnyRow) -> Result<JobView, sqlx::Error> {
 
 const JOB_COLUMNS: &str = "id, kind, state, due_at, attempts, last_error, locked_until";
 
+/// A tenant's jobs, oldest due first (the API's and the CLI's list).
+pub async fn list(
+    pool: &sqlx::AnyPool,
+    tenant_id: &TenantId,
+    status: Option<JobState>,
+    failing: bool,
+    limit: i64,
+) -> Result<Vec<JobView>, sqlx::Error> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {JOB_COLUMNS} FROM scheduled_job WHERE tenant_id = "
+    ));
+    sql.bind(tenant_id.as_str());
+    if let Some(wanted) = status {
+        sql.push(" AND state = ").bind(wanted.as_str());
+    }
+    if failing {
+        sql.push(" AND last_error IS NOT NULL");
+    }
+    sql.push(" ORDER BY due_at, id LIMIT ").bind(limit);
+    let rows = sql.query().fetch_all(pool).await?;
+    rows.iter().map(job_view).collect()
+}
+
 /// The tenant's scheduled jobs: what is due, what keeps failing, what was parked.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
     responses((status = 200, body = JobPage), (status = 400), (status = 422)), security(("api_key" = [])))]
@@ -340,20 +363,96 @@ async fn list_jobs(
     Query(query): Query<JobsQuery>,
 ) -> ApiResult<Json<JobPage>> {
     let limit = super::pagination::limit(query.limit, 100, MAX_JOBS_PAGE)?;
-    let mut sql = Sql::new(&format!(
-        "SELECT {JOB_COLUMNS} FROM scheduled_job WHERE tenant_id = "
-    ));
-    sql.bind(auth.tenant_id.as_str());
-    if let Some(wanted) = query.status {
-        sql.push(" AND state = ").bind(wanted.as_str());
-    }
-    if query.failing == Some(true) {
-        sql.push(" AND last_error IS NOT NULL");
-    }
-    sql.push(" ORDER BY due_at, id LIMIT ").bind(limit);
-    let rows = sql.query().fetch_all(state.db.read()).await?;
-    let data = rows.iter().map(job_view).collect::<Result<_, _>>()?;
+    let data = list(
+        state.db.read(),
+        &auth.tenant_id,
+        query.status,
+        query.failing == Some(true),
+        limit,
+    )
+    .await?;
     Ok(Json(JobPage { data }))
+}
+
+/// The outcome of claiming one job by id.
+#[derive(Debug)]
+pub enum Claimed {
+    /// Ours to run now.
+    Run(Job),
+    /// It already ran; its stored payload (a handler may keep its report there).
+    Done(Value),
+    /// Another node or request is running it right now.
+    Busy,
+}
+
+/// Schedule `job` if it is not there yet, then claim it now, whatever its due time, also when
+/// parked (an operator asking to run it). Used to run a job on demand exactly once.
+pub async fn claim_now(
+    db: &Db,
+    tenant_id: &TenantId,
+    job: &NewJob,
+    now: Timestamp,
+) -> Result<Claimed, sqlx::Error> {
+    let now_micros = to_micros(now);
+    {
+        let mut conn = db.write_conn().await?;
+        schedule(&mut conn, tenant_id, std::slice::from_ref(job), now_micros).await?;
+        let lock_until =
+            now_micros.saturating_add(i64::try_from(CLAIM.as_micros()).unwrap_or(i64::MAX / 2));
+        let taken = sqlx::query(
+            "UPDATE scheduled_job SET locked_until = $1, attempts = attempts + 1, state = 'due' \
+             WHERE tenant_id = $2 AND id = $3 AND state <> 'done' \
+             AND (state = 'parked' OR locked_until IS NULL OR locked_until < $4)",
+        )
+        .bind(lock_until)
+        .bind(tenant_id.as_str())
+        .bind(&job.id)
+        .bind(now_micros)
+        .execute(&mut *conn)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Claimed::Run(Job {
+                tenant_id: tenant_id.clone(),
+                id: job.id.clone(),
+                kind: job.kind.to_owned(),
+                due_at: job.due_at,
+                payload: job.payload.clone(),
+            }));
+        }
+    }
+    let row =
+        sqlx::query("SELECT state, payload FROM scheduled_job WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id.as_str())
+            .bind(&job.id)
+            .fetch_one(db.read())
+            .await?;
+    let state: String = row.try_get("state")?;
+    if state == "done" {
+        let payload: String = row.try_get("payload")?;
+        Ok(Claimed::Done(
+            serde_json::from_str(&payload).unwrap_or(Value::Null),
+        ))
+    } else {
+        Ok(Claimed::Busy)
+    }
+}
+
+/// Mark a job done and keep `payload` on it (e.g. what it did), inside the handler's
+/// transaction.
+pub async fn complete_with(
+    conn: &mut AnyConnection,
+    job: &Job,
+    payload: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE scheduled_job SET state = 'done', payload = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(payload.to_string())
+    .bind(job.tenant_id.as_str())
+    .bind(&job.id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Send a parked (or backing-off) job back to run at the next scheduler pass, with its

@@ -324,6 +324,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_member_day, get_member_day))
         .routes(routes!(put_birthday, get_birthday))
         .routes(routes!(add_growth))
+        .routes(routes!(post_daily))
         .routes(routes!(early_access))
         .routes(routes!(earn_points))
         .routes(routes!(void_earned_points))
@@ -1287,23 +1288,135 @@ pub async fn schedule_daily(tx: &mut Tx, tenant_id: &TenantId) -> ApiResult<()> 
 
 /// Scheduler handler: run the day's program work and schedule the next day.
 pub async fn daily_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    run_daily(state, &job.tenant_id)
+    let report = run_daily(state, &job.tenant_id)
         .await
-        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-    refresh_analytics(state, &job.tenant_id).await;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    refresh_analytics(state, &job.tenant_id, state.clock.now()).await;
+    finish_daily(state, job, &report)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Schedule the next day and mark `job` done, keeping its report on the job row (so that a
+/// later request for the same date answers with it).
+async fn finish_daily(state: &AppState, job: &Job, report: &DailyReport) -> ApiResult<()> {
     let mut tx = state.begin().await?;
-    schedule_daily(&mut tx, &job.tenant_id)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-    scheduler::complete(tx.conn(), job).await?;
+    schedule_daily(&mut tx, &job.tenant_id).await?;
+    let date = job.payload.get("date").cloned().unwrap_or(Value::Null);
+    scheduler::complete_with(tx.conn(), job, &json!({ "date": date, "report": report })).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// `POST /v1/jobs/daily`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunDaily {
+    /// The tenant-local day to run (`YYYY-MM-DD`), today by default; not after today.
+    pub date: Option<String>,
+}
+
+/// What a daily run on demand did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DailyRun {
+    pub date: String,
+    /// `ran` now, or `already_ran` (by the scheduler at midnight or an earlier request): the
+    /// day's work runs once per tenant and date.
+    pub status: String,
+    /// What the run did (also for `already_ran`, as recorded then; null if it was not kept).
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<Value>,
+}
+
+/// Run the day's program work for one tenant now, once per tenant and date: points expiry and
+/// warnings, birthday perks, tier requalification, repurchase reminders, then the analytics
+/// refresh. Today runs as of now; an earlier day as of its local midnight, as the scheduler
+/// would have. Shared by the API and `shequn jobs run-daily`.
+pub async fn run_daily_on_demand(
+    state: &AppState,
+    tenant_id: &TenantId,
+    date: Option<&str>,
+) -> ApiResult<DailyRun> {
+    let zone = {
+        let mut conn = state.db.read().acquire().await?;
+        tenant_zone(&mut conn, tenant_id).await?
+    };
+    let now = state.clock.now();
+    let today = calendar::local_date(now, &zone);
+    let date = match date {
+        None => today,
+        Some(text) => text
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::validation("date", "must be a date, YYYY-MM-DD"))?,
+    };
+    if date > today {
+        return Err(ApiError::validation(
+            "date",
+            format!("must not be after today ({today}) in the tenant's time zone"),
+        ));
+    }
+    let midnight = calendar::start_of_local_day(date, &zone)
+        .map_err(|e| ApiError::validation("date", e.to_string()))?;
+    let at = if date == today { now } else { midnight };
+    let job = NewJob {
+        id: format!("{DAILY_JOB}:{date}"),
+        kind: DAILY_JOB,
+        due_at: to_micros(midnight),
+        payload: json!({ "date": date.to_string() }),
+    };
+    let job = match scheduler::claim_now(&state.db, tenant_id, &job, now).await? {
+        scheduler::Claimed::Run(job) => job,
+        scheduler::Claimed::Done(payload) => {
+            return Ok(DailyRun {
+                date: date.to_string(),
+                status: "already_ran".into(),
+                report: payload.get("report").cloned().filter(|r| !r.is_null()),
+            })
+        }
+        scheduler::Claimed::Busy => {
+            return Err(ApiError::conflict(
+                "job_running",
+                "this day's run is in progress; ask again in a moment",
+            ))
+        }
+    };
+    let report = match run_daily_at(state, tenant_id, at).await {
+        Ok(report) => report,
+        Err(error) => {
+            scheduler::record_failure(&state.db, &job, &error.to_string(), now).await?;
+            return Err(error);
+        }
+    };
+    refresh_analytics(state, tenant_id, at).await;
+    finish_daily(state, &job, &report).await?;
+    Ok(DailyRun {
+        date: date.to_string(),
+        status: "ran".into(),
+        report: Some(json!(report)),
+    })
+}
+
+/// Run the day's program work now instead of at midnight (owner key): once per tenant and
+/// date, so a repeat answers `already_ran` with the first run's report.
+#[utoipa::path(post, path = "/v1/jobs/daily", tag = "jobs", request_body = RunDaily,
+    responses((status = 200, body = DailyRun), (status = 403, description = "owner_key_required"),
+              (status = 409, description = "job_running")),
+    security(("api_key" = [])))]
+async fn post_daily(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<RunDaily>,
+) -> ApiResult<Json<DailyRun>> {
+    auth.require_owner()?;
+    Ok(Json(
+        run_daily_on_demand(&state, &auth.tenant_id, request.date.as_deref()).await?,
+    ))
 }
 
 /// Re-fit the lifetime-value models on everything up to yesterday and re-score every member
 /// (scores, RFM, lifecycle stages, cohorts), off the request path. A tenant without orders, or
 /// whose data the model cannot fit, keeps its previous scores; the reason is logged.
-async fn refresh_analytics(state: &AppState, tenant_id: &TenantId) {
+async fn refresh_analytics(state: &AppState, tenant_id: &TenantId, now: Timestamp) {
     let zone = {
         let Ok(mut conn) = state.db.read().acquire().await else {
             return;
@@ -1313,7 +1426,6 @@ async fn refresh_analytics(state: &AppState, tenant_id: &TenantId) {
             Err(_) => return,
         }
     };
-    let now = state.clock.now();
     let Ok(yesterday) = calendar::add_days(calendar::local_date(now, &zone), -1) else {
         return;
     };
@@ -1331,7 +1443,7 @@ async fn refresh_analytics(state: &AppState, tenant_id: &TenantId) {
 }
 
 /// What a daily run did.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct DailyReport {
     pub points_expired: i64,
     pub members_expired: usize,
@@ -1456,8 +1568,17 @@ pub(crate) async fn notice_once(
 /// The daily program run for one tenant: points expiry and warnings, birthday perks, tier
 /// requalification. Safe to run more than once a day.
 pub async fn run_daily(state: &AppState, tenant_id: &TenantId) -> ApiResult<DailyReport> {
+    run_daily_at(state, tenant_id, state.clock.now()).await
+}
+
+/// [`run_daily`] as of `at` (a day run on demand for an earlier date runs as of its midnight).
+pub async fn run_daily_at(
+    state: &AppState,
+    tenant_id: &TenantId,
+    at: Timestamp,
+) -> ApiResult<DailyReport> {
     let mut report = DailyReport::default();
-    let mut tx = state.begin().await?;
+    let mut tx = state.db.begin(at).await?;
     let now = tx.now();
     let settings = load_settings(tx.conn(), tenant_id).await?;
     let zone = tenant_zone(tx.conn(), tenant_id).await?;

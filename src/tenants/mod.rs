@@ -40,7 +40,8 @@ pub async fn create(db: &Db, name: &str, now: Timestamp) -> anyhow::Result<Creat
         .bind(to_micros(now))
         .execute(tx.conn())
         .await?;
-    let (key_id, api_key) = auth::create_key(tx.conn(), &tenant_id, now).await?;
+    let (key_id, api_key) =
+        auth::create_key(tx.conn(), &tenant_id, auth::KeyRole::Owner, now).await?;
     tx.emit(NewEvent::new(
         &tenant_id,
         "tenant.created",
@@ -81,6 +82,7 @@ pub async fn exists(db: &Db, tenant_id: &TenantId) -> anyhow::Result<bool> {
 pub struct KeyInfo {
     pub key_id: ApiKeyId,
     pub prefix: String,
+    pub role: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
 }
@@ -89,16 +91,17 @@ pub struct KeyInfo {
 pub async fn create_key(
     db: &Db,
     tenant_id: &TenantId,
+    role: auth::KeyRole,
     now: Timestamp,
 ) -> anyhow::Result<(ApiKeyId, String)> {
     anyhow::ensure!(exists(db, tenant_id).await?, "no tenant {tenant_id}");
     let mut tx = db.begin(now).await?;
-    let (key_id, secret) = auth::create_key(tx.conn(), tenant_id, now).await?;
+    let (key_id, secret) = auth::create_key(tx.conn(), tenant_id, role, now).await?;
     tx.emit(NewEvent::new(
         tenant_id,
         "api_key.created",
         Some(key_id.as_str()),
-        json!({ "key_id": key_id }),
+        json!({ "key_id": key_id, "role": role }),
     ));
     tx.commit().await?;
     Ok((key_id, secret))
@@ -107,7 +110,7 @@ pub async fn create_key(
 pub async fn list_keys(db: &Db, tenant_id: &TenantId) -> anyhow::Result<Vec<KeyInfo>> {
     anyhow::ensure!(exists(db, tenant_id).await?, "no tenant {tenant_id}");
     let rows = sqlx::query(
-        "SELECT id, key_prefix, created_at, revoked_at FROM api_key WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id, key_prefix, role, created_at, revoked_at FROM api_key WHERE tenant_id = $1 ORDER BY id",
     )
     .bind(tenant_id.as_str())
     .fetch_all(db.read())
@@ -117,6 +120,7 @@ pub async fn list_keys(db: &Db, tenant_id: &TenantId) -> anyhow::Result<Vec<KeyI
             Ok(KeyInfo {
                 key_id: ApiKeyId::from_db(row.try_get("id")?),
                 prefix: row.try_get("key_prefix")?,
+                role: row.try_get("role")?,
                 created_at: micros_to_rfc3339(row.try_get("created_at")?),
                 revoked_at: row
                     .try_get::<Option<i64>, _>("revoked_at")?

@@ -37,7 +37,12 @@ async fn missing_wrong_and_revoked_keys_get_401(app: TestApp) {
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let tenant = shequn::common::ids::TenantId::parse(&app.tenant_id).unwrap();
-    let (key_id, secret) = shequn::tenants::create_key(&app.state.db, &tenant, app.clock.now())
+    let (key_id, secret) = shequn::tenants::create_key(
+        &app.state.db,
+        &tenant,
+        shequn::common::auth::KeyRole::Owner,
+        app.clock.now(),
+    )
         .await
         .unwrap();
     assert!(

@@ -13,6 +13,7 @@ mod foundation;
 mod idempotency;
 mod import_export;
 mod isolation;
+mod jobs;
 mod ledger;
 mod members;
 mod orders;
