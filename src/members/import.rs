@@ -1,6 +1,8 @@
 //! CSV import and export of members.
 //!
-//! The import streams: rows are parsed one at a time and written in chunks of [`CHUNK_ROWS`],
+//! The import streams: rows are parsed one at a time (each bounded to
+//! [`crate::common::import::MAX_ROW_BYTES`], the body to
+//! [`crate::common::import::MAX_IMPORT_BYTES`]) and written in chunks of [`CHUNK_ROWS`],
 //! each chunk in one transaction, so a million-row file never sits in memory. Good rows are
 //! kept and bad rows reported with their line number (the header is line 1). A row whose
 //! `external_id` exists updates that member; empty cells leave the stored value as it is and an
@@ -21,7 +23,10 @@ use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, TenantId};
-use crate::common::import::{check_header, record_line, RowErrors};
+use crate::common::import::{
+    check_header, record_line, BoundedRows, RowCheck, RowErrors, TotalLimit, MAX_IMPORT_BYTES,
+    MAX_ROW_BYTES,
+};
 use crate::common::time::to_micros;
 
 /// The columns, in order, of import and export files.
@@ -101,19 +106,30 @@ pub async fn import<R>(
 where
     R: AsyncRead + Unpin + Send,
 {
+    let (input, over_limit) = TotalLimit::new(input, MAX_IMPORT_BYTES);
     let mut reader = AsyncReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .create_reader(input);
-    check_header(&mut reader, &COLUMNS).await?;
+        .create_reader(BoundedRows::new(input, MAX_ROW_BYTES));
+    if let Err(error) = check_header(&mut reader, &COLUMNS).await {
+        return Err(if over_limit.exceeded() {
+            over_limit.error()
+        } else {
+            error
+        });
+    }
 
     let mut report = ImportReport::default();
     let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
     let mut rows_read: u64 = 0;
+    let mut check = RowCheck::default();
     let mut records = reader.records();
     while let Some(record) = records.next().await {
+        if over_limit.exceeded() {
+            return Err(over_limit.error());
+        }
         rows_read += 1;
-        let line = record_line(&record, rows_read + 1);
+        let line = check.line(record_line(&record, rows_read + 1));
         if rows_read > MAX_IMPORT_ROWS {
             report.error(
                 line,
@@ -125,7 +141,7 @@ where
         }
         match record {
             Err(e) => report.error(line, format!("unreadable row: {e}")),
-            Ok(record) => match parse_record(&record) {
+            Ok(record) => match check.check(&record).and_then(|()| parse_record(&record)) {
                 Ok(row) => chunk.push(row),
                 Err(reason) => report.error(line, reason),
             },

@@ -21,9 +21,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
+use crate::common::db::Backend;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::{self, Event, NewEvent};
 use crate::common::extract::{Path, Query};
+use crate::common::idempotency;
 use crate::common::ids::MemberId;
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -33,6 +35,9 @@ use model::{Changes, CreateMember, Member, Profile, TagChange, UpdateMember};
 
 /// Largest page of `GET /v1/members`.
 pub const MAX_PAGE: i64 = 200;
+/// Longest search text `q` of `GET /v1/members`, in characters (longer than any name, phone or
+/// external id it could match; SQLite refuses LIKE patterns past 50,000 bytes).
+pub const MAX_QUERY_CHARS: usize = 200;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -178,8 +183,14 @@ async fn erase_member(
         return Ok(Json(member));
     }
     let at = to_micros(tx.now());
-    store::erase(tx.conn(), &auth.tenant_id, &id, at).await?;
+    let personal = store::personal_values(&member);
+    store::erase(tx.conn(), &auth.tenant_id, &id, &personal, at).await?;
     crate::growth::referrals::on_member_erased(&mut tx, &auth.tenant_id, &id).await?;
+    // Responses stored for Idempotency-Key replays: those naming the member (its id, or one of
+    // its values) are replaced by a `member_erased` error.
+    let mut needles: Vec<&str> = vec![id.as_str()];
+    needles.extend(personal.iter().map(String::as_str));
+    idempotency::redact_member(tx.conn(), &auth.tenant_id, id.as_str(), &needles).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "member.erased",
@@ -188,8 +199,41 @@ async fn erase_member(
     ));
     let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
     tx.commit().await?;
+    checkpoint_after_erasure(&state).await;
     Ok(Json(member))
 }
+
+/// SQLite: copy the erasure into the database file and empty the WAL (`TRUNCATE`), so that the
+/// WAL's older copies of the member's pages go too. The file itself runs with `secure_delete`,
+/// which zeroes what a delete or an update frees. The background checkpointer or a reader may
+/// keep a checkpoint from finishing for a moment, so it is tried up to
+/// [`ERASURE_CHECKPOINT_TRIES`] times; one that still cannot finish is logged, and the
+/// background checkpointer copies the pages later.
+async fn checkpoint_after_erasure(state: &AppState) {
+    if state.db.backend() != Backend::Sqlite {
+        return;
+    }
+    for _ in 0..ERASURE_CHECKPOINT_TRIES {
+        let checkpoint: Result<i64, sqlx::Error> = async {
+            let mut conn = state.db.write_conn().await?;
+            // One row: busy (1 when the checkpoint could not finish), WAL frames, frames copied.
+            sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut *conn)
+                .await
+        }
+        .await;
+        match checkpoint {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "checkpoint after erasure failed; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::warn!("checkpoint after erasure could not finish; the background checkpointer will");
+}
+
+/// How often erasure tries its checkpoint (20 ms apart).
+const ERASURE_CHECKPOINT_TRIES: u32 = 50;
 
 /// Everything held about one member.
 #[derive(Debug, Serialize, ToSchema)]
@@ -244,7 +288,8 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// Members from this source channel.
     pub source: Option<String>,
-    /// Search in name, phone and external id (case-insensitive substring).
+    /// Search in name, phone and external id (case-insensitive substring); at most 200
+    /// characters.
     pub q: Option<String>,
     /// `active` or `erased`.
     pub status: Option<String>,
@@ -312,6 +357,16 @@ async fn list_members(
             ));
         }
     }
+    if query
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(ApiError::validation(
+            "q",
+            format!("must be at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
     let filter = store::Filter {
         rfm_segment: query.rfm_segment,
         tag: query.tag,
@@ -333,16 +388,29 @@ async fn list_members(
 }
 
 /// Import members from CSV (`external_id,name,phone,birthday,source,tags`, tags separated by
-/// `|`). Streams up to 1,000,000 rows; good rows are kept, bad rows reported by line.
+/// `|`). Streams up to 1,000,000 rows of at most 64 KiB each (a longer row, or one holding a
+/// NUL byte, is a row error); good rows are kept, bad rows reported by line. A body over 2 GiB
+/// is refused with 413.
 #[utoipa::path(post, path = "/v1/members/import", tag = "members",
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = import::ImportReport), (status = 400, description = "bad header")),
+    responses((status = 200, body = import::ImportReport), (status = 400, description = "bad header"),
+              (status = 413, description = "body over 2 GiB")),
     security(("api_key" = [])))]
 async fn import_members(
     State(state): State<AppState>,
     auth: Auth,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Json<import::ImportReport>> {
+    // A body announced larger than the limit is refused before any row is written; one that
+    // grows past it while streaming is stopped there (see `common::import`).
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > crate::common::import::MAX_IMPORT_BYTES) {
+        return Err(crate::common::import::OverLimit::default().error());
+    }
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
     let clock = state.clock.clone();

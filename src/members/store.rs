@@ -258,11 +258,13 @@ pub async fn update(
     }
 }
 
-/// Erase personal data, keep the id (so ledgers and orders still add up).
+/// Erase personal data, keep the id (so ledgers and orders still add up); `personal` is
+/// [`personal_values`] of the member as it was.
 pub async fn erase(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &MemberId,
+    personal: &[String],
     at: i64,
 ) -> ApiResult<()> {
     sqlx::query(
@@ -282,15 +284,70 @@ pub async fn erase(
         .execute(&mut *conn)
         .await?;
     // Tag events name the tags, which are personal data: redact them too.
+    let redacted = serde_json::json!({ "member_id": id, "redacted": true }).to_string();
     sqlx::query(
         "UPDATE event SET data = $1 WHERE tenant_id = $2 AND subject = $3 AND type = 'member.tagged'",
     )
-    .bind(serde_json::json!({ "member_id": id, "redacted": true }).to_string())
+    .bind(redacted.as_str())
     .bind(tenant_id.as_str())
     .bind(id.as_str())
     .execute(&mut *conn)
     .await?;
+    // Any other event about the member that carries one of its values (`personal` holds them
+    // as JSON strings, the way event data writes them) is redacted the same way.
+    let contains = match crate::common::sql::backend_of(conn) {
+        crate::common::db::Backend::Sqlite => "instr(data, $4) > 0",
+        crate::common::db::Backend::Postgres => "position($4 in data) > 0",
+    };
+    for value in personal {
+        sqlx::query(&format!(
+            "UPDATE event SET data = $1 WHERE tenant_id = $2 AND subject = $3 AND {contains}"
+        ))
+        .bind(redacted.as_str())
+        .bind(tenant_id.as_str())
+        .bind(id.as_str())
+        .bind(value.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
+}
+
+/// The values of a member that erasure looks for in stored responses and events, each as a
+/// JSON string (quoted), so that a short external id such as `u1` matches that value and not
+/// every text that happens to contain it: name, phone, external id, birthday, tags and the
+/// string values of the attributes.
+pub fn personal_values(member: &Member) -> Vec<String> {
+    let mut values: Vec<&str> = [
+        &member.name,
+        &member.phone,
+        &member.external_id,
+        &member.birthday,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect();
+    values.extend(member.tags.iter().map(String::as_str));
+    let mut strings = Vec::new();
+    collect_strings(&member.attributes, &mut strings);
+    values.extend(strings);
+    values.sort_unstable();
+    values.dedup();
+    values
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| Value::String(v.to_owned()).to_string())
+        .collect()
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
 }
 
 /// Filters of `GET /v1/members`.

@@ -22,14 +22,17 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, BufReader};
 use utoipa::ToSchema;
 
 use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, TenantId};
-use crate::common::import::{check_header, record_line, RowErrors};
+use crate::common::import::{
+    check_header, read_line_bounded, record_line, BoundedRows, RowCheck, RowErrors, TotalLimit,
+    MAX_IMPORT_BYTES, MAX_ROW_BYTES,
+};
 use crate::common::sql::{Arg, Sql};
 use crate::common::time::to_micros;
 use crate::members::model::{self, Profile};
@@ -202,17 +205,28 @@ where
     let mut report = OrderImportReport::default();
     let mut chunk: Vec<OrderRow> = Vec::with_capacity(CHUNK_ROWS);
     let mut rows: u64 = 0;
+    let (input, over_limit) = TotalLimit::new(input, MAX_IMPORT_BYTES);
     match format {
         Format::Csv => {
             let mut reader = AsyncReaderBuilder::new()
                 .has_headers(true)
                 .flexible(true)
-                .create_reader(input);
-            check_header(&mut reader, &COLUMNS).await?;
+                .create_reader(BoundedRows::new(input, MAX_ROW_BYTES));
+            if let Err(error) = check_header(&mut reader, &COLUMNS).await {
+                return Err(if over_limit.exceeded() {
+                    over_limit.error()
+                } else {
+                    error
+                });
+            }
+            let mut check = RowCheck::default();
             let mut records = reader.records();
             while let Some(record) = records.next().await {
+                if over_limit.exceeded() {
+                    return Err(over_limit.error());
+                }
                 rows += 1;
-                let line = record_line(&record, rows + 1);
+                let line = check.line(record_line(&record, rows + 1));
                 if rows > MAX_ROWS {
                     report.rows.push(
                         line,
@@ -222,7 +236,7 @@ where
                 }
                 match record
                     .map_err(|e| format!("unreadable row: {e}"))
-                    .and_then(|r| parse_csv_record(&r, zone))
+                    .and_then(|r| check.check(&r).and_then(|()| parse_csv_record(&r, zone)))
                 {
                     Ok(row) => chunk.push(row),
                     Err(reason) => report.rows.push(line, reason),
@@ -241,14 +255,38 @@ where
             }
         }
         Format::Cdnow => {
-            let mut lines = BufReader::new(input).lines();
+            let mut input = BufReader::new(input);
+            let mut bytes = Vec::new();
             let mut line_no: u64 = 0;
-            while let Some(line) = lines
-                .next_line()
+            while let Some(fits) = read_line_bounded(&mut input, &mut bytes, MAX_ROW_BYTES)
                 .await
-                .map_err(|e| ApiError::invalid_request(format!("could not read the file: {e}")))?
+                .map_err(|e| {
+                    if over_limit.exceeded() {
+                        over_limit.error()
+                    } else {
+                        ApiError::invalid_request(format!("could not read the file: {e}"))
+                    }
+                })?
             {
                 line_no += 1;
+                let line = match (fits, std::str::from_utf8(&bytes)) {
+                    (false, _) => Err(format!(
+                        "the line is longer than {MAX_ROW_BYTES} bytes; it was skipped"
+                    )),
+                    (true, Err(_)) => Err("the line is not valid UTF-8".to_owned()),
+                    (true, Ok(line)) if line.contains('\u{0}') => {
+                        Err("the line holds a NUL byte, which is not allowed in text".to_owned())
+                    }
+                    (true, Ok(line)) => Ok(line),
+                };
+                let line = match line {
+                    Ok(line) => line,
+                    Err(reason) => {
+                        rows += 1;
+                        report.rows.push(line_no, reason);
+                        continue;
+                    }
+                };
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -260,7 +298,7 @@ where
                     );
                     break;
                 }
-                match parse_cdnow_line(&line, zone) {
+                match parse_cdnow_line(line, zone) {
                     Ok(Some(row)) => chunk.push(row),
                     Ok(None) => {}
                     Err(reason) => report.rows.push(line_no, reason),

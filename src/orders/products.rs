@@ -18,6 +18,7 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{ProductId, TenantId};
 use crate::common::json::{double_option, Json};
 use crate::common::pagination;
+use crate::common::sql::{Arg, Sql};
 use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
 use crate::AppState;
 
@@ -256,49 +257,50 @@ async fn update_product(
     Path(id): Path<String>,
     Json(request): Json<UpdateProduct>,
 ) -> ApiResult<Json<Product>> {
-    let mut tx = state.begin().await?;
-    let mut product = fetch(tx.conn(), &auth.tenant_id, &id).await?;
-    let mut launch = product.launch_at.as_deref().map(check_launch).transpose()?;
+    // Only the columns the request names are written: writing back values read earlier
+    // (the stock above all, which checkouts change meanwhile) would undo concurrent changes.
+    let mut columns: Vec<(&str, Arg)> = Vec::new();
     if let Some(name) = &request.name {
-        product.name = check_name(name)?;
+        columns.push(("name", check_name(name)?.into()));
     }
     if let Some(price) = request.price {
-        product.price = check_money("price", price)?;
+        columns.push(("price", check_money("price", price)?.into()));
     }
     if let Some(member_price) = request.member_price {
-        product.member_price = member_price
+        let value = member_price
             .map(|p| check_money("member_price", p))
             .transpose()?;
+        columns.push(("member_price", value.into()));
     }
     if let Some(stock) = request.stock {
-        product.stock = check_stock(stock)?;
+        columns.push(("stock", check_stock(stock)?.into()));
     }
     if let Some(days) = request.days_of_supply {
-        product.days_of_supply = days.map(check_days).transpose()?;
+        columns.push(("days_of_supply", days.map(check_days).transpose()?.into()));
     }
     if let Some(value) = &request.launch_at {
-        launch = value.as_deref().map(check_launch).transpose()?;
+        let launch = value.as_deref().map(check_launch).transpose()?;
+        columns.push(("launch_at", launch.into()));
     }
-    sqlx::query(
-        "UPDATE product SET name = $1, price = $2, member_price = $3, stock = $4, days_of_supply = $5, \
-         launch_at = $6, updated_at = $7 WHERE tenant_id = $8 AND id = $9",
-    )
-    .bind(&product.name)
-    .bind(product.price)
-    .bind(product.member_price)
-    .bind(product.stock)
-    .bind(product.days_of_supply)
-    .bind(launch)
-    .bind(to_micros(tx.now()))
-    .bind(auth.tenant_id.as_str())
-    .bind(&id)
-    .execute(tx.conn())
-    .await?;
+    let fields: Vec<&str> = columns.iter().map(|(column, _)| *column).collect();
+    let mut tx = state.begin().await?;
+    let mut sql = Sql::new("UPDATE product SET updated_at = ");
+    sql.bind(to_micros(tx.now()));
+    for (column, value) in columns {
+        sql.push(", ").push(column).push(" = ").bind(value);
+    }
+    sql.push(" WHERE tenant_id = ")
+        .bind(auth.tenant_id.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str());
+    if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
+        return Err(ApiError::not_found("product"));
+    }
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "product.updated",
         Some(&id),
-        json!({ "product_id": id }),
+        json!({ "product_id": id, "fields": fields }),
     ));
     let product = fetch(tx.conn(), &auth.tenant_id, &id).await?;
     tx.commit().await?;

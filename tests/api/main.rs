@@ -10,6 +10,7 @@ mod coupons;
 mod crash;
 mod edge;
 mod foundation;
+mod hardening_data;
 mod idempotency;
 mod import_export;
 mod isolation;

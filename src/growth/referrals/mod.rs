@@ -171,8 +171,7 @@ pub async fn on_order_paid(
     if amount < 0 {
         return Err(ApiError::validation("amount", "must be 0 or more"));
     }
-    let Some(mut referral) = store::referral_of_invitee(tx.conn(), tenant_id, member_id).await?
-    else {
+    let Some(referral) = store::referral_of_invitee(tx.conn(), tenant_id, member_id).await? else {
         return Ok(());
     };
     // Only a referral still waiting for its qualifying order is concerned; a retry of the same
@@ -183,6 +182,18 @@ pub async fn on_order_paid(
         return Ok(());
     }
     let campaign = store::lock_campaign(tx.conn(), tenant_id, &referral.campaign_id).await?;
+    // Read the referral again under the campaign's lock: a concurrent payment may have
+    // qualified it since the first read, and saving the copy read before the lock would write
+    // its old state back over that.
+    let Some(mut referral) = store::referral_of_invitee(tx.conn(), tenant_id, member_id).await?
+    else {
+        return Ok(());
+    };
+    let waiting = referral.status == store::ATTRIBUTED
+        || (referral.status == store::REVIEW && referral.qualified_at.is_none());
+    if !waiting || referral.order_id.is_some() {
+        return Ok(());
+    }
     if !rules::order_qualifies(campaign.qualify_on, campaign.min_order_amount, amount) {
         return Ok(());
     }
@@ -1279,10 +1290,11 @@ async fn put_settings(
     Json(request): Json<UpdateSettings>,
 ) -> ApiResult<Json<Settings>> {
     let mut tx = state.begin().await?;
+    let now = to_micros(tx.now());
+    store::lock_settings(tx.conn(), &auth.tenant_id, now).await?;
     let settings = store::settings(tx.conn(), &auth.tenant_id)
         .await?
         .apply(request)?;
-    let now = to_micros(tx.now());
     store::put_settings(tx.conn(), &auth.tenant_id, &settings, now).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,

@@ -61,6 +61,37 @@ pub async fn settings(conn: &mut AnyConnection, tenant_id: &TenantId) -> ApiResu
     })
 }
 
+/// Take the settings row's lock for a read-change-write (PostgreSQL; SQLite has one writer),
+/// creating the row with the defaults first so that there is a row to lock. Without it two
+/// concurrent changes of different fields each wrote back the other's field as they had read
+/// it, and one change was lost.
+pub async fn lock_settings(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    at: i64,
+) -> ApiResult<()> {
+    let defaults = Settings::default();
+    sqlx::query(
+        "INSERT INTO referral_setting (tenant_id, velocity_per_hour, return_window_days, \
+         invite_link_base, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(tenant_id.as_str())
+    .bind(defaults.velocity_per_hour)
+    .bind(defaults.return_window_days)
+    .bind(defaults.invite_link_base.as_str())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    if crate::common::sql::backend_of(conn) == crate::common::db::Backend::Postgres {
+        sqlx::query("SELECT tenant_id FROM referral_setting WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn put_settings(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,

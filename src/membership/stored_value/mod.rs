@@ -715,9 +715,10 @@ async fn put_settings(
     Json(request): Json<UpdateSettings>,
 ) -> ApiResult<Json<Settings>> {
     let mut tx = state.begin().await?;
+    let at = to_micros(tx.now());
+    store::lock_settings(tx.conn(), &auth.tenant_id, at).await?;
     let current = store::settings(tx.conn(), &auth.tenant_id).await?;
     let settings = request.apply_to(current)?;
-    let at = to_micros(tx.now());
     store::save_settings(tx.conn(), &auth.tenant_id, &settings, at).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,

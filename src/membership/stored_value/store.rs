@@ -112,6 +112,35 @@ pub async fn settings(
     })
 }
 
+/// Take the settings row's lock for a read-change-write (PostgreSQL; SQLite has one writer),
+/// creating the row with the defaults first so that there is a row to lock. Without it two
+/// concurrent changes of different fields each wrote back the other's field as they had read
+/// it, and one change was lost.
+pub async fn lock_settings(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    let defaults = Settings::default();
+    sqlx::query(
+        "INSERT INTO stored_value_setting (tenant_id, spend_policy, cap, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(tenant_id.as_str())
+    .bind(defaults.spend_policy.as_str())
+    .bind(defaults.cap)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    if backend_of(conn) == Backend::Postgres {
+        sqlx::query("SELECT tenant_id FROM stored_value_setting WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn save_settings(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
