@@ -140,7 +140,9 @@ pub enum OrderCommand {
 #[derive(Debug, Subcommand)]
 pub enum AnalyticsCommand {
     /// Fit BG/NBD and Gamma-Gamma over the calibration window, score every member; prints one
-    /// JSON line `{"customers", "bgnbd": {...}, "gamma_gamma": {...}}`.
+    /// JSON line `{"customers", "repeat_customers", "bgnbd": {...} | null, "gamma_gamma": {...}
+    /// | null, "model_quality": {"status", "reasons", ...}, "unavailable": {...}}` and, unless
+    /// `--json`, a warning on standard error when the model quality is not `ok`.
     Fit {
         #[arg(long)]
         tenant: String,
@@ -154,7 +156,9 @@ pub enum AnalyticsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Actual vs predicted repeat transactions in the holdout, per calibration frequency.
+    /// Actual vs predicted repeat transactions in the holdout, per calibration frequency, with
+    /// the percentage error, then the weekly cumulative tracking (actual against predicted
+    /// cumulative repeat transactions) and the fit's model quality.
     Validate {
         #[arg(long)]
         tenant: String,
@@ -164,6 +168,10 @@ pub enum AnalyticsCommand {
         holdout_end: String,
         #[arg(long, default_value = "week")]
         time_unit: String,
+        /// Print one JSON line `{"bgnbd", "model_quality", "rows", "total", "tracking"}`
+        /// instead of the tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -539,6 +547,7 @@ fn date_arg(name: &str, text: &str) -> anyhow::Result<jiff::civil::Date> {
 }
 
 async fn analytics(db: &Db, command: AnalyticsCommand) -> anyhow::Result<ExitCode> {
+    use crate::analytics::model::quality::QualityStatus;
     use crate::analytics::scoring;
     let (tenant, unit) = match &command {
         AnalyticsCommand::Fit {
@@ -573,26 +582,107 @@ async fn analytics(db: &Db, command: AnalyticsCommand) -> anyhow::Result<ExitCod
                     report.customers,
                     started.elapsed().as_secs_f64()
                 );
+                let quality = &report.model_quality;
+                if quality.status != QualityStatus::Ok {
+                    eprintln!("warning: model quality {}:", quality.status.as_str());
+                    for reason in &quality.reasons {
+                        eprintln!("  - {reason}");
+                    }
+                }
             }
             println!("{}", serde_json::to_string(&report)?);
         }
         AnalyticsCommand::Validate {
             calibration_end,
             holdout_end,
+            json,
             ..
         } => {
             let end = date_arg("calibration-end", &calibration_end)?;
             let holdout = date_arg("holdout-end", &holdout_end)?;
-            let (params, table) =
-                scoring::validate_holdout(db, &tenant, &zone, end, holdout, unit).await?;
-            println!(
-                "BG/NBD r={:.4} alpha={:.4} a={:.4} b={:.4}; holdout {} → {}",
-                params.r, params.alpha, params.a, params.b, calibration_end, holdout_end
-            );
-            println!("{table}");
+            let report = scoring::validate_holdout(db, &tenant, &zone, end, holdout, unit).await?;
+            if json {
+                println!("{}", validation_json(&report));
+            } else {
+                print_validation(&report, &calibration_end, &holdout_end);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `analytics validate` as tables: the fit and its quality, the holdout table by calibration
+/// frequency (with percentage errors), the weekly cumulative tracking.
+fn print_validation(
+    report: &crate::analytics::scoring::HoldoutReport,
+    calibration_end: &str,
+    holdout_end: &str,
+) {
+    let params = &report.params;
+    println!(
+        "BG/NBD r={:.4} alpha={:.4} a={:.4} b={:.4}; holdout {} → {}",
+        params.r, params.alpha, params.a, params.b, calibration_end, holdout_end
+    );
+    println!("model quality: {}", report.model_quality.status.as_str());
+    for reason in &report.model_quality.reasons {
+        println!("  - {reason}");
+    }
+    println!();
+    println!("{}", report.table);
+    println!("cumulative repeat transactions (week ending; * = holdout):");
+    println!(
+        "{:>5} {:>11} {:>10} {:>12} {:>8}",
+        "week", "ending", "actual", "predicted", "error_%"
+    );
+    for point in &report.tracking {
+        let (year, month, day) = point.day.to_ymd();
+        println!(
+            "{:>5} {year:04}-{month:02}-{day:02}{} {:>10} {:>12.1} {:>8}",
+            point.week,
+            if point.holdout { "*" } else { " " },
+            point.actual,
+            point.predicted,
+            point
+                .percentage_error()
+                .map_or_else(|| "-".to_owned(), |e| format!("{e:+.1}"))
+        );
+    }
+}
+
+/// `analytics validate --json`.
+fn validation_json(report: &crate::analytics::scoring::HoldoutReport) -> serde_json::Value {
+    let row = |r: &crate::analytics::model::validate::ValidationRow| {
+        json!({
+            "frequency": r.bucket.to_string(),
+            "customers": r.customers,
+            "actual_mean": r.actual_mean,
+            "predicted_mean": r.predicted_mean,
+            "actual_total": r.actual_total,
+            "predicted_total": r.predicted_total,
+            "percentage_error": r.percentage_error(),
+        })
+    };
+    let params = &report.params;
+    json!({
+        "bgnbd": {
+            "r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b,
+            "converged": report.converged,
+        },
+        "model_quality": report.model_quality,
+        "rows": report.table.rows.iter().map(row).collect::<Vec<_>>(),
+        "total": row(&report.table.total),
+        "tracking": report.tracking.iter().map(|p| {
+            let (year, month, day) = p.day.to_ymd();
+            json!({
+                "week": p.week,
+                "ending": format!("{year:04}-{month:02}-{day:02}"),
+                "holdout": p.holdout,
+                "actual": p.actual,
+                "predicted": p.predicted,
+                "percentage_error": p.percentage_error(),
+            })
+        }).collect::<Vec<_>>(),
+    })
 }
 
 async fn import_orders_file(

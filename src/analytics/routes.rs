@@ -1,5 +1,10 @@
 //! Analytics reads: stored scores per member, RFM segments, the CLV distribution. All read the
 //! rows the scoring run wrote (`shequn analytics fit`), so they are cheap.
+//!
+//! Every read carries the last fit's `model_quality` (`{"status": "ok" | "at_boundary" |
+//! "not_converged" | "insufficient_data", "reasons": [...], "bgnbd", "gamma_gamma"}`, see
+//! [`super::model::quality`]), and a value the models could not give is null with the reason
+//! beside it, never a 0 that looks like a prediction.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -49,14 +54,24 @@ pub struct MemberAnalytics {
     pub f_score: i64,
     pub m_score: i64,
     pub segment: String,
-    pub p_alive: f64,
-    pub expected_transactions_30d: f64,
-    pub expected_transactions_90d: f64,
-    pub expected_transactions_365d: f64,
-    /// Expected average order value (fen).
-    pub expected_order_value: i64,
-    /// Discounted value over the next 12 months (fen).
-    pub clv: i64,
+    /// Null when BG/NBD could not be fitted (`prediction_unavailable_reason` says why), as are
+    /// the expected transactions.
+    pub p_alive: Option<f64>,
+    pub expected_transactions_30d: Option<f64>,
+    pub expected_transactions_90d: Option<f64>,
+    pub expected_transactions_365d: Option<f64>,
+    /// Expected average order value (fen); null when the spend model could not be fitted
+    /// (`value_unavailable_reason` says why).
+    pub expected_order_value: Option<i64>,
+    /// Discounted value over the next 12 months (fen); null as `expected_order_value`.
+    pub clv: Option<i64>,
+    /// Why `p_alive` and the expected transactions are null (null when they are not).
+    pub prediction_unavailable_reason: Option<String>,
+    /// Why `expected_order_value` or `clv` is null (null when they are not).
+    pub value_unavailable_reason: Option<String>,
+    /// The last fit's quality: `{"status", "reasons", "bgnbd", "gamma_gamma"}`.
+    #[schema(value_type = Option<Object>)]
+    pub model_quality: Value,
     pub scored_at: String,
 }
 
@@ -76,8 +91,43 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<MemberAnalytics, sqlx::Error> {
         expected_transactions_365d: row.try_get("expected_365")?,
         expected_order_value: row.try_get("expected_order_value")?,
         clv: row.try_get("clv")?,
+        prediction_unavailable_reason: None,
+        value_unavailable_reason: None,
+        model_quality: Value::Null,
         scored_at: micros_to_rfc3339(row.try_get("scored_at")?),
     })
+}
+
+/// The last fit as the reads show it.
+struct LastFit {
+    /// `fit` of the overviews: null before the first fit.
+    info: Value,
+    /// `model_quality` of every read: null before the first fit.
+    model_quality: Value,
+    prediction_reason: Option<String>,
+    value_reason: Option<String>,
+}
+
+impl LastFit {
+    /// Attaches the fit's quality, and the reasons for the values that are null.
+    fn explain(&self, mut scores: MemberAnalytics) -> MemberAnalytics {
+        if scores.p_alive.is_none() {
+            scores.prediction_unavailable_reason = Some(
+                self.prediction_reason
+                    .clone()
+                    .unwrap_or_else(|| "BG/NBD could not be fitted".to_owned()),
+            );
+        }
+        if scores.expected_order_value.is_none() || scores.clv.is_none() {
+            scores.value_unavailable_reason = Some(
+                self.value_reason
+                    .clone()
+                    .unwrap_or_else(|| "the spend model could not be fitted".to_owned()),
+            );
+        }
+        scores.model_quality = self.model_quality.clone();
+        scores
+    }
 }
 
 const SCORE_COLUMNS: &str = "member_id, frequency, recency_days, monetary, r_score, f_score, \
@@ -110,7 +160,8 @@ async fn member_analytics(
             "this member has no scores yet: run `shequn analytics fit` after importing orders",
         )
     })?;
-    Ok(Json(from_row(&row)?))
+    let fit = last_fit(&state, &auth).await?;
+    Ok(Json(fit.explain(from_row(&row)?)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -119,8 +170,9 @@ pub struct SegmentSummary {
     pub members: i64,
     /// Total spent by the segment (fen).
     pub monetary: i64,
-    /// Sum of the segment's CLV (fen).
-    pub clv: i64,
+    /// Sum of the segment's CLV (fen); null when no CLV could be computed (see
+    /// `value_unavailable_reason`).
+    pub clv: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -129,27 +181,43 @@ pub struct RfmOverview {
     /// The last model fit, or null before the first one.
     #[schema(value_type = Option<Object>)]
     pub fit: Value,
+    /// The last fit's quality: `{"status", "reasons", "bgnbd", "gamma_gamma"}`, or null
+    /// before the first fit.
+    #[schema(value_type = Option<Object>)]
+    pub model_quality: Value,
+    /// Why CLV is null (null when it is not).
+    pub value_unavailable_reason: Option<String>,
 }
 
-async fn fit_info(state: &AppState, auth: &Auth) -> ApiResult<Value> {
+async fn last_fit(state: &AppState, auth: &Auth) -> ApiResult<LastFit> {
     let row = sqlx::query(
         "SELECT calibration_end, time_unit, customers, result, fitted_at FROM analytics_fit WHERE tenant_id = $1",
     )
     .bind(auth.tenant_id.as_str())
     .fetch_optional(state.db.read())
     .await?;
-    Ok(match row {
-        None => Value::Null,
-        Some(row) => {
-            let result: String = row.try_get("result")?;
-            serde_json::json!({
-                "calibration_end": row.try_get::<String, _>("calibration_end")?,
-                "time_unit": row.try_get::<String, _>("time_unit")?,
-                "customers": row.try_get::<i64, _>("customers")?,
-                "fitted_at": micros_to_rfc3339(row.try_get("fitted_at")?),
-                "result": serde_json::from_str::<Value>(&result).unwrap_or(Value::Null),
-            })
-        }
+    let Some(row) = row else {
+        return Ok(LastFit {
+            info: Value::Null,
+            model_quality: Value::Null,
+            prediction_reason: None,
+            value_reason: None,
+        });
+    };
+    let result: String = row.try_get("result")?;
+    let result = serde_json::from_str::<Value>(&result).unwrap_or(Value::Null);
+    let reason = |key: &str| result["unavailable"][key].as_str().map(str::to_owned);
+    Ok(LastFit {
+        model_quality: result.get("model_quality").cloned().unwrap_or(Value::Null),
+        prediction_reason: reason("prediction"),
+        value_reason: reason("value"),
+        info: serde_json::json!({
+            "calibration_end": row.try_get::<String, _>("calibration_end")?,
+            "time_unit": row.try_get::<String, _>("time_unit")?,
+            "customers": row.try_get::<i64, _>("customers")?,
+            "fitted_at": micros_to_rfc3339(row.try_get("fitted_at")?),
+            "result": result,
+        }),
     })
 }
 
@@ -160,7 +228,8 @@ async fn fit_info(state: &AppState, auth: &Auth) -> ApiResult<Value> {
 async fn rfm_overview(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<RfmOverview>> {
     let rows = sqlx::query(
         "SELECT segment, COUNT(*) AS members, CAST(SUM(monetary) AS BIGINT) AS monetary, \
-         CAST(SUM(clv) AS BIGINT) AS clv FROM member_score WHERE tenant_id = $1 GROUP BY segment",
+         CAST(SUM(clv) AS BIGINT) AS clv, COUNT(clv) AS with_clv FROM member_score \
+         WHERE tenant_id = $1 GROUP BY segment",
     )
     .bind(auth.tenant_id.as_str())
     .fetch_all(state.db.read())
@@ -171,20 +240,32 @@ async fn rfm_overview(State(state): State<AppState>, auth: Auth) -> ApiResult<Js
             segment: (*s).to_owned(),
             members: 0,
             monetary: 0,
-            clv: 0,
+            clv: Some(0),
         })
         .collect();
+    let mut with_clv = 0i64;
     for row in rows {
         let segment: String = row.try_get("segment")?;
         if let Some(entry) = data.iter_mut().find(|d| d.segment == segment) {
             entry.members = row.try_get("members")?;
             entry.monetary = row.try_get("monetary")?;
             entry.clv = row.try_get("clv")?;
+            with_clv += row.try_get::<i64, _>("with_clv")?;
         }
+    }
+    let fit = last_fit(&state, &auth).await?;
+    let members: i64 = data.iter().map(|d| d.members).sum();
+    if members > 0 && with_clv == 0 {
+        // No member has a CLV: every segment's sum is unknown, not 0.
+        data.iter_mut().for_each(|d| d.clv = None);
     }
     Ok(Json(RfmOverview {
         data,
-        fit: fit_info(&state, &auth).await?,
+        value_unavailable_reason: (with_clv < members)
+            .then(|| fit.value_reason.clone())
+            .flatten(),
+        fit: fit.info,
+        model_quality: fit.model_quality,
     }))
 }
 
@@ -198,8 +279,11 @@ pub struct ClvQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClvOverview {
+    /// Members with a CLV.
     pub members: i64,
-    /// Total CLV (fen).
+    /// Scored members whose CLV is null (see `value_unavailable_reason`).
+    pub members_without_clv: i64,
+    /// Total CLV of the members with one (fen).
     pub total: i64,
     /// CLV at the 10th, 25th, 50th, 75th, 90th and 99th percentiles (fen).
     #[schema(value_type = Object)]
@@ -208,6 +292,12 @@ pub struct ClvOverview {
     /// The last model fit, or null before the first one.
     #[schema(value_type = Option<Object>)]
     pub fit: Value,
+    /// The last fit's quality: `{"status", "reasons", "bgnbd", "gamma_gamma"}`, or null
+    /// before the first fit.
+    #[schema(value_type = Option<Object>)]
+    pub model_quality: Value,
+    /// Why some or all CLVs are null (null when none is).
+    pub value_unavailable_reason: Option<String>,
 }
 
 /// The CLV distribution and the most valuable members.
@@ -219,11 +309,18 @@ async fn clv_overview(
     Query(query): Query<ClvQuery>,
 ) -> ApiResult<Json<ClvOverview>> {
     let top = crate::common::pagination::limit(query.top, 10, 100)?;
-    let values: Vec<i64> =
-        sqlx::query_scalar("SELECT clv FROM member_score WHERE tenant_id = $1 ORDER BY clv")
-            .bind(auth.tenant_id.as_str())
-            .fetch_all(state.db.read())
-            .await?;
+    let values: Vec<i64> = sqlx::query_scalar(
+        "SELECT clv FROM member_score WHERE tenant_id = $1 AND clv IS NOT NULL ORDER BY clv",
+    )
+    .bind(auth.tenant_id.as_str())
+    .fetch_all(state.db.read())
+    .await?;
+    let without: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM member_score WHERE tenant_id = $1 AND clv IS NULL",
+    )
+    .bind(auth.tenant_id.as_str())
+    .fetch_one(state.db.read())
+    .await?;
     let percentile = |p: f64| -> i64 {
         if values.is_empty() {
             return 0;
@@ -233,21 +330,29 @@ async fn clv_overview(
         values[rank.min(values.len()) - 1]
     };
     let rows = sqlx::query(&format!(
-        "SELECT {SCORE_COLUMNS} FROM member_score WHERE tenant_id = $1 ORDER BY clv DESC, member_id LIMIT $2"
+        "SELECT {SCORE_COLUMNS} FROM member_score WHERE tenant_id = $1 AND clv IS NOT NULL \
+         ORDER BY clv DESC, member_id LIMIT $2"
     ))
     .bind(auth.tenant_id.as_str())
     .bind(top)
     .fetch_all(state.db.read())
     .await?;
+    let fit = last_fit(&state, &auth).await?;
     Ok(Json(ClvOverview {
         members: values.len() as i64,
+        members_without_clv: without,
         total: values.iter().sum(),
         percentiles: serde_json::json!({
             "p10": percentile(10.0), "p25": percentile(25.0), "p50": percentile(50.0),
             "p75": percentile(75.0), "p90": percentile(90.0), "p99": percentile(99.0),
         }),
-        top: rows.iter().map(from_row).collect::<Result<_, _>>()?,
-        fit: fit_info(&state, &auth).await?,
+        top: rows
+            .iter()
+            .map(|row| from_row(row).map(|scores| fit.explain(scores)))
+            .collect::<Result<_, _>>()?,
+        value_unavailable_reason: (without > 0).then(|| fit.value_reason.clone()).flatten(),
+        fit: fit.info,
+        model_quality: fit.model_quality,
     }))
 }
 
@@ -260,6 +365,9 @@ pub struct CohortTable {
     /// The last model fit, or null before the first one.
     #[schema(value_type = Option<Object>)]
     pub fit: Value,
+    /// The last fit's quality, or null before the first fit.
+    #[schema(value_type = Option<Object>)]
+    pub model_quality: Value,
 }
 
 /// Monthly acquisition cohorts × month-by-month retention and revenue (from the last scoring
@@ -267,6 +375,7 @@ pub struct CohortTable {
 #[utoipa::path(get, path = "/v1/analytics/cohorts", tag = "analytics",
     responses((status = 200, body = CohortTable)), security(("api_key" = [])))]
 async fn cohorts(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<CohortTable>> {
+    let fit = last_fit(&state, &auth).await?;
     let text: Option<String> =
         sqlx::query_scalar("SELECT cohorts FROM analytics_fit WHERE tenant_id = $1")
             .bind(auth.tenant_id.as_str())
@@ -276,6 +385,7 @@ async fn cohorts(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Co
         data: text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_else(|| Value::Array(Vec::new())),
-        fit: fit_info(&state, &auth).await?,
+        fit: fit.info,
+        model_quality: fit.model_quality,
     }))
 }

@@ -16,10 +16,11 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row as _;
 
-use super::model::bgnbd::{self, BgNbdParams, Observation};
-use super::model::gamma_gamma::{self, SpendObservation};
+use super::model::bgnbd::{self, BgNbdFit, BgNbdParams, Observation};
+use super::model::gamma_gamma::{self, GammaGammaFit, SpendObservation};
+use super::model::quality::{self, FitOutcome, ModelQuality, Quality};
 use super::model::summary::{self, Day, Purchase, TimeUnit};
-use super::model::{clv, rfm, validate};
+use super::model::{clv, rfm, validate, Error};
 use crate::common::db::Db;
 use crate::common::events::NewEvent;
 use crate::common::ids::TenantId;
@@ -51,12 +52,29 @@ pub struct GammaGammaResult {
     pub gamma: f64,
 }
 
-/// What `shequn analytics fit` prints.
+/// Why stored values are null (each `None` when those values are present).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unavailable {
+    /// Why `p_alive` and the expected transactions are null: BG/NBD could not be fitted.
+    pub prediction: Option<String>,
+    /// Why `expected_order_value` and `clv` are null: Gamma-Gamma (or BG/NBD, which CLV also
+    /// needs) could not be fitted, or gives no value for some members.
+    pub value: Option<String>,
+}
+
+/// What `shequn analytics fit` prints, and what the reads show as `fit.result`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FitReport {
     pub customers: usize,
-    pub bgnbd: BgNbdResult,
+    /// Customers with at least one repeat purchase in the calibration window.
+    pub repeat_customers: usize,
+    /// Null when BG/NBD could not be fitted (no repeat customer, or no maximum found).
+    pub bgnbd: Option<BgNbdResult>,
+    /// Null when Gamma-Gamma could not be fitted.
     pub gamma_gamma: Option<GammaGammaResult>,
+    /// Whether the fit can be trusted; see [`quality`].
+    pub model_quality: ModelQuality,
+    pub unavailable: Unavailable,
 }
 
 fn day_of(date: Date) -> anyhow::Result<Day> {
@@ -95,7 +113,59 @@ pub async fn purchases(
         .collect()
 }
 
+/// BG/NBD over the calibration observations, with its verdict. Too little data is not an
+/// error: the run still stores RFM and lifecycle stages, and says why predictions are missing.
+pub fn fit_bgnbd(observations: &[Observation]) -> anyhow::Result<(Option<BgNbdFit>, Quality)> {
+    let repeat_customers = observations.iter().filter(|o| o.frequency > 0).count();
+    let (fit, outcome) = match bgnbd::fit(observations) {
+        Ok(fit) => (
+            Some(fit),
+            FitOutcome::Fitted {
+                params: fit.params,
+                converged: fit.converged,
+            },
+        ),
+        Err(Error::NotEnoughData(_)) => (None, FitOutcome::NotFitted),
+        Err(Error::NoConvergence(_)) => (None, FitOutcome::Failed),
+        Err(e) => anyhow::bail!("BG/NBD fit: {e}"),
+    };
+    let verdict = quality::bgnbd_quality(observations.len(), repeat_customers, outcome);
+    Ok((fit, verdict))
+}
+
+/// Gamma-Gamma over the repeat customers with a positive average repeat value, with its
+/// verdict; not attempted below [`quality::MIN_REPEAT_CUSTOMERS`] of them.
+fn fit_gamma_gamma(
+    spends: &[SpendObservation],
+) -> anyhow::Result<(Option<GammaGammaFit>, Quality)> {
+    let (fit, outcome) = if spends.len() < quality::MIN_REPEAT_CUSTOMERS {
+        (None, FitOutcome::NotFitted)
+    } else {
+        match gamma_gamma::fit(spends) {
+            Ok(fit) => (
+                Some(fit),
+                FitOutcome::Fitted {
+                    params: fit.params,
+                    converged: true,
+                },
+            ),
+            Err(Error::NotEnoughData(_)) => (None, FitOutcome::NotFitted),
+            Err(Error::NoConvergence(_)) => (None, FitOutcome::Failed),
+            Err(e) => anyhow::bail!("Gamma-Gamma fit: {e}"),
+        }
+    };
+    Ok((fit, quality::gamma_gamma_quality(spends.len(), outcome)))
+}
+
+fn joined(quality: &Quality) -> String {
+    quality.reasons.join("; ")
+}
+
 /// Fit both models over the calibration window, score every customer, store the results.
+///
+/// RFM and lifecycle stages need no model: they are stored even when neither model can be
+/// fitted (a new shop whose customers have bought once), with the model values null and the
+/// reason in [`FitReport::unavailable`] and [`FitReport::model_quality`].
 pub async fn fit_and_score(
     db: &Db,
     tenant_id: &TenantId,
@@ -113,18 +183,14 @@ pub async fn fit_and_score(
         "no purchases on or before {calibration_end}"
     );
     let observations: Vec<Observation> = summaries.iter().map(|s| s.observation()).collect();
-    let bg = bgnbd::fit(&observations).map_err(|e| anyhow::anyhow!("BG/NBD fit: {e}"))?;
+    let (bg, bg_quality) = fit_bgnbd(&observations)?;
     // Gamma-Gamma needs repeat customers with a positive average value.
     let spends: Vec<SpendObservation> = summaries
         .iter()
         .filter_map(|s| s.spend())
         .filter(|s| s.mean_value > 0.0)
         .collect();
-    let gg = if spends.len() >= 3 {
-        gamma_gamma::fit(&spends).ok()
-    } else {
-        None
-    };
+    let (gg, gg_quality) = fit_gamma_gamma(&spends)?;
     let rfm_rows = rfm::rfm_table(&purchases, end).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rfm_by_member: HashMap<&str, &rfm::RfmRow<String>> = rfm_rows
         .iter()
@@ -133,32 +199,41 @@ pub async fn fit_and_score(
 
     let per_unit = unit.days();
     let mut scores = Vec::with_capacity(summaries.len());
+    let mut values_missing = false;
     for s in &summaries {
         let obs = s.observation();
-        let expected = |days: f64| {
-            bgnbd::conditional_expected_transactions(&bg.params, &obs, days / per_unit)
-                .unwrap_or(0.0)
-        };
         let spend = s.spend().unwrap_or(SpendObservation {
             frequency: 0,
             mean_value: 0.0,
         });
-        let (value, lifetime) = match &gg {
-            Some(g) => (
-                gamma_gamma::conditional_expected_average_value(&g.params, &spend).unwrap_or(0.0),
-                clv::customer_lifetime_value_with_spend_model(
-                    &bg.params,
-                    &g.params,
-                    &obs,
-                    &spend,
-                    CLV_MONTHS,
-                    MONTHLY_DISCOUNT,
-                    unit,
-                )
-                .unwrap_or(0.0),
-            ),
-            None => (0.0, 0.0),
+        let prediction = bg.as_ref().map(|bg| {
+            let expected = |days: f64| {
+                bgnbd::conditional_expected_transactions(&bg.params, &obs, days / per_unit).ok()
+            };
+            (
+                bgnbd::probability_alive(&bg.params, &obs).ok(),
+                [expected(30.0), expected(90.0), expected(365.0)],
+            )
+        });
+        let (p_alive, [expected_30, expected_90, expected_365]) =
+            prediction.unwrap_or((None, [None, None, None]));
+        let value = gg
+            .as_ref()
+            .and_then(|g| gamma_gamma::conditional_expected_average_value(&g.params, &spend).ok());
+        let lifetime = match (&bg, &gg) {
+            (Some(b), Some(g)) => clv::customer_lifetime_value_with_spend_model(
+                &b.params,
+                &g.params,
+                &obs,
+                &spend,
+                CLV_MONTHS,
+                MONTHLY_DISCOUNT,
+                unit,
+            )
+            .ok(),
+            _ => None,
         };
+        values_missing |= value.is_none() || lifetime.is_none();
         let Some(rfm_row) = rfm_by_member.get(s.customer.as_str()) else {
             continue;
         };
@@ -171,30 +246,45 @@ pub async fn fit_and_score(
             f: i64::from(rfm_row.score.f),
             m: i64::from(rfm_row.score.m),
             segment: rfm_row.segment.as_str(),
-            p_alive: bgnbd::probability_alive(&bg.params, &obs).unwrap_or(0.0),
-            expected_30: expected(30.0),
-            expected_90: expected(90.0),
-            expected_365: expected(365.0),
+            p_alive,
+            expected_30,
+            expected_90,
+            expected_365,
             // Major units → fen, rounded to the nearest fen.
-            expected_order_value: (value * 100.0).round() as i64,
-            clv: (lifetime * 100.0).round() as i64,
+            expected_order_value: value.map(|v| (v * 100.0).round() as i64),
+            clv: lifetime.map(|v| (v * 100.0).round() as i64),
         });
     }
+    let unavailable = Unavailable {
+        prediction: bg.is_none().then(|| joined(&bg_quality)),
+        value: values_missing.then(|| {
+            if gg.is_none() {
+                joined(&gg_quality)
+            } else if bg.is_none() {
+                format!("CLV needs BG/NBD: {}", joined(&bg_quality))
+            } else {
+                "the spend model gives no value for some members".to_owned()
+            }
+        }),
+    };
     let report = FitReport {
         customers: summaries.len(),
-        bgnbd: BgNbdResult {
+        repeat_customers: observations.iter().filter(|o| o.frequency > 0).count(),
+        bgnbd: bg.as_ref().map(|bg| BgNbdResult {
             r: bg.params.r,
             alpha: bg.params.alpha,
             a: bg.params.a,
             b: bg.params.b,
             log_likelihood: bg.log_likelihood,
             converged: bg.converged,
-        },
+        }),
         gamma_gamma: gg.as_ref().map(|g| GammaGammaResult {
             p: g.params.p,
             q: g.params.q,
             gamma: g.params.gamma,
         }),
+        model_quality: quality::combine(bg_quality, gg_quality),
+        unavailable,
     };
     let cohorts = super::lifecycle::cohorts(&purchases);
     let today = day_of(now.to_zoned(zone.clone()).date())?;
@@ -221,6 +311,8 @@ pub async fn fit_and_score(
     Ok(report)
 }
 
+/// One member's stored scores; the model values are `None` when their model could not be
+/// fitted (see [`Unavailable`]).
 struct Score {
     member_id: String,
     frequency: i64,
@@ -230,14 +322,13 @@ struct Score {
     f: i64,
     m: i64,
     segment: &'static str,
-    p_alive: f64,
-    expected_30: f64,
-    expected_90: f64,
-    expected_365: f64,
-    expected_order_value: i64,
-    clv: i64,
+    p_alive: Option<f64>,
+    expected_30: Option<f64>,
+    expected_90: Option<f64>,
+    expected_365: Option<f64>,
+    expected_order_value: Option<i64>,
+    clv: Option<i64>,
 }
-
 /// Members with at least one qualified referral (rewards pending or paid).
 async fn advocates(
     db: &Db,
@@ -331,10 +422,10 @@ async fn store(
                 Arg::from(s.f),
                 Arg::from(s.m),
                 Arg::from(s.segment),
-                Arg::F64(s.p_alive),
-                Arg::F64(s.expected_30),
-                Arg::F64(s.expected_90),
-                Arg::F64(s.expected_365),
+                Arg::OptF64(s.p_alive),
+                Arg::OptF64(s.expected_30),
+                Arg::OptF64(s.expected_90),
+                Arg::OptF64(s.expected_365),
                 Arg::from(s.expected_order_value),
                 Arg::from(s.clv),
                 Arg::from(at),
@@ -383,7 +474,11 @@ async fn store(
         tenant_id,
         "analytics.scored",
         None,
-        json!({ "customers": report.customers, "calibration_end": calibration_end.to_string() }),
+        json!({
+            "customers": report.customers,
+            "calibration_end": calibration_end.to_string(),
+            "model_quality": report.model_quality.status.as_str(),
+        }),
     ));
     tx.commit().await?;
     Ok(())
@@ -404,8 +499,22 @@ pub fn parse_unit(text: &str) -> Option<TimeUnit> {
     }
 }
 
+/// What `shequn analytics validate` reports.
+#[derive(Debug, Clone)]
+pub struct HoldoutReport {
+    pub params: BgNbdParams,
+    pub converged: bool,
+    /// The BG/NBD fit's verdict: a table from a fit that is not `ok` is no evidence.
+    pub model_quality: Quality,
+    pub table: validate::ValidationTable,
+    /// Weekly cumulative repeat transactions, actual against predicted, from the first purchase
+    /// to the holdout end.
+    pub tracking: Vec<validate::TrackingPoint>,
+}
+
 /// The classic holdout table: fit on the calibration window, compare actual and predicted
-/// repeat transactions in the holdout window per calibration frequency.
+/// repeat transactions in the holdout window per calibration frequency, and track cumulative
+/// repeat transactions week by week through both windows.
 pub async fn validate_holdout(
     db: &Db,
     tenant_id: &TenantId,
@@ -413,7 +522,7 @@ pub async fn validate_holdout(
     calibration_end: Date,
     holdout_end: Date,
     unit: TimeUnit,
-) -> anyhow::Result<(BgNbdParams, validate::ValidationTable)> {
+) -> anyhow::Result<HoldoutReport> {
     anyhow::ensure!(
         holdout_end > calibration_end,
         "the holdout must end after the calibration"
@@ -427,12 +536,27 @@ pub async fn validate_holdout(
         "no purchases on or before {calibration_end}"
     );
     let observations: Vec<Observation> = summaries.iter().map(|s| s.observation()).collect();
-    let fit = bgnbd::fit(&observations).map_err(|e| anyhow::anyhow!("BG/NBD fit: {e}"))?;
+    let (fit, model_quality) = fit_bgnbd(&observations)?;
+    let Some(fit) = fit else {
+        anyhow::bail!(
+            "BG/NBD cannot be fitted, so there is nothing to validate: {}",
+            joined(&model_quality)
+        );
+    };
     let holdout_rows = summary::holdout_summary(&purchases, end, holdout, unit)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let actual: Vec<u32> = holdout_rows.iter().map(|h| h.transactions).collect();
     let length = end.days_until(holdout) as f64 / unit.days();
     let table = validate::holdout_validation(&fit.params, &observations, &actual, length)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((fit.params, table))
+    let days = summary::purchase_days(&purchases, end).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tracking = validate::cumulative_tracking(&fit.params, &days, end, holdout, unit)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(HoldoutReport {
+        params: fit.params,
+        converged: fit.converged,
+        model_quality,
+        table,
+        tracking,
+    })
 }

@@ -60,7 +60,7 @@ async fn cdnow_sample_import_and_fit_reproduce_the_published_estimates(app: Test
     // Fader, Hardie & Lee (2005): r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4;
     // Gamma-Gamma p = 6.25, q = 3.74, gamma = 15.44.
     assert_eq!(report.customers, 2357);
-    let bg = &report.bgnbd;
+    let bg = report.bgnbd.as_ref().unwrap();
     assert!(
         close(bg.r, 0.243, 0.005) && close(bg.alpha, 4.414, 0.005),
         "{bg:?}"
@@ -94,6 +94,7 @@ async fn cdnow_sample_import_and_fit_reproduce_the_published_estimates(app: Test
         .sum();
     assert_eq!(total, 2357);
     assert_eq!(rfm.body["fit"]["calibration_end"], "1997-09-30");
+    assert_eq!(rfm.body["model_quality"]["status"], "ok", "{}", rfm.body);
     let clv = app.get("/v1/analytics/clv?top=5").await;
     let p = &clv.body["percentiles"];
     assert!(p["p10"].as_i64() <= p["p50"].as_i64() && p["p50"].as_i64() <= p["p99"].as_i64());

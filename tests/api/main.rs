@@ -4,6 +4,7 @@
 mod support;
 
 mod analytics;
+mod analytics_quality;
 mod cli;
 mod community;
 mod coupons;

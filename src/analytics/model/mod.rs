@@ -8,7 +8,10 @@
 //! * [`gamma_gamma`]: the Gamma-Gamma spend model: fit and expected order value.
 //! * [`clv`]: discounted customer lifetime value over a horizon in months.
 //! * [`rfm`]: RFM values, quintile scores and named segments.
-//! * [`validate`]: holdout validation table of a fitted BG/NBD model.
+//! * [`quality`]: whether a fit can be trusted (converged, off the boundaries, enough
+//!   repeat customers), the `model_quality` of every read.
+//! * [`validate`]: holdout validation table of a fitted BG/NBD model, with percentage
+//!   errors, and the weekly cumulative tracking.
 //! * [`special`] and the private `optimize`: hand-written `ln Γ`, `₂F₁` and a
 //!   Nelder–Mead minimiser: small, documented with their sources, and not worth a numeric
 //!   crate's weight (statrs/argmin were considered).
@@ -21,6 +24,7 @@ pub mod clv;
 pub mod error;
 pub mod gamma_gamma;
 mod optimize;
+pub mod quality;
 pub mod rfm;
 pub mod special;
 pub mod summary;

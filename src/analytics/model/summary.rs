@@ -301,6 +301,24 @@ pub fn calibration_summary<K: Ord + Clone>(
     Ok(out)
 }
 
+/// Each customer's purchase days (same-day purchases merged), first day first, for the
+/// customers whose first purchase is on or before `calibration_end`, in customer order: what
+/// the cumulative tracking of [`crate::analytics::model::validate::cumulative_tracking`] counts.
+pub fn purchase_days<K: Ord>(
+    purchases: &[Purchase<K>],
+    calibration_end: Day,
+) -> Result<Vec<Vec<Day>>> {
+    Ok(group_by_customer_day(purchases)?
+        .into_iter()
+        .filter(|c| {
+            c.days
+                .first()
+                .is_some_and(|(first, _)| *first <= calibration_end)
+        })
+        .map(|c| c.days.into_iter().map(|(day, _)| day).collect())
+        .collect())
+}
+
 /// Holdout counts for the same customers, in the same order, as
 /// [`calibration_summary`] returns for `calibration_end`: transactions (same-day
 /// purchases merged) in `(calibration_end, holdout_end]`. Customers without holdout
