@@ -4,6 +4,12 @@
 //! The page is plain HTML and CSS produced here rather than Swagger UI or Redoc: those ship
 //! JavaScript bundles that their Rust wrappers download at build time or load from a CDN,
 //! and shequn must build and run on an offline server.
+//!
+//! The page also carries the two catalogues a newcomer needs, generated from the code: every
+//! event kind with its payload ([`crate::common::events::EVENT_TYPES`]) and every error code
+//! with its status and meaning ([`crate::common::error::ERROR_CODES`]). A test here reads the
+//! source tree and fails when an emitted event kind, a payload field or an error code is
+//! missing from them, or when a catalogue entry is no longer used.
 
 use std::fmt::Write as _;
 
@@ -293,6 +299,8 @@ pub fn render_page(openapi: &utoipa::openapi::OpenApi) -> String {
             }
         }
     }
+    render_events(&mut html);
+    render_errors(&mut html);
     html.push_str("<h2>Schemas</h2>");
     if let Some(schemas) = doc["components"]["schemas"].as_object() {
         for (name, schema) in schemas {
@@ -309,6 +317,58 @@ pub fn render_page(openapi: &utoipa::openapi::OpenApi) -> String {
     html
 }
 
+/// The event catalogue: every kind `GET /v1/events` can return, with its `data` fields.
+fn render_events(html: &mut String) {
+    html.push_str(
+        "<h2 id=\"events\">Events</h2><p>Every state change appends an event to the outbox \
+         (<code>GET /v1/events?after=SEQ</code>): <code>{\"seq\", \"kind\", \"subject\", \"at\", \
+         \"data\"}</code>. Payloads carry ids and the names of changed fields, never personal \
+         values.</p><table><tr><th>kind</th><th>meaning</th><th>data</th></tr>",
+    );
+    for event in crate::common::events::EVENT_TYPES {
+        let fields: Vec<String> = event
+            .payload
+            .iter()
+            .map(|f| {
+                if f.starts_with('(') {
+                    escape(f)
+                } else {
+                    format!("<code>{}</code>", escape(f))
+                }
+            })
+            .collect();
+        let _ = write!(
+            html,
+            "<tr id=\"event-{}\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(event.kind),
+            escape(event.kind),
+            escape(event.description),
+            fields.join(", ")
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// The error catalogue: every `error.code` with its status and meaning.
+fn render_errors(html: &mut String) {
+    html.push_str(
+        "<h2 id=\"errors\">Errors</h2><p>Every error is <code>{\"error\": {\"code\", \
+         \"message\", \"details\"}}</code>; the code is stable, the message is for people.</p>\
+         <table><tr><th>code</th><th>status</th><th>meaning</th></tr>",
+    );
+    for entry in crate::common::error::ERROR_CODES {
+        let _ = write!(
+            html,
+            "<tr id=\"error-{}\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(entry.code),
+            escape(entry.code),
+            entry.status,
+            escape(entry.meaning)
+        );
+    }
+    html.push_str("</table>");
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -318,18 +378,297 @@ mod tests {
     /// silently replace each other in the document (that is how order refunds and referral
     /// settings came to be documented with the stored-value bodies). Every type deriving
     /// `ToSchema` must have a name of its own: its type name, or its `#[schema(as = …)]`.
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every source file under `src/` with its text up to its test module (tests emit and
+    /// refuse with made-up codes on purpose).
+    fn sources() -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        files.sort();
+        files
+            .into_iter()
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).expect("read");
+                let text = match text.find("#[cfg(test)]") {
+                    Some(at) => text[..at].to_owned(),
+                    None => text,
+                };
+                let name = file
+                    .strip_prefix(root)
+                    .unwrap_or(&file)
+                    .display()
+                    .to_string();
+                (name, text)
+            })
+            .collect()
+    }
+
+    /// The end of the call argument starting at `from` (the index of the `,` or `)` that
+    /// closes it), skipping nested brackets and string literals.
+    fn argument_end(text: &str, from: usize) -> usize {
+        let bytes = text.as_bytes();
+        let (mut depth, mut i) = (0i32, from);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' if depth == 0 => return i,
+                b')' | b']' | b'}' => depth -= 1,
+                b',' if depth == 0 => return i,
+                b'"' => {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != b'"' {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i
+    }
+
+    /// The arguments of the call whose `(` ends at `open_end`, trimmed.
+    fn arguments(text: &str, open_end: usize) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut at = open_end;
+        loop {
+            let end = argument_end(text, at);
+            out.push(text[at..end].trim());
+            if end >= text.len() || text.as_bytes()[end] != b',' {
+                return out;
+            }
+            at = end + 1;
+        }
+    }
+
+    /// The string literal an argument is, if it is one.
+    fn literal(argument: &str) -> Option<&str> {
+        argument.strip_prefix('"')?.strip_suffix('"')
+    }
+
+    /// The top-level keys of a `json!({ ... })` argument (none for other arguments).
+    fn json_keys(argument: &str) -> Vec<&str> {
+        let Some(inner) = argument
+            .strip_prefix("json!(")
+            .or_else(|| argument.strip_prefix("serde_json::json!("))
+            .and_then(|rest| rest.trim_start().strip_prefix('{'))
+        else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        let mut at = 0;
+        while at < inner.len() {
+            let end = argument_end(inner, at);
+            let entry = inner[at..end].trim();
+            if let Some((key, _)) = entry.split_once(':') {
+                if let Some(key) = literal(key.trim()) {
+                    keys.push(key);
+                }
+            }
+            if end >= inner.len() || inner.as_bytes()[end] != b',' {
+                break;
+            }
+            at = end + 1;
+        }
+        keys
+    }
+
+    /// String literals shaped like event kinds (`area.what`) in `text`.
+    fn kind_literals(text: &str) -> Vec<&str> {
+        text.split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| {
+                s.split_once('.').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+                })
+            })
+            .collect()
+    }
+
     #[test]
-    fn no_two_schemas_share_a_name() {
-        fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).expect("read src").flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    rust_files(&path, out);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    out.push(path);
+    fn every_emitted_event_kind_and_payload_field_is_in_the_catalogue() {
+        use crate::common::events::{event_type_of, EVENT_TYPES};
+        let mut emitted = std::collections::BTreeSet::new();
+        let mut problems = Vec::new();
+        let sources = sources();
+        // Helpers that build an event from a `kind: &'static str` argument.
+        let mut helpers = Vec::new();
+        for (_, text) in &sources {
+            for (at, _) in text.match_indices("kind: &'static str") {
+                let head = &text[..at];
+                let Some(fn_at) = head.rfind("fn ") else {
+                    continue;
+                };
+                let name: String = head[fn_at + 3..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let body_end = text[at..].find("\n}").map_or(text.len(), |e| at + e);
+                if text[at..body_end].contains("NewEvent::new(") && name != "new" {
+                    helpers.push(name);
                 }
             }
         }
+        for (file, text) in &sources {
+            let mut check = |kind: &str, keys: &[&str], at: usize| {
+                let line = text[..at].lines().count();
+                emitted.insert(kind.to_owned());
+                match event_type_of(kind) {
+                    None => problems.push(format!("{file}:{line}: event {kind:?} not catalogued")),
+                    Some(entry) => {
+                        for key in keys {
+                            if !entry.payload.contains(key) {
+                                problems.push(format!(
+                                    "{file}:{line}: field {key:?} of {kind:?} not catalogued"
+                                ));
+                            }
+                        }
+                    }
+                }
+            };
+            for (at, call) in text.match_indices("NewEvent::new(") {
+                let args = arguments(text, at + call.len());
+                let Some(kind) = args.get(1) else { continue };
+                let keys = args.get(3).map(|a| json_keys(a)).unwrap_or_default();
+                match literal(kind) {
+                    Some(kind) => check(kind, &keys, at),
+                    None => {
+                        // A kind chosen just before the call: the literals since the
+                        // enclosing function's start.
+                        let start = text[..at].rfind("fn ").unwrap_or(0);
+                        for kind in kind_literals(&text[start..at]) {
+                            if !kind.ends_with("_at") {
+                                check(kind, &keys, at);
+                            }
+                        }
+                    }
+                }
+            }
+            for helper in &helpers {
+                let call = format!("{helper}(");
+                for (at, _) in text.match_indices(&call) {
+                    let before = text[..at].chars().last().unwrap_or(' ');
+                    if before.is_alphanumeric() || before == '_' || text[..at].ends_with("fn ") {
+                        continue;
+                    }
+                    let args = arguments(text, at + call.len());
+                    if let Some(kind) = args.get(1).and_then(|a| literal(a)) {
+                        check(kind, &[], at);
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(emitted.len() > 60, "found too few events: {emitted:?}");
+        let stale: Vec<_> = EVENT_TYPES
+            .iter()
+            .filter(|e| !emitted.contains(e.kind))
+            .map(|e| e.kind)
+            .collect();
+        assert!(stale.is_empty(), "catalogued but never emitted: {stale:?}");
+        let mut kinds: Vec<_> = EVENT_TYPES.iter().map(|e| e.kind).collect();
+        kinds.dedup();
+        assert!(
+            kinds.windows(2).all(|w| w[0] < w[1]),
+            "the catalogue is sorted, each kind once"
+        );
+    }
+
+    #[test]
+    fn every_error_code_used_is_in_the_catalogue_with_its_status() {
+        use crate::common::error::{error_code_of, ERROR_CODES};
+        let mut used = std::collections::BTreeSet::new();
+        let mut problems = Vec::new();
+        for (file, text) in sources() {
+            for (constructor, code_index) in [("ApiError::conflict(", 0), ("ApiError::new(", 1)] {
+                for (at, call) in text.match_indices(constructor) {
+                    let line = text[..at].lines().count();
+                    let args = arguments(&text, at + call.len());
+                    let Some(code) = args.get(code_index).and_then(|a| literal(a)) else {
+                        continue;
+                    };
+                    used.insert(code.to_owned());
+                    let Some(entry) = error_code_of(code) else {
+                        problems.push(format!("{file}:{line}: error code {code:?} not catalogued"));
+                        continue;
+                    };
+                    // The status at the call site: 409 for `conflict`, else the constant named.
+                    let status = match code_index {
+                        0 => "CONFLICT".to_owned(),
+                        _ => args[0].rsplit("::").next().unwrap_or("").to_owned(),
+                    };
+                    let want = axum::http::StatusCode::from_u16(entry.status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .map(|r| r.to_uppercase().replace([' ', '-'], "_"));
+                    if want.as_deref() != Some(status.as_str()) {
+                        problems.push(format!(
+                            "{file}:{line}: {code:?} sent as {status}, catalogued as {}",
+                            entry.status
+                        ));
+                    }
+                }
+            }
+            // The constructors' own codes, named through the catalogue.
+            for (at, _) in text.match_indices("codes::") {
+                let name: String = text[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    used.insert(name.to_lowercase());
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(used.len() > 60, "found too few codes: {used:?}");
+        let stale: Vec<_> = ERROR_CODES
+            .iter()
+            .filter(|e| !used.contains(e.code))
+            .map(|e| e.code)
+            .collect();
+        assert!(stale.is_empty(), "catalogued but never used: {stale:?}");
+    }
+
+    #[test]
+    fn the_page_lists_every_event_kind_and_error_code() {
+        let mut openapi = <super::ApiDoc as utoipa::OpenApi>::openapi();
+        super::complete(&mut openapi);
+        let page = super::render_page(&openapi);
+        for event in crate::common::events::EVENT_TYPES {
+            assert!(
+                page.contains(&format!("id=\"event-{}\"", event.kind)),
+                "{}",
+                event.kind
+            );
+        }
+        for entry in crate::common::error::ERROR_CODES {
+            assert!(
+                page.contains(&format!("id=\"error-{}\"", entry.code)),
+                "{}",
+                entry.code
+            );
+        }
+        assert!(page.contains("<h2 id=\"events\">") && page.contains("<h2 id=\"errors\">"));
+    }
+
+    #[test]
+    fn no_two_schemas_share_a_name() {
         let mut files = Vec::new();
         rust_files(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),

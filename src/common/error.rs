@@ -3,6 +3,11 @@
 //! Every failure a client can see has a stable `code` and a status, and is rendered as
 //! `{"error": {"code", "message", "details"}}`. Internal causes (database errors, bugs) are logged
 //! once, in [`ApiError::into_response`], inside the request span, and never sent to the client.
+//!
+//! [`ERROR_CODES`] is the catalogue of every code with its status and meaning: the constructors
+//! below take their code and status from it, the docs page renders it, and a test in
+//! `crate::docs` reads the source tree and fails when a code used at a call site is missing
+//! from it (or is used with another status than the catalogue's).
 
 use std::borrow::Cow;
 
@@ -31,6 +36,145 @@ pub struct ErrorInner {
 /// Result type of handlers and domain functions that can fail in a client-visible way.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// One error code: the status it is sent with and what it means.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ErrorCode {
+    pub code: &'static str,
+    pub status: u16,
+    pub meaning: &'static str,
+}
+
+const fn error_code(code: &'static str, status: u16, meaning: &'static str) -> ErrorCode {
+    ErrorCode {
+        code,
+        status,
+        meaning,
+    }
+}
+
+/// The codes of the constructors of [`ApiError`] (each a catalogue entry).
+pub mod codes {
+    use super::{error_code, ErrorCode};
+
+    pub const INVALID_REQUEST: ErrorCode = error_code("invalid_request", 400, "The request is malformed: bad JSON or CSV header, an unknown field, a wrong type, a missing parameter.");
+    pub const UNAUTHORIZED: ErrorCode = error_code(
+        "unauthorized",
+        401,
+        "No API key, or an unknown or revoked one.",
+    );
+    pub const NOT_FOUND: ErrorCode = error_code(
+        "not_found",
+        404,
+        "No such resource in the caller's tenant (the message names what).",
+    );
+    pub const PAYLOAD_TOO_LARGE: ErrorCode = error_code(
+        "payload_too_large",
+        413,
+        "The request body is larger than the limit (`details.limit_bytes`).",
+    );
+    pub const VALIDATION_FAILED: ErrorCode = error_code(
+        "validation_failed",
+        422,
+        "A value is well-formed but not acceptable; `details.field` names it.",
+    );
+    pub const INVALID_TEXT: ErrorCode = error_code("invalid_text", 422, "A text field or parameter holds NUL (U+0000), which neither back end stores; `details.field` names it.");
+    pub const RATE_LIMITED: ErrorCode = error_code(
+        "rate_limited",
+        429,
+        "Too many requests; retry after `Retry-After` seconds (`details.limit` names the limit).",
+    );
+    pub const INTERNAL: ErrorCode = error_code(
+        "internal",
+        500,
+        "A bug or an unexpected failure; the cause is logged on the server, never sent.",
+    );
+    pub const UNAVAILABLE: ErrorCode = error_code("unavailable", 503, "The service cannot take the work right now (database busy, queues full, shutting down); retry shortly.");
+}
+
+/// Every error code a client can receive, in order of status then code.
+pub const ERROR_CODES: &[ErrorCode] = &[
+    codes::INVALID_REQUEST,
+    codes::UNAUTHORIZED,
+    error_code("owner_key_required", 403, "The operation is tenant administration and needs an owner key, not an integration key."),
+    codes::NOT_FOUND,
+    error_code("not_scored", 404, "The member has no analytics scores yet: run `shequn analytics fit` (or wait for the daily run) after importing orders."),
+    error_code("method_not_allowed", 405, "The route exists but does not take this HTTP method."),
+    error_code("all_groups_full", 409, "Every group behind the join link is full; an operator has to add a group."),
+    error_code("already_attributed", 409, "The member was already attributed to an inviter; attribution is first touch and final."),
+    error_code("already_checked_in", 409, "The member already checked in on that day."),
+    error_code("already_drawn", 409, "The lottery was drawn already."),
+    error_code("already_in_team", 409, "The member is in this group-buy team already."),
+    error_code("already_member", 409, "The member is already in this group."),
+    error_code("already_paid", 409, "The order was paid already."),
+    error_code("already_redeemed", 409, "The coupon has already been redeemed."),
+    error_code("already_resolved", 409, "The pending transfer (or pending points) was already posted or voided."),
+    error_code("budget_exhausted", 409, "The referral campaign's budget cannot cover this referral's rewards."),
+    error_code("campaign_not_active", 409, "The referral campaign is not running; it issues no codes."),
+    error_code("concurrent_refund", 409, "Another refund of this order happened meanwhile; retry."),
+    error_code("coupon_expired", 409, "The coupon's validity has ended."),
+    error_code("ended", 409, "The flash sale has ended."),
+    error_code("entry_limit_reached", 409, "The member holds the most lottery entries allowed per member."),
+    error_code("external_id_taken", 409, "Another member of the tenant already has this external_id."),
+    error_code("group_full", 409, "The group holds its capacity."),
+    error_code("idempotency_key_in_progress", 409, "A request with this Idempotency-Key is still being processed; retry shortly for its response."),
+    error_code("insufficient_funds", 409, "The wallet does not hold enough stored value."),
+    error_code("insufficient_points", 409, "The member holds fewer points than the operation needs."),
+    error_code("invalid_transition", 409, "The order is not in a state that can move to the one asked for (`details.status` is its state)."),
+    error_code("job_done", 409, "The scheduled job has already run; there is nothing to retry."),
+    error_code("job_running", 409, "The day's run for this tenant is in progress; ask again in a moment."),
+    error_code("limit_reached", 409, "A per-member limit is reached (coupons of a template, flash-sale or group-buy purchases)."),
+    error_code("lottery_closed", 409, "The lottery takes no more entries."),
+    error_code("lottery_full", 409, "The lottery holds the most entries a lottery takes."),
+    error_code("lottery_not_open", 409, "The lottery's entries have not opened yet."),
+    error_code("makeup_limit_reached", 409, "The member used every check-in make-up of the month."),
+    error_code("member_erased", 409, "The member was erased: the operation (or the replayed response) concerns an erased member."),
+    error_code("not_cancellable", 409, "The order cannot be cancelled in its state; refund it instead."),
+    error_code("not_enough_entries", 409, "Fewer distinct members entered the lottery than it has prizes to draw."),
+    error_code("not_launched", 409, "The product does not open to this member yet (new-product early access)."),
+    error_code("not_pending", 409, "The transfer is not pending, so it cannot be posted or voided."),
+    error_code("not_redeemed", 409, "The coupon is not redeemed, so there is nothing to undo."),
+    error_code("not_refundable", 409, "The order cannot be refunded in its state."),
+    error_code("not_revealed", 409, "The lottery's seed is revealed with the result: after the draw (instant mode: after closing)."),
+    error_code("not_started", 409, "The flash sale has not started."),
+    error_code("not_voided", 409, "The earned points could not be voided (the message says why)."),
+    error_code("nothing_to_refund", 409, "The order was refunded in full already."),
+    error_code("order_cancelled", 409, "The order was cancelled."),
+    error_code("order_exists", 409, "An order with this external_reference was ingested already."),
+    error_code("order_expired", 409, "The order's payment deadline has passed; it can no longer be paid."),
+    error_code("order_mismatch", 409, "The coupon was redeemed on another order."),
+    error_code("out_of_stock", 409, "No stock left (a product, or every coupon of a template issued)."),
+    error_code("owner_cannot_leave", 409, "The group's owner cannot leave it."),
+    error_code("payment_reference_reused", 409, "The payment reference was used for another payment."),
+    error_code("plan_inactive", 409, "The top-up plan is no longer offered."),
+    error_code("points_not_earned", 409, "The points could not be earned (the message says why)."),
+    error_code("reference_already_earned", 409, "Points were already earned for this reference with another amount."),
+    error_code("refund_exceeds_spend", 409, "The refund is larger than what is left of the wallet spend."),
+    error_code("refund_reference_reused", 409, "The refund reference was used on another order."),
+    error_code("resolution_failed", 409, "A pending transfer could not be posted or voided (the message says why)."),
+    error_code("review_already_decided", 409, "The referral review was approved or rejected already."),
+    error_code("sku_taken", 409, "Another product has this sku."),
+    error_code("sold_out", 409, "The flash sale is sold out."),
+    error_code("stored_value_cap_exceeded", 409, "The top-up would bring the member's stored value above the tenant's cap."),
+    error_code("team_closed", 409, "The group-buy team is no longer open."),
+    error_code("team_full", 409, "The group-buy team has no slot left."),
+    error_code("template_expired", 409, "The coupon template's validity window has ended."),
+    error_code("too_many_plans", 409, "The tenant holds the most top-up plans allowed."),
+    codes::PAYLOAD_TOO_LARGE,
+    error_code("amount_exceeds_pending", 422, "The amount to post is larger than the pending transfer's."),
+    error_code("idempotency_key_reused", 422, "The Idempotency-Key was used with a different request body."),
+    codes::INVALID_TEXT,
+    error_code("min_spend_not_met", 422, "The order is below the coupon's minimum spend."),
+    codes::VALIDATION_FAILED,
+    codes::RATE_LIMITED,
+    codes::INTERNAL,
+    codes::UNAVAILABLE,
+];
+
+/// The catalogue entry of `code`.
+pub fn error_code_of(code: &str) -> Option<&'static ErrorCode> {
+    ERROR_CODES.iter().find(|e| e.code == code)
+}
+
 impl ApiError {
     pub fn new(
         status: StatusCode,
@@ -47,6 +191,13 @@ impl ApiError {
         }))
     }
 
+    /// An error with a catalogue entry's code and status.
+    fn coded(entry: ErrorCode, message: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(entry.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, entry.code, message)
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.0.details = Some(details);
         self
@@ -54,27 +205,19 @@ impl ApiError {
 
     /// 400 `invalid_request`: malformed JSON, unknown fields, wrong types.
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::coded(codes::INVALID_REQUEST, message)
     }
 
     /// 422 `validation_failed` naming the field whose value is wrong.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            format!("{field}: {message}"),
-        )
-        .with_details(json!({ "field": field }))
+        Self::coded(codes::VALIDATION_FAILED, format!("{field}: {message}"))
+            .with_details(json!({ "field": field }))
     }
 
     /// 404 `not_found` for an id that does not exist in the caller's tenant.
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::coded(codes::NOT_FOUND, format!("{what} not found"))
     }
 
     /// 409 with a specific conflict code.
@@ -85,9 +228,8 @@ impl ApiError {
     /// 422 `invalid_text`: a string field or parameter holds a character that neither back end
     /// stores (NUL, U+0000). `field` is the JSON path of the body field or the parameter name.
     pub fn invalid_text(field: &str) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_text",
+        Self::coded(
+            codes::INVALID_TEXT,
             format!("{field}: text must not contain NUL (U+0000)"),
         )
         .with_details(json!({ "field": field }))
@@ -97,9 +239,8 @@ impl ApiError {
     pub fn rate_limited(limit: &'static str, retry_after: std::time::Duration) -> Self {
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         let seconds = seconds.max(1);
-        let mut error = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+        let mut error = Self::coded(
+            codes::RATE_LIMITED,
             format!("too many requests ({limit}); retry in {seconds} s"),
         )
         .with_details(json!({ "limit": limit, "retry_after_secs": seconds }));
@@ -108,13 +249,12 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::coded(codes::UNAUTHORIZED, message)
     }
 
     pub fn payload_too_large(limit_bytes: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+        Self::coded(
+            codes::PAYLOAD_TOO_LARGE,
             format!("request body is larger than {limit_bytes} bytes"),
         )
         .with_details(json!({ "limit_bytes": limit_bytes }))
@@ -124,7 +264,7 @@ impl ApiError {
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         Self(Box::new(ErrorInner {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: Cow::Borrowed("internal"),
+            code: Cow::Borrowed(codes::INTERNAL.code),
             message: "internal error; it has been logged".into(),
             details: None,
             source: Some(cause.into()),
@@ -134,7 +274,7 @@ impl ApiError {
 
     /// 503 when the service cannot take more work right now (queues full, shutting down).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self::coded(codes::UNAVAILABLE, message)
     }
 
     pub fn body(&self) -> Value {
@@ -228,6 +368,51 @@ mod tests {
         let body = error.body().to_string();
         assert!(!body.contains("hunter2"));
         assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_catalogue_has_each_code_once_with_a_real_status_and_a_meaning() {
+        let mut seen = std::collections::HashSet::new();
+        for entry in ERROR_CODES {
+            assert!(seen.insert(entry.code), "{} twice", entry.code);
+            let status = StatusCode::from_u16(entry.status).unwrap();
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{entry:?}"
+            );
+            assert!(entry.meaning.ends_with('.'), "{entry:?}");
+        }
+        assert_eq!(error_code_of("sold_out").map(|e| e.status), Some(409));
+        assert!(error_code_of("no_such_code").is_none());
+    }
+
+    #[test]
+    fn constructors_send_their_catalogue_status() {
+        let cases = [
+            (ApiError::invalid_request("x"), codes::INVALID_REQUEST),
+            (ApiError::validation("f", "x"), codes::VALIDATION_FAILED),
+            (ApiError::not_found("x"), codes::NOT_FOUND),
+            (ApiError::invalid_text("f"), codes::INVALID_TEXT),
+            (
+                ApiError::rate_limited("x", std::time::Duration::from_secs(1)),
+                codes::RATE_LIMITED,
+            ),
+            (ApiError::unauthorized("x"), codes::UNAUTHORIZED),
+            (ApiError::payload_too_large(1), codes::PAYLOAD_TOO_LARGE),
+            (ApiError::internal(anyhow::anyhow!("x")), codes::INTERNAL),
+            (ApiError::unavailable("x"), codes::UNAVAILABLE),
+        ];
+        for (error, entry) in cases {
+            assert_eq!(
+                (error.status.as_u16(), &*error.code),
+                (entry.status, entry.code)
+            );
+            assert!(
+                error_code_of(entry.code).is_some(),
+                "{} not in the catalogue",
+                entry.code
+            );
+        }
     }
 
     #[test]

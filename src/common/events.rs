@@ -247,3 +247,122 @@ async fn list_events(
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_events))
 }
+
+/// One kind of event in the outbox: what it means and the fields of its `data`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EventType {
+    pub kind: &'static str,
+    pub description: &'static str,
+    /// The top-level fields of `data`; one entry in parentheses when `data` is a whole
+    /// settings object rather than named fields.
+    pub payload: &'static [&'static str],
+}
+
+const fn event_type(
+    kind: &'static str,
+    description: &'static str,
+    payload: &'static [&'static str],
+) -> EventType {
+    EventType {
+        kind,
+        description,
+        payload,
+    }
+}
+
+/// The fields every referral event carries (one helper in `growth::referrals` builds them).
+const REFERRAL: &[&str] = &[
+    "referral_id",
+    "campaign_id",
+    "inviter_id",
+    "invitee_id",
+    "status",
+    "reason",
+    "order_id",
+];
+
+/// Every event kind the code emits, sorted by kind: the catalogue of the docs page. A test in
+/// `crate::docs` reads the source tree and fails when an emitted kind is missing here, or an
+/// emitted payload field is not listed.
+pub const EVENT_TYPES: &[EventType] = &[
+    event_type("analytics.scored", "A scoring run stored every member's analytics scores; `model_quality` is the fit's status (ok, at_boundary, not_converged, insufficient_data).", &["customers", "calibration_end", "model_quality"]),
+    event_type("api_key.created", "An API key was created (its secret is never in an event).", &["key_id", "role"]),
+    event_type("api_key.revoked", "An API key was revoked.", &["key_id"]),
+    event_type("checkin.created", "A member checked in for the day, with the streak reached and any reward paid.", &["member_id", "date", "streak", "cycle_day", "reward", "payout"]),
+    event_type("checkin.made_up", "A missed check-in was made up (paid in points), possibly joining streaks.", &["member_id", "date", "streak", "points_cost", "streaks_changed"]),
+    event_type("checkin.rule_changed", "The check-in rule (reward cycle, make-ups per month) changed.", &["cycle_days", "makeup_per_month"]),
+    event_type("coupon.claimed", "A member received a coupon (claimed, granted or given as a perk).", &["coupon_id", "template_id", "member_id", "reason"]),
+    event_type("coupon.redeemed", "A coupon was used on an order.", &["coupon_id", "template_id", "member_id", "order_ref", "order_amount", "discount"]),
+    event_type("coupon.template_created", "A coupon template was created.", &["template_id", "kind", "total_stock"]),
+    event_type("coupon.unredeemed", "A redemption was undone (order cancelled or refunded); the coupon is usable again or expired.", &["coupon_id", "template_id", "member_id", "order_ref", "discount", "status"]),
+    event_type("flash_sale.created", "A flash sale (秒杀) was created.", &["flash_sale_id", "product_id", "stock", "price"]),
+    event_type("group.created", "A community group (社群) was created.", &["group_id", "owner_member_id", "capacity"]),
+    event_type("group.joined", "A member joined a group, possibly invited or through a join link.", &["group_id", "member_id", "inviter_member_id", "link_id"]),
+    event_type("group.left", "A member left a group.", &["group_id", "member_id"]),
+    event_type("group_buy.created", "A group buy (拼团) was created.", &["group_buy_id", "product_id", "team_size"]),
+    event_type("group_buy.team_failed", "A team expired without enough paid members; its paid orders were refunded.", &["team_id", "group_buy_id", "paid_count", "refunded", "virtual"]),
+    event_type("group_buy.team_joined", "A member joined a team with an order.", &["team_id", "member_id", "order_id"]),
+    event_type("group_buy.team_opened", "A member opened a team with an order.", &["team_id", "group_buy_id", "member_id", "order_id", "expires_at"]),
+    event_type("group_buy.team_succeeded", "A team filled (or was completed virtually at expiry).", &["team_id", "group_buy_id", "paid_count", "refunded", "virtual"]),
+    event_type("group_link.all_full", "Every group behind a join link (群活码) is full; `action` says what the link did.", &["link_id", "code", "groups", "action"]),
+    event_type("group_link.created", "A join link was created over groups.", &["link_id", "code", "group_ids"]),
+    event_type("group_link.groups_added", "Groups were added behind a join link.", &["link_id", "group_ids"]),
+    event_type("job.parked", "A scheduled job failed too often and was parked for an operator.", &["job_id", "kind", "attempts", "last_error"]),
+    event_type("job.retried", "A parked job was put back to run.", &["job_id"]),
+    event_type("ledger.transfers_committed", "A batch of ledger transfers was committed: transfers created and pending ones resolved.", &["created", "resolved"]),
+    event_type("lottery.created", "A lottery was created with its seed commitment.", &["lottery_id", "mode", "commitment"]),
+    event_type("lottery.drawn", "A lottery was drawn: the winners and the revealed seed.", &["lottery_id", "winners", "seed", "commitment"]),
+    event_type("lottery.entered", "A member entered a lottery.", &["lottery_id", "member_id", "entry_index"]),
+    event_type("lottery.won", "An instant-lottery entry won a prize at entry.", &["lottery_id", "member_id", "entry_index", "prize_position", "payout"]),
+    event_type("member.birthday_perk", "A member's birthday perk was given (points and/or a coupon; `coupon_error` when the coupon could not be).", &["member_id", "year", "points", "coupon_template_id", "coupon_id", "coupon_error"]),
+    event_type("member.created", "A member was created (by the API, a member import or an order import; `via` says which).", &["member_id", "source", "via"]),
+    event_type("member.erased", "A member was erased (anonymised).", &["member_id"]),
+    event_type("member.growth_changed", "A member's growth value changed.", &["member_id", "delta", "growth", "reason"]),
+    event_type("member.lifecycle_changed", "A scoring run moved a member to another lifecycle stage.", &["member_id", "from", "to"]),
+    event_type("member.repurchase_due", "A member is predicted to buy a product again soon (repurchase reminder).", &["member_id", "sku", "predicted_next", "last_purchased", "basis"]),
+    event_type("member.tagged", "Tags were added to or removed from a member.", &["member_id", "added", "removed"]),
+    event_type("member.tier_changed", "A member moved to another tier.", &["member_id", "from", "to"]),
+    event_type("member.updated", "A member's profile changed; `fields` names the changed fields (not their values).", &["member_id", "fields", "via"]),
+    event_type("order.cancelled", "An unpaid order was cancelled; its stock, coupon and points were returned.", &["order_id", "member_id", "qty", "campaign_id", "team_id"]),
+    event_type("order.completed", "A fulfilled order was completed.", &["order_id", "member_id"]),
+    event_type("order.created", "An order was placed.", &["order_id", "member_id", "source", "status", "total", "qty", "campaign_kind", "campaign_id", "team_id"]),
+    event_type("order.expired", "An unpaid order passed its payment deadline; its stock, coupon and points were returned.", &["order_id", "member_id", "qty", "campaign_id", "team_id"]),
+    event_type("order.fulfilled", "A paid order was fulfilled.", &["order_id", "member_id"]),
+    event_type("order.paid", "An order was paid (wallet, or an external payment confirmed).", &["order_id", "member_id", "total", "method", "reference", "source"]),
+    event_type("order.refunded", "An order was refunded in part or in full.", &["order_id", "member_id", "refund_id", "amount", "refunded_amount", "full", "points_returned", "reason"]),
+    event_type("orders.imported", "An order-history import finished.", &["orders", "members_created"]),
+    event_type("points.earned", "A member earned points on a reference (pending until the return window closes, or posted).", &["member_id", "points", "reference", "status"]),
+    event_type("points.expired", "A member's points earned before a cut-off expired.", &["member_id", "points", "earned_before"]),
+    event_type("points.expiring", "A member's points will expire soon (warning).", &["member_id", "points", "earned_before", "expires_by"]),
+    event_type("points.released", "Pending points were posted after the return window (`member` is the ledger account).", &["member", "points", "reference"]),
+    event_type("points.voided", "Pending points were voided (the order was refunded).", &["member_id", "points", "reference"]),
+    event_type("product.created", "A product was created.", &["product_id", "sku"]),
+    event_type("product.updated", "A product changed; `fields` names the changed fields.", &["product_id", "fields"]),
+    event_type("program.member_day_updated", "The member-day settings changed.", &["(the member-day settings as PUT /v1/program/member-day takes them)"]),
+    event_type("program.points_updated", "The points rules changed.", &["(the points settings as PUT /v1/program/points takes them)"]),
+    event_type("program.stored_value_updated", "The stored-value settings changed.", &["spend_policy", "cap"]),
+    event_type("program.tiers_updated", "The tier ladder changed; `tiers` lists the tier names.", &["tiers"]),
+    event_type("referral.attributed", "A signup was attributed to an inviter.", REFERRAL),
+    event_type("referral.campaign_created", "A referral campaign was created.", &["campaign_id", "qualify_on"]),
+    event_type("referral.campaign_updated", "A referral campaign changed status.", &["campaign_id", "status"]),
+    event_type("referral.code_issued", "A member received an invite code for a campaign.", &["member_id", "campaign_id"]),
+    event_type("referral.qualified", "An invite qualified (signup or first paid order, as the campaign says).", REFERRAL),
+    event_type("referral.refused", "An attribution was refused by the anti-fraud rules; `reason` says why.", REFERRAL),
+    event_type("referral.review_approved", "A referral held for review was approved.", REFERRAL),
+    event_type("referral.review_queued", "A referral was held for manual review.", REFERRAL),
+    event_type("referral.review_rejected", "A referral held for review was rejected.", REFERRAL),
+    event_type("referral.rewarded", "A referral's rewards were granted (pending until release).", REFERRAL),
+    event_type("referral.settings_updated", "The anti-fraud settings changed.", &["velocity_per_hour", "return_window_days"]),
+    event_type("referral.voided", "A referral was voided (its qualifying order was refunded).", REFERRAL),
+    event_type("refund.requested", "A refund of an externally paid order was requested from the payment provider.", &["order_id", "member_id", "amount", "refund_id", "payment_method", "payment_reference", "reason"]),
+    event_type("tenant.created", "A tenant was created.", &["tenant_id", "name"]),
+    event_type("topup_plan.created", "A top-up plan (充值送) was created.", &["plan_id", "pay", "bonus"]),
+    event_type("wallet.refunded", "A wallet spend was refunded, or a top-up refunded (`kind`), with bonus claw-back.", &["member_id", "refund_id", "kind", "spend_id", "amount", "principal", "bonus", "topup_id", "bonus_clawed_back"]),
+    event_type("wallet.spent", "Stored value was spent, principal and bonus.", &["member_id", "spend_id", "amount", "principal", "bonus"]),
+    event_type("wallet.topped_up", "A member topped up stored value under a plan.", &["member_id", "topup_id", "plan_id", "pay", "bonus"]),
+];
+
+/// The catalogue entry of `kind`.
+pub fn event_type_of(kind: &str) -> Option<&'static EventType> {
+    EVENT_TYPES.iter().find(|e| e.kind == kind)
+}
