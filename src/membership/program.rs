@@ -329,7 +329,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(earn_points))
         .routes(routes!(void_earned_points))
         .routes(routes!(burn_quote))
-        .routes(routes!(put_reminders))
+        .routes(routes!(put_reminders, get_reminders))
 }
 
 // --- tiers and growth --------------------------------------------------------------------
@@ -890,12 +890,16 @@ async fn put_birthday(
     Ok(Json(settings.birthday.unwrap_or(request)))
 }
 
+/// The birthday perk, in the shape `PUT` takes and returns; `null` while none is set.
 #[utoipa::path(get, path = "/v1/program/birthday", tag = "membership",
-    responses((status = 200, body = Object)), security(("api_key" = [])))]
-async fn get_birthday(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    responses((status = 200, body = Option<BirthdayPerk>)), security(("api_key" = [])))]
+async fn get_birthday(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<Option<BirthdayPerk>>> {
     let mut conn = state.db.read().acquire().await?;
     Ok(Json(
-        json!({ "birthday": load_settings(&mut conn, &auth.tenant_id).await?.birthday }),
+        load_settings(&mut conn, &auth.tenant_id).await?.birthday,
     ))
 }
 
@@ -928,6 +932,17 @@ async fn put_reminders(
     schedule_daily(&mut tx, &auth.tenant_id).await?;
     tx.commit().await?;
     Ok(Json(request))
+}
+
+/// When repurchase reminders go out.
+#[utoipa::path(get, path = "/v1/program/reminders", tag = "membership",
+    responses((status = 200, body = Reminders)), security(("api_key" = [])))]
+async fn get_reminders(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Reminders>> {
+    let mut conn = state.db.read().acquire().await?;
+    let settings = load_settings(&mut conn, &auth.tenant_id).await?;
+    Ok(Json(Reminders {
+        repurchase_reminder_days: settings.repurchase_reminder_days,
+    }))
 }
 
 // --- points earning ----------------------------------------------------------------------

@@ -420,6 +420,12 @@ async fn place_external(
     if paid_at > to_micros(tx.now()) {
         return Err(ApiError::validation("paid_at", "must not be in the future"));
     }
+    if paid_at < EARLIEST_EXTERNAL_PAYMENT_MICROS {
+        return Err(ApiError::validation(
+            "paid_at",
+            "must be in 1990 or later (no order history reaches further back)",
+        ));
+    }
     let lines = model::price_lines(&inputs)
         .map_err(|_| ApiError::validation("items", "the order total is too large"))?;
     let subtotal: i64 = lines.iter().map(|l| l.line_total).sum();
@@ -803,6 +809,11 @@ async fn release_units(
         _ => Ok(()),
     }
 }
+
+/// The earliest payment an external order may carry: 1990-01-01T00:00:00Z (CDNOW's history,
+/// the oldest real data shequn is tested on, starts in 1997). Earlier dates are typing errors
+/// (year 0001) that would drag every analytics window back by centuries.
+const EARLIEST_EXTERNAL_PAYMENT_MICROS: i64 = 631_152_000_000_000;
 
 /// The job that expires one unpaid order whose expiry failed in the scheduler's scan.
 pub const ORDER_EXPIRY_JOB: &str = "order.expiry";

@@ -419,7 +419,10 @@ fn team_order(
 fn limit_reached(limit: i64) -> ApiError {
     ApiError::conflict(
         "limit_reached",
-        format!("a member may join at most {limit} teams of this group buy"),
+        format!(
+            "a member may join at most {limit} {} of this group buy",
+            if limit == 1 { "team" } else { "teams" }
+        ),
     )
 }
 

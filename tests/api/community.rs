@@ -707,11 +707,24 @@ async fn concurrent_instant_entries_give_out_exactly_the_stock(app: TestApp) {
         code(&app.get(&format!("/v1/lotteries/{id}/proof")).await),
         "not_revealed"
     );
-    let closed = app
+    // Before closes_at a close must say it cuts the window short.
+    let early = app
         .post(&format!("/v1/lotteries/{id}/draw"), &json!({}))
+        .await;
+    assert_eq!(code(&early), "lottery_still_open");
+    assert!(early.body["error"]["details"]["closes_at"].is_string());
+    let closed = app
+        .post(
+            &format!("/v1/lotteries/{id}/draw?close_early=true"),
+            &json!({}),
+        )
         .await;
     assert_eq!(closed.status, StatusCode::OK, "{:?}", closed.body);
     assert_eq!(closed.body["winners"].as_array().unwrap().len(), 3);
+    // Instant prizes were paid at entry, and the close shows those payouts.
+    for prize in closed.body["prizes"].as_array().unwrap() {
+        assert!(prize["payout"].is_object(), "{prize}");
+    }
     let proof: draw::Proof =
         serde_json::from_value(app.get(&format!("/v1/lotteries/{id}/proof")).await.body).unwrap();
     assert_eq!(proof.entries.len(), 12);
@@ -747,8 +760,11 @@ async fn draw_is_deterministic_and_its_proof_checks_out(app: TestApp) {
     );
     assert_eq!(
         code(
-            &app.post(&format!("/v1/lotteries/{id}/draw"), &json!({}))
-                .await
+            &app.post(
+                &format!("/v1/lotteries/{id}/draw?close_early=true"),
+                &json!({})
+            )
+            .await
         ),
         "not_enough_entries"
     );
@@ -767,6 +783,8 @@ async fn draw_is_deterministic_and_its_proof_checks_out(app: TestApp) {
         "not_revealed"
     );
 
+    // Past closes_at (default: a week after opening) the draw needs no flag.
+    app.clock.advance(jiff::SignedDuration::from_hours(24 * 8));
     let drawn = app
         .post(&format!("/v1/lotteries/{id}/draw"), &json!({}))
         .await;
@@ -792,8 +810,11 @@ async fn draw_is_deterministic_and_its_proof_checks_out(app: TestApp) {
     assert_eq!(points(&app, &winners[1]).await, 0, "the stock was one");
     assert_eq!(
         code(
-            &app.post(&format!("/v1/lotteries/{id}/draw"), &json!({}))
-                .await
+            &app.post(
+                &format!("/v1/lotteries/{id}/draw?close_early=true"),
+                &json!({})
+            )
+            .await
         ),
         "already_drawn"
     );
@@ -889,9 +910,12 @@ async fn lottery_verify_accepts_the_proof_and_rejects_a_tampered_one(app: TestAp
         members.push(m);
     }
     assert_eq!(
-        app.post(&format!("/v1/lotteries/{id}/draw"), &json!({}))
-            .await
-            .status,
+        app.post(
+            &format!("/v1/lotteries/{id}/draw?close_early=true"),
+            &json!({})
+        )
+        .await
+        .status,
         StatusCode::OK
     );
     let proof = app.get(&format!("/v1/lotteries/{id}/proof")).await.body;

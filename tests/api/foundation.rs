@@ -43,8 +43,8 @@ async fn missing_wrong_and_revoked_keys_get_401(app: TestApp) {
         shequn::common::auth::KeyRole::Owner,
         app.clock.now(),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     assert!(
         shequn::tenants::revoke_key(&app.state.db, &key_id, app.clock.now())
             .await

@@ -367,6 +367,18 @@ async fn external_orders_are_ingested_paid_once(app: TestApp) {
     assert_eq!(again.body["error"]["code"], "order_exists");
     let list = app.get(&format!("/v1/orders?member_id={m}")).await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    // A payment in year 0001 is a typing error, not history.
+    let ancient = json!({"member_id": m, "items": [{"product_id": a, "qty": 1}],
+                         "source": "external", "paid_at": "0001-01-01T00:00:00Z",
+                         "external_reference": "shop-78"});
+    let reply = app.post("/v1/orders", &ancient).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["error"]["details"]["field"], "paid_at");
 }
 
 async fn bad_order_requests_are_refused_whole(app: TestApp) {

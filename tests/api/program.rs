@@ -388,6 +388,13 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // GET answers in the shape PUT takes and returns.
+    let read = app.get("/v1/program/birthday").await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(read.body, reply.body);
+    let reminders = app.get("/v1/program/reminders").await;
+    assert_eq!(reminders.status, StatusCode::OK, "{:?}", reminders.body);
+    assert!(reminders.body["repurchase_reminder_days"].is_number());
     let leap = app
         .post(
             "/v1/members",

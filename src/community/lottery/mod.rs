@@ -33,7 +33,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row as _};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::reward::{self, Reward, RewardSpec};
@@ -42,7 +42,7 @@ use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
-use crate::common::extract::Path;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::sql::Sql;
@@ -721,14 +721,15 @@ async fn enter(
 }
 
 /// Entries' member ids and (instant mode) prize positions, in entry order.
+/// Every entry in order: (member, prize position won, payout made at entry or at the draw).
 async fn entries(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &LotteryId,
-) -> ApiResult<Vec<(String, Option<usize>)>> {
+) -> ApiResult<Vec<StoredEntry>> {
     let mut sql = Sql::for_conn(
         &*conn,
-        "SELECT member_id, prize_position FROM lottery_entry WHERE tenant_id = ",
+        "SELECT member_id, prize_position, payout FROM lottery_entry WHERE tenant_id = ",
     );
     sql.bind(tenant_id.as_str())
         .push(" AND lottery_id = ")
@@ -740,12 +741,21 @@ async fn entries(
         .iter()
         .map(|row| {
             let prize: Option<i64> = row.try_get("prize_position")?;
-            Ok((
-                row.try_get("member_id")?,
-                prize.and_then(|p| usize::try_from(p).ok()),
-            ))
+            let payout: Option<String> = row.try_get("payout")?;
+            Ok(StoredEntry {
+                member_id: row.try_get("member_id")?,
+                prize: prize.and_then(|p| usize::try_from(p).ok()),
+                payout: payout.and_then(|p| serde_json::from_str(&p).ok()),
+            })
         })
         .collect()
+}
+
+/// One stored entry.
+struct StoredEntry {
+    member_id: String,
+    prize: Option<usize>,
+    payout: Option<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -766,24 +776,43 @@ pub struct DrawResult {
     pub prizes: Vec<DrawnWinner>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DrawQuery {
+    /// Draw (or close) before `closes_at`, cutting the entry window short. Without it an
+    /// early draw is refused, so members who were promised the window get all of it; the
+    /// `lottery.drawn` event records `closed_early`.
+    pub close_early: Option<bool>,
+}
+
 /// Draw the winners (draw mode: needs at least `winners` distinct entrants) or close an
 /// instant lottery. Closes the lottery to entries and reveals the seed; a second call is
-/// 409 `already_drawn`.
+/// 409 `already_drawn`. Before `closes_at` only with `?close_early=true` (else 409
+/// `lottery_still_open`).
 #[utoipa::path(post, path = "/v1/lotteries/{id}/draw", tag = "community",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), DrawQuery),
     responses((status = 200, body = DrawResult), (status = 404),
-              (status = 409, description = "already_drawn or not_enough_entries")),
+              (status = 409, description = "already_drawn, not_enough_entries or lottery_still_open")),
     security(("api_key" = [])))]
 async fn draw_lottery(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    Query(query): Query<DrawQuery>,
 ) -> ApiResult<Json<DrawResult>> {
     let id = lottery_id(&id)?;
     let tenant = &auth.tenant_id;
     let mut tx = state.begin().await?;
     let stored = fetch(tx.conn(), tenant, &id).await?;
     let now = to_micros(tx.now());
+    let closed_early = now < stored.closes_at;
+    if closed_early && query.close_early != Some(true) && stored.status != STATUS_DRAWN {
+        return Err(ApiError::conflict(
+            "lottery_still_open",
+            "entries are open until closes_at; draw then, or pass close_early=true",
+        )
+        .with_details(json!({ "closes_at": micros_to_rfc3339(stored.closes_at) })));
+    }
     let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET status = ");
     sql.bind(STATUS_DRAWN)
         .push(", drawn_at = ")
@@ -808,7 +837,7 @@ async fn draw_lottery(
     let mut drawn = Vec::new();
     let outcomes: Vec<Option<usize>>;
     if stored.mode == "draw" {
-        let members: Vec<String> = entries.iter().map(|(m, _)| m.clone()).collect();
+        let members: Vec<String> = entries.iter().map(|e| e.member_id.clone()).collect();
         let distinct = members
             .iter()
             .collect::<std::collections::HashSet<_>>()
@@ -845,18 +874,19 @@ async fn draw_lottery(
             winners.push(member.to_string());
         }
     } else {
-        outcomes = entries.iter().map(|(_, p)| *p).collect();
-        for (member, prize) in &entries {
-            if let Some(p) = prize {
-                winners.push(member.clone());
+        outcomes = entries.iter().map(|e| e.prize).collect();
+        for entry in &entries {
+            if let Some(p) = entry.prize {
+                winners.push(entry.member_id.clone());
                 drawn.push(DrawnWinner {
-                    member_id: member.clone(),
-                    prize: prizes[*p].reward.as_ref().map(|r| WonPrize {
-                        position: prizes[*p].view.position,
-                        name: prizes[*p].view.name.clone(),
+                    member_id: entry.member_id.clone(),
+                    prize: prizes[p].reward.as_ref().map(|r| WonPrize {
+                        position: prizes[p].view.position,
+                        name: prizes[p].view.name.clone(),
                         reward: r.spec(),
                     }),
-                    payout: None,
+                    // Instant prizes were paid at entry: show that payout.
+                    payout: entry.payout.clone(),
                 });
             }
         }
@@ -874,7 +904,7 @@ async fn draw_lottery(
         "lottery.drawn",
         Some(id.as_str()),
         json!({ "lottery_id": id, "winners": winners, "seed": stored.seed,
-                "commitment": stored.commitment }),
+                "commitment": stored.commitment, "closed_early": closed_early }),
     ));
     tx.commit().await?;
     Ok(Json(DrawResult {
@@ -921,10 +951,10 @@ async fn proof(
     } else {
         let winners = entries
             .iter()
-            .filter(|(_, p)| p.is_some())
-            .map(|(m, _)| m.clone())
+            .filter(|e| e.prize.is_some())
+            .map(|e| e.member_id.clone())
             .collect();
-        (winners, entries.iter().map(|(_, p)| *p).collect())
+        (winners, entries.iter().map(|e| e.prize).collect())
     };
     Ok(Json(Proof {
         lottery_id: stored.id.to_string(),
@@ -933,7 +963,7 @@ async fn proof(
         commitment: stored.commitment,
         seed: stored.seed,
         winners_requested: u64::try_from(stored.winners).unwrap_or(0),
-        entries: entries.into_iter().map(|(m, _)| m).collect(),
+        entries: entries.into_iter().map(|e| e.member_id).collect(),
         winners,
         prizes: slots(&prizes),
         outcomes,

@@ -127,7 +127,8 @@ pub async fn grant(
         return Err(ApiError::conflict(
             "limit_reached",
             format!(
-                "this member already holds {held} coupons of this template (limit {})",
+                "this member already holds {held} {} of this template (limit {})",
+                if held == 1 { "coupon" } else { "coupons" },
                 template.view.per_member_limit
             ),
         )
