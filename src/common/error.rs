@@ -126,6 +126,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     error_code("lottery_closed", 409, "The lottery takes no more entries."),
     error_code("lottery_full", 409, "The lottery holds the most entries a lottery takes."),
     error_code("lottery_not_open", 409, "The lottery's entries have not opened yet."),
+    error_code("lottery_still_open", 409, "Entries are open until closes_at; draw then, or with ?close_early=true."),
     error_code("makeup_limit_reached", 409, "The member used every check-in make-up of the month."),
     error_code("member_erased", 409, "The member was erased: the operation (or the replayed response) concerns an erased member."),
     error_code("not_cancellable", 409, "The order cannot be cancelled in its state; refund it instead."),

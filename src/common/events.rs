@@ -311,7 +311,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     event_type("job.retried", "A parked job was put back to run.", &["job_id"]),
     event_type("ledger.transfers_committed", "A batch of ledger transfers was committed: transfers created and pending ones resolved.", &["created", "resolved"]),
     event_type("lottery.created", "A lottery was created with its seed commitment.", &["lottery_id", "mode", "commitment"]),
-    event_type("lottery.drawn", "A lottery was drawn: the winners and the revealed seed.", &["lottery_id", "winners", "seed", "commitment"]),
+    event_type("lottery.drawn", "A lottery was drawn: the winners and the revealed seed; `closed_early` when it was drawn before `closes_at`.", &["lottery_id", "winners", "seed", "commitment", "closed_early"]),
     event_type("lottery.entered", "A member entered a lottery.", &["lottery_id", "member_id", "entry_index"]),
     event_type("lottery.won", "An instant-lottery entry won a prize at entry.", &["lottery_id", "member_id", "entry_index", "prize_position", "payout"]),
     event_type("member.birthday_perk", "A member's birthday perk was given (points and/or a coupon; `coupon_error` when the coupon could not be).", &["member_id", "year", "points", "coupon_template_id", "coupon_id", "coupon_error"]),
