@@ -14,6 +14,7 @@ use crate::support::TestApp;
 backend_tests!(
     a_shop_with_only_first_purchases_still_gets_rfm_and_lifecycle_stages,
     a_shop_with_two_repeat_customers_shows_model_quality_and_null_clv_with_a_reason,
+    validate_on_two_repeat_customers_reports_the_quality_and_the_tracking,
 );
 
 async fn import_orders(app: &TestApp, rows: &[(&str, &str, &str)]) {
@@ -190,4 +191,46 @@ async fn a_shop_with_two_repeat_customers_shows_model_quality_and_null_clv_with_
     assert_eq!(body["model_quality"], *quality);
     let rfm = app.get("/v1/analytics/rfm").await;
     assert_eq!(rfm.body["model_quality"], *quality);
+}
+
+async fn validate_on_two_repeat_customers_reports_the_quality_and_the_tracking(app: TestApp) {
+    import_orders(
+        &app,
+        &[
+            ("u1", "2026-01-05", "30"),
+            ("u1", "2026-02-10", "32"),
+            ("u2", "2026-02-01", "50"),
+            ("u2", "2026-05-01", "55"),
+            ("u3", "2026-03-01", "20"),
+            ("u2", "2026-06-20", "40"),
+        ],
+    )
+    .await;
+    let tenant = TenantId::parse(&app.tenant_id).unwrap();
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let report = shequn::analytics::scoring::validate_holdout(
+        &app.state.db,
+        &tenant,
+        &zone,
+        "2026-03-31".parse().unwrap(),
+        "2026-06-30".parse().unwrap(),
+        shequn::analytics::model::summary::TimeUnit::Week,
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        report.model_quality.status,
+        shequn::analytics::model::quality::QualityStatus::Ok,
+        "{:?}",
+        report.model_quality
+    );
+    assert!(!report.model_quality.reasons.is_empty());
+    // Weekly points from 2026-01-05 to 2026-06-30; all three repeats counted by the end.
+    let last = report.tracking.last().unwrap();
+    assert_eq!(last.actual, 3);
+    assert!(last.holdout && !report.tracking[0].holdout);
+    assert_eq!(
+        report.table.total.actual_total, 2.0,
+        "two repeats in the holdout"
+    );
 }

@@ -223,3 +223,36 @@ fn master_fit_agrees_with_the_sample_and_predicts_the_holdout() {
     assert!(rel(p.r, 0.243) < 0.2 && rel(p.a, 0.793) < 0.3);
     assert!(rel(table.total.predicted_total, table.total.actual_total) < 0.15);
 }
+
+#[test]
+fn sample_cumulative_tracking_follows_the_published_fit() {
+    // FHL figure 2: weekly cumulative repeat transactions, actual against the BG/NBD
+    // expectation with the published parameters, over 78 weeks from 1997-01-01.
+    let purchases = common::load_sample();
+    let p = bgnbd::BgNbdParams {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+    };
+    let days = summary::purchase_days(&purchases, common::calibration_end()).unwrap();
+    assert_eq!(days.len(), 2357);
+    let points = validate::cumulative_tracking(
+        &p,
+        &days,
+        common::calibration_end(),
+        common::holdout_end(),
+        TimeUnit::Week,
+    )
+    .unwrap();
+    assert_eq!(points.len(), 78);
+    let week = |n: usize| points[n - 1];
+    // Same-day purchases are one transaction: 2457 repeats by the calibration end (week 39)
+    // and 4339 by 1998-06-30, as the holdout table's 1882 adds up.
+    assert_eq!((week(39).actual, week(39).holdout), (2457, false));
+    assert_eq!((week(78).actual, week(78).holdout), (4339, true));
+    assert_eq!(week(78).actual - week(39).actual, 1882);
+    assert!(rel(week(39).predicted, 2457.0) < 0.02, "{:?}", week(39));
+    assert!(rel(week(78).predicted, 4339.0) < 0.05, "{:?}", week(78));
+    assert!(points.windows(2).all(|w| w[0].predicted <= w[1].predicted));
+}
