@@ -1,30 +1,14 @@
 //! The command line, run as the real binary against both back ends.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::support::TestApp;
+use crate::support::{shequn, TestApp};
 
 backend_tests!(
     cli_manages_tenants_keys_and_imports,
     ledger_verify_exits_nonzero_on_a_tampered_balance
 );
-
-fn shequn(database_url: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_shequn"))
-        .args(args)
-        .env("SHEQUN_DATABASE_URL", database_url)
-        .env("SHEQUN_LOG", "warn")
-        .output()
-        .expect("run shequn");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 fn json_line(stdout: &str) -> Value {
     let line = stdout.lines().last().expect("a line of output");

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use shequn::common::scheduler;
 
 use crate::backend_tests;
-use crate::support::{Backend, TestApp};
+use crate::support::{shequn, Backend, TestApp};
 
 backend_tests!(
     a_transfer_the_database_refuses_fails_alone_in_its_batch,
@@ -25,23 +25,31 @@ backend_tests!(
     a_failing_order_expiry_backs_off_and_parks_while_other_work_runs,
 );
 
-/// Make the database refuse inserts into `table` whose `column` equals `value`.
-async fn poison(app: &TestApp, table: &str, column: &str, value: &str) {
+/// Make the database refuse `event` (`INSERT` or `UPDATE`) on `table` for rows matching
+/// `condition` (SQL over `NEW`), with the error `message`, on either back end.
+async fn refuse(
+    app: &TestApp,
+    name: &str,
+    event: &str,
+    table: &str,
+    condition: &str,
+    message: &str,
+) {
     let mut conn = app.state.db.write_conn().await.unwrap();
     let statements: Vec<String> = match app.backend {
         Backend::Sqlite => vec![format!(
-            "CREATE TRIGGER poison_{table} BEFORE INSERT ON {table} \
-             WHEN NEW.{column} = '{value}' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            "CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN {condition} \
+             BEGIN SELECT RAISE(ABORT, '{message}'); END"
         )],
         Backend::Postgres => vec![
             format!(
-                "CREATE FUNCTION poison_{table}() RETURNS trigger AS $$ BEGIN \
-                 IF NEW.{column} = '{value}' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+                "CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN \
+                 IF {condition} THEN RAISE EXCEPTION '{message}'; END IF; \
                  RETURN NEW; END $$ LANGUAGE plpgsql"
             ),
             format!(
-                "CREATE TRIGGER poison_{table} BEFORE INSERT ON {table} \
-                 FOR EACH ROW EXECUTE FUNCTION poison_{table}()"
+                "CREATE TRIGGER {name} BEFORE {event} ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION {name}()"
             ),
         ],
     };
@@ -88,7 +96,15 @@ fn grant(id: &str, member: &str, amount: i64, reference: &str) -> Value {
 }
 
 async fn a_transfer_the_database_refuses_fails_alone_in_its_batch(app: TestApp) {
-    poison(&app, "ledger_transfer", "reference", "poison").await;
+    refuse(
+        &app,
+        "poison_transfer",
+        "INSERT",
+        "ledger_transfer",
+        "NEW.reference = 'poison'",
+        "poisoned row",
+    )
+    .await;
     let member = app.member("isolated").await;
     // Rounds of 60 good grants with 4 poisoned ones among them, all sent at once, so that the
     // executor batches poisoned and good submissions together.
@@ -132,33 +148,20 @@ async fn a_flash_sale_purchase_the_database_refuses_fails_alone_in_its_batch(app
             .collect()
     };
     let poisoned: Vec<&String> = buyers.iter().step_by(25).collect();
-    {
-        let list = poisoned
-            .iter()
-            .map(|m| format!("'{m}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut conn = app.state.db.write_conn().await.unwrap();
-        let statements: Vec<String> = match app.backend {
-            Backend::Sqlite => vec![format!(
-                "CREATE TRIGGER poison_order BEFORE INSERT ON customer_order \
-                 WHEN NEW.member_id IN ({list}) BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-            )],
-            Backend::Postgres => vec![
-                format!(
-                    "CREATE FUNCTION poison_order() RETURNS trigger AS $$ BEGIN \
-                     IF NEW.member_id IN ({list}) THEN RAISE EXCEPTION 'poisoned row'; END IF; \
-                     RETURN NEW; END $$ LANGUAGE plpgsql"
-                ),
-                "CREATE TRIGGER poison_order BEFORE INSERT ON customer_order \
-                 FOR EACH ROW EXECUTE FUNCTION poison_order()"
-                    .to_owned(),
-            ],
-        };
-        for statement in statements {
-            sqlx::query(&statement).execute(&mut *conn).await.unwrap();
-        }
-    }
+    let list = poisoned
+        .iter()
+        .map(|m| format!("'{m}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    refuse(
+        &app,
+        "poison_order",
+        "INSERT",
+        "customer_order",
+        &format!("NEW.member_id IN ({list})"),
+        "poisoned row",
+    )
+    .await;
     let product = app
         .post(
             "/v1/products",
@@ -312,13 +315,10 @@ async fn verify_reports_totals_beyond_the_integers_instead_of_failing(app: TestA
         "{}",
         verify.body
     );
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shequn"))
-        .args(["ledger", "verify", "--tenant", &app.tenant_id])
-        .env("SHEQUN_DATABASE_URL", &app.database_url)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stdout, stderr) = shequn(
+        &app.database_url,
+        &["ledger", "verify", "--tenant", &app.tenant_id],
+    );
     assert!(
         stdout.contains("balance_differs_from_transfers"),
         "stdout: {stdout}\nstderr: {stderr}"
@@ -371,29 +371,15 @@ async fn a_failing_order_expiry_backs_off_and_parks_while_other_work_runs(app: T
     }
     let stuck = orders[1].clone();
     // The database refuses to expire one of the three orders.
-    {
-        let mut conn = app.state.db.write_conn().await.unwrap();
-        let statements: Vec<String> = match app.backend {
-            Backend::Sqlite => vec![format!(
-                "CREATE TRIGGER stuck_order BEFORE UPDATE ON customer_order \
-                 WHEN NEW.id = '{stuck}' AND NEW.status = 'expired' \
-                 BEGIN SELECT RAISE(ABORT, 'stuck order'); END"
-            )],
-            Backend::Postgres => vec![
-                format!(
-                    "CREATE FUNCTION stuck_order() RETURNS trigger AS $$ BEGIN \
-                     IF NEW.id = '{stuck}' AND NEW.status = 'expired' THEN \
-                     RAISE EXCEPTION 'stuck order'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-                ),
-                "CREATE TRIGGER stuck_order BEFORE UPDATE ON customer_order \
-                 FOR EACH ROW EXECUTE FUNCTION stuck_order()"
-                    .to_owned(),
-            ],
-        };
-        for statement in statements {
-            sqlx::query(&statement).execute(&mut *conn).await.unwrap();
-        }
-    }
+    refuse(
+        &app,
+        "stuck_order",
+        "UPDATE",
+        "customer_order",
+        &format!("NEW.id = '{stuck}' AND NEW.status = 'expired'"),
+        "stuck order",
+    )
+    .await;
     // A pending transfer with a timeout: unrelated work that must not wait for the order.
     let reply = app
         .post(

@@ -2,8 +2,6 @@
 //! `shequn jobs run-daily` run the day's program work once per tenant and date, only for owner
 //! keys; `GET /v1/jobs?status=` and `shequn jobs list` show scheduled, done and failed jobs.
 
-use std::process::Command;
-
 use axum::http::{Method, StatusCode};
 use jiff::SignedDuration;
 use serde_json::{json, Value};
@@ -11,26 +9,12 @@ use shequn::common::auth::KeyRole;
 use shequn::common::ids::TenantId;
 
 use crate::backend_tests;
-use crate::support::TestApp;
+use crate::support::{shequn, TestApp};
 
 backend_tests!(
     the_day_runs_on_demand_once_per_date_for_owner_keys_only,
     the_cli_runs_the_day_and_lists_jobs,
 );
-
-fn shequn(database_url: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_shequn"))
-        .args(args)
-        .env("SHEQUN_DATABASE_URL", database_url)
-        .env("SHEQUN_LOG", "warn")
-        .output()
-        .expect("run shequn");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 async fn post_daily_with(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Value) {
     let mut request = app.request(Method::POST, "/v1/jobs/daily", Some(body));

@@ -305,3 +305,18 @@ macro_rules! backend_tests {
         )*
     };
 }
+
+/// Run the `shequn` binary on a database: (exit code, stdout, stderr).
+pub fn shequn(database_url: &str, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shequn"))
+        .args(args)
+        .env("SHEQUN_DATABASE_URL", database_url)
+        .env("SHEQUN_LOG", "warn")
+        .output()
+        .expect("run shequn");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
