@@ -346,6 +346,8 @@ pub const EVENT_TYPES: &[EventType] = &[
     event_type("referral.campaign_created", "A referral campaign was created.", &["campaign_id", "qualify_on"]),
     event_type("referral.campaign_updated", "A referral campaign changed status.", &["campaign_id", "status"]),
     event_type("referral.code_issued", "A member received an invite code for a campaign.", &["member_id", "campaign_id"]),
+    event_type("referral.ladder_reward_paid", "A ladder rung's reward was paid to the inviter (`status` pending until its referral's release, or posted); `attempt` is 2 or more when the rung is paid again after an earlier reward for it was voided; `qualified` is the inviter's qualified invites.", &["reward_id", "referral_id", "campaign_id", "inviter_id", "invites", "kind", "amount", "status", "attempt", "qualified"]),
+    event_type("referral.ladder_reward_voided", "A pending ladder rung's reward was voided: the inviter's qualified invites fell below its rung before release (`reason` below_rung), or the referral carrying it was voided (`referral_voided`; the rung is paid again if the count still reaches it), or its rung held a second reward (`duplicate`, a repair); `qualified` is the count after the change.", &["reward_id", "referral_id", "campaign_id", "inviter_id", "invites", "kind", "amount", "reason", "qualified"]),
     event_type("referral.qualified", "An invite qualified (signup or first paid order, as the campaign says).", REFERRAL),
     event_type("referral.refused", "An attribution was refused by the anti-fraud rules; `reason` says why.", REFERRAL),
     event_type("referral.review_approved", "A referral held for review was approved.", REFERRAL),

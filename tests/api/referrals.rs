@@ -1,8 +1,9 @@
 //! Referral campaigns (裂变): campaigns and their validation, invite codes, first-touch
 //! attribution shown as `invited_by`, every fraud rule with its stored reason, the review
 //! queue (approve pays, reject records), the daily cap, budget exactness under concurrency,
-//! the ladder, order-based rewards pending until the return window (posted by the scheduler,
-//! voided on refund), the leaderboard with its tie rule, the funnel and tenant isolation.
+//! the ladder (a pending rung voided when refunds take the inviter's count below it, paid again
+//! once when the count comes back, a released rung kept), order-based rewards pending until the
+//! return window (posted by the scheduler, voided on refund), the leaderboard with its tie rule, the funnel and tenant isolation.
 //! Scenarios that move points end with `GET /v1/ledger/verify`.
 
 use std::sync::Arc;
@@ -30,6 +31,9 @@ backend_tests!(
     referrals_daily_cap_and_budget_send_to_review,
     referrals_budget_is_exact_under_concurrent_signups,
     referrals_ladder_pays_each_rung_once,
+    referrals_ladder_rung_is_voided_below_its_count_and_paid_again_once,
+    referrals_ladder_rung_of_a_refunded_carrier_is_paid_again_while_the_count_reaches_it,
+    referrals_a_released_ladder_reward_stays_when_the_count_falls_later,
     referrals_order_rewards_post_after_the_return_window_and_void_on_refund,
     referrals_order_over_waits_for_a_large_enough_order,
     referrals_queued_order_referrals_pay_on_approval_or_close_on_refund,
@@ -1331,4 +1335,304 @@ async fn referrals_inviters_with_qualified_invites_become_advocates(app: TestApp
     };
     assert_eq!(stage(a.clone()).await, "advocate");
     assert_eq!(stage(b.clone()).await, "new");
+}
+
+/// Every ladder reward of a campaign, across its referrals, with the referral's invitee.
+async fn ladder_rewards(app: &TestApp, campaign: &str) -> Vec<(String, Value)> {
+    referrals_of(app, campaign, None)
+        .await
+        .iter()
+        .flat_map(|r| {
+            let invitee = r["invitee_id"].as_str().unwrap().to_owned();
+            r["rewards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["role"].as_str().unwrap().starts_with("ladder"))
+                .map(move |w| (invitee.clone(), w.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The payloads of the events of one type, oldest first.
+async fn events_of(app: &TestApp, kind: &str) -> Vec<Value> {
+    let reply = app.get(&format!("/v1/events?type={kind}&limit=1000")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"].clone())
+        .collect()
+}
+
+/// A campaign paying 100 points per qualified first order and `rung_points` at `rung` invites.
+async fn ladder_campaign(app: &TestApp, rung: i64, rung_points: i64) -> String {
+    campaign(
+        app,
+        &json!({"name": "ladder by orders", "qualify_on": "first_paid_order",
+                "inviter_reward": {"points": 100},
+                "ladder": [{"invites": rung, "reward": {"points": rung_points}}],
+                "budget": 100000}),
+    )
+    .await
+}
+
+/// Order one unit of `product` for `member` and pay it externally, through the orders API.
+async fn paid_order(app: &TestApp, member: &str, product: &str) -> String {
+    let order = app
+        .post(
+            "/v1/orders",
+            &json!({"member_id": member, "items": [{"product_id": product, "qty": 1}]}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    let order_id = order.body["id"].as_str().unwrap().to_owned();
+    let paid = app
+        .post(
+            &format!("/v1/orders/{order_id}/payments"),
+            &json!({"method": "external", "reference": format!("pay-{order_id}")}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    order_id
+}
+
+/// The issue 16 case through the orders API: three invitees pay, the third reaches the
+/// 3-invite rung (pending); a full refund of the first invitee's order takes the count to 2 and
+/// voids the rung in the refund's transaction; a fourth invitee pays and the rung is paid again,
+/// once, under a new id; the release posts it exactly once and a later refund leaves it.
+async fn referrals_ladder_rung_is_voided_below_its_count_and_paid_again_once(app: TestApp) {
+    let c = ladder_campaign(&app, 3, 300).await;
+    let a = app.member("a").await;
+    let a_code = code(&app, &a, &c).await;
+    let product = app
+        .post(
+            "/v1/products",
+            &json!({"name": "豆浆", "sku": "SOY", "price": 1200, "stock": 10}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+    let product = product.body["id"].as_str().unwrap().to_owned();
+    let mut invitees = Vec::new();
+    let mut orders = Vec::new();
+    for n in 1..=3 {
+        let b = invitee(&app, &format!("b{n}"), &a_code).await;
+        orders.push(paid_order(&app, &b, &product).await);
+        invitees.push(b);
+    }
+    let rungs = ladder_rewards(&app, &c).await;
+    assert_eq!(rungs.len(), 1, "{rungs:?}");
+    assert_eq!(rungs[0].0, invitees[2], "the third invite reached the rung");
+    assert_eq!(rungs[0].1["status"], "pending");
+    let first_id = rungs[0].1["id"].as_str().unwrap().to_owned();
+    assert_eq!(balance(&app, &a, "points").await, (0, 3 * 100 + 300));
+    assert_eq!(campaign_view(&app, &c).await["spent"], 600);
+
+    // A full refund of the first invitee's order: qualified 3 -> 2.
+    let refund = app
+        .post(
+            &format!("/v1/orders/{}/refunds", orders[0]),
+            &json!({"reason": "changed mind"}),
+        )
+        .await;
+    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    assert_eq!(
+        referral_of(&app, &c, &invitees[0]).await["status"],
+        "voided"
+    );
+    let third = referral_of(&app, &c, &invitees[2]).await;
+    assert_eq!(third["status"], "pending", "its own reward stays");
+    assert_eq!(third["reward_cost"], 100, "the rung's cost left it");
+    let rungs = ladder_rewards(&app, &c).await;
+    assert_eq!(rungs.len(), 1);
+    assert_eq!(rungs[0].1["status"], "voided");
+    assert_eq!(
+        balance(&app, &a, "points").await,
+        (0, 2 * 100),
+        "the rung's pending points are gone"
+    );
+    let transfer = app.get(&format!("/v1/ledger/transfers/{first_id}")).await;
+    assert_eq!(transfer.status, StatusCode::OK, "{}", transfer.body);
+    assert_eq!(transfer.body["status"], "voided", "{}", transfer.body);
+    assert_eq!(campaign_view(&app, &c).await["spent"], 200);
+    let standing = app
+        .get(&format!(
+            "/v1/referral-campaigns/{c}/leaderboard/members/{a}"
+        ))
+        .await;
+    assert_eq!(standing.body["invites"], 2);
+    let voided = events_of(&app, "referral.ladder_reward_voided").await;
+    assert_eq!(voided.len(), 1, "{voided:?}");
+    assert_eq!(voided[0]["reward_id"], first_id.as_str());
+    assert_eq!(voided[0]["invites"], 3);
+    assert_eq!(voided[0]["reason"], "below_rung");
+    assert_eq!(voided[0]["qualified"], 2);
+    assert_eq!(voided[0]["inviter_id"], a.as_str());
+    assert_eq!(voided[0]["amount"], 300);
+    verify_ok(&app).await;
+
+    // A fourth invitee pays: qualified 2 -> 3, the rung is paid again, once.
+    let b4 = invitee(&app, "b4", &a_code).await;
+    orders.push(paid_order(&app, &b4, &product).await);
+    invitees.push(b4.clone());
+    let rungs = ladder_rewards(&app, &c).await;
+    assert_eq!(rungs.len(), 2, "{rungs:?}");
+    let live: Vec<_> = rungs
+        .iter()
+        .filter(|(_, w)| w["status"] != "voided")
+        .collect();
+    assert_eq!(live.len(), 1, "one live reward for the rung: {rungs:?}");
+    assert_eq!(live[0].0, b4);
+    assert_eq!(live[0].1["status"], "pending");
+    let second_id = live[0].1["id"].as_str().unwrap().to_owned();
+    assert_ne!(second_id, first_id);
+    assert!(second_id.ends_with(":ladder_3:2"), "{second_id}");
+    assert_eq!(balance(&app, &a, "points").await, (0, 3 * 100 + 300));
+    assert_eq!(campaign_view(&app, &c).await["spent"], 600);
+    let paid = events_of(&app, "referral.ladder_reward_paid").await;
+    assert_eq!(paid.len(), 2, "{paid:?}");
+    assert_eq!(paid[1]["reward_id"], second_id.as_str());
+    assert_eq!(paid[1]["attempt"], 2);
+    assert_eq!(paid[1]["qualified"], 3);
+
+    // The window closes: every pending reward is posted, the rung exactly once.
+    app.clock.advance(SignedDuration::from_hours(24 * 7 + 1));
+    shequn::server::run_due_jobs(&app.state).await.unwrap();
+    shequn::server::run_due_jobs(&app.state).await.unwrap();
+    assert_eq!(balance(&app, &a, "points").await, (3 * 100 + 300, 0));
+    let rungs = ladder_rewards(&app, &c).await;
+    let statuses: Vec<_> = rungs.iter().map(|(_, w)| w["status"].clone()).collect();
+    assert_eq!(
+        statuses,
+        vec![json!("voided"), json!("posted")],
+        "{rungs:?}"
+    );
+
+    // A refund after the release takes nothing back.
+    let late = app
+        .post(
+            &format!("/v1/orders/{}/refunds", orders[1]),
+            &json!({"reason": "late"}),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CREATED, "{}", late.body);
+    assert_eq!(balance(&app, &a, "points").await, (3 * 100 + 300, 0));
+    assert_eq!(
+        events_of(&app, "referral.ladder_reward_voided").await.len(),
+        1
+    );
+    verify_ok(&app).await;
+}
+
+/// The referral that carried a rung is refunded while the inviter's count still reaches the
+/// rung (a later invite counts): the rung is voided with its carrier and paid again on the
+/// inviter's latest pending referral, so it is neither lost nor paid twice.
+async fn referrals_ladder_rung_of_a_refunded_carrier_is_paid_again_while_the_count_reaches_it(
+    app: TestApp,
+) {
+    let c = ladder_campaign(&app, 2, 200).await;
+    let a = app.member("a").await;
+    let a_code = code(&app, &a, &c).await;
+    let mut invitees = Vec::new();
+    for n in 1..=3 {
+        let b = invitee(&app, &format!("b{n}"), &a_code).await;
+        order_paid(&app, &b, &format!("ord-{n}"), 1000).await;
+        invitees.push(b);
+    }
+    let rungs = ladder_rewards(&app, &c).await;
+    assert_eq!(rungs.len(), 1);
+    assert_eq!(
+        rungs[0].0, invitees[1],
+        "the second invite reached the rung"
+    );
+    assert_eq!(balance(&app, &a, "points").await, (0, 3 * 100 + 200));
+
+    order_refunded(&app, "ord-2", true).await;
+    assert_eq!(
+        referral_of(&app, &c, &invitees[1]).await["status"],
+        "voided"
+    );
+    let rungs = ladder_rewards(&app, &c).await;
+    let live: Vec<_> = rungs
+        .iter()
+        .filter(|(_, w)| w["status"] != "voided")
+        .collect();
+    assert_eq!(live.len(), 1, "{rungs:?}");
+    assert_eq!(
+        live[0].0, invitees[2],
+        "carried by the latest pending referral"
+    );
+    assert_eq!(live[0].1["status"], "pending");
+    assert!(live[0].1["id"].as_str().unwrap().ends_with(":ladder_2:2"));
+    assert_eq!(balance(&app, &a, "points").await, (0, 2 * 100 + 200));
+    assert_eq!(campaign_view(&app, &c).await["spent"], 400);
+    assert_eq!(
+        referral_of(&app, &c, &invitees[2]).await["reward_cost"],
+        300,
+        "its own reward and the rung it now carries"
+    );
+    let voided = events_of(&app, "referral.ladder_reward_voided").await;
+    assert_eq!(voided.len(), 1);
+    assert_eq!(voided[0]["reason"], "referral_voided");
+    assert_eq!(voided[0]["qualified"], 2);
+    let paid = events_of(&app, "referral.ladder_reward_paid").await;
+    assert_eq!(paid.len(), 2);
+    assert_eq!(paid[1]["attempt"], 2);
+    // The same refund again (a retried hook) changes nothing.
+    order_refunded(&app, "ord-2", true).await;
+    assert_eq!(ladder_rewards(&app, &c).await.len(), 2);
+    verify_ok(&app).await;
+
+    app.clock.advance(SignedDuration::from_hours(24 * 7 + 1));
+    shequn::server::run_due_jobs(&app.state).await.unwrap();
+    assert_eq!(balance(&app, &a, "points").await, (2 * 100 + 200, 0));
+    verify_ok(&app).await;
+}
+
+/// A rung released while an invite that counts for it is still inside its window (the window
+/// was shortened in between) stays when that invite is refunded afterwards, and is not paid
+/// again when the count comes back.
+async fn referrals_a_released_ladder_reward_stays_when_the_count_falls_later(app: TestApp) {
+    let c = ladder_campaign(&app, 2, 200).await;
+    let a = app.member("a").await;
+    let a_code = code(&app, &a, &c).await;
+    let b1 = invitee(&app, "b1", &a_code).await;
+    order_paid(&app, &b1, "ord-1", 1000).await;
+    let settings = app
+        .call(
+            Method::PUT,
+            "/v1/referral-settings",
+            Some(&json!({"return_window_days": 1})),
+        )
+        .await;
+    assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
+    let b2 = invitee(&app, "b2", &a_code).await;
+    order_paid(&app, &b2, "ord-2", 1000).await;
+    app.clock.advance(SignedDuration::from_hours(25));
+    shequn::server::run_due_jobs(&app.state).await.unwrap();
+    assert_eq!(referral_of(&app, &c, &b2).await["status"], "rewarded");
+    assert_eq!(referral_of(&app, &c, &b1).await["status"], "pending");
+    assert_eq!(balance(&app, &a, "points").await, (100 + 200, 100));
+
+    order_refunded(&app, "ord-1", true).await;
+    assert_eq!(referral_of(&app, &c, &b1).await["status"], "voided");
+    let rungs = ladder_rewards(&app, &c).await;
+    assert_eq!(rungs.len(), 1);
+    assert_eq!(rungs[0].1["status"], "posted", "a released rung is final");
+    assert_eq!(balance(&app, &a, "points").await, (100 + 200, 0));
+    assert!(events_of(&app, "referral.ladder_reward_voided")
+        .await
+        .is_empty());
+
+    let b3 = invitee(&app, "b3", &a_code).await;
+    order_paid(&app, &b3, "ord-3", 1000).await;
+    assert_eq!(
+        ladder_rewards(&app, &c).await.len(),
+        1,
+        "the count is back at 2; the posted rung is not paid again"
+    );
+    assert_eq!(balance(&app, &a, "points").await, (100 + 200, 100));
+    verify_ok(&app).await;
 }

@@ -26,7 +26,16 @@
 //!    order's return window closes (tenant setting, default 7 days): the [`RELEASE_JOB`] posts
 //!    them (and issues coupon rewards then); [`on_order_refunded`] voids them before that and
 //!    gives their cost back to the budget. A partial refund leaves the reward in place.
-//! 5. Reviews are approved (the rewards are paid, budget permitting: 409 `budget_exhausted`
+//! 5. The ladder follows the inviter's qualified invites ([`rules::ladder_plan`]): a rung holds
+//!    exactly one live reward while the count reaches it and none otherwise. A refund that voids
+//!    a qualified referral lowers the count; in the same transaction a pending rung above the
+//!    new count is voided (its cost back to the budget, event `referral.ladder_reward_voided`),
+//!    and a rung the voided referral carried that the count still reaches is paid again on the
+//!    inviter's pending referral whose window closes last. When the count reaches a voided rung
+//!    again, it is paid again, once, under a new id (`…:ladder_<n>:<attempt>`). A rung reward
+//!    already released (posted, or a coupon issued) is final: a later drop of the count leaves
+//!    it, and its rung is not paid again. The release job settles the ladder before posting.
+//! 6. Reviews are approved (the rewards are paid, budget permitting: 409 `budget_exhausted`
 //!    otherwise; the daily cap is the reviewer's call) or rejected (nothing is paid).
 //!
 //! Every decision is a row with its reason (`GET /v1/referral-campaigns/{id}/referrals`) and an
@@ -121,8 +130,16 @@ fn campaign_id(text: &str) -> ApiResult<CampaignId> {
     CampaignId::parse(text).ok_or_else(|| ApiError::not_found("referral campaign"))
 }
 
-fn transfer_id(referral_id: &str, role: Role) -> String {
-    format!("referral:{referral_id}:{}", role.key())
+/// The id of a reward (its ledger transfer id for points and wallet bonus), derived so that a
+/// retry never pays twice: `referral:<referral id>:<role>`, and for a ladder rung paid again
+/// after an earlier reward for it was voided, `…:ladder_<n>:<attempt>` (2, 3, …), so that the
+/// new reward never collides with the voided one.
+fn transfer_id(referral_id: &str, role: Role, attempt: i64) -> String {
+    if attempt > 1 {
+        format!("referral:{referral_id}:{}:{attempt}", role.key())
+    } else {
+        format!("referral:{referral_id}:{}", role.key())
+    }
 }
 
 fn internal(message: String) -> ApiError {
@@ -220,6 +237,11 @@ pub async fn on_order_paid(
 }
 
 /// Inside the transaction that refunds an order; `fully` is true when nothing of it remains.
+///
+/// A full refund inside the return window voids the referral's pending rewards (the ladder
+/// rungs it carries too) and gives their cost back to the budget; the inviter's qualified
+/// invites then drop by one, so [`settle_ladder`] voids the pending rungs above the new count
+/// and pays again a rung the voided referral carried that the count still reaches.
 pub async fn on_order_refunded(
     tx: &mut crate::common::db::Tx,
     tenant_id: &TenantId,
@@ -230,37 +252,38 @@ pub async fn on_order_refunded(
         // A partial refund leaves the reward in place (documented in the module).
         return Ok(());
     }
-    let Some(mut referral) = store::referral_of_order(tx.conn(), tenant_id, order_id).await? else {
+    let Some(referral) = store::referral_of_order(tx.conn(), tenant_id, order_id).await? else {
+        return Ok(());
+    };
+    if referral.status != store::PENDING && referral.status != store::REVIEW {
+        return Ok(());
+    }
+    let campaign = store::lock_campaign(tx.conn(), tenant_id, &referral.campaign_id).await?;
+    // Read it again under the campaign's lock: a concurrent refund of another invitee may
+    // have moved a ladder rung (and its cost) onto this referral since the first read.
+    let Some(mut referral) = store::referral(tx.conn(), tenant_id, &referral.id).await? else {
         return Ok(());
     };
     let now = to_micros(tx.now());
+    let mut carried_rungs = Vec::new();
     match referral.status.as_str() {
         store::PENDING => {
-            store::lock_campaign(tx.conn(), tenant_id, &referral.campaign_id).await?;
             for reward in store::rewards_of(tx.conn(), tenant_id, &referral.id).await? {
                 if reward.status != "pending" {
                     continue;
                 }
-                if reward.kind != "coupon" {
-                    let result = ledger::apply_in(
-                        tx,
+                void_reward(tx, tenant_id, &reward.id, &reward.kind).await?;
+                if let Some(Role::Ladder(invites)) = Role::parse(&reward.role) {
+                    store::release_rung(
+                        tx.conn(),
                         tenant_id,
-                        vec![Op::Void {
-                            pending_id: reward.id.clone(),
-                        }],
+                        &campaign.id,
+                        &referral.inviter_id,
+                        invites,
                     )
-                    .await?
-                    .pop()
-                    .ok_or_else(|| internal("no ledger result".into()))?;
-                    if result.status != "voided" {
-                        return Err(internal(format!(
-                            "voiding referral reward {} gave {}",
-                            reward.id, result.status
-                        )));
-                    }
-                }
-                store::set_reward_status(tx.conn(), tenant_id, &reward.id, "voided", None, now)
                     .await?;
+                    carried_rungs.push((invites, reward));
+                }
             }
             store::give_back(
                 tx.conn(),
@@ -269,7 +292,6 @@ pub async fn on_order_refunded(
                 referral.reward_cost,
             )
             .await?;
-            store::release_rungs(tx.conn(), tenant_id, &referral.id).await?;
             referral.reward_cost = 0;
         }
         store::REVIEW => {
@@ -277,11 +299,247 @@ pub async fn on_order_refunded(
         }
         _ => return Ok(()),
     }
+    let was_qualified = referral.status == store::PENDING;
     referral.status = store::VOIDED.into();
     referral.reason = Some("order_refunded".into());
     referral.updated_at = now;
     store::save_referral(tx.conn(), tenant_id, &referral).await?;
     tx.emit(event(tenant_id, "referral.voided", &referral));
+    if !was_qualified {
+        return Ok(());
+    }
+    if !carried_rungs.is_empty() {
+        let qualified =
+            store::qualified_count(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id)
+                .await?;
+        for (invites, reward) in carried_rungs {
+            tx.emit(NewEvent::new(
+                tenant_id,
+                "referral.ladder_reward_voided",
+                Some(referral.inviter_id.as_str()),
+                json!({
+                    "reward_id": reward.id,
+                    "referral_id": referral.id,
+                    "campaign_id": campaign.id,
+                    "inviter_id": referral.inviter_id,
+                    "invites": invites,
+                    "kind": reward.kind,
+                    "amount": reward.amount,
+                    "reason": LADDER_VOID_REFERRAL_VOIDED,
+                    "qualified": qualified,
+                }),
+            ));
+        }
+    }
+    settle_ladder(tx, tenant_id, &campaign, &referral.inviter_id).await
+}
+
+/// Why a ladder reward was voided (the `reason` of `referral.ladder_reward_voided`): the
+/// referral that carried it was voided (its rung is paid again on another referral when the
+/// inviter's count still reaches it).
+const LADDER_VOID_REFERRAL_VOIDED: &str = "referral_voided";
+/// … or the inviter's qualified invites fell below its rung before it was released.
+const LADDER_VOID_BELOW_RUNG: &str = "below_rung";
+/// … or its rung held another reward (a repair; the rule never pays a rung twice).
+const LADDER_VOID_DUPLICATE: &str = "duplicate";
+
+/// Void one pending reward: its ledger transfer (points, wallet bonus) and its row.
+async fn void_reward(tx: &mut Tx, tenant_id: &TenantId, id: &str, kind: &str) -> ApiResult<()> {
+    if kind != "coupon" {
+        let result = ledger::apply_in(
+            tx,
+            tenant_id,
+            vec![Op::Void {
+                pending_id: id.to_owned(),
+            }],
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| internal("no ledger result".into()))?;
+        if result.status != "voided" {
+            return Err(internal(format!(
+                "voiding referral reward {id} gave {}",
+                result.status
+            )));
+        }
+    }
+    let now = to_micros(tx.now());
+    store::set_reward_status(tx.conn(), tenant_id, id, "voided", None, now).await
+}
+
+/// The ladder rewards an inviter holds (voided ones left out), as [`rules::ladder_plan`]
+/// reads them.
+fn held_rungs(rewards: &[store::LadderReward]) -> Vec<rules::HeldRung> {
+    rewards
+        .iter()
+        .filter(|r| r.status != "voided")
+        .map(|r| rules::HeldRung {
+            id: r.id.clone(),
+            invites: r.invites,
+            state: if r.status == "pending" {
+                rules::HeldState::Pending
+            } else {
+                rules::HeldState::Released
+            },
+        })
+        .collect()
+}
+
+/// The attempt number of the next reward for a rung: one more than the rewards ever paid for
+/// it (voided ones count, so the new id differs from theirs).
+fn next_attempt(rewards: &[store::LadderReward], invites: i64) -> i64 {
+    let earlier = rewards.iter().filter(|r| r.invites == invites).count();
+    i64::try_from(earlier).unwrap_or(i64::MAX - 1) + 1
+}
+
+/// Carry out the voids of a ladder plan: each pending reward voided, its rung released, its
+/// cost given back to the budget and taken off the referral that carried it.
+async fn void_ladder_rewards(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    inviter: &MemberId,
+    rewards: &[store::LadderReward],
+    void: &[String],
+    qualified: i64,
+) -> ApiResult<()> {
+    for reward in rewards.iter().filter(|r| void.contains(&r.id)) {
+        void_reward(tx, tenant_id, &reward.id, &reward.kind).await?;
+        store::release_rung(tx.conn(), tenant_id, &campaign.id, inviter, reward.invites).await?;
+        store::give_back(tx.conn(), tenant_id, &campaign.id, reward.amount).await?;
+        store::add_reward_cost(tx.conn(), tenant_id, &reward.referral_id, -reward.amount).await?;
+        let reason = if reward.invites > qualified {
+            LADDER_VOID_BELOW_RUNG
+        } else {
+            LADDER_VOID_DUPLICATE
+        };
+        tx.emit(NewEvent::new(
+            tenant_id,
+            "referral.ladder_reward_voided",
+            Some(inviter.as_str()),
+            json!({
+                "reward_id": reward.id,
+                "referral_id": reward.referral_id,
+                "campaign_id": campaign.id,
+                "inviter_id": inviter,
+                "invites": reward.invites,
+                "kind": reward.kind,
+                "amount": reward.amount,
+                "reason": reason,
+                "qualified": qualified,
+            }),
+        ));
+    }
+    Ok(())
+}
+
+/// Bring an inviter's ladder in line with their qualified invites ([`rules::ladder_plan`]) after
+/// the count changed other than by a referral qualifying (which pays its rungs itself, in
+/// [`qualify`]): pending rungs above the count are voided; rungs the count reaches without a
+/// reward are paid again, carried by [`store::ladder_carrier`], budget permitting (a rung the
+/// budget cannot cover stays unpaid until the count changes again). The caller holds the
+/// campaign's lock and runs in the transaction that changed the count.
+async fn settle_ladder(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    inviter: &MemberId,
+) -> ApiResult<()> {
+    if campaign.ladder.is_empty() {
+        // The ladder is fixed at creation: without rungs there is nothing to hold.
+        return Ok(());
+    }
+    let qualified = store::qualified_count(tx.conn(), tenant_id, &campaign.id, inviter).await?;
+    let rewards = store::ladder_rewards(tx.conn(), tenant_id, &campaign.id, inviter).await?;
+    let plan = rules::ladder_plan(qualified, &campaign.ladder, &held_rungs(&rewards));
+    void_ladder_rewards(
+        tx, tenant_id, campaign, inviter, &rewards, &plan.void, qualified,
+    )
+    .await?;
+    if plan.pay.is_empty() {
+        return Ok(());
+    }
+    let Some(carrier) = store::ladder_carrier(tx.conn(), tenant_id, &campaign.id, inviter).await?
+    else {
+        return Ok(());
+    };
+    let pending = carrier.status == store::PENDING;
+    let now = to_micros(tx.now());
+    for rung in &plan.pay {
+        let cost = rung.reward.cost();
+        if !store::try_spend(tx.conn(), tenant_id, &campaign.id, cost).await? {
+            continue;
+        }
+        if !store::claim_rung(
+            tx.conn(),
+            tenant_id,
+            &campaign.id,
+            inviter,
+            rung.invites,
+            &carrier.id,
+            now,
+        )
+        .await?
+        {
+            store::give_back(tx.conn(), tenant_id, &campaign.id, cost).await?;
+            continue;
+        }
+        let attempt = next_attempt(&rewards, rung.invites);
+        let role = Role::Ladder(rung.invites);
+        pay(
+            tx,
+            tenant_id,
+            &carrier,
+            role,
+            attempt,
+            &rung.reward,
+            inviter,
+            pending,
+        )
+        .await?;
+        store::add_reward_cost(tx.conn(), tenant_id, &carrier.id, cost).await?;
+        ladder_paid(tx, tenant_id, &carrier, role, attempt, qualified).await?;
+    }
+    Ok(())
+}
+
+/// Emit `referral.ladder_reward_paid` for the rung reward just written on `carrier`.
+async fn ladder_paid(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    carrier: &StoredReferral,
+    role: Role,
+    attempt: i64,
+    qualified: i64,
+) -> ApiResult<()> {
+    let Role::Ladder(invites) = role else {
+        return Ok(());
+    };
+    let id = transfer_id(&carrier.id, role, attempt);
+    let Some(reward) = store::rewards_of(tx.conn(), tenant_id, &carrier.id)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+    else {
+        return Err(internal(format!("ladder reward {id} was not written")));
+    };
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "referral.ladder_reward_paid",
+        Some(carrier.inviter_id.as_str()),
+        json!({
+            "reward_id": reward.id,
+            "referral_id": carrier.id,
+            "campaign_id": carrier.campaign_id,
+            "inviter_id": carrier.inviter_id,
+            "invites": invites,
+            "kind": reward.kind,
+            "amount": reward.amount,
+            "status": reward.status,
+            "attempt": attempt,
+            "qualified": qualified,
+        }),
+    ));
     Ok(())
 }
 
@@ -296,9 +554,9 @@ pub async fn release_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .to_owned();
     let mut tx = state.begin().await?;
     let tenant_id = job.tenant_id.clone();
-    if let Some(mut referral) = store::referral(tx.conn(), &tenant_id, &referral_id).await? {
+    if let Some(referral) = store::referral(tx.conn(), &tenant_id, &referral_id).await? {
         if referral.status == store::PENDING {
-            release(&mut tx, &tenant_id, &mut referral)
+            settle_then_release(&mut tx, &tenant_id, referral)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         }
@@ -306,6 +564,26 @@ pub async fn release_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     scheduler::complete(tx.conn(), job).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Release a pending referral, after a last look at its inviter's ladder under the campaign's
+/// lock: a pending rung whose count fell below it is voided, not posted, even if the change
+/// that lowered the count did not settle it (rewards written before the ladder rule).
+async fn settle_then_release(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    referral: StoredReferral,
+) -> ApiResult<()> {
+    let campaign = store::lock_campaign(tx.conn(), tenant_id, &referral.campaign_id).await?;
+    settle_ladder(tx, tenant_id, &campaign, &referral.inviter_id).await?;
+    // Read it again: settling may have changed its rewards and their cost.
+    let Some(mut referral) = store::referral(tx.conn(), tenant_id, &referral.id).await? else {
+        return Ok(());
+    };
+    if referral.status != store::PENDING {
+        return Ok(());
+    }
+    release(tx, tenant_id, &mut referral).await
 }
 
 async fn release(
@@ -576,11 +854,17 @@ async fn qualify(
     }
     let before =
         store::qualified_count(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id).await?;
+    let qualified = before.saturating_add(1);
+    let ladder_rewards = if campaign.ladder.is_empty() {
+        Vec::new()
+    } else {
+        store::ladder_rewards(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id).await?
+    };
+    let plan = rules::ladder_plan(qualified, &campaign.ladder, &held_rungs(&ladder_rewards));
     let mut due = rules::rewards_due(
         campaign.inviter_reward.as_ref(),
         campaign.invitee_reward.as_ref(),
-        &campaign.ladder,
-        before,
+        &plan.pay,
     );
     let mut cost = rules::total_cost(&due);
     if payout == Payout::Automatic {
@@ -615,7 +899,18 @@ async fn qualify(
             )),
         };
     }
-    // A rung is paid once per inviter; should it be held already, its cost goes back.
+    // The count only rises here, so the plan voids nothing unless the ladder held a duplicate.
+    void_ladder_rewards(
+        tx,
+        tenant_id,
+        campaign,
+        &referral.inviter_id,
+        &ladder_rewards,
+        &plan.void,
+        qualified,
+    )
+    .await?;
+    // A rung holds one live reward per inviter; should it be held already, its cost goes back.
     let mut kept = Vec::with_capacity(due.len());
     for (role, reward) in due.drain(..) {
         if let Role::Ladder(invites) = role {
@@ -650,11 +945,19 @@ async fn qualify(
     };
     let pending = release_at.is_some();
     for (role, reward) in &kept {
-        let member = match role {
-            Role::Invitee => referral.invitee_id.clone(),
-            Role::Inviter | Role::Ladder(_) => referral.inviter_id.clone(),
+        let (member, attempt) = match role {
+            Role::Invitee => (referral.invitee_id.clone(), 1),
+            Role::Inviter => (referral.inviter_id.clone(), 1),
+            Role::Ladder(invites) => (
+                referral.inviter_id.clone(),
+                next_attempt(&ladder_rewards, *invites),
+            ),
         };
-        pay(tx, tenant_id, referral, *role, reward, &member, pending).await?;
+        pay(
+            tx, tenant_id, referral, *role, attempt, reward, &member, pending,
+        )
+        .await?;
+        ladder_paid(tx, tenant_id, referral, *role, attempt, qualified).await?;
     }
     referral.status = if pending {
         store::PENDING
@@ -690,16 +993,18 @@ async fn qualify(
 
 /// Write one reward: a ledger transfer (pending or posted) or a coupon (issued now, or when
 /// the window closes).
+#[allow(clippy::too_many_arguments)]
 async fn pay(
     tx: &mut Tx,
     tenant_id: &TenantId,
     referral: &StoredReferral,
     role: Role,
+    attempt: i64,
     reward: &Reward,
     member: &MemberId,
     pending: bool,
 ) -> ApiResult<()> {
-    let id = transfer_id(&referral.id, role);
+    let id = transfer_id(&referral.id, role, attempt);
     let role_key = role.key();
     let now = to_micros(tx.now());
     let (kind, amount, template, status, detail) = match reward {

@@ -1,4 +1,4 @@
-//! The referral rules, pure: what a campaign pays and when ([`rewards_due`], [`rungs_reached`],
+//! The referral rules, pure: what a campaign pays and when ([`rewards_due`], [`ladder_plan`],
 //! [`fits_budget`], [`cap_reached`], [`order_qualifies`]) and whether an attribution is
 //! accepted, refused or sent to review ([`assess`]). The store loads the facts; these
 //! functions decide; the store writes the decision with its reason.
@@ -142,12 +142,69 @@ pub fn validate_ladder(ladder: &[Rung]) -> Result<(), String> {
     Ok(())
 }
 
-/// The rungs reached when an inviter's qualified invites go from `before` to `after`.
-pub fn rungs_reached(ladder: &[Rung], before: i64, after: i64) -> Vec<&Rung> {
-    ladder
+/// Where a ladder reward the inviter holds (one not voided) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldState {
+    /// Pending: taken back if the inviter's qualified invites fall below its rung first.
+    Pending,
+    /// Released (posted, or a coupon issued or refused at release): final, never taken back.
+    Released,
+}
+
+/// A ladder reward the inviter holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRung {
+    /// The reward's id (its ledger transfer id for points and wallet bonus).
+    pub id: String,
+    /// The rung it was paid for.
+    pub invites: i64,
+    pub state: HeldState,
+}
+
+/// What to do with an inviter's ladder: the rungs to pay and the held rewards to void.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LadderPlan {
+    pub pay: Vec<Rung>,
+    /// Ids of pending rewards to void.
+    pub void: Vec<String>,
+}
+
+impl LadderPlan {
+    pub fn is_empty(&self) -> bool {
+        self.pay.is_empty() && self.void.is_empty()
+    }
+}
+
+/// The ladder rule. Given the inviter's `qualified` invites, the campaign's rungs and the ladder
+/// rewards the inviter holds, each rung ends with exactly one live reward when `qualified`
+/// reaches it and none otherwise, except that a released reward is final: it is never voided
+/// (a rung whose count fell after its release keeps it) and its rung is never paid again.
+///
+/// So: a pending reward whose rung is above `qualified` is voided; a rung at or below
+/// `qualified` without a held reward is paid (again, if an earlier reward for it was voided);
+/// should a rung hold two rewards, the released one (or else the first) stays and the other
+/// pending ones are voided. Applying the plan and asking again gives an empty plan.
+pub fn ladder_plan(qualified: i64, ladder: &[Rung], held: &[HeldRung]) -> LadderPlan {
+    // Released rewards first, so that they are the ones a rung keeps; otherwise held order.
+    let mut ordered: Vec<&HeldRung> = held.iter().collect();
+    ordered.sort_by_key(|h| h.state != HeldState::Released);
+    let mut live: Vec<i64> = Vec::with_capacity(held.len());
+    let mut void = Vec::new();
+    for reward in ordered {
+        match reward.state {
+            HeldState::Released => live.push(reward.invites),
+            HeldState::Pending if reward.invites > qualified || live.contains(&reward.invites) => {
+                void.push(reward.id.clone());
+            }
+            HeldState::Pending => live.push(reward.invites),
+        }
+    }
+    let pay = ladder
         .iter()
-        .filter(|r| r.invites > before && r.invites <= after)
-        .collect()
+        .filter(|rung| rung.invites <= qualified && !live.contains(&rung.invites))
+        .cloned()
+        .collect();
+    LadderPlan { pay, void }
 }
 
 /// Who receives a reward.
@@ -167,16 +224,26 @@ impl Role {
             Role::Ladder(n) => format!("ladder_{n}"),
         }
     }
+
+    /// The role a stored key names (`inviter`, `invitee`, `ladder_<invites>`).
+    pub fn parse(key: &str) -> Option<Role> {
+        match key {
+            "inviter" => Some(Role::Inviter),
+            "invitee" => Some(Role::Invitee),
+            _ => key
+                .strip_prefix("ladder_")
+                .and_then(|n| n.parse().ok())
+                .map(Role::Ladder),
+        }
+    }
 }
 
-/// Every reward one qualified referral pays: the two sides' rewards and the rungs the
-/// inviter reaches with it (their qualified invites going from `qualified_before` to
-/// `qualified_before + 1`).
+/// Every reward one qualified referral pays: the two sides' rewards and the ladder rungs
+/// [`ladder_plan`] pays once the inviter's qualified invites count this one.
 pub fn rewards_due(
     inviter_reward: Option<&Reward>,
     invitee_reward: Option<&Reward>,
-    ladder: &[Rung],
-    qualified_before: i64,
+    rungs: &[Rung],
 ) -> Vec<(Role, Reward)> {
     let mut due = Vec::new();
     if let Some(r) = inviter_reward {
@@ -185,7 +252,7 @@ pub fn rewards_due(
     if let Some(r) = invitee_reward {
         due.push((Role::Invitee, r.clone()));
     }
-    for rung in rungs_reached(ladder, qualified_before, qualified_before.saturating_add(1)) {
+    for rung in rungs {
         due.push((Role::Ladder(rung.invites), rung.reward.clone()));
     }
     due
@@ -432,9 +499,8 @@ mod tests {
         assert!(validate_ladder(&[rung(5), rung(2)]).is_err());
     }
 
-    #[test]
-    fn each_rung_is_paid_when_its_count_is_reached_and_only_then() {
-        let ladder = vec![
+    fn ladder() -> Vec<Rung> {
+        vec![
             Rung {
                 invites: 3,
                 reward: Reward::Points(300),
@@ -443,28 +509,155 @@ mod tests {
                 invites: 5,
                 reward: Reward::WalletBonus(1000),
             },
-        ];
+        ]
+    }
+
+    fn held(id: &str, invites: i64, state: HeldState) -> HeldRung {
+        HeldRung {
+            id: id.into(),
+            invites,
+            state,
+        }
+    }
+
+    fn paid(plan: &LadderPlan) -> Vec<i64> {
+        plan.pay.iter().map(|r| r.invites).collect()
+    }
+
+    /// The ladder as the store would hold it after carrying out `plan` (new rewards pending,
+    /// named by `attempt`).
+    fn apply(held: &[HeldRung], plan: &LadderPlan, attempt: &str) -> Vec<HeldRung> {
+        let mut next: Vec<HeldRung> = held
+            .iter()
+            .filter(|h| !plan.void.contains(&h.id))
+            .cloned()
+            .collect();
+        for rung in &plan.pay {
+            next.push(held_pending(
+                &format!("{}#{attempt}", rung.invites),
+                rung.invites,
+            ));
+        }
+        next
+    }
+
+    fn held_pending(id: &str, invites: i64) -> HeldRung {
+        held(id, invites, HeldState::Pending)
+    }
+
+    #[test]
+    fn each_rung_is_paid_when_its_count_is_reached_and_only_then() {
+        let ladder = ladder();
+        let mut holding = Vec::new();
+        for count in 0..=6 {
+            let plan = ladder_plan(count, &ladder, &holding);
+            let expected: Vec<i64> = match count {
+                3 => vec![3],
+                5 => vec![5],
+                _ => vec![],
+            };
+            assert_eq!(paid(&plan), expected, "count {count}");
+            assert!(plan.void.is_empty());
+            holding = apply(&holding, &plan, "1");
+        }
         let inviter = Reward::Points(100);
         let invitee = Reward::Coupon("cpt".into());
-        let count_ladders = |before| {
-            rewards_due(Some(&inviter), Some(&invitee), &ladder, before)
-                .into_iter()
-                .filter(|(role, _)| matches!(role, Role::Ladder(_)))
-                .count()
-        };
-        assert_eq!(count_ladders(0), 0);
-        assert_eq!(count_ladders(1), 0);
-        assert_eq!(count_ladders(2), 1, "third invite reaches the first rung");
-        assert_eq!(count_ladders(3), 0, "the fourth does not pay it again");
-        assert_eq!(count_ladders(4), 1);
-        assert_eq!(count_ladders(5), 0);
-        let due = rewards_due(Some(&inviter), Some(&invitee), &ladder, 2);
+        let due = rewards_due(Some(&inviter), Some(&invitee), &ladder[..1]);
         assert_eq!(due[0], (Role::Inviter, Reward::Points(100)));
         assert_eq!(due[1], (Role::Invitee, Reward::Coupon("cpt".into())));
         assert_eq!(due[2], (Role::Ladder(3), Reward::Points(300)));
         assert_eq!(total_cost(&due), 100 + 1 + 300);
-        assert!(rewards_due(None, None, &[], 0).is_empty());
-        assert_eq!(rungs_reached(&ladder, 0, 10).len(), 2);
+        assert!(rewards_due(None, None, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_rung_is_voided_below_its_count_and_paid_again_once_when_reached_again() {
+        let ladder = ladder();
+        let first = ladder_plan(3, &ladder, &[]);
+        assert_eq!(paid(&first), vec![3]);
+        let holding = apply(&[], &first, "1");
+        // 3 -> 2: the pending reward of rung 3 goes, nothing is paid.
+        let down = ladder_plan(2, &ladder, &holding);
+        assert_eq!(down.void, vec!["3#1".to_owned()]);
+        assert!(down.pay.is_empty());
+        let holding = apply(&holding, &down, "x");
+        assert!(holding.is_empty());
+        // 2 -> 3: paid again, one reward.
+        let up = ladder_plan(3, &ladder, &holding);
+        assert_eq!(paid(&up), vec![3]);
+        assert!(up.void.is_empty());
+        let holding = apply(&holding, &up, "2");
+        assert_eq!(holding, vec![held_pending("3#2", 3)]);
+        assert!(ladder_plan(3, &ladder, &holding).is_empty());
+        assert!(ladder_plan(4, &ladder, &holding).is_empty());
+    }
+
+    #[test]
+    fn a_count_jumping_over_two_rungs_pays_or_voids_both() {
+        let ladder = ladder();
+        let up = ladder_plan(6, &ladder, &[]);
+        assert_eq!(paid(&up), vec![3, 5]);
+        let holding = apply(&[], &up, "1");
+        let down = ladder_plan(2, &ladder, &holding);
+        assert_eq!(down.void, vec!["3#1".to_owned(), "5#1".to_owned()]);
+        assert!(down.pay.is_empty());
+        let partly = ladder_plan(4, &ladder, &holding);
+        assert_eq!(partly.void, vec!["5#1".to_owned()], "rung 3 still holds");
+        assert!(partly.pay.is_empty());
+        assert!(ladder_plan(0, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_released_reward_is_never_voided_nor_paid_again() {
+        let ladder = ladder();
+        let released = vec![held("r3", 3, HeldState::Released)];
+        for count in [0, 2, 3, 4] {
+            assert!(
+                ladder_plan(count, &ladder, &released).is_empty(),
+                "count {count}"
+            );
+        }
+        assert_eq!(paid(&ladder_plan(5, &ladder, &released)), vec![5]);
+        // A pending duplicate beside a released reward goes; the released one stays.
+        let both = vec![held_pending("p3", 3), held("r3", 3, HeldState::Released)];
+        let plan = ladder_plan(3, &ladder, &both);
+        assert_eq!(plan.void, vec!["p3".to_owned()]);
+        assert!(plan.pay.is_empty());
+        // Two pending for one rung: the first stays.
+        let twice = vec![held_pending("a", 3), held_pending("b", 3)];
+        assert_eq!(ladder_plan(3, &ladder, &twice).void, vec!["b".to_owned()]);
+    }
+
+    #[test]
+    fn applying_the_same_count_twice_changes_nothing() {
+        let ladder = ladder();
+        for start in 0..=6 {
+            for count in 0..=6 {
+                let holding = apply(&[], &ladder_plan(start, &ladder, &[]), "1");
+                let plan = ladder_plan(count, &ladder, &holding);
+                let after = apply(&holding, &plan, "2");
+                assert!(
+                    ladder_plan(count, &ladder, &after).is_empty(),
+                    "{start} -> {count}"
+                );
+                let live: Vec<i64> = after.iter().map(|h| h.invites).collect();
+                let due: Vec<i64> = ladder
+                    .iter()
+                    .map(|r| r.invites)
+                    .filter(|n| *n <= count)
+                    .collect();
+                assert_eq!(live, due, "exactly one reward per reached rung");
+            }
+        }
+    }
+
+    #[test]
+    fn roles_read_back_from_their_keys() {
+        for role in [Role::Inviter, Role::Invitee, Role::Ladder(3)] {
+            assert_eq!(Role::parse(&role.key()), Some(role));
+        }
+        assert_eq!(Role::parse("ladder_x"), None);
+        assert_eq!(Role::parse("other"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::model::{
     Campaign, InviteCode, NewCampaign, Referral, Review, RewardView, RungSpec, Settings, Standing,
 };
-use super::rules::{QualifyOn, Reward, RewardSpec, Rung, Signals};
+use super::rules::{QualifyOn, Reward, RewardSpec, Role, Rung, Signals};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::sql::Sql;
@@ -992,7 +992,8 @@ pub async fn rewards_of(
         .map_err(ApiError::from)
 }
 
-/// Record that the inviter reached a rung; false when it was already reached (paid once).
+/// Record that the inviter holds a live reward for a rung (carried by `referral_id`); false
+/// when one is held already, so a rung never holds two.
 pub async fn claim_rung(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -1017,17 +1018,120 @@ pub async fn claim_rung(
     Ok(done.rows_affected() == 1)
 }
 
-/// Forget the rungs a voided referral reached, so a later qualified invite reaches them again.
-pub async fn release_rungs(
+/// Forget that the inviter holds a rung (its reward was voided), so that the rung can be paid
+/// again when their count reaches it.
+pub async fn release_rung(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    campaign_id: &str,
+    inviter_id: &MemberId,
+    invites: i64,
+) -> ApiResult<()> {
+    sqlx::query(
+        "DELETE FROM referral_ladder_rung WHERE tenant_id = $1 AND campaign_id = $2 \
+         AND inviter_id = $3 AND invites = $4",
+    )
+    .bind(tenant_id.as_str())
+    .bind(campaign_id)
+    .bind(inviter_id.as_str())
+    .bind(invites)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A ladder reward of an inviter in a campaign, as stored.
+#[derive(Debug, Clone)]
+pub struct LadderReward {
+    pub id: String,
+    /// The referral that carries it (its release posts it).
+    pub referral_id: String,
+    /// The rung it was paid for.
+    pub invites: i64,
+    pub kind: String,
+    /// Points or fen; 1 for a coupon (so it is also the budget cost).
+    pub amount: i64,
+    pub status: String,
+}
+
+/// Every ladder reward the inviter was ever paid in the campaign, voided ones included (their
+/// number per rung numbers the next attempt), oldest first.
+pub async fn ladder_rewards(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    campaign_id: &str,
+    inviter_id: &MemberId,
+) -> ApiResult<Vec<LadderReward>> {
+    let rows = sqlx::query(
+        "SELECT w.id, w.referral_id, w.role, w.kind, w.amount, w.status FROM referral_reward w \
+         JOIN referral r ON r.tenant_id = w.tenant_id AND r.id = w.referral_id \
+         WHERE w.tenant_id = $1 AND r.campaign_id = $2 AND r.inviter_id = $3 \
+         AND w.member_id = $3 AND w.role LIKE 'ladder%' ORDER BY w.created_at, w.id",
+    )
+    .bind(tenant_id.as_str())
+    .bind(campaign_id)
+    .bind(inviter_id.as_str())
+    .fetch_all(conn)
+    .await?;
+    let mut rewards = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let role: String = row.try_get("role")?;
+        let Some(Role::Ladder(invites)) = Role::parse(&role) else {
+            continue;
+        };
+        rewards.push(LadderReward {
+            id: row.try_get("id")?,
+            referral_id: row.try_get("referral_id")?,
+            invites,
+            kind: row.try_get("kind")?,
+            amount: row.try_get("amount")?,
+            status: row.try_get("status")?,
+        });
+    }
+    Ok(rewards)
+}
+
+/// The referral that carries a rung paid outside its own qualification (a rung paid again
+/// after the referral that carried it was voided): of the inviter's qualified referrals in the
+/// campaign, the pending one whose return window closes last, so that the rung is released
+/// only once every invite that counts for it is past its window; when none is pending, the
+/// latest rewarded one (the rung is then posted at once).
+pub async fn ladder_carrier(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    campaign_id: &str,
+    inviter_id: &MemberId,
+) -> ApiResult<Option<StoredReferral>> {
+    let row = sqlx::query(&format!(
+        "SELECT {REFERRAL_COLUMNS} FROM referral WHERE tenant_id = $1 AND campaign_id = $2 \
+         AND inviter_id = $3 AND status IN ('pending', 'rewarded') \
+         ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, \
+         COALESCE(release_at, 0) DESC, COALESCE(qualified_at, 0) DESC, id DESC LIMIT 1"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(campaign_id)
+    .bind(inviter_id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.as_ref().map(referral_from_row).transpose()?)
+}
+
+/// Change a referral's `reward_cost` by `delta` (a ladder reward voided on it or paid to it
+/// by another referral's refund), relative to what is stored.
+pub async fn add_reward_cost(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     referral_id: &str,
+    delta: i64,
 ) -> ApiResult<()> {
-    sqlx::query("DELETE FROM referral_ladder_rung WHERE tenant_id = $1 AND referral_id = $2")
-        .bind(tenant_id.as_str())
-        .bind(referral_id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE referral SET reward_cost = reward_cost + $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(delta)
+    .bind(tenant_id.as_str())
+    .bind(referral_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
