@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         (name = "community", description = "Groups (社群), join links (群活码), check-ins (打卡), provably fair lotteries (抽奖)"),
         (name = "growth", description = "Referral campaigns (裂变, 老带新): invite codes, rewards, anti-fraud reviews, leaderboards, funnels"),
         (name = "events", description = "The event outbox"),
+        (name = "tenant", description = "The calling tenant's settings: its time zone"),
     )
 )]
 pub struct ApiDoc;

@@ -86,6 +86,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(growth::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
+        .merge(crate::tenants::routes())
 }
 
 /// The whole router.

@@ -358,6 +358,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     event_type("referral.voided", "A referral was voided (its qualifying order was refunded).", REFERRAL),
     event_type("refund.requested", "A refund of an externally paid order was requested from the payment provider.", &["order_id", "member_id", "amount", "refund_id", "payment_method", "payment_reference", "reason"]),
     event_type("tenant.created", "A tenant was created.", &["tenant_id", "name"]),
+    event_type("tenant.settings_updated", "The tenant's settings changed (its time zone).", &["time_zone", "previous_time_zone"]),
     event_type("topup_plan.created", "A top-up plan (充值送) was created.", &["plan_id", "pay", "bonus"]),
     event_type("wallet.refunded", "A wallet spend was refunded, or a top-up refunded (`kind`), with bonus claw-back.", &["member_id", "refund_id", "kind", "spend_id", "amount", "principal", "bonus", "topup_id", "bonus_clawed_back"]),
     event_type("wallet.spent", "Stored value was spent, principal and bonus.", &["member_id", "spend_id", "amount", "principal", "bonus"]),

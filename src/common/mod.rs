@@ -12,6 +12,7 @@ pub mod ids;
 pub mod import;
 pub mod json;
 pub mod pagination;
+pub mod price;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod sql;

@@ -29,7 +29,9 @@ use crate::common::idempotency;
 use crate::common::ids::MemberId;
 use crate::common::json::Json;
 use crate::common::pagination;
-use crate::common::time::{parse_instant, to_micros};
+use crate::common::time::{instant_field, to_micros};
+use crate::tenants;
+use jiff::tz::TimeZone;
 use crate::AppState;
 use model::{Changes, CreateMember, Member, Profile, TagChange, UpdateMember};
 
@@ -314,13 +316,9 @@ pub struct MemberPage {
     pub next_cursor: Option<String>,
 }
 
-fn instant_param(name: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
+fn instant_param(name: &str, value: Option<&str>, zone: &TimeZone) -> ApiResult<Option<i64>> {
     value
-        .map(|v| {
-            parse_instant(v)
-                .map(to_micros)
-                .ok_or_else(|| ApiError::validation(name, "must be an RFC 3339 instant or a date"))
-        })
+        .map(|v| instant_field(name, v, zone).map(to_micros))
         .transpose()
 }
 
@@ -367,6 +365,8 @@ async fn list_members(
             format!("must be at most {MAX_QUERY_CHARS} characters"),
         ));
     }
+    let mut conn = state.db.read().acquire().await?;
+    let zone = tenants::time_zone(&mut conn, &auth.tenant_id).await?;
     let filter = store::Filter {
         rfm_segment: query.rfm_segment,
         tag: query.tag,
@@ -376,12 +376,11 @@ async fn list_members(
             .filter(|q| !q.trim().is_empty())
             .map(|q| q.trim().to_owned()),
         status: query.status,
-        created_after: instant_param("created_after", query.created_after.as_deref())?,
-        created_before: instant_param("created_before", query.created_before.as_deref())?,
+        created_after: instant_param("created_after", query.created_after.as_deref(), &zone)?,
+        created_before: instant_param("created_before", query.created_before.as_deref(), &zone)?,
         after_id: cursor,
         ids: None,
     };
-    let mut conn = state.db.read().acquire().await?;
     let mut data = store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?;
     let next_cursor = pagination::next_cursor(&mut data, limit, |m| m.id.to_string());
     Ok(Json(MemberPage { data, next_cursor }))

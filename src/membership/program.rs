@@ -41,8 +41,9 @@ use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
+use crate::common::price;
 use crate::common::scheduler::{self, Job, NewJob};
-use crate::common::time::{parse_instant, to_micros};
+use crate::common::time::{instant_field, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
@@ -104,7 +105,8 @@ pub struct MemberDay {
     /// Points multiplier on member day, basis points (default 10000 = 1×).
     #[serde(default = "one_bp")]
     pub points_multiplier_bp: i64,
-    /// Member-day prices (fen) for chosen products.
+    /// Member-day prices (fen) for chosen products of the tenant, each 1 fen to the product's
+    /// list price.
     #[serde(default)]
     pub prices: Vec<MemberDayPrice>,
 }
@@ -307,14 +309,10 @@ async fn update_settings(
     Ok(settings)
 }
 
-/// The tenant's time zone (DESIGN rule 6).
+/// The tenant's time zone (DESIGN rule 6); kept for the callers not yet moved to
+/// [`crate::tenants::time_zone`].
 pub async fn tenant_zone(conn: &mut AnyConnection, tenant_id: &TenantId) -> ApiResult<TimeZone> {
-    let name: Option<String> = sqlx::query_scalar("SELECT timezone FROM tenant WHERE id = $1")
-        .bind(tenant_id.as_str())
-        .fetch_optional(conn)
-        .await?;
-    calendar::tenant_time_zone(name.as_deref())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))
+    crate::tenants::time_zone(conn, tenant_id).await
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -339,8 +337,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct TierInput {
     pub name: String,
     pub growth_min: i64,
-    #[serde(default)]
-    pub discount_bp: i64,
+    /// What comes OFF the price, basis points: 1000 = 10 % off (九折), 500 = 5 % off (九五折),
+    /// 0 to 9999. Give this or `price_factor_bp`, not both (or both agreeing).
+    pub discount_bp: Option<i64>,
+    /// What is PAID, basis points of the price: 9000 = 九折 (10 % off), 1 to 10000.
+    pub price_factor_bp: Option<i64>,
     #[serde(default = "one_bp")]
     pub points_multiplier_bp: i64,
     #[serde(default)]
@@ -360,17 +361,70 @@ pub struct PutTiers {
     pub requalification: Option<Requalification>,
 }
 
+/// The tier's discount from whichever of `discount_bp` (what comes off) and `price_factor_bp`
+/// (what is paid) was given; both given must agree. Pure, so that a Chinese operator's 九折
+/// typed as 9000 in the wrong field is refused with an error that says which field means what.
+pub fn tier_discount_bp(
+    name: &str,
+    discount_bp: Option<i64>,
+    price_factor_bp: Option<i64>,
+) -> Result<i64, String> {
+    let explain = "discount_bp is what comes off (1000 = 10 % off = 九折), \
+                   price_factor_bp is what is paid (9000 = 九折)";
+    if let Some(factor) = price_factor_bp {
+        if !(1..=tiers::BP_ONE).contains(&factor) {
+            return Err(format!(
+                "tier {name:?}: price_factor_bp {factor} must be 1 to 10000; {explain}"
+            ));
+        }
+    }
+    match (discount_bp, price_factor_bp) {
+        (None, None) => Ok(0),
+        (Some(d), None) => {
+            if (0..tiers::BP_ONE).contains(&d) {
+                Ok(d)
+            } else {
+                Err(format!(
+                    "tier {name:?}: discount_bp {d} must be 0 to 9999; {explain}"
+                ))
+            }
+        }
+        (None, Some(f)) => Ok(tiers::BP_ONE - f),
+        (Some(d), Some(f)) if d + f == tiers::BP_ONE => Ok(d),
+        (Some(d), Some(f)) => Err(format!(
+            "tier {name:?}: discount_bp {d} and price_factor_bp {f} disagree (they must add up \
+             to 10000); {explain}"
+        )),
+    }
+}
+
+/// A tier as shown: the stored tier and its discount both ways.
+#[derive(Debug, Serialize)]
+pub struct TierView {
+    #[serde(flatten)]
+    pub tier: Tier,
+    /// What is paid, basis points (10000 − `discount_bp`): 9000 = 九折.
+    pub price_factor_bp: i64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TiersView {
     #[schema(value_type = Vec<Object>)]
-    pub tiers: Vec<Tier>,
+    pub tiers: Vec<TierView>,
     pub growth_per_yuan_bp: i64,
     pub requalification: Option<Requalification>,
 }
 
 fn tiers_view(settings: &ProgramSettings) -> TiersView {
     TiersView {
-        tiers: settings.tiers.clone(),
+        tiers: settings
+            .tiers
+            .iter()
+            .map(|t| TierView {
+                tier: t.clone(),
+                price_factor_bp: tiers::BP_ONE - t.discount_bp,
+            })
+            .collect(),
         growth_per_yuan_bp: settings.growth_per_yuan_bp,
         requalification: settings.requalification,
     }
@@ -388,15 +442,20 @@ async fn put_tiers(
     let tiers: Vec<Tier> = request
         .tiers
         .into_iter()
-        .map(|t| Tier {
-            name: t.name.trim().to_owned(),
-            growth_min: t.growth_min,
-            discount_bp: t.discount_bp,
-            points_multiplier_bp: t.points_multiplier_bp,
-            free_shipping: t.free_shipping,
-            early_access_hours: t.early_access_hours,
+        .map(|t| {
+            let name = t.name.trim().to_owned();
+            let discount_bp = tier_discount_bp(&name, t.discount_bp, t.price_factor_bp)
+                .map_err(|e| ApiError::validation("tiers", e))?;
+            Ok(Tier {
+                name,
+                growth_min: t.growth_min,
+                discount_bp,
+                points_multiplier_bp: t.points_multiplier_bp,
+                free_shipping: t.free_shipping,
+                early_access_hours: t.early_access_hours,
+            })
         })
-        .collect();
+        .collect::<ApiResult<_>>()?;
     tiers::validate_tiers(&tiers).map_err(|e| ApiError::validation("tiers", e.to_string()))?;
     if let Some(bp) = request.growth_per_yuan_bp {
         if !(0..=100 * tiers::BP_ONE).contains(&bp) {
@@ -636,9 +695,9 @@ async fn early_access(
     Query(query): Query<EarlyAccessQuery>,
 ) -> ApiResult<Json<EarlyAccess>> {
     let id = members::member_id(&id)?;
-    let launch = parse_instant(&query.launch_at)
-        .ok_or_else(|| ApiError::validation("launch_at", "must be an RFC 3339 instant"))?;
     let mut conn = state.db.read().acquire().await?;
+    let zone = crate::tenants::time_zone(&mut conn, &auth.tenant_id).await?;
+    let launch = instant_field("launch_at", &query.launch_at, &zone)?;
     let member = members::store::require(&mut conn, &auth.tenant_id, &id).await?;
     let settings = load_settings(&mut conn, &auth.tenant_id).await?;
     Ok(Json(may_buy(
@@ -772,17 +831,25 @@ async fn put_member_day(
             "must be 10000 to 100000",
         ));
     }
-    if request
+    if request.prices.len() > MAX_MEMBER_DAY_PRICES {
+        return Err(ApiError::validation(
+            "prices",
+            format!("at most {MAX_MEMBER_DAY_PRICES} products"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(p) = request
         .prices
         .iter()
-        .any(|p| p.price < 0 || p.product_id.is_empty())
+        .find(|p| !seen.insert(p.product_id.as_str()))
     {
         return Err(ApiError::validation(
             "prices",
-            "each needs a product_id and a price ≥ 0",
+            format!("product {} is listed twice", p.product_id),
         ));
     }
     let mut tx = state.begin().await?;
+    check_member_day_prices(tx.conn(), &auth.tenant_id, &request.prices).await?;
     let zone = tenant_zone(tx.conn(), &auth.tenant_id).await?;
     let settings = update_settings(&mut tx, &auth.tenant_id, |s| {
         s.member_day = Some(request.clone())
@@ -800,6 +867,35 @@ async fn put_member_day(
         member_day: settings.member_day,
         today,
     }))
+}
+
+/// Most products with a member-day price.
+pub const MAX_MEMBER_DAY_PRICES: usize = 1000;
+
+/// Each member-day price names a product of this tenant and is a special price of it: 1 fen to
+/// its list price (`common::price`). The field named is `prices[i].price` / `prices[i].product_id`.
+async fn check_member_day_prices(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    prices: &[MemberDayPrice],
+) -> ApiResult<()> {
+    for (i, p) in prices.iter().enumerate() {
+        let list_price: Option<i64> =
+            sqlx::query_scalar("SELECT price FROM product WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id.as_str())
+                .bind(p.product_id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(list_price) = list_price else {
+            return Err(ApiError::validation(
+                &format!("prices[{i}].product_id"),
+                format!("no product {:?} in this tenant", p.product_id),
+            ));
+        };
+        price::check_special(p.price, list_price)
+            .map_err(|e| ApiError::validation(&format!("prices[{i}].price"), e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The member day, and whether today is one.
@@ -1805,6 +1901,22 @@ fn expiry_deadline(policy: ExpiryPolicy, horizon: Timestamp, zone: &TimeZone) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tier_discount_is_given_either_way_and_both_ways_must_agree() {
+        assert_eq!(tier_discount_bp("金卡", None, None), Ok(0));
+        assert_eq!(tier_discount_bp("金卡", Some(1000), None), Ok(1000));
+        assert_eq!(tier_discount_bp("金卡", None, Some(9000)), Ok(1000));
+        assert_eq!(tier_discount_bp("金卡", Some(500), Some(9500)), Ok(500));
+        assert_eq!(tier_discount_bp("金卡", None, Some(10_000)), Ok(0));
+        // 九折 typed as 9000 in both fields, or out of range: refused, saying which means what.
+        let both = tier_discount_bp("金卡", Some(9000), Some(9000)).unwrap_err();
+        assert!(both.contains("disagree") && both.contains("九折"), "{both}");
+        let whole = tier_discount_bp("金卡", Some(10_000), None).unwrap_err();
+        assert!(whole.contains("what comes off"), "{whole}");
+        assert!(tier_discount_bp("金卡", None, Some(0)).is_err());
+        assert!(tier_discount_bp("金卡", Some(-1), None).is_err());
+    }
 
     fn shanghai() -> TimeZone {
         calendar::tenant_time_zone(None).unwrap()

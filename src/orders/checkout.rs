@@ -27,7 +27,7 @@ use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, OrderRefundId, TenantId};
 use crate::common::scheduler::{self, Job, NewJob};
-use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::growth::referrals;
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
@@ -36,6 +36,7 @@ use crate::membership::coupons::{self, model::CouponId};
 use crate::membership::program::{self, tenant_zone};
 use crate::membership::rules::tiers;
 use crate::membership::stored_value::{self, SpendId};
+use crate::tenants;
 
 /// `POST /v1/orders`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -198,7 +199,11 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
     for (product_id, qty) in &lines {
         let product = products::fetch(tx.conn(), tenant_id, product_id).await?;
         if source == "checkout" {
-            if let Some(launch) = product.launch_at.as_deref().and_then(parse_instant) {
+            if let Some(launch) = product
+                .launch_at
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            {
                 let access = program::may_buy(&settings, member.tier.as_deref(), launch, now);
                 if !access.may_buy_now {
                     return Err(ApiError::conflict(
@@ -414,9 +419,8 @@ async fn place_external(
         .paid_at
         .as_deref()
         .ok_or_else(|| ApiError::validation("paid_at", "external orders need paid_at"))?;
-    let paid_at = parse_instant(paid_at)
-        .map(to_micros)
-        .ok_or_else(|| ApiError::validation("paid_at", "must be an RFC 3339 instant"))?;
+    let zone = tenants::time_zone(tx.conn(), tenant_id).await?;
+    let paid_at = to_micros(instant_field("paid_at", paid_at, &zone)?);
     if paid_at > to_micros(tx.now()) {
         return Err(ApiError::validation("paid_at", "must not be in the future"));
     }

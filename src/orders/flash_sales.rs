@@ -38,9 +38,11 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{FlashSaleId, MemberId, OrderId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
+use crate::common::price;
 use crate::common::sql::{backend_of, Sql};
-use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::members;
+use crate::tenants;
 use crate::AppState;
 
 /// `campaign_kind` of flash-sale orders.
@@ -198,12 +200,6 @@ async fn fetch_sale(
     Ok(row.as_ref().map(sale_from_row).transpose()?)
 }
 
-fn instant(field: &str, text: &str) -> ApiResult<i64> {
-    parse_instant(text)
-        .map(to_micros)
-        .ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 instant"))
-}
-
 /// Create a flash sale.
 #[utoipa::path(post, path = "/v1/flash-sales", tag = "orders", request_body = CreateFlashSale,
     responses((status = 201, body = FlashSale), (status = 404), (status = 422)),
@@ -213,9 +209,6 @@ async fn create_flash_sale(
     auth: Auth,
     Json(request): Json<CreateFlashSale>,
 ) -> ApiResult<(StatusCode, Json<FlashSale>)> {
-    if !(0..=products::MAX_PRICE).contains(&request.price) {
-        return Err(ApiError::validation("price", "must be 0 or more (fen)"));
-    }
     if !(1..=products::MAX_STOCK).contains(&request.stock) {
         return Err(ApiError::validation("stock", "must be 1 to 1e9"));
     }
@@ -235,6 +228,8 @@ async fn create_flash_sale(
     }
     let mut tx = state.begin().await?;
     let now = to_micros(tx.now());
+    let zone = tenants::time_zone(tx.conn(), &auth.tenant_id).await?;
+    let instant = |field: &str, text: &str| instant_field(field, text, &zone).map(to_micros);
     let starts_at = match &request.starts_at {
         Some(text) => instant("starts_at", text)?,
         None => now,
@@ -244,6 +239,8 @@ async fn create_flash_sale(
         return Err(ApiError::validation("ends_at", "must be after starts_at"));
     }
     let product = products::fetch(tx.conn(), &auth.tenant_id, &request.product_id).await?;
+    price::check_special(request.price, product.price)
+        .map_err(|e| ApiError::validation("price", e.to_string()))?;
     let id = FlashSaleId::generate().to_string();
     sqlx::query(
         "INSERT INTO flash_sale (tenant_id, id, product_id, price, stock, reserved, sold, \
@@ -491,14 +488,16 @@ async fn decide_in(
             } else {
                 available -= claim.qty;
                 *held.entry(member.to_owned()).or_default() += claim.qty;
+                // Never above list, should the list price have been lowered since.
+                let unit_price = price::charged(sale.price, product.price);
                 let line = OrderLine {
                     product_id: product.id.clone(),
                     sku: product.sku.clone(),
                     name: product.name.clone(),
                     qty: claim.qty,
-                    unit_price: sale.price,
+                    unit_price,
                     price_kind: KIND.to_owned(),
-                    line_total: sale.price * claim.qty,
+                    line_total: unit_price * claim.qty,
                 };
                 let row = NewOrder {
                     id: OrderId::generate().to_string(),

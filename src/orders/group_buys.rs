@@ -40,6 +40,7 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{GroupBuyId, MemberId, OrderId, TeamId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
+use crate::common::price;
 use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::sql::backend_of;
 use crate::common::time::{micros_to_rfc3339, to_micros};
@@ -300,9 +301,6 @@ async fn create_group_buy(
     auth: Auth,
     Json(request): Json<CreateGroupBuy>,
 ) -> ApiResult<(StatusCode, Json<GroupBuy>)> {
-    if !(0..=products::MAX_PRICE).contains(&request.price) {
-        return Err(ApiError::validation("price", "must be 0 or more (fen)"));
-    }
     if !(2..=MAX_TEAM_SIZE).contains(&request.team_size) {
         return Err(ApiError::validation(
             "team_size",
@@ -328,6 +326,8 @@ async fn create_group_buy(
     }
     let mut tx = state.begin().await?;
     let product = products::fetch(tx.conn(), &auth.tenant_id, &request.product_id).await?;
+    price::check_special(request.price, product.price)
+        .map_err(|e| ApiError::validation("price", e.to_string()))?;
     let id = GroupBuyId::generate().to_string();
     let now = to_micros(tx.now());
     sqlx::query(
@@ -378,9 +378,9 @@ fn team_line(buy: &BuyRow, product: &products::Product) -> OrderLine {
         sku: product.sku.clone(),
         name: product.name.clone(),
         qty: 1,
-        unit_price: buy.price,
+        unit_price: price::charged(buy.price, product.price),
         price_kind: KIND.to_owned(),
-        line_total: buy.price,
+        line_total: price::charged(buy.price, product.price),
     }
 }
 

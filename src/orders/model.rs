@@ -2,7 +2,9 @@
 //!
 //! **Pricing order** (each step works on what the previous one left):
 //! 1. Each line's unit price: the member-day price when today is member day and the product has
-//!    one; otherwise the product's member price when set; otherwise its list price.
+//!    one; otherwise the product's member price when set; otherwise its list price. A special
+//!    price not below the list price (possible only when list was lowered after it was set) is
+//!    ignored, so nobody pays more than list.
 //! 2. Tier discount: the member's tier `discount_bp` off the lines still at list price (member
 //!    and member-day prices already are member benefits and do not stack), rounded down.
 //! 3. Coupon: the template's discount on what is left (its `min_spend` is checked there).
@@ -120,10 +122,13 @@ pub fn price_lines(inputs: &[PriceInput]) -> Result<Vec<OrderLine>, PricingError
     inputs
         .iter()
         .map(|input| {
+            // A special price is only a price when it is below list (`common::price`): one set
+            // before the list price was lowered to it or below falls back to list, where the
+            // tier discount applies.
             let (unit_price, kind) = match (input.member_day_price, input.member_price) {
-                (Some(price), _) => (price, "member_day"),
-                (None, Some(price)) => (price, "member"),
-                (None, None) => (input.list_price, "list"),
+                (Some(price), _) if price < input.list_price => (price, "member_day"),
+                (_, Some(price)) if price < input.list_price => (price, "member"),
+                _ => (input.list_price, "list"),
             };
             Ok(OrderLine {
                 product_id: input.product_id.clone(),
@@ -353,6 +358,23 @@ mod tests {
                 (1000, "list", 3000)
             ]
         );
+    }
+
+    #[test]
+    fn a_special_price_not_below_list_falls_back_to_list() {
+        // The list price was lowered to 800 after a member price of 900 and a member-day price
+        // of 850 were set: nobody pays above list, and the line counts as a list line.
+        let lines = price_lines(&[
+            line("a", 1, 800, Some(900), Some(850)),
+            line("b", 1, 800, Some(800), None),
+            line("c", 1, 800, Some(700), Some(900)),
+        ])
+        .unwrap();
+        let prices: Vec<_> = lines
+            .iter()
+            .map(|l| (l.unit_price, l.price_kind.as_str()))
+            .collect();
+        assert_eq!(prices, vec![(800, "list"), (800, "list"), (700, "member")]);
     }
 
     #[test]

@@ -18,8 +18,10 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{ProductId, TenantId};
 use crate::common::json::{double_option, Json};
 use crate::common::pagination;
+use crate::common::price;
 use crate::common::sql::{Arg, Sql};
-use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
+use crate::tenants;
 use crate::AppState;
 
 /// Longest SKU and name; largest price; largest stock.
@@ -42,7 +44,7 @@ pub struct CreateProduct {
     pub sku: String,
     /// Fen.
     pub price: i64,
-    /// Member-only price (fen), if any.
+    /// Member-only price (fen), if any: 1 to `price`.
     pub member_price: Option<i64>,
     #[serde(default)]
     pub stock: i64,
@@ -99,6 +101,12 @@ fn check_money(field: &str, value: i64) -> ApiResult<i64> {
     }
 }
 
+/// A member price is a special price: 1 fen to the list price (`common::price`).
+fn check_member_price(value: i64, list_price: i64) -> ApiResult<i64> {
+    price::check_special(value, list_price)
+        .map_err(|e| ApiError::validation("member_price", e.to_string()))
+}
+
 fn check_stock(value: i64) -> ApiResult<i64> {
     if (0..=MAX_STOCK).contains(&value) {
         Ok(value)
@@ -115,10 +123,9 @@ fn check_days(value: i64) -> ApiResult<i64> {
     }
 }
 
-fn check_launch(value: &str) -> ApiResult<i64> {
-    parse_instant(value)
-        .map(to_micros)
-        .ok_or_else(|| ApiError::validation("launch_at", "must be an RFC 3339 instant"))
+async fn check_launch(state: &AppState, tenant_id: &TenantId, value: &str) -> ApiResult<i64> {
+    let zone = tenants::time_zone_in(&state.db, tenant_id).await?;
+    instant_field("launch_at", value, &zone).map(to_micros)
 }
 
 const COLUMNS: &str =
@@ -191,11 +198,14 @@ async fn create_product(
     let price = check_money("price", request.price)?;
     let member_price = request
         .member_price
-        .map(|p| check_money("member_price", p))
+        .map(|p| check_member_price(p, price))
         .transpose()?;
     let stock = check_stock(request.stock)?;
     let days = request.days_of_supply.map(check_days).transpose()?;
-    let launch = request.launch_at.as_deref().map(check_launch).transpose()?;
+    let launch = match request.launch_at.as_deref() {
+        Some(text) => Some(check_launch(&state, &auth.tenant_id, text).await?),
+        None => None,
+    };
     let id = ProductId::generate();
     let mut tx = state.begin().await?;
     let at = to_micros(tx.now());
@@ -270,6 +280,7 @@ async fn update_product(
         let value = member_price
             .map(|p| check_money("member_price", p))
             .transpose()?;
+        // Checked against the list price as it will be, below, once the row is written.
         columns.push(("member_price", value.into()));
     }
     if let Some(stock) = request.stock {
@@ -279,7 +290,10 @@ async fn update_product(
         columns.push(("days_of_supply", days.map(check_days).transpose()?.into()));
     }
     if let Some(value) = &request.launch_at {
-        let launch = value.as_deref().map(check_launch).transpose()?;
+        let launch = match value.as_deref() {
+            Some(text) => Some(check_launch(&state, &auth.tenant_id, text).await?),
+            None => None,
+        };
         columns.push(("launch_at", launch.into()));
     }
     let fields: Vec<&str> = columns.iter().map(|(column, _)| *column).collect();
@@ -295,6 +309,29 @@ async fn update_product(
         .bind(id.as_str());
     if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
         return Err(ApiError::not_found("product"));
+    }
+    // The row is locked by the update until commit: check the pair as written, so that a new
+    // list price below the member price (or a member price above list) is refused whole.
+    let (list_price, member_price): (i64, Option<i64>) =
+        sqlx::query_as("SELECT price, member_price FROM product WHERE tenant_id = $1 AND id = $2")
+            .bind(auth.tenant_id.as_str())
+            .bind(id.as_str())
+            .fetch_one(tx.conn())
+            .await?;
+    if let Some(member_price) = member_price {
+        if let Err(e) = price::check_special(member_price, list_price) {
+            return Err(if request.member_price.is_some() {
+                ApiError::validation("member_price", e.to_string())
+            } else {
+                ApiError::validation(
+                    "price",
+                    format!(
+                        "must not be below the member price of {member_price} fen; \
+                         lower or clear member_price in the same request"
+                    ),
+                )
+            });
+        }
     }
     tx.emit(NewEvent::new(
         &auth.tenant_id,

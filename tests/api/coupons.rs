@@ -111,7 +111,8 @@ async fn create_template_returns_201_with_counts(app: TestApp) {
     )
     .await;
     assert_eq!(windowed["percent_off_bp"], 2000);
-    assert_eq!(windowed["valid_from"], "2026-01-01T00:00:00Z");
+    // A plain date is the start of that day in the tenant's zone (Asia/Shanghai, UTC+8).
+    assert_eq!(windowed["valid_from"], "2025-12-31T16:00:00Z");
     assert_eq!(windowed["valid_to"], "2026-02-01T00:00:00Z");
     assert_eq!(windowed["valid_days"], Value::Null);
 }

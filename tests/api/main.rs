@@ -19,6 +19,8 @@ mod jobs;
 mod ledger;
 mod members;
 mod orders;
+mod prices;
 mod program;
 mod referrals;
 mod stored_value;
+mod tenant_settings;

@@ -166,8 +166,15 @@ async fn early_access_follows_the_tier(app: TestApp) {
 }
 
 async fn member_day_is_judged_in_the_tenant_time_zone(app: TestApp) {
+    let product = app
+        .post(
+            "/v1/products",
+            &json!({"name": "豆浆", "sku": "SOY", "price": 1200, "stock": 10}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
     let body = json!({"rule": {"day_of_month": 8}, "points_multiplier_bp": 20000,
-                      "prices": [{"product_id": "p1", "price": 990}]});
+                      "prices": [{"product_id": product.body["id"], "price": 990}]});
     let reply = app
         .call(
             axum::http::Method::PUT,

@@ -28,7 +28,7 @@ pub mod draw;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -46,8 +46,9 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::sql::Sql;
-use crate::common::time::{micros_to_rfc3339, parse_instant, to_micros};
+use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::members;
+use crate::tenants;
 use crate::AppState;
 use draw::{PrizeSlot, Proof};
 
@@ -315,10 +316,6 @@ fn bounded(field: &str, value: Option<i64>, default: i64, min: i64, max: i64) ->
     }
 }
 
-fn instant(field: &str, text: &str) -> ApiResult<Timestamp> {
-    parse_instant(text).ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 instant"))
-}
-
 /// Create a lottery; the response carries the commitment to its secret seed.
 #[utoipa::path(post, path = "/v1/lotteries", tag = "community", request_body = CreateLottery,
     responses((status = 201, body = Lottery), (status = 422)), security(("api_key" = [])))]
@@ -389,12 +386,13 @@ async fn create_lottery(
         ));
     }
     let now = state.clock.now();
+    let zone = tenants::time_zone_in(&state.db, &auth.tenant_id).await?;
     let opens_at = match &request.opens_at {
-        Some(text) => instant("opens_at", text)?,
+        Some(text) => instant_field("opens_at", text, &zone)?,
         None => now,
     };
     let closes_at = match &request.closes_at {
-        Some(text) => instant("closes_at", text)?,
+        Some(text) => instant_field("closes_at", text, &zone)?,
         None => opens_at
             .checked_add(SignedDuration::from_hours(24 * DEFAULT_DURATION_DAYS))
             .map_err(|_| ApiError::validation("opens_at", "is out of range"))?,

@@ -57,6 +57,7 @@ use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::members;
+use crate::tenants;
 use crate::AppState;
 use model::{
     discount_for, reference, window_position, ClaimRequest, Coupon, CouponId, CouponTemplate,
@@ -175,7 +176,8 @@ async fn create_template(
     auth: Auth,
     Json(request): Json<CreateTemplate>,
 ) -> ApiResult<(StatusCode, Json<CouponTemplate>)> {
-    let template = NewTemplate::try_from(request)?;
+    let zone = tenants::time_zone_in(&state.db, &auth.tenant_id).await?;
+    let template = NewTemplate::from_request(request, &zone)?;
     let id = CouponTemplateId::generate();
     let mut tx = state.begin().await?;
     let at = to_micros(tx.now());

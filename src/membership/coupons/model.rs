@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 use crate::common::error::ApiError;
 use crate::common::ids::MemberId;
-use crate::common::time::{parse_instant, to_micros};
+use crate::common::time::{instant_field, to_micros};
+use jiff::tz::TimeZone;
 
 crate::typed_id!(CouponTemplateId, "cpt");
 crate::typed_id!(CouponId, "cpn");
@@ -174,16 +175,10 @@ fn money(field: &str, value: i64, min: i64) -> Result<i64, ApiError> {
     }
 }
 
-fn instant(field: &str, value: &str) -> Result<i64, ApiError> {
-    parse_instant(value.trim())
-        .map(to_micros)
-        .ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 instant or a date"))
-}
-
-impl TryFrom<CreateTemplate> for NewTemplate {
-    type Error = ApiError;
-
-    fn try_from(request: CreateTemplate) -> Result<Self, ApiError> {
+impl NewTemplate {
+    /// Validate a request field by field; date-only `valid_from` / `valid_to` are the start of
+    /// that day in `zone` (the tenant's).
+    pub fn from_request(request: CreateTemplate, zone: &TimeZone) -> Result<Self, ApiError> {
         let name = request.name.as_deref().map(str::trim).unwrap_or_default();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_LEN
@@ -264,8 +259,8 @@ impl TryFrom<CreateTemplate> for NewTemplate {
                 Validity::Days(days)
             }
             (None, Some(from), Some(to)) => {
-                let from = instant("valid_from", &from)?;
-                let to = instant("valid_to", &to)?;
+                let from = to_micros(instant_field("valid_from", from.trim(), zone)?);
+                let to = to_micros(instant_field("valid_to", to.trim(), zone)?);
                 if to <= from {
                     return Err(ApiError::validation("valid_to", "must be after valid_from"));
                 }
@@ -482,7 +477,7 @@ mod tests {
     }
 
     fn field_of(request: CreateTemplate) -> String {
-        let error = NewTemplate::try_from(request).expect_err("invalid");
+        let error = NewTemplate::from_request(request, &TimeZone::UTC).expect_err("invalid");
         error.body()["error"]["details"]["field"]
             .as_str()
             .unwrap_or_default()
@@ -491,7 +486,7 @@ mod tests {
 
     #[test]
     fn templates_are_validated_field_by_field() {
-        let template = NewTemplate::try_from(valid()).unwrap();
+        let template = NewTemplate::from_request(valid(), &TimeZone::UTC).unwrap();
         assert_eq!(template.per_member_limit, 1);
         assert_eq!(template.min_spend, 0);
         let cases: Vec<(CreateTemplate, &str)> = vec![

@@ -23,7 +23,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The IANA name of the time zone used when a tenant has not configured one.
-pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
+pub const DEFAULT_TIME_ZONE: &str = crate::common::time::DEFAULT_TIME_ZONE;
 
 /// Errors from calendar computations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,8 @@ impl std::error::Error for CalendarError {}
 /// `/usr/share/zoneinfo`.
 pub fn tenant_time_zone(name: Option<&str>) -> Result<TimeZone, CalendarError> {
     let name = name.unwrap_or(DEFAULT_TIME_ZONE);
-    TimeZone::get(name).map_err(|_| CalendarError::UnknownTimeZone(name.to_string()))
+    crate::common::time::time_zone_named(name)
+        .ok_or_else(|| CalendarError::UnknownTimeZone(name.to_string()))
 }
 
 /// The tenant's local calendar date at instant `now`.
