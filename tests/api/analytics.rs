@@ -110,6 +110,24 @@ async fn cdnow_sample_import_and_fit_reproduce_the_published_estimates(app: Test
     assert_eq!(top.len(), 5);
     assert!(top[0]["clv"].as_i64() >= top[4]["clv"].as_i64());
     let best = top[0]["member_id"].as_str().unwrap();
+    // The top list says who they are: the imported CDNOW customer ids are external ids.
+    let member = app.get(&format!("/v1/members/{best}")).await;
+    assert_eq!(
+        top[0]["external_id"], member.body["external_id"],
+        "{}",
+        clv.body
+    );
+    assert!(top[0]["external_id"].is_string(), "{}", clv.body);
+    assert!(top[0].get("name").is_some(), "{}", clv.body);
+    for bad in ["0", "101", "-1"] {
+        let refused = app.get(&format!("/v1/analytics/clv?top={bad}")).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            refused.body["error"]["details"]["field"], "top",
+            "{}",
+            refused.body
+        );
+    }
     let mine = app.get(&format!("/v1/members/{best}/analytics")).await;
     assert_eq!(mine.status, StatusCode::OK);
     let p_alive = mine.body["p_alive"].as_f64().unwrap();
