@@ -5,7 +5,9 @@
 //! - [`model`]: request and response types, validation at the edge.
 //! - [`store`]: the SQL.
 //! - [`import`]: streamed CSV import and export.
+//! - [`export`]: the personal-data export of one member, every domain's rows about it.
 
+pub mod export;
 pub mod import;
 pub mod model;
 pub mod store;
@@ -23,7 +25,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::common::auth::Auth;
 use crate::common::db::Backend;
 use crate::common::error::{ApiError, ApiResult};
-use crate::common::events::{self, Event, NewEvent};
+use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
 use crate::common::idempotency;
 use crate::common::ids::MemberId;
@@ -237,50 +239,22 @@ async fn checkpoint_after_erasure(state: &AppState) {
 /// How often erasure tries its checkpoint (20 ms apart).
 const ERASURE_CHECKPOINT_TRIES: u32 = 50;
 
-/// Everything held about one member.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberExport {
-    pub member: Member,
-    /// Events about this member, oldest first.
-    pub events: Vec<Event>,
-}
-
-/// Personal-data export: the profile and every event about the member.
+/// Personal-data export (PIPL Art. 45): everything held about one member, the profile and its
+/// events plus a section per domain (see [`export`]).
 #[utoipa::path(get, path = "/v1/members/{id}/export", tag = "members",
     params(("id" = String, Path, description = "member id")),
-    responses((status = 200, body = MemberExport), (status = 404)), security(("api_key" = [])))]
+    responses((status = 200, body = export::MemberExport), (status = 404)),
+    security(("api_key" = [])))]
 async fn export_member(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<MemberExport>> {
+) -> ApiResult<Json<export::MemberExport>> {
     let id = member_id(&id)?;
-    let mut conn = state.db.read().acquire().await?;
-    let member = store::require(&mut conn, &auth.tenant_id, &id).await?;
-    drop(conn);
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = events::list(
-            state.db.read(),
-            &auth.tenant_id,
-            after,
-            events::MAX_EVENTS_PAGE,
-            None,
-            Some(id.as_str()),
-        )
-        .await?;
-        let done = (page.len() as i64) < events::MAX_EVENTS_PAGE;
-        after = page.last().map(|e| e.seq).unwrap_or(after);
-        all.extend(page);
-        if done {
-            break;
-        }
-    }
-    Ok(Json(MemberExport {
-        member,
-        events: all,
-    }))
+    let now = state.clock.now();
+    Ok(Json(
+        export::export(&state.db, &auth.tenant_id, &id, now).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -17,6 +17,7 @@ mod import_export;
 mod isolation;
 mod jobs;
 mod ledger;
+mod member_export;
 mod members;
 mod orders;
 mod prices;
