@@ -55,17 +55,6 @@ pub fn instant_field(field: &str, text: &str, zone: &TimeZone) -> Result<Timesta
     })
 }
 
-/// Parse an RFC 3339 instant (`2026-11-22T08:00:00Z`) or a plain date (taken as midnight UTC).
-pub fn parse_instant(text: &str) -> Option<Timestamp> {
-    if let Ok(at) = text.parse::<Timestamp>() {
-        return Some(at);
-    }
-    let date: jiff::civil::Date = text.parse().ok()?;
-    date.to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,15 +114,5 @@ mod tests {
         assert!(time_zone_named("Mars/Olympus").is_none());
         assert!(time_zone_named("").is_none());
         assert!(time_zone_named(&"A".repeat(200)).is_none());
-    }
-
-    #[test]
-    fn parse_instant_accepts_dates_and_timestamps() {
-        assert_eq!(
-            parse_instant("2026-01-02").unwrap().to_string(),
-            "2026-01-02T00:00:00Z"
-        );
-        assert!(parse_instant("2026-01-02T03:04:05+08:00").is_some());
-        assert!(parse_instant("yesterday").is_none());
     }
 }

@@ -35,7 +35,7 @@ use crate::common::time::{instant_field, to_micros};
 use crate::tenants;
 use jiff::tz::TimeZone;
 use crate::AppState;
-use model::{Changes, CreateMember, Member, Profile, TagChange, UpdateMember};
+use model::{Changes, CreateMember, CreatedMember, Member, Profile, TagChange, UpdateMember};
 
 /// Largest page of `GET /v1/members`.
 pub const MAX_PAGE: i64 = 200;
@@ -61,14 +61,16 @@ pub fn member_id(text: &str) -> ApiResult<MemberId> {
 
 /// Create a member.
 #[utoipa::path(post, path = "/v1/members", tag = "members", request_body = CreateMember,
-    responses((status = 201, body = Member), (status = 409, description = "external_id taken"),
+    responses((status = 201, body = CreatedMember, description = "the member, and in `referral` \
+              what its invite code did (null without one)"),
+              (status = 409, description = "external_id taken"),
               (status = 422, description = "invalid field")),
     security(("api_key" = [])))]
 async fn create_member(
     State(state): State<AppState>,
     auth: Auth,
     Json(mut request): Json<CreateMember>,
-) -> ApiResult<(StatusCode, Json<Member>)> {
+) -> ApiResult<(StatusCode, Json<CreatedMember>)> {
     let signup = crate::growth::referrals::model::Signup::parse(
         request.invite_code.take(),
         request.device_id.take(),
@@ -86,10 +88,14 @@ async fn create_member(
         Some(id.as_str()),
         json!({ "member_id": id, "source": profile.source, "via": "api" }),
     ));
-    crate::growth::referrals::on_member_created(&mut tx, &auth.tenant_id, &id, &signup).await?;
+    let referral =
+        crate::growth::referrals::on_member_created(&mut tx, &auth.tenant_id, &id, &signup).await?;
     let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(member)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedMember { member, referral }),
+    ))
 }
 
 /// One member.

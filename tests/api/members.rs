@@ -44,9 +44,14 @@ async fn create_returns_201_with_the_member(app: TestApp) {
     assert_eq!(member["consent"]["marketing"], true);
     assert_eq!(member["status"], "active");
 
+    // The creation also says what an invite code did: nothing here.
+    assert_eq!(member["referral"], serde_json::Value::Null);
+
     let fetched = app.get(&format!("/v1/members/{id}")).await;
     assert_eq!(fetched.status, StatusCode::OK);
-    assert_eq!(fetched.body, reply.body);
+    let mut created = reply.body.clone();
+    created.as_object_mut().unwrap().remove("referral");
+    assert_eq!(fetched.body, created);
 
     let free_text = app
         .post("/v1/members", &json!({ "source": "2026 上海展会" }))

@@ -302,6 +302,13 @@ async fn referrals_attribution_is_first_touch_and_shown_on_the_member(app: TestA
     .await;
     let bob_id = bob["id"].as_str().unwrap().to_owned();
     assert_eq!(bob["invited_by"], alice, "the code is case-insensitive");
+    // A signup campaign qualifies at once: the signup says so.
+    assert_eq!(bob["referral"]["status"], "rewarded", "{bob}");
+    assert_eq!(bob["referral"]["reason"], Value::Null, "{bob}");
+    assert_eq!(
+        join(&app, "no-code", json!({})).await["referral"],
+        Value::Null
+    );
     let got = app.get(&format!("/v1/members/{bob_id}")).await;
     assert_eq!(got.body["invited_by"], alice);
     let referral = referral_of(&app, &c, &bob_id).await;
@@ -377,8 +384,20 @@ async fn referrals_self_invites_are_refused_by_member_device_and_ip(app: TestApp
     )
     .await;
     assert!(same_device["invited_by"].is_null(), "refused: no inviter");
+    // The signup says what its invite code did instead of staying silent.
+    assert_eq!(
+        same_device["referral"]["status"], "refused",
+        "{same_device}"
+    );
+    assert_eq!(
+        same_device["referral"]["reason"], "same_device",
+        "{same_device}"
+    );
+    assert_eq!(same_device["referral"]["inviter_id"], pat.as_str());
+    let signup_referral = same_device["referral"]["referral_id"].clone();
     let same_device = same_device["id"].as_str().unwrap().to_owned();
     let r = referral_of(&app, &c, &same_device).await;
+    assert_eq!(r["id"], signup_referral);
     assert_eq!(
         (r["status"].as_str(), r["reason"].as_str()),
         (Some("refused"), Some("same_device"))

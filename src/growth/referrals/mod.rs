@@ -65,7 +65,7 @@ use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::time::{from_micros, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
-use crate::members;
+use crate::members::{self, model::SignupAttribution};
 use crate::membership::coupons::{self, model::CouponTemplateId};
 use crate::membership::program;
 use crate::membership::rules::calendar;
@@ -155,13 +155,19 @@ pub async fn on_member_created(
     tenant_id: &TenantId,
     member_id: &MemberId,
     signup: &Signup,
-) -> ApiResult<()> {
+) -> ApiResult<Option<SignupAttribution>> {
     let at = to_micros(tx.now());
     store::save_signals(tx.conn(), tenant_id, member_id, &signup.signals, at).await?;
-    if let Some(code) = &signup.invite_code {
-        attribute(tx, tenant_id, member_id, code, Lateness::NewMember).await?;
-    }
-    Ok(())
+    let Some(code) = &signup.invite_code else {
+        return Ok(None);
+    };
+    let referral = attribute(tx, tenant_id, member_id, code, Lateness::NewMember).await?;
+    Ok(Some(SignupAttribution {
+        referral_id: referral.id,
+        status: referral.status,
+        reason: referral.reason,
+        inviter_id: referral.inviter_id,
+    }))
 }
 
 /// Called by member erasure inside its transaction: the device id and IP address given at
@@ -1130,7 +1136,8 @@ async fn create_campaign(
     auth: Auth,
     Json(request): Json<CreateCampaign>,
 ) -> ApiResult<(StatusCode, Json<Campaign>)> {
-    let campaign = NewCampaign::try_from(request)?;
+    let zone = crate::tenants::time_zone_in(&state.db, &auth.tenant_id).await?;
+    let campaign = NewCampaign::from_request(request, &zone)?;
     let mut tx = state.begin().await?;
     check_templates(&mut tx, &auth.tenant_id, &campaign).await?;
     let id = CampaignId::generate();

@@ -5,7 +5,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{validate_ladder, QualifyOn, Reward, RewardSpec, Rung, Signals};
 use crate::common::error::ApiError;
-use crate::common::time::parse_instant;
+use crate::common::time::instant_field;
+use jiff::tz::TimeZone;
 
 /// Longest campaign name.
 pub const MAX_NAME_LEN: usize = 100;
@@ -69,19 +70,15 @@ fn reward(field: &str, spec: &RewardSpec) -> Result<Reward, ApiError> {
         .map_err(|e| ApiError::validation(field, e.to_string()))
 }
 
-fn instant(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
-    text.map(|t| {
-        parse_instant(t)
-            .map(crate::common::time::to_micros)
-            .ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 instant"))
-    })
-    .transpose()
+fn instant(field: &str, text: Option<&str>, zone: &TimeZone) -> Result<Option<i64>, ApiError> {
+    text.map(|t| instant_field(field, t, zone).map(crate::common::time::to_micros))
+        .transpose()
 }
 
-impl TryFrom<CreateCampaign> for NewCampaign {
-    type Error = ApiError;
-
-    fn try_from(request: CreateCampaign) -> Result<Self, ApiError> {
+impl NewCampaign {
+    /// Validate a request; date-only `starts_at` / `ends_at` are the start of that day in `zone`
+    /// (the tenant's).
+    pub fn from_request(request: CreateCampaign, zone: &TimeZone) -> Result<Self, ApiError> {
         let name = request.name.trim().to_owned();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_LEN
@@ -147,8 +144,8 @@ impl TryFrom<CreateCampaign> for NewCampaign {
         if request.budget.is_some_and(|n| n < 1) {
             return Err(ApiError::validation("budget", "must be 1 or more"));
         }
-        let starts_at = instant("starts_at", request.starts_at.as_deref())?;
-        let ends_at = instant("ends_at", request.ends_at.as_deref())?;
+        let starts_at = instant("starts_at", request.starts_at.as_deref(), zone)?;
+        let ends_at = instant("ends_at", request.ends_at.as_deref(), zone)?;
         if let (Some(s), Some(e)) = (starts_at, ends_at) {
             if e <= s {
                 return Err(ApiError::validation("ends_at", "must be after starts_at"));
