@@ -130,9 +130,14 @@ pub enum OrderCommand {
     Import {
         #[arg(long)]
         tenant: String,
-        /// `csv` (`external_member_id,ordered_at,amount,currency,items`) or `cdnow`.
+        /// `csv` (header `external_member_id,ordered_at,amount,currency,items`; `amount` in
+        /// yuan, or an `amount_fen` column in fen; optional `order_id`) or `cdnow`.
         #[arg(long, default_value = "csv")]
         format: String,
+        /// A row repeating an imported order: `skip` (counted in `skipped`) or `error` (a row
+        /// error).
+        #[arg(long, default_value = "skip")]
+        on_duplicate: String,
         file: PathBuf,
     },
 }
@@ -460,17 +465,24 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 OrderCommand::Import {
                     tenant,
                     format,
+                    on_duplicate,
                     file,
                 },
         } => {
             let tenant = tenant_id(&tenant)?;
             anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
-            let format = match format.as_str() {
-                "csv" => crate::orders::import::Format::Csv,
-                "cdnow" => crate::orders::import::Format::Cdnow,
-                other => anyhow::bail!("unknown format {other:?}: use csv or cdnow"),
+            let Some(format) = crate::orders::import::Format::parse(&format) else {
+                anyhow::bail!("unknown format {format:?}: use csv or cdnow");
             };
-            let report = import_orders_file(&db, &tenant, format, &file).await?;
+            let Some(on_duplicate) = crate::orders::import::OnDuplicate::parse(&on_duplicate)
+            else {
+                anyhow::bail!("unknown --on-duplicate {on_duplicate:?}: use skip or error");
+            };
+            let options = crate::orders::import::Options {
+                format,
+                on_duplicate,
+            };
+            let report = import_orders_file(&db, &tenant, options, &file).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Analytics { command } => return analytics(&db, command).await,
@@ -688,7 +700,7 @@ fn validation_json(report: &crate::analytics::scoring::HoldoutReport) -> serde_j
 async fn import_orders_file(
     db: &Db,
     tenant: &TenantId,
-    format: crate::orders::import::Format,
+    options: crate::orders::import::Options,
     file: &std::path::Path,
 ) -> anyhow::Result<crate::orders::import::OrderImportReport> {
     let handle = tokio::fs::File::open(file)
@@ -709,7 +721,7 @@ async fn import_orders_file(
         Timestamp::now,
         tenant,
         &zone,
-        format,
+        options,
         reader,
         move |rows| {
             rows_bar.set_message(format!("{rows} rows"));

@@ -288,7 +288,9 @@ pub struct ClvOverview {
     /// CLV at the 10th, 25th, 50th, 75th, 90th and 99th percentiles (fen).
     #[schema(value_type = Object)]
     pub percentiles: Value,
-    pub top: Vec<MemberAnalytics>,
+    /// The most valuable members, with their names and external ids (null once erased).
+    #[schema(value_type = Vec<Object>)]
+    pub top: Vec<TopMember>,
     /// The last model fit, or null before the first one.
     #[schema(value_type = Option<Object>)]
     pub fit: Value,
@@ -300,6 +302,15 @@ pub struct ClvOverview {
     pub value_unavailable_reason: Option<String>,
 }
 
+/// One of the most valuable members: who they are, and their scores.
+#[derive(Debug, Serialize)]
+pub struct TopMember {
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    #[serde(flatten)]
+    pub scores: MemberAnalytics,
+}
+
 /// The CLV distribution and the most valuable members.
 #[utoipa::path(get, path = "/v1/analytics/clv", tag = "analytics", params(ClvQuery),
     responses((status = 200, body = ClvOverview)), security(("api_key" = [])))]
@@ -308,7 +319,7 @@ async fn clv_overview(
     auth: Auth,
     Query(query): Query<ClvQuery>,
 ) -> ApiResult<Json<ClvOverview>> {
-    let top = crate::common::pagination::limit(query.top, 10, 100)?;
+    let top = crate::common::pagination::count("top", query.top, 10, 100)?;
     let values: Vec<i64> = sqlx::query_scalar(
         "SELECT clv FROM member_score WHERE tenant_id = $1 AND clv IS NOT NULL ORDER BY clv",
     )
@@ -329,9 +340,15 @@ async fn clv_overview(
         let rank = ((p / 100.0) * values.len() as f64).ceil().max(1.0) as usize;
         values[rank.min(values.len()) - 1]
     };
+    let columns: Vec<String> = SCORE_COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{}", c.trim()))
+        .collect();
     let rows = sqlx::query(&format!(
-        "SELECT {SCORE_COLUMNS} FROM member_score WHERE tenant_id = $1 AND clv IS NOT NULL \
-         ORDER BY clv DESC, member_id LIMIT $2"
+        "SELECT {}, m.name, m.external_id FROM member_score s \
+         LEFT JOIN member m ON m.tenant_id = s.tenant_id AND m.id = s.member_id \
+         WHERE s.tenant_id = $1 AND s.clv IS NOT NULL ORDER BY s.clv DESC, s.member_id LIMIT $2",
+        columns.join(", ")
     ))
     .bind(auth.tenant_id.as_str())
     .bind(top)
@@ -348,7 +365,13 @@ async fn clv_overview(
         }),
         top: rows
             .iter()
-            .map(|row| from_row(row).map(|scores| fit.explain(scores)))
+            .map(|row| {
+                Ok::<_, sqlx::Error>(TopMember {
+                    name: row.try_get("name")?,
+                    external_id: row.try_get("external_id")?,
+                    scores: fit.explain(from_row(row)?),
+                })
+            })
             .collect::<Result<_, _>>()?,
         value_unavailable_reason: (without > 0).then(|| fit.value_reason.clone()).flatten(),
         fit: fit.info,

@@ -59,6 +59,29 @@ pub async fn check_header<R>(reader: &mut AsyncReader<R>, columns: &[&str]) -> R
 where
     R: AsyncRead + Unpin + Send,
 {
+    let expected = format!("`{}`", columns.join(","));
+    let found = read_header(reader, &expected).await?;
+    if found != columns {
+        return Err(ApiError::invalid_request(format!(
+            "the CSV header must be {expected}; found `{}`",
+            found.join(",")
+        ))
+        .with_details(json!({ "line": 1 })));
+    }
+    Ok(())
+}
+
+/// Read the CSV header: its column names lower-cased and trimmed (a UTF-8 byte-order mark
+/// allowed), for formats whose columns may come in any order. A header that cannot be read,
+/// or that was longer than [`MAX_ROW_BYTES`] or holds a NUL byte, rejects the whole file
+/// (400); `expected` says what the header should be, for the message.
+pub async fn read_header<R>(
+    reader: &mut AsyncReader<R>,
+    expected: &str,
+) -> Result<Vec<String>, ApiError>
+where
+    R: AsyncRead + Unpin + Send,
+{
     let found: Vec<String> = reader
         .headers()
         .await
@@ -76,21 +99,12 @@ where
         .collect();
     if found.iter().any(|h| h.contains('\u{0}')) {
         return Err(ApiError::invalid_request(format!(
-            "the CSV header must be `{}`; found a header longer than {MAX_ROW_BYTES} bytes or \
-             holding a NUL byte",
-            columns.join(",")
+            "the CSV header must be {expected}; found a header longer than {MAX_ROW_BYTES} bytes \
+             or holding a NUL byte"
         ))
         .with_details(json!({ "line": 1 })));
     }
-    if found != columns {
-        return Err(ApiError::invalid_request(format!(
-            "the CSV header must be `{}`; found `{}`",
-            columns.join(","),
-            found.join(",")
-        ))
-        .with_details(json!({ "line": 1 })));
-    }
-    Ok(())
+    Ok(found)
 }
 
 /// The file line a record (or a broken record) starts on; `fallback` when the reader does

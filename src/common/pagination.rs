@@ -4,11 +4,17 @@ use super::error::ApiError;
 
 /// Validate a `limit` query parameter: default when absent, 1..=max otherwise.
 pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    count("limit", requested, default, max)
+}
+
+/// A bounded count given in the parameter `field` (`limit`, `top`…): `default` when absent,
+/// 422 naming `field` outside `1..=max`.
+pub fn count(field: &str, requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match requested {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
         Some(_) => Err(ApiError::validation(
-            "limit",
+            field,
             format!("must be between 1 and {max}"),
         )),
     }

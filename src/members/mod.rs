@@ -33,8 +33,8 @@ use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::time::{instant_field, to_micros};
 use crate::tenants;
-use jiff::tz::TimeZone;
 use crate::AppState;
+use jiff::tz::TimeZone;
 use model::{Changes, CreateMember, CreatedMember, Member, Profile, TagChange, UpdateMember};
 
 /// Largest page of `GET /v1/members`.

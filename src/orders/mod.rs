@@ -4,12 +4,14 @@
 //! - [`store`]: order rows and their conditional state changes.
 //! - [`checkout`]: the life cycle — place, pay, cancel, expire, fulfil, complete, refund.
 //! - [`flash_sales`] (秒杀) and [`group_buys`] (拼团): hot paths through the batcher.
-//! - [`products`]: SKUs; [`import`]: order history in bulk for analytics.
+//! - [`products`]: SKUs; [`import`]: order history in bulk for analytics, each order once
+//!   ([`import_key`] says when two rows are the same order).
 
 pub mod checkout;
 pub mod flash_sales;
 pub mod group_buys;
 pub mod import;
+pub mod import_key;
 pub mod model;
 pub mod products;
 pub mod store;
@@ -31,7 +33,7 @@ use crate::common::sql::Sql;
 use crate::membership::program::tenant_zone;
 use crate::AppState;
 use checkout::{CreateOrder, PaymentRequest, Refund, RefundRequest};
-use import::{Format, OrderImportReport};
+use import::{Format, OnDuplicate, OrderImportReport};
 use model::Order;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -54,13 +56,34 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct ImportQuery {
     /// `csv` (default) or `cdnow`.
     pub format: Option<String>,
+    /// What a row repeating an imported order (same `order_id`, or same member, instant,
+    /// amount, currency and items) becomes: `skip` (default; counted in `skipped`) or
+    /// `error` (a row error; the other rows are imported).
+    pub on_duplicate: Option<String>,
 }
 
-/// Import order history (CSV `external_member_id,ordered_at,amount,currency,items`, or the
-/// CDNOW files with `?format=cdnow`): paid external orders, creating members by external id.
+/// Import order history: paid external orders, creating members by external id. Importing a
+/// file again creates no order twice.
+///
+/// CSV (default): a header names the columns, in any order: `external_member_id` and
+/// `ordered_at` (RFC 3339 instant, or `YYYY-MM-DD` = local midnight in the tenant's zone) are
+/// needed; the money is `amount` in **yuan** (major units, at most two decimals: `29.90` =
+/// 2990 fen) or `amount_fen` in **fen** (an integer, the unit of the JSON API), or both when
+/// they agree (a row error when they do not); `currency` (default CNY), `items`
+/// (`sku:qty|sku:qty`, a sku alone = quantity 1) and `order_id` (the order's id where it was
+/// placed, stored as its `external_reference`) may be left out. With `?format=cdnow`, the
+/// CDNOW files as they are.
+///
+/// A row repeating an order imported before, or an earlier row of the file, is skipped and
+/// counted in `skipped` (`created` counts new orders only), or with `on_duplicate=error`
+/// reported as a row error. Rows with an `order_id` repeat when the id does (the id wins over
+/// the other fields); rows without one when member, instant, amount, currency and items do.
+/// Bad rows are listed in `errors` with their line; the good rows are imported.
 #[utoipa::path(post, path = "/v1/orders/import", tag = "orders", params(ImportQuery),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = OrderImportReport), (status = 400)), security(("api_key" = [])))]
+    responses((status = 200, body = OrderImportReport), (status = 400), (status = 413),
+              (status = 422)),
+    security(("api_key" = [])))]
 async fn import_orders(
     State(state): State<AppState>,
     auth: Auth,
@@ -68,9 +91,14 @@ async fn import_orders(
     body: Body,
 ) -> ApiResult<Json<OrderImportReport>> {
     let format = match query.format.as_deref() {
-        None | Some("csv") => Format::Csv,
-        Some("cdnow") => Format::Cdnow,
-        Some(_) => return Err(ApiError::validation("format", "must be csv or cdnow")),
+        None => Format::Csv,
+        Some(text) => Format::parse(text)
+            .ok_or_else(|| ApiError::validation("format", "must be csv or cdnow"))?,
+    };
+    let on_duplicate = match query.on_duplicate.as_deref() {
+        None => OnDuplicate::Skip,
+        Some(text) => OnDuplicate::parse(text)
+            .ok_or_else(|| ApiError::validation("on_duplicate", "must be skip or error"))?,
     };
     let zone = {
         let mut conn = state.db.read().acquire().await?;
@@ -84,7 +112,10 @@ async fn import_orders(
         move || clock.now(),
         &auth.tenant_id,
         &zone,
-        format,
+        import::Options {
+            format,
+            on_duplicate,
+        },
         reader,
         |_| {},
     )
