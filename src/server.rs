@@ -21,6 +21,7 @@ use crate::common::batcher::Batcher;
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::{Db, Tx};
 use crate::common::error::ApiError;
+use crate::common::hooks::Hooks;
 use crate::common::rate_limit::{self, RateLimitConfig, RateLimits};
 use crate::common::scheduler::{self, Job};
 use crate::common::time::to_micros;
@@ -51,9 +52,22 @@ pub struct Commerce {
     pub naive_flash_sales: bool,
 }
 
+/// The domains' hooks, in the order they run (DESIGN rule 12; `common::hooks`). Owners of a
+/// life cycle (orders, members) call every hook of a kind and know no domain by name; a new
+/// domain that reacts to orders or members is added here.
+pub fn hooks() -> Hooks {
+    Hooks::new()
+        // A new member's first tier, before anything that may give it growth.
+        .member(membership::hooks::TierHooks)
+        // Referrals: attribution at signup, qualification on payment, void on refund.
+        .member(referrals::hooks::ReferralHooks)
+        .order(referrals::hooks::ReferralHooks)
+}
+
 impl AppState {
     /// Build the state and start the background executors (needs a Tokio runtime).
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        crate::common::hooks::install(hooks);
         Self {
             ledger: Ledger::start(db.clone(), clock.clone()),
             commerce: Commerce {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod hooks;
 pub mod idempotency;
 pub mod ids;
 pub mod import;

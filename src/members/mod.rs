@@ -27,6 +27,7 @@ use crate::common::db::Backend;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
+use crate::common::hooks;
 use crate::common::idempotency;
 use crate::common::ids::MemberId;
 use crate::common::json::Json;
@@ -71,30 +72,38 @@ async fn create_member(
     auth: Auth,
     Json(mut request): Json<CreateMember>,
 ) -> ApiResult<(StatusCode, Json<CreatedMember>)> {
-    let signup = crate::growth::referrals::model::Signup::parse(
-        request.invite_code.take(),
-        request.device_id.take(),
-        request.ip.take(),
-    )?;
+    let signup = hooks::Signup {
+        invite_code: request.invite_code.take(),
+        device_id: request.device_id.take(),
+        ip: request.ip.take(),
+    };
+    let hooks = hooks::registered()?;
+    hooks.check_signup(&signup)?;
     let profile = Profile::try_from(request)?;
     let id = MemberId::generate();
     let mut tx = state.begin().await?;
     let at = to_micros(tx.now());
     store::insert(tx.conn(), &auth.tenant_id, &id, &profile, at).await?;
-    crate::membership::program::initial_tier(&mut tx, &auth.tenant_id, &id).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "member.created",
         Some(id.as_str()),
         json!({ "member_id": id, "source": profile.source, "via": "api" }),
     ));
-    let referral =
-        crate::growth::referrals::on_member_created(&mut tx, &auth.tenant_id, &id, &signup).await?;
+    let created = hooks::MemberCreated {
+        tenant_id: &auth.tenant_id,
+        member_id: &id,
+        signup: &signup,
+    };
+    let outcome = hooks.member_created(&mut tx, &created).await?;
     let member = store::require(tx.conn(), &auth.tenant_id, &id).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedMember { member, referral }),
+        Json(CreatedMember {
+            member,
+            referral: outcome.referral,
+        }),
     ))
 }
 
@@ -195,7 +204,11 @@ async fn erase_member(
     let at = to_micros(tx.now());
     let personal = store::personal_values(&member);
     store::erase(tx.conn(), &auth.tenant_id, &id, &personal, at).await?;
-    crate::growth::referrals::on_member_erased(&mut tx, &auth.tenant_id, &id).await?;
+    let erased = hooks::MemberErased {
+        tenant_id: &auth.tenant_id,
+        member_id: &id,
+    };
+    hooks::registered()?.member_erased(&mut tx, &erased).await?;
     // Responses stored for Idempotency-Key replays: those naming the member (its id, or one of
     // its values) are replaced by a `member_erased` error.
     let mut needles: Vec<&str> = vec![id.as_str()];
@@ -325,13 +338,10 @@ async fn list_members(
         }
     }
     if let Some(segment) = &query.rfm_segment {
-        if !crate::analytics::routes::SEGMENTS.contains(&segment.as_str()) {
+        if !model::RFM_SEGMENTS.contains(&segment.as_str()) {
             return Err(ApiError::validation(
                 "rfm_segment",
-                format!(
-                    "must be one of {}",
-                    crate::analytics::routes::SEGMENTS.join(", ")
-                ),
+                format!("must be one of {}", model::RFM_SEGMENTS.join(", ")),
             ));
         }
     }

@@ -394,21 +394,20 @@ pub struct Member {
     pub erased_at: Option<String>,
 }
 
-/// What became of the invite code given at signup: the referral it made and its status.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SignupAttribution {
-    pub referral_id: String,
-    /// The referral's status, as `GET /v1/referrals` shows it: `attributed` (the inviter is
-    /// set), `pending` or `rewarded` (a campaign that qualifies at signup: rewards granted),
-    /// `review` (held for an operator; the inviter is set, rewards wait) or `refused` (by the
-    /// anti-fraud rules; no inviter is set).
-    pub status: String,
-    /// Why it was refused or held (`self_referral`, `device_reused`, `velocity`…); null when
-    /// attributed.
-    pub reason: Option<String>,
-    #[schema(value_type = String)]
-    pub inviter_id: MemberId,
-}
+pub use crate::common::hooks::SignupAttribution;
+
+/// The RFM segment names a member can be filtered by (`?rfm_segment=`), in the order analytics
+/// lists them; analytics computes them (`analytics::model::rfm`) and checks it names these.
+pub const RFM_SEGMENTS: [&str; 8] = [
+    "champions",
+    "loyal",
+    "potential",
+    "new",
+    "at_risk",
+    "cant_lose",
+    "hibernating",
+    "lost",
+];
 
 /// A member just created, and what its invite code did (null without one).
 #[derive(Debug, Serialize, ToSchema)]

@@ -12,6 +12,7 @@
 //! [`coupons::grant`] inside their own transaction) rather than over HTTP.
 
 pub mod coupons;
+pub mod hooks;
 pub mod program;
 pub mod rules;
 pub mod stored_value;

@@ -25,10 +25,10 @@ use super::{flash_sales, group_buys, products};
 use crate::common::db::Tx;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
+use crate::common::hooks;
 use crate::common::ids::{MemberId, OrderId, OrderRefundId, TenantId};
 use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
-use crate::growth::referrals;
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
@@ -561,7 +561,13 @@ async fn after_paid(tx: &mut Tx, tenant_id: &TenantId, order: &mut StoredOrder) 
         .execute(tx.conn())
         .await?;
     order.growth_given = growth;
-    referrals::on_order_paid(tx, tenant_id, &member_id, &order.id, order.total).await?;
+    let paid = hooks::OrderPaid {
+        tenant_id,
+        member_id: &member_id,
+        order_id: &order.id,
+        total: order.total,
+    };
+    hooks::registered()?.order_paid(tx, &paid).await?;
     match (order.campaign_kind.as_deref(), order.campaign_id.as_deref()) {
         (Some(flash_sales::KIND), Some(sale)) => {
             flash_sales::on_paid(tx.conn(), tenant_id, sale, order.qty).await?
@@ -755,6 +761,13 @@ pub async fn close_unpaid_in(
         json!({ "order_id": order.id, "member_id": order.member_id, "qty": order.qty,
                 "campaign_id": order.campaign_id, "team_id": order.team_id }),
     ));
+    let closed = hooks::OrderClosed {
+        tenant_id,
+        member_id: &MemberId::from_db(order.member_id.clone()),
+        order_id: &order.id,
+        status: to,
+    };
+    hooks::registered()?.order_closed(tx, &closed).await?;
     Ok(true)
 }
 
@@ -1208,7 +1221,16 @@ pub async fn refund_in(
             "points_returned": plan.points_back, "reason": reason,
         }),
     ));
-    referrals::on_order_refunded(tx, tenant_id, &order.id, plan.full).await?;
+    let refunded = hooks::OrderRefunded {
+        tenant_id,
+        member_id: &MemberId::from_db(order.member_id.clone()),
+        order_id: &order.id,
+        refund_id: &refund_id,
+        amount: plan.amount,
+        refunded_total: plan.refunded_after,
+        full: plan.full,
+    };
+    hooks::registered()?.order_refunded(tx, &refunded).await?;
     if let Some(team_id) = &order.team_id {
         if plan.full {
             group_buys::on_refunded(tx.conn(), tenant_id, team_id).await?;

@@ -42,6 +42,7 @@
 //! event. Work on one campaign is serialised by taking its row lock first, so counts (velocity,
 //! daily cap, ladder rungs) are settled; the budget update is exact on its own.
 
+pub mod hooks;
 pub mod model;
 pub mod rules;
 pub mod store;
@@ -58,6 +59,7 @@ use crate::common::db::Tx;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
+use crate::common::hooks::SignupAttribution;
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
@@ -65,7 +67,7 @@ use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::time::{from_micros, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
-use crate::members::{self, model::SignupAttribution};
+use crate::members;
 use crate::membership::coupons::{self, model::CouponTemplateId};
 use crate::membership::program;
 use crate::membership::rules::calendar;
