@@ -21,17 +21,9 @@ use crate::common::time::micros_to_rfc3339;
 use crate::members;
 use crate::AppState;
 
-/// The RFM segments, in the order the API lists them.
-pub const SEGMENTS: [&str; 8] = [
-    "champions",
-    "loyal",
-    "potential",
-    "new",
-    "at_risk",
-    "cant_lose",
-    "hibernating",
-    "lost",
-];
+/// The RFM segments, in the order the API lists them (named with the members they filter,
+/// below analytics: `members::model::RFM_SEGMENTS`).
+pub const SEGMENTS: [&str; 8] = members::model::RFM_SEGMENTS;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -411,4 +403,26 @@ async fn cohorts(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Co
         fit: fit.info,
         model_quality: fit.model_quality,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::model::rfm::Segment;
+
+    #[test]
+    fn the_segment_names_members_filter_by_are_the_ones_rfm_computes() {
+        let computed = [
+            Segment::Champions,
+            Segment::Loyal,
+            Segment::Potential,
+            Segment::New,
+            Segment::AtRisk,
+            Segment::CantLose,
+            Segment::Hibernating,
+            Segment::Lost,
+        ]
+        .map(Segment::as_str);
+        assert_eq!(computed, SEGMENTS);
+    }
 }

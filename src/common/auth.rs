@@ -214,7 +214,7 @@ pub async fn require_api_key(
     }
     match lookup(&state, key).await {
         Ok(Some(auth)) => {
-            if let Err(limited) = state.limits.check_key(&auth) {
+            if let Err(limited) = state.limits.check_key(&auth.tenant_id, &auth.key_id) {
                 metrics::counter!("rate_limited_total", "limit" => "per_key").increment(1);
                 return limited.into_response();
             }

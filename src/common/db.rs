@@ -33,31 +33,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _};
 
 use super::events::{self, NewEvent};
 
-/// Which database engine a [`Db`] runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn from_url(url: &str) -> anyhow::Result<Self> {
-        if url.starts_with("sqlite:") {
-            Ok(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Backend::Postgres)
-        } else {
-            anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://…")
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
+pub use super::sql::Backend;
 
 /// Connection pools to the database.
 #[derive(Debug, Clone)]

@@ -29,7 +29,6 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{NotUntil, Quota, RateLimiter};
 
-use super::auth::Auth;
 use super::error::ApiError;
 use super::ids::{ApiKeyId, TenantId};
 use crate::AppState;
@@ -153,15 +152,16 @@ impl RateLimits {
         Self::default()
     }
 
-    /// Count one request of an authenticated key.
-    pub fn check_key(&self, auth: &Auth) -> Result<(), ApiError> {
-        let limiter = match self.tenants.get(&auth.tenant_id) {
+    /// Count one request of an authenticated key (the tenant's own rate, if set, else the
+    /// default per-key rate).
+    pub fn check_key(&self, tenant_id: &TenantId, key_id: &ApiKeyId) -> Result<(), ApiError> {
+        let limiter = match self.tenants.get(tenant_id) {
             Some(own) => own.as_ref(),
             None => self.per_key.as_ref(),
         };
         match limiter {
             Some(limiter) => limiter
-                .check_key(&auth.key_id)
+                .check_key(key_id)
                 .map_err(|not_until| refusal("per_key", &not_until)),
             None => Ok(()),
         }
@@ -250,6 +250,7 @@ pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::auth::Auth;
 
     fn auth(tenant: &TenantId) -> Auth {
         Auth {
@@ -267,13 +268,19 @@ mod tests {
         });
         let caller = auth(&TenantId::generate());
         for _ in 0..10 {
-            limits.check_key(&caller).unwrap();
+            limits.check_key(&caller.tenant_id, &caller.key_id).unwrap();
         }
-        let refused = limits.check_key(&caller).unwrap_err();
+        let refused = limits
+            .check_key(&caller.tenant_id, &caller.key_id)
+            .unwrap_err();
         assert_eq!(refused.status.as_u16(), 429);
         assert_eq!(refused.retry_after, Some(1));
         // Another key has its own budget.
-        limits.check_key(&auth(&TenantId::generate())).unwrap();
+        {
+            let other = auth(&TenantId::generate());
+            limits.check_key(&other.tenant_id, &other.key_id)
+        }
+        .unwrap();
     }
 
     #[test]
@@ -286,11 +293,11 @@ mod tests {
         });
         let caller = auth(&generous);
         for _ in 0..1000 {
-            limits.check_key(&caller).unwrap();
+            limits.check_key(&caller.tenant_id, &caller.key_id).unwrap();
         }
         let off = RateLimits::off();
         for _ in 0..1000 {
-            off.check_key(&caller).unwrap();
+            off.check_key(&caller.tenant_id, &caller.key_id).unwrap();
             off.check_ip(IpAddr::from([127, 0, 0, 1])).unwrap();
             assert!(off
                 .auth_failed(Some(IpAddr::from([127, 0, 0, 1])))
