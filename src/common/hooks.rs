@@ -82,8 +82,8 @@ pub struct SignupAttribution {
     /// `review` (held for an operator; the inviter is set, rewards wait) or `refused` (by the
     /// anti-fraud rules; no inviter is set).
     pub status: String,
-    /// Why it was refused or held (`self_referral`, `same_device`, `velocity`…); null when
-    /// attributed.
+    /// Why it was refused or held (`self_invite`, `same_device`, `same_ip`, `already_customer`,
+    /// `invite_cycle`, `velocity_exceeded`, `shared_device`…); null when attributed.
     pub reason: Option<String>,
     #[schema(value_type = String)]
     pub inviter_id: MemberId,
