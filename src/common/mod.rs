@@ -17,4 +17,5 @@ pub mod price;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod sql;
+pub mod text;
 pub mod time;

@@ -22,6 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::MemberId;
+use crate::common::text;
 use crate::AppState;
 
 crate::typed_id!(GroupId, "grp");
@@ -48,15 +49,5 @@ pub const MAX_NAME_CHARS: usize = 100;
 
 /// A trimmed, non-empty name of at most [`MAX_NAME_CHARS`] printable characters.
 pub(crate) fn name(field: &str, value: &str) -> ApiResult<String> {
-    let value = value.trim();
-    if value.is_empty()
-        || value.chars().count() > MAX_NAME_CHARS
-        || value.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            field,
-            format!("must be 1 to {MAX_NAME_CHARS} printable characters"),
-        ));
-    }
-    Ok(value.to_owned())
+    text::required(field, value, MAX_NAME_CHARS)
 }

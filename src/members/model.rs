@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::common::error::ApiError;
 use crate::common::ids::MemberId;
 use crate::common::json::double_option;
+use crate::common::text;
 
 /// Longest `external_id`, `name`, `source` and tag.
 pub const MAX_EXTERNAL_ID_LEN: usize = 128;
@@ -213,37 +214,11 @@ impl TryFrom<UpdateMember> for Changes {
 }
 
 pub fn external_id(value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > MAX_EXTERNAL_ID_LEN {
-        return Err(ApiError::validation(
-            "external_id",
-            format!("must be 1 to {MAX_EXTERNAL_ID_LEN} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "external_id",
-            "must not contain control characters",
-        ));
-    }
-    Ok(value.to_owned())
+    text::required("external_id", value, MAX_EXTERNAL_ID_LEN)
 }
 
 pub fn name(value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::validation(
-            "name",
-            format!("must be 1 to {MAX_NAME_LEN} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "name",
-            "must not contain control characters",
-        ));
-    }
-    Ok(value.to_owned())
+    text::required("name", value, MAX_NAME_LEN)
 }
 
 /// E.164: `+`, a country code not starting with 0, 8 to 15 digits in all. Chinese mobile
@@ -301,34 +276,19 @@ pub fn gender(value: &str) -> Result<String, ApiError> {
 
 /// Stored as sent (trimmed): known keys and free text alike.
 pub fn source(value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty()
-        || value.chars().count() > MAX_SOURCE_LEN
-        || value.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            "source",
-            format!("must be 1 to {MAX_SOURCE_LEN} printable characters"),
-        ));
-    }
-    Ok(value.to_owned())
+    text::required("source", value, MAX_SOURCE_LEN)
 }
 
 /// Tags: trimmed, 1 to 64 characters, no `|` (the CSV separator), no duplicates, at most 100.
 pub fn tags(field: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::with_capacity(values.len());
     for value in values {
-        let tag = value.trim();
-        if tag.is_empty()
-            || tag.chars().count() > MAX_TAG_LEN
-            || tag.contains('|')
-            || tag.chars().any(char::is_control)
-        {
+        let Some(tag) = text::trimmed(value, MAX_TAG_LEN).filter(|t| !t.contains('|')) else {
             return Err(ApiError::validation(
                 field,
                 format!("each tag must be 1 to {MAX_TAG_LEN} characters without '|'"),
             ));
-        }
+        };
         if !out.iter().any(|t| t == tag) {
             out.push(tag.to_owned());
         }

@@ -34,11 +34,9 @@ pub struct CreatedTenant {
 
 /// Create a tenant with one API key.
 pub async fn create(db: &Db, name: &str, now: Timestamp) -> anyhow::Result<CreatedTenant> {
-    let name = name.trim();
-    anyhow::ensure!(
-        !name.is_empty() && name.chars().count() <= MAX_NAME_LEN,
-        "tenant name must be 1 to {MAX_NAME_LEN} characters"
-    );
+    let name = crate::common::text::trimmed(name, MAX_NAME_LEN).ok_or_else(|| {
+        anyhow::anyhow!("tenant name must be 1 to {MAX_NAME_LEN} printable characters")
+    })?;
     let tenant_id = TenantId::generate();
     let mut tx = db.begin(now).await?;
     sqlx::query("INSERT INTO tenant (id, name, timezone, created_at) VALUES ($1, $2, $3, $4)")

@@ -64,6 +64,7 @@ use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::scheduler::{self, Job, NewJob};
+use crate::common::text;
 use crate::common::time::{from_micros, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
@@ -1217,20 +1218,8 @@ async fn update_campaign(
             return Err(ApiError::validation("status", "can only be set to ended"));
         }
     }
-    let name = request
-        .name
-        .map(|n| {
-            let n = n.trim().to_owned();
-            if n.is_empty() || n.chars().count() > model::MAX_NAME_LEN {
-                Err(ApiError::validation(
-                    "name",
-                    format!("must be 1 to {} characters", model::MAX_NAME_LEN),
-                ))
-            } else {
-                Ok(n)
-            }
-        })
-        .transpose()?;
+    // The rule of creation: a name with a control character is refused here too.
+    let name = text::optional("name", request.name.as_deref(), model::MAX_NAME_LEN)?;
     let mut tx = state.begin().await?;
     store::require_campaign(tx.conn(), &auth.tenant_id, id.as_str()).await?;
     let now = to_micros(tx.now());

@@ -5,6 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{validate_ladder, QualifyOn, Reward, RewardSpec, Rung, Signals};
 use crate::common::error::ApiError;
+use crate::common::text;
 use crate::common::time::instant_field;
 use jiff::tz::TimeZone;
 
@@ -79,16 +80,7 @@ impl NewCampaign {
     /// Validate a request; date-only `starts_at` / `ends_at` are the start of that day in `zone`
     /// (the tenant's).
     pub fn from_request(request: CreateCampaign, zone: &TimeZone) -> Result<Self, ApiError> {
-        let name = request.name.trim().to_owned();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_LEN
-            || name.chars().any(char::is_control)
-        {
-            return Err(ApiError::validation(
-                "name",
-                format!("must be 1 to {MAX_NAME_LEN} printable characters"),
-            ));
-        }
+        let name = text::required("name", &request.name, MAX_NAME_LEN)?;
         let qualify_on = QualifyOn::parse(&request.qualify_on).ok_or_else(|| {
             ApiError::validation(
                 "qualify_on",

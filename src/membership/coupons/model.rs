@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::common::error::ApiError;
 use crate::common::ids::MemberId;
+use crate::common::text;
 use crate::common::time::{instant_field, to_micros};
 use jiff::tz::TimeZone;
 
@@ -179,16 +180,12 @@ impl NewTemplate {
     /// Validate a request field by field; date-only `valid_from` / `valid_to` are the start of
     /// that day in `zone` (the tenant's).
     pub fn from_request(request: CreateTemplate, zone: &TimeZone) -> Result<Self, ApiError> {
-        let name = request.name.as_deref().map(str::trim).unwrap_or_default();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_LEN
-            || name.chars().any(char::is_control)
-        {
-            return Err(ApiError::validation(
-                "name",
-                format!("must be 1 to {MAX_NAME_LEN} printable characters"),
-            ));
-        }
+        // A missing name is refused like an empty one.
+        let name = text::required(
+            "name",
+            request.name.as_deref().unwrap_or_default(),
+            MAX_NAME_LEN,
+        )?;
         let discount = match request.kind.as_deref() {
             Some("amount_off") => {
                 if request.percent_off_bp.is_some() {
@@ -397,17 +394,7 @@ pub struct Redemption {
 
 /// A trimmed, bounded reference (`order_ref`, grant reason).
 pub fn reference(field: &str, value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty()
-        || value.chars().count() > MAX_REF_LEN
-        || value.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            field,
-            format!("must be 1 to {MAX_REF_LEN} printable characters"),
-        ));
-    }
-    Ok(value.to_owned())
+    text::required(field, value, MAX_REF_LEN)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::rules::SpendPolicy;
 use super::{PlanId, RefundId, SpendId, TopupId};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::MemberId;
+use crate::common::text;
 use crate::ledger::model::MAX_AMOUNT;
 
 /// The default cap on a member's stored balance (principal + bonus): ¥5,000 in fen.
@@ -43,16 +44,7 @@ pub struct CreatePlan {
 
 /// A validated new plan: (name, pay, bonus).
 pub fn validate_plan(request: CreatePlan) -> ApiResult<(String, i64, i64)> {
-    let name = request.name.trim().to_owned();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters without control characters"),
-        ));
-    }
+    let name = text::required("name", &request.name, MAX_NAME_CHARS)?;
     if !(1..=MAX_AMOUNT).contains(&request.pay) {
         return Err(ApiError::validation(
             "pay",
