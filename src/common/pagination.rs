@@ -1,6 +1,6 @@
 //! Page sizes and cursors shared by every list endpoint.
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiResult};
 
 /// Validate a `limit` query parameter: default when absent, 1..=max otherwise.
 pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -18,6 +18,16 @@ pub fn count(field: &str, requested: Option<i64>, default: i64, max: i64) -> Res
             format!("must be between 1 and {max}"),
         )),
     }
+}
+
+/// Read the `cursor` query parameter with `parse`, the parser of what the cursor carries (an
+/// id's `parse`, a cursor type's `decode`): `None` when absent, 422 naming `cursor` when it is
+/// not one this API handed out.
+pub fn cursor<T>(raw: Option<&str>, parse: impl FnOnce(&str) -> Option<T>) -> ApiResult<Option<T>> {
+    raw.map(|text| {
+        parse(text).ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
+    })
+    .transpose()
 }
 
 /// Trim a page fetched with `limit + 1` rows to `limit`; the cursor is the last row's `id` when
@@ -46,6 +56,18 @@ mod tests {
         let mut rows = vec![1, 2];
         assert_eq!(next_cursor(&mut rows, 2, |n| n.to_string()), None);
         assert_eq!(rows, [1, 2]);
+    }
+
+    #[test]
+    fn cursor_is_parsed_or_refused_naming_the_parameter() {
+        let even = |text: &str| text.parse::<u32>().ok().filter(|n| n % 2 == 0);
+        assert_eq!(cursor(None, even).unwrap(), None);
+        assert_eq!(cursor(Some("4"), even).unwrap(), Some(4));
+        for bad in ["3", "", "x"] {
+            let error = cursor(Some(bad), even).unwrap_err();
+            assert_eq!(error.status.as_u16(), 422, "{bad:?}");
+            assert_eq!(error.details.as_ref().unwrap()["field"], "cursor");
+        }
     }
 
     #[test]

@@ -234,13 +234,7 @@ async fn list_groups(
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<GroupPage>> {
     let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
-    let cursor = query
-        .cursor
-        .map(|c| {
-            GroupId::parse(&c)
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), GroupId::parse)?;
     let mut conn = state.db.read().acquire().await?;
     let mut sql = Sql::for_conn(
         &conn,

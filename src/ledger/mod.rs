@@ -29,6 +29,7 @@ use crate::common::error::{ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
+use crate::common::pagination;
 use crate::common::scheduler::{self, Job};
 use crate::members;
 use crate::AppState;
@@ -263,7 +264,7 @@ async fn member_transfers(
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<Json<TransferPage>> {
     let id = members::member_id(&id)?;
-    let limit = crate::common::pagination::limit(query.limit, 50, 200)?;
+    let limit = pagination::limit(query.limit, 50, 200)?;
     let asset = query
         .asset
         .map(|a| {
@@ -275,13 +276,7 @@ async fn member_transfers(
             })
         })
         .transpose()?;
-    let cursor = query
-        .cursor
-        .map(|c| {
-            store::HistoryCursor::decode(&c)
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), store::HistoryCursor::decode)?;
     let mut conn = state.db.read().acquire().await?;
     members::store::require(&mut conn, &auth.tenant_id, &id).await?;
     drop(conn);

@@ -324,14 +324,7 @@ async fn list_members(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<MemberPage>> {
     let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
-    let cursor = query
-        .cursor
-        .map(|c| {
-            MemberId::parse(&c)
-                .map(|id| id.to_string())
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), MemberId::parse)?;
     if let Some(status) = &query.status {
         if status != model::STATUS_ACTIVE && status != model::STATUS_ERASED {
             return Err(ApiError::validation("status", "must be active or erased"));
@@ -368,7 +361,7 @@ async fn list_members(
         status: query.status,
         created_after: instant_param("created_after", query.created_after.as_deref(), &zone)?,
         created_before: instant_param("created_before", query.created_before.as_deref(), &zone)?,
-        after_id: cursor,
+        after_id: cursor.map(|id| id.to_string()),
         ids: None,
     };
     let mut data = store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?;

@@ -1166,17 +1166,15 @@ async fn list_campaigns(
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<CampaignPage>> {
     let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
-    let cursor = query
-        .cursor
-        .map(|c| {
-            CampaignId::parse(&c)
-                .map(|id| id.to_string())
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), CampaignId::parse)?;
     let mut conn = state.db.read().acquire().await?;
-    let mut rows =
-        store::list_campaigns(&mut conn, &auth.tenant_id, cursor.as_deref(), limit + 1).await?;
+    let mut rows = store::list_campaigns(
+        &mut conn,
+        &auth.tenant_id,
+        cursor.as_ref().map(CampaignId::as_str),
+        limit + 1,
+    )
+    .await?;
     let next_cursor = pagination::next_cursor(&mut rows, limit, |c| c.id.clone());
     let now = to_micros(state.clock.now());
     Ok(Json(CampaignPage {
@@ -1376,14 +1374,7 @@ async fn campaign_referrals(
             ));
         }
     }
-    let cursor = query
-        .cursor
-        .map(|c| {
-            ReferralId::parse(&c)
-                .map(|id| id.to_string())
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), ReferralId::parse)?;
     let mut conn = state.db.read().acquire().await?;
     store::require_campaign(&mut conn, &auth.tenant_id, id.as_str()).await?;
     let mut rows = store::list_referrals(
@@ -1391,7 +1382,7 @@ async fn campaign_referrals(
         &auth.tenant_id,
         id.as_str(),
         query.status.as_deref(),
-        cursor.as_deref(),
+        cursor.as_ref().map(ReferralId::as_str),
         limit + 1,
     )
     .await?;
@@ -1420,20 +1411,13 @@ async fn list_reviews(
             ));
         }
     }
-    let cursor = query
-        .cursor
-        .map(|c| {
-            ReviewId::parse(&c)
-                .map(|id| id.to_string())
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), ReviewId::parse)?;
     let mut conn = state.db.read().acquire().await?;
     let mut data = store::list_reviews(
         &mut conn,
         &auth.tenant_id,
         query.status.as_deref(),
-        cursor.as_deref(),
+        cursor.as_ref().map(ReviewId::as_str),
         limit + 1,
     )
     .await?;

@@ -249,13 +249,7 @@ async fn list_templates(
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<TemplatePage>> {
     let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
-    let cursor = query
-        .cursor
-        .map(|c| {
-            CouponTemplateId::parse(&c)
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), CouponTemplateId::parse)?;
     let mut conn = state.db.read().acquire().await?;
     let rows = store::list_templates(
         &mut conn,
@@ -552,13 +546,7 @@ async fn member_coupons(
         }
     }
     let limit = pagination::limit(query.limit, 100, MAX_PAGE)?;
-    let cursor = query
-        .cursor
-        .map(|c| {
-            CouponId::parse(&c)
-                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), CouponId::parse)?;
     let now = to_micros(state.clock.now());
     let mut conn = state.db.read().acquire().await?;
     members::store::require(&mut conn, &auth.tenant_id, &member_id).await?;
