@@ -17,8 +17,7 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
 use super::model::{
-    self, BurnTerms, CouponTerms, Order, PriceInput, PricingError, RefundError, CANCELLED,
-    COMPLETED, EXPIRED, FULFILLED, PAID, PENDING_PAYMENT, REFUNDED,
+    self, BurnTerms, CouponTerms, Order, OrderStatus, PriceInput, PricingError, RefundError,
 };
 use super::store::{self, NewOrder, StoredOrder};
 use super::{flash_sales, group_buys, products};
@@ -110,7 +109,7 @@ pub struct Refund {
     pub restocked: bool,
     pub coupon_returned: bool,
     /// The order after the refund.
-    pub order_status: String,
+    pub order_status: OrderStatus,
     pub refunded_amount: i64,
     pub created_at: String,
 }
@@ -378,7 +377,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
         id: order_id.clone(),
         member_id: member_id.to_string(),
         source: "checkout",
-        status: PENDING_PAYMENT,
+        status: OrderStatus::PendingPayment,
         total: pricing.total,
         items: serde_json::to_string(&priced_lines).map_err(ApiError::internal)?,
         ordered_at: now_micros,
@@ -466,7 +465,7 @@ async fn place_external(
         id: order_id.clone(),
         member_id: member_id.to_string(),
         source: "external",
-        status: PAID,
+        status: OrderStatus::Paid,
         total,
         items: serde_json::to_string(&lines).map_err(ApiError::internal)?,
         ordered_at: paid_at,
@@ -621,19 +620,22 @@ pub async fn pay_in(
         ));
     }
     let now = to_micros(tx.now());
-    match order.status.as_str() {
-        PENDING_PAYMENT if order.expires_at.is_some_and(|at| at <= now) => {
+    match order.status {
+        OrderStatus::PendingPayment if order.expires_at.is_some_and(|at| at <= now) => {
             return Err(order_expired(&order))
         }
-        PENDING_PAYMENT => {}
-        EXPIRED => return Err(order_expired(&order)),
-        CANCELLED => {
+        OrderStatus::PendingPayment => {}
+        OrderStatus::Expired => return Err(order_expired(&order)),
+        OrderStatus::Cancelled => {
             return Err(ApiError::conflict(
                 "order_cancelled",
                 "this order was cancelled",
             ))
         }
-        _ => {
+        OrderStatus::Paid
+        | OrderStatus::Fulfilled
+        | OrderStatus::Completed
+        | OrderStatus::Refunded => {
             return Err(ApiError::conflict(
                 "already_paid",
                 "this order was paid already",
@@ -672,8 +674,8 @@ pub async fn pay_in(
         tx.conn(),
         tenant_id,
         &order.id,
-        PENDING_PAYMENT,
-        PAID,
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
         "paid_at",
         now,
     )
@@ -695,7 +697,7 @@ pub async fn pay_in(
     .bind(order.id.as_str())
     .execute(tx.conn())
     .await?;
-    order.status = PAID.into();
+    order.status = OrderStatus::Paid;
     order.paid_at = Some(now);
     order.payment_method = Some(method.into());
     order.payment_reference = Some(reference);
@@ -721,14 +723,14 @@ pub async fn close_unpaid_in(
     tx: &mut Tx,
     tenant_id: &TenantId,
     order: &StoredOrder,
-    to: &'static str,
+    to: OrderStatus,
 ) -> ApiResult<bool> {
     let now = to_micros(tx.now());
     if !store::transition(
         tx.conn(),
         tenant_id,
         &order.id,
-        PENDING_PAYMENT,
+        OrderStatus::PendingPayment,
         to,
         "closed_at",
         now,
@@ -749,7 +751,7 @@ pub async fn close_unpaid_in(
         )
         .await?;
     }
-    let kind = if to == EXPIRED {
+    let kind = if to == OrderStatus::Expired {
         "order.expired"
     } else {
         "order.cancelled"
@@ -765,7 +767,7 @@ pub async fn close_unpaid_in(
         tenant_id,
         member_id: &MemberId::from_db(order.member_id.clone()),
         order_id: &order.id,
-        status: to,
+        status: to.as_str(),
     };
     hooks::registered()?.order_closed(tx, &closed).await?;
     Ok(true)
@@ -925,10 +927,10 @@ async fn expire_one(tx: &mut Tx, tenant_id: &TenantId, id: &str) -> anyhow::Resu
     let due = order
         .expires_at
         .is_some_and(|deadline| deadline <= to_micros(tx.now()));
-    if order.status != PENDING_PAYMENT || !due {
+    if order.status != OrderStatus::PendingPayment || !due {
         return Ok(false);
     }
-    close_unpaid_in(tx, tenant_id, &order, EXPIRED)
+    close_unpaid_in(tx, tenant_id, &order, OrderStatus::Expired)
         .await
         .map_err(|e| anyhow::anyhow!("expiring order {id}: {e}"))
 }
@@ -983,12 +985,17 @@ pub async fn advance_in(
     tx: &mut Tx,
     tenant_id: &TenantId,
     order_id: &str,
-    to: &'static str,
+    to: OrderStatus,
 ) -> ApiResult<StoredOrder> {
     let order = store::require(tx.conn(), tenant_id, order_id, true).await?;
     let (from, stamp, kind) = match to {
-        FULFILLED => (PAID, "fulfilled_at", "order.fulfilled"),
-        _ => (FULFILLED, "completed_at", "order.completed"),
+        OrderStatus::Fulfilled => (OrderStatus::Paid, "fulfilled_at", "order.fulfilled"),
+        OrderStatus::Completed => (OrderStatus::Fulfilled, "completed_at", "order.completed"),
+        other => {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "an order does not advance to {other}"
+            )))
+        }
     };
     if order.status == to {
         return Ok(order);
@@ -1049,7 +1056,7 @@ pub async fn refund_in(
             ));
         }
     }
-    if !matches!(order.status.as_str(), PAID | FULFILLED | COMPLETED) {
+    if !order.status.is_refundable() {
         return Err(ApiError::conflict(
             "not_refundable",
             format!("a {} order cannot be refunded", order.status),
@@ -1141,7 +1148,7 @@ pub async fn refund_in(
     let mut restocked = false;
     if plan.full {
         coupon_returned = return_coupon(tx, tenant_id, &order).await?;
-        let restock = request.restock.unwrap_or(order.status == PAID);
+        let restock = request.restock.unwrap_or(order.status == OrderStatus::Paid);
         if restock {
             release_units(tx, tenant_id, &order, false).await?;
             restocked = true;
@@ -1153,9 +1160,9 @@ pub async fn refund_in(
         ));
     }
     let status = if plan.full {
-        REFUNDED.to_owned()
+        OrderStatus::Refunded
     } else {
-        order.status.clone()
+        order.status
     };
     let updated = sqlx::query(
         "UPDATE customer_order SET refunded_amount = $1, points_returned = points_returned + $2, \
@@ -1209,7 +1216,7 @@ pub async fn refund_in(
             other?;
         }
     }
-    order.status = status.clone();
+    order.status = status;
     order.refunded_amount = plan.refunded_after;
     tx.emit(NewEvent::new(
         tenant_id,
@@ -1365,7 +1372,7 @@ fn refund_from_row(row: &sqlx::any::AnyRow) -> Result<Refund, sqlx::Error> {
         points_returned: row.try_get("points_returned")?,
         restocked: row.try_get::<i64, _>("restocked")? == 1,
         coupon_returned: row.try_get::<i64, _>("coupon_returned")? == 1,
-        order_status: row.try_get("status")?,
+        order_status: model::state_column(row, "status")?,
         refunded_amount: row.try_get("refunded_amount")?,
         created_at: micros_to_rfc3339(row.try_get("created_at")?),
     })

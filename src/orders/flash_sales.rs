@@ -25,7 +25,7 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::model::{self, Order, OrderLine, PENDING_PAYMENT};
+use super::model::{self, state_enum, Order, OrderLine, OrderStatus};
 use super::store::{self, NewOrder};
 use super::{checkout, products};
 use crate::common::auth::Auth;
@@ -93,8 +93,23 @@ pub struct FlashSale {
     pub ends_at: String,
     pub payment_timeout_secs: i64,
     /// `scheduled`, `running`, `sold_out` or `ended`, at the time of the request.
-    pub status: String,
+    pub status: FlashSaleStatus,
     pub created_at: String,
+}
+
+state_enum! {
+    /// Where a flash sale is at a given instant (derived from its times and counts, not
+    /// stored).
+    pub enum FlashSaleStatus {
+        /// Before `starts_at`.
+        Scheduled = "scheduled",
+        /// Selling.
+        Running = "running",
+        /// Running, with no unit available (unpaid orders may still free some).
+        SoldOut = "sold_out",
+        /// At or after `ends_at`.
+        Ended = "ended",
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,13 +168,13 @@ impl SaleRow {
 
     fn view(&self, now: i64) -> FlashSale {
         let status = if now < self.starts_at {
-            "scheduled"
+            FlashSaleStatus::Scheduled
         } else if now >= self.ends_at {
-            "ended"
+            FlashSaleStatus::Ended
         } else if self.available() <= 0 {
-            "sold_out"
+            FlashSaleStatus::SoldOut
         } else {
-            "running"
+            FlashSaleStatus::Running
         };
         FlashSale {
             id: self.id.clone(),
@@ -173,7 +188,7 @@ impl SaleRow {
             starts_at: micros_to_rfc3339(self.starts_at),
             ends_at: micros_to_rfc3339(self.ends_at),
             payment_timeout_secs: self.payment_timeout_secs,
-            status: status.to_owned(),
+            status,
             created_at: micros_to_rfc3339(self.created_at),
         }
     }
@@ -503,7 +518,7 @@ async fn decide_in(
                     id: OrderId::generate().to_string(),
                     member_id: member.to_owned(),
                     source: KIND,
-                    status: PENDING_PAYMENT,
+                    status: OrderStatus::PendingPayment,
                     total: line.line_total,
                     items: serde_json::to_string(&[&line]).unwrap_or_default(),
                     ordered_at: now,

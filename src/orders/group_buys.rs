@@ -27,7 +27,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::checkout::{self, RefundRequest};
 use super::flash_sales::{active_members, PlacedOrder};
-use super::model::{self, OrderLine, CANCELLED, PAID, PENDING_PAYMENT};
+use super::model::{self, state_column, state_enum, OrderLine, OrderStatus};
 use super::products;
 use super::store::{self, NewOrder, StoredOrder};
 use crate::common::auth::Auth;
@@ -101,7 +101,7 @@ pub struct GroupBuy {
 pub struct TeamMember {
     pub member_id: String,
     pub order_id: String,
-    pub order_status: String,
+    pub order_status: OrderStatus,
     pub paid: bool,
     pub opener: bool,
     pub joined_at: String,
@@ -112,7 +112,7 @@ pub struct Team {
     pub id: String,
     pub group_buy_id: String,
     /// `open`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: TeamStatus,
     pub team_size: i64,
     /// Members holding an order in the team (unpaid or paid).
     pub slots_taken: i64,
@@ -122,6 +122,19 @@ pub struct Team {
     pub expires_at: String,
     pub created_at: String,
     pub closed_at: Option<String>,
+}
+
+state_enum! {
+    /// Where a group-buy team is in its life.
+    pub enum TeamStatus {
+        /// Taking members until it fills or its deadline passes.
+        Open = "open",
+        /// Its paid members reached the team size (or its deadline passed with
+        /// `virtual_completion` and at least one paid member).
+        Succeeded = "succeeded",
+        /// Its deadline passed unfilled: unpaid orders cancelled, paid ones refunded.
+        Failed = "failed",
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -199,7 +212,7 @@ struct TeamRow {
     group_buy_id: String,
     opener_member_id: String,
     team_size: i64,
-    status: String,
+    status: TeamStatus,
     slots_taken: i64,
     paid_count: i64,
     expires_at: i64,
@@ -216,7 +229,7 @@ fn team_from_row(row: &AnyRow) -> Result<TeamRow, sqlx::Error> {
         group_buy_id: row.try_get("group_buy_id")?,
         opener_member_id: row.try_get("opener_member_id")?,
         team_size: row.try_get("team_size")?,
-        status: row.try_get("status")?,
+        status: state_column(row, "status")?,
         slots_taken: row.try_get("slots_taken")?,
         paid_count: row.try_get("paid_count")?,
         expires_at: row.try_get("expires_at")?,
@@ -263,8 +276,8 @@ async fn team_view(
     .await?;
     let mut members = Vec::new();
     for row in rows {
-        let status: String = row.try_get("status")?;
-        if status == CANCELLED || status == model::EXPIRED {
+        let status: OrderStatus = state_column(&row, "status")?;
+        if matches!(status, OrderStatus::Cancelled | OrderStatus::Expired) {
             continue;
         }
         let member_id: String = row.try_get("member_id")?;
@@ -272,7 +285,7 @@ async fn team_view(
             opener: member_id == team.opener_member_id,
             member_id,
             order_id: row.try_get("id")?,
-            paid: status != PENDING_PAYMENT,
+            paid: status != OrderStatus::PendingPayment,
             order_status: status,
             joined_at: micros_to_rfc3339(row.try_get("created_at")?),
         });
@@ -280,7 +293,7 @@ async fn team_view(
     Ok(Team {
         id: team.id.clone(),
         group_buy_id: team.group_buy_id.clone(),
-        status: team.status.clone(),
+        status: team.status,
         team_size: team.team_size,
         slots_taken: team.slots_taken,
         slots_left: (team.team_size - team.slots_taken).max(0),
@@ -398,7 +411,7 @@ fn team_order(
         id: OrderId::generate().to_string(),
         member_id: member_id.to_owned(),
         source: KIND,
-        status: PENDING_PAYMENT,
+        status: OrderStatus::PendingPayment,
         total: line.line_total,
         items: serde_json::to_string(&[line]).unwrap_or_default(),
         ordered_at: now,
@@ -672,7 +685,7 @@ async fn decide_in(
             }
             continue;
         };
-        if team.status != "open" || now >= team.expires_at {
+        if team.status != TeamStatus::Open || now >= team.expires_at {
             for &i in indexes {
                 outcomes[i] = Some(Err(ApiError::conflict(
                     "team_closed",
@@ -786,7 +799,7 @@ pub async fn require_payable(
     let team = fetch_team(conn, tenant_id, team_id, true)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order of a missing team")))?;
-    if team.status != "open" {
+    if team.status != TeamStatus::Open {
         return Err(ApiError::conflict(
             "team_closed",
             "this order's team is closed; it can no longer be paid",
@@ -890,25 +903,25 @@ async fn close_team(
     tx: &mut Tx,
     tenant_id: &TenantId,
     team_id: &str,
-) -> ApiResult<Option<&'static str>> {
+) -> ApiResult<Option<TeamStatus>> {
     let Some(team) = fetch_team(tx.conn(), tenant_id, team_id, true).await? else {
         return Ok(None);
     };
-    if team.status != "open" {
+    if team.status != TeamStatus::Open {
         return Ok(None);
     }
     let buy = fetch_buy(tx.conn(), tenant_id, &team.group_buy_id).await?;
     let now = to_micros(tx.now());
     let status = if buy.virtual_completion && team.paid_count > 0 {
-        "succeeded"
+        TeamStatus::Succeeded
     } else {
-        "failed"
+        TeamStatus::Failed
     };
     let moved = sqlx::query(
         "UPDATE group_team SET status = $1, closed_at = $2 \
          WHERE tenant_id = $3 AND id = $4 AND status = 'open'",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(now)
     .bind(tenant_id.as_str())
     .bind(team_id)
@@ -927,9 +940,11 @@ async fn close_team(
     let mut refunded = 0;
     for order_id in order_ids {
         let order = store::require(tx.conn(), tenant_id, &order_id, true).await?;
-        if order.status == PENDING_PAYMENT {
-            checkout::close_unpaid_in(tx, tenant_id, &order, CANCELLED).await?;
-        } else if status == "failed" && order.status == PAID && order.refunded_amount < order.total
+        if order.status == OrderStatus::PendingPayment {
+            checkout::close_unpaid_in(tx, tenant_id, &order, OrderStatus::Cancelled).await?;
+        } else if status == TeamStatus::Failed
+            && order.status == OrderStatus::Paid
+            && order.refunded_amount < order.total
         {
             checkout::refund_in(
                 tx,
@@ -946,17 +961,16 @@ async fn close_team(
             refunded += 1;
         }
     }
-    let kind = if status == "failed" {
-        "group_buy.team_failed"
-    } else {
-        "group_buy.team_succeeded"
+    let kind = match status {
+        TeamStatus::Failed => "group_buy.team_failed",
+        TeamStatus::Open | TeamStatus::Succeeded => "group_buy.team_succeeded",
     };
     tx.emit(NewEvent::new(
         tenant_id,
         kind,
         Some(team_id),
         json!({ "team_id": team_id, "group_buy_id": buy.id, "paid_count": team.paid_count,
-                "refunded": refunded, "virtual": status == "succeeded" }),
+                "refunded": refunded, "virtual": status == TeamStatus::Succeeded }),
     ));
     Ok(Some(status))
 }

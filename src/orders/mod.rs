@@ -34,7 +34,7 @@ use crate::membership::program::tenant_zone;
 use crate::AppState;
 use checkout::{CreateOrder, PaymentRequest, Refund, RefundRequest};
 use import::{Format, OnDuplicate, OrderImportReport};
-use model::Order;
+use model::{Order, OrderStatus};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -245,11 +245,12 @@ async fn cancel_order(
 ) -> ApiResult<Json<Order>> {
     let mut tx = state.begin().await?;
     let order = store::require(tx.conn(), &auth.tenant_id, &id, true).await?;
-    if order.status == model::CANCELLED {
+    if order.status == OrderStatus::Cancelled {
         return Ok(Json(order.view()));
     }
-    if order.status != model::PENDING_PAYMENT
-        || !checkout::close_unpaid_in(&mut tx, &auth.tenant_id, &order, model::CANCELLED).await?
+    if order.status != OrderStatus::PendingPayment
+        || !checkout::close_unpaid_in(&mut tx, &auth.tenant_id, &order, OrderStatus::Cancelled)
+            .await?
     {
         return Err(crate::common::error::ApiError::conflict(
             "not_cancellable",
@@ -276,7 +277,7 @@ async fn fulfil_order(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Order>> {
     let mut tx = state.begin().await?;
-    let order = checkout::advance_in(&mut tx, &auth.tenant_id, &id, model::FULFILLED).await?;
+    let order = checkout::advance_in(&mut tx, &auth.tenant_id, &id, OrderStatus::Fulfilled).await?;
     tx.commit().await?;
     Ok(Json(order.view()))
 }
@@ -293,7 +294,7 @@ async fn complete_order(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Order>> {
     let mut tx = state.begin().await?;
-    let order = checkout::advance_in(&mut tx, &auth.tenant_id, &id, model::COMPLETED).await?;
+    let order = checkout::advance_in(&mut tx, &auth.tenant_id, &id, OrderStatus::Completed).await?;
     tx.commit().await?;
     Ok(Json(order.view()))
 }

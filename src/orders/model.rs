@@ -23,16 +23,128 @@ use utoipa::ToSchema;
 
 use crate::membership::coupons::model::{discount_for, Discount};
 
-/// Order states.
-pub const PENDING_PAYMENT: &str = "pending_payment";
-pub const PAID: &str = "paid";
-pub const FULFILLED: &str = "fulfilled";
-pub const COMPLETED: &str = "completed";
-pub const CANCELLED: &str = "cancelled";
-pub const EXPIRED: &str = "expired";
-pub const REFUNDED: &str = "refunded";
+/// Declare a state enum stored and shown as fixed strings: the enum (serialised as its
+/// strings, with its OpenAPI schema), `ALL`, `as_str`, `Display` and `FromStr` (for rows), from
+/// one list of variants and strings. The strings are what the SQL stores and compares, so a
+/// state keeps its string for good; a unit test checks serde agrees with `as_str`.
+macro_rules! state_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
 
-/// States in which an order holds stock and counts toward per-member limits.
+        impl $name {
+            /// Every state, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The string stored in the database and shown by the API.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::orders::model::UnknownState;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::orders::model::UnknownState {
+                        kind: stringify!($name),
+                        text: text.to_owned(),
+                    }),
+                }
+            }
+        }
+    };
+}
+pub(crate) use state_enum;
+
+/// A state string that names no state of its kind (a row written by something else).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a {kind}")]
+pub struct UnknownState {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// Read a state column of a row.
+pub fn state_column<T>(row: &sqlx::any::AnyRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = UnknownState>,
+{
+    use sqlx::Row as _;
+    row.try_get::<String, _>(column)?
+        .parse()
+        .map_err(|error: UnknownState| sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: Box::new(error),
+        })
+}
+
+state_enum! {
+    /// Where an order is in its life: `pending_payment` → `paid` → `fulfilled` → `completed`,
+    /// or `cancelled` / `expired` (never paid) / `refunded` (in full).
+    pub enum OrderStatus {
+        /// Placed, units held, waiting for payment until its deadline.
+        PendingPayment = "pending_payment",
+        Paid = "paid",
+        /// Shipped or picked up.
+        Fulfilled = "fulfilled",
+        /// Received.
+        Completed = "completed",
+        /// Closed unpaid by request.
+        Cancelled = "cancelled",
+        /// Closed unpaid at its payment deadline.
+        Expired = "expired",
+        /// Refunded in full.
+        Refunded = "refunded",
+    }
+}
+
+impl OrderStatus {
+    /// The order holds its units (stock or campaign units) and counts toward per-member
+    /// limits: unpaid, paid, fulfilled or completed.
+    pub fn holds_units(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::PendingPayment
+                | OrderStatus::Paid
+                | OrderStatus::Fulfilled
+                | OrderStatus::Completed
+        )
+    }
+
+    /// Money was taken and not all of it given back: paid, fulfilled or completed.
+    pub fn is_refundable(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Completed
+        )
+    }
+}
+
+/// The states of [`OrderStatus::holds_units`] as an SQL list, for `status IN …` (a literal, so
+/// that the planner sees it; a unit test keeps it equal to the rule).
 pub const HOLDING_STATUSES: &str = "('pending_payment', 'paid', 'fulfilled', 'completed')";
 
 /// Most lines in one order; most units of one line.
@@ -291,7 +403,7 @@ pub struct Order {
     /// `checkout`, `flash_sale`, `group_buy` or `external`.
     pub source: String,
     /// pending_payment → paid → fulfilled → completed, or cancelled / expired / refunded.
-    pub status: String,
+    pub status: OrderStatus,
     #[schema(value_type = Vec<Object>)]
     pub items: Value,
     pub qty: i64,
@@ -336,6 +448,24 @@ mod tests {
             member_price: member,
             member_day_price: day,
         }
+    }
+
+    #[test]
+    fn order_states_serialise_as_their_stored_strings() {
+        for status in OrderStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+            assert_eq!(status.as_str().parse::<OrderStatus>(), Ok(*status));
+        }
+        assert!("PAID".parse::<OrderStatus>().is_err());
+        let holding: Vec<String> = OrderStatus::ALL
+            .iter()
+            .filter(|s| s.holds_units())
+            .map(|s| format!("'{s}'"))
+            .collect();
+        assert_eq!(HOLDING_STATUSES, format!("({})", holding.join(", ")));
     }
 
     #[test]

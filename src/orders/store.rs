@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::model::{Order, OrderLine};
+use super::model::{state_column, Order, OrderLine, OrderStatus};
 use crate::common::db::Backend;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::TenantId;
@@ -24,7 +24,7 @@ pub struct StoredOrder {
     pub id: String,
     pub member_id: String,
     pub source: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub total: i64,
     pub currency: String,
     pub items: String,
@@ -59,7 +59,7 @@ pub fn from_row(row: &AnyRow) -> Result<StoredOrder, sqlx::Error> {
         id: row.try_get("id")?,
         member_id: row.try_get("member_id")?,
         source: row.try_get("source")?,
-        status: row.try_get("status")?,
+        status: state_column(row, "status")?,
         total: row.try_get("total")?,
         currency: row.try_get("currency")?,
         items: row.try_get("items")?,
@@ -97,7 +97,7 @@ impl StoredOrder {
             id: order.id.clone(),
             member_id: order.member_id.clone(),
             source: order.source.to_owned(),
-            status: order.status.to_owned(),
+            status: order.status,
             total: order.total,
             currency: "CNY".into(),
             items: order.items.clone(),
@@ -138,7 +138,7 @@ impl StoredOrder {
             id: self.id.clone(),
             member_id: self.member_id.clone(),
             source: self.source.clone(),
-            status: self.status.clone(),
+            status: self.status,
             items: serde_json::from_str(&self.items).unwrap_or(Value::Array(Vec::new())),
             qty: self.qty,
             subtotal: self.subtotal,
@@ -213,7 +213,7 @@ pub struct NewOrder {
     pub id: String,
     pub member_id: String,
     pub source: &'static str,
-    pub status: &'static str,
+    pub status: OrderStatus,
     pub total: i64,
     pub items: String,
     pub ordered_at: i64,
@@ -254,7 +254,7 @@ pub async fn insert(
                 Arg::from(o.id.as_str()),
                 Arg::from(o.member_id.as_str()),
                 Arg::from(o.source),
-                Arg::from(o.status),
+                Arg::from(o.status.as_str()),
                 Arg::from(o.total),
                 Arg::from("CNY"),
                 Arg::from(o.items.as_str()),
@@ -285,8 +285,8 @@ pub async fn transition(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &str,
-    from: &str,
-    to: &str,
+    from: OrderStatus,
+    to: OrderStatus,
     stamp: &str,
     now: i64,
 ) -> ApiResult<bool> {
@@ -298,11 +298,11 @@ pub async fn transition(
         "UPDATE customer_order SET status = $1, {stamp} = $2, updated_at = $2 \
          WHERE tenant_id = $3 AND id = $4 AND status = $5"
     ))
-    .bind(to)
+    .bind(to.as_str())
     .bind(now)
     .bind(tenant_id.as_str())
     .bind(id)
-    .bind(from)
+    .bind(from.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(result.rows_affected() == 1)
