@@ -166,6 +166,10 @@ fn joined(quality: &Quality) -> String {
 /// RFM and lifecycle stages need no model: they are stored even when neither model can be
 /// fitted (a new shop whose customers have bought once), with the model values null and the
 /// reason in [`FitReport::unavailable`] and [`FitReport::model_quality`].
+///
+/// The database work (reading the orders and referrals, storing the scores) stays on the async
+/// workers; the fit and the scoring, seconds of CPU on a large tenant, run on Tokio's blocking
+/// pool ([`score`]), so that they never stall the requests sharing the runtime.
 pub async fn fit_and_score(
     db: &Db,
     tenant_id: &TenantId,
@@ -175,9 +179,48 @@ pub async fn fit_and_score(
     now: jiff::Timestamp,
 ) -> anyhow::Result<FitReport> {
     let purchases = purchases(db, tenant_id, zone).await?;
+    let advocates = advocates(db, tenant_id).await?;
+    let today = day_of(now.to_zoned(zone.clone()).date())?;
+    let scored = tokio::task::spawn_blocking(move || {
+        score(&purchases, &advocates, calibration_end, unit, today)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the model fit stopped: {e}"))??;
+    store(
+        db,
+        tenant_id,
+        &scored.report,
+        &scored.scores,
+        &scored.cohorts,
+        &scored.stages,
+        calibration_end,
+        unit,
+        now,
+    )
+    .await?;
+    Ok(scored.report)
+}
+
+/// What [`score`] computed, for [`store`].
+struct Scored {
+    report: FitReport,
+    scores: Vec<Score>,
+    cohorts: Vec<super::lifecycle::Cohort>,
+    stages: Vec<(String, &'static str)>,
+}
+
+/// The CPU part of [`fit_and_score`], no I/O: fit both models over the calibration window and
+/// score every customer; RFM, cohorts and lifecycle stages (as of `today`, advocates marked).
+fn score(
+    purchases: &[Purchase<String>],
+    advocates: &std::collections::HashSet<String>,
+    calibration_end: Date,
+    unit: TimeUnit,
+    today: Day,
+) -> anyhow::Result<Scored> {
     let end = day_of(calibration_end)?;
     let summaries =
-        summary::calibration_summary(&purchases, end, unit).map_err(|e| anyhow::anyhow!("{e}"))?;
+        summary::calibration_summary(purchases, end, unit).map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(
         !summaries.is_empty(),
         "no purchases on or before {calibration_end}"
@@ -191,7 +234,7 @@ pub async fn fit_and_score(
         .filter(|s| s.mean_value > 0.0)
         .collect();
     let (gg, gg_quality) = fit_gamma_gamma(&spends)?;
-    let rfm_rows = rfm::rfm_table(&purchases, end).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rfm_rows = rfm::rfm_table(purchases, end).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rfm_by_member: HashMap<&str, &rfm::RfmRow<String>> = rfm_rows
         .iter()
         .map(|r| (r.values.customer.as_str(), r))
@@ -286,29 +329,20 @@ pub async fn fit_and_score(
         model_quality: quality::combine(bg_quality, gg_quality),
         unavailable,
     };
-    let cohorts = super::lifecycle::cohorts(&purchases);
-    let today = day_of(now.to_zoned(zone.clone()).date())?;
-    let advocates = advocates(db, tenant_id).await?;
-    let stages: Vec<(String, &'static str)> = stages(&purchases, today)
+    let cohorts = super::lifecycle::cohorts(purchases);
+    let stages: Vec<(String, &'static str)> = stages(purchases, today)
         .into_iter()
         .map(|(member, stage)| {
             let invited = advocates.contains(&member);
             (member, super::lifecycle::with_advocacy(stage, invited))
         })
         .collect();
-    store(
-        db,
-        tenant_id,
-        &report,
-        &scores,
-        &cohorts,
-        &stages,
-        calibration_end,
-        unit,
-        now,
-    )
-    .await?;
-    Ok(report)
+    Ok(Scored {
+        report,
+        scores,
+        cohorts,
+        stages,
+    })
 }
 
 /// One member's stored scores; the model values are `None` when their model could not be
