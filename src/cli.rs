@@ -441,13 +441,9 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 let tenant = tenant_id(&tenant)?;
                 anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
                 let state = crate::AppState::new(db.clone(), Arc::new(SystemClock));
-                let run = crate::membership::program::run_daily_on_demand(
-                    &state,
-                    &tenant,
-                    date.as_deref(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                let run = crate::daily::run_daily_on_demand(&state, &tenant, date.as_deref())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
                 println!("{}", serde_json::to_string(&run)?);
             }
         },

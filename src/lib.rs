@@ -14,13 +14,15 @@
 //!   anti-fraud, leaderboards, funnels) and [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
-//!   runs it; [`cli`] is the command line that the binary exposes.
+//!   runs it; [`daily`] runs each tenant's day (the steps of several domains, in order, in
+//!   bounded transactions); [`cli`] is the command line that the binary exposes.
 
 pub mod analytics;
 pub mod bench;
 pub mod cli;
 pub mod common;
 pub mod community;
+pub mod daily;
 pub mod docs;
 pub mod growth;
 pub mod ledger;

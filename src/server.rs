@@ -94,6 +94,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(members::routes())
         .merge(ledger::routes())
         .merge(membership::routes())
+        .merge(crate::daily::routes())
         .merge(orders::routes())
         .merge(analytics::routes())
         .merge(community::routes())
@@ -373,7 +374,7 @@ pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
 async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     match job.kind.as_str() {
         ledger::store::PENDING_TIMEOUT_JOB => ledger::expire_pending(state, job).await,
-        program::DAILY_JOB => program::daily_job(state, job).await,
+        program::DAILY_JOB => crate::daily::daily_job(state, job).await,
         program::RELEASE_JOB => program::release_job(state, job).await,
         orders::group_buys::TEAM_EXPIRY_JOB => {
             orders::group_buys::team_expiry_job(state, job).await

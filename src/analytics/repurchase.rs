@@ -11,10 +11,11 @@
 //! setting `repurchase_reminder_days`, default 3), once per member, SKU and predicted date,
 //! only to members who consent to marketing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::extract::State;
 use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row as _};
@@ -22,7 +23,7 @@ use utoipa::ToSchema;
 
 use super::model::summary::Day;
 use crate::common::auth::Auth;
-use crate::common::db::Tx;
+use crate::common::db::Db;
 use crate::common::error::ApiResult;
 use crate::common::events::NewEvent;
 use crate::common::extract::Path;
@@ -227,18 +228,93 @@ pub async fn member_repurchase(
     Ok(Json(RepurchaseList { data }))
 }
 
-/// The daily reminder pass: refresh SKU medians, then emit `member.repurchase_due` for
-/// consenting members whose reminder day has come and whose predicted day has not passed.
+/// Reminders written per transaction by [`run_reminders`].
+pub const REMINDERS_PER_TRANSACTION: usize = 500;
+
+/// The daily reminder pass, as of `at`: refresh SKU medians, then emit `member.repurchase_due`
+/// for consenting members whose reminder day has come and whose predicted day has not passed.
 /// Returns how many reminders were emitted.
+///
+/// The purchase histories are read without the write lock; the medians are replaced in one
+/// transaction, and the reminders are written [`REMINDERS_PER_TRANSACTION`] to a transaction.
+/// Repeatable: a reminder is once per member, SKU and predicted date, by a notice written with
+/// its event, so a run stopped between two transactions sends the rest, and nothing twice,
+/// when it runs again.
 pub async fn run_reminders(
-    tx: &mut Tx,
+    db: &Db,
     tenant_id: &TenantId,
     zone: &TimeZone,
     remind_days: i64,
+    at: Timestamp,
 ) -> ApiResult<usize> {
-    let today = local_day(to_micros(tx.now()), zone).unwrap_or(Day(0));
-    let all = histories(tx.conn(), tenant_id, None, zone).await?;
-    // SKU medians across members with at least two purchase days.
+    let today = local_day(to_micros(at), zone).unwrap_or(Day(0));
+    let (all, supply, consenting) = {
+        let mut conn = db.read().acquire().await?;
+        let all = histories(&mut conn, tenant_id, None, zone).await?;
+        let supply = crate::orders::products::days_of_supply(&mut conn, tenant_id).await?;
+        let consenting: HashSet<String> = sqlx::query_scalar(
+            "SELECT id FROM member WHERE tenant_id = $1 AND status = 'active' AND consent_marketing = 1",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        (all, supply, consenting)
+    };
+    let medians = store_sku_medians(db, tenant_id, &all, at).await?;
+    // The reminders due today, by member id.
+    let mut members: Vec<&String> = all.keys().filter(|m| consenting.contains(*m)).collect();
+    members.sort();
+    let mut due: Vec<(&str, Repurchase)> = Vec::new();
+    for member in members {
+        for (prediction, remind) in predictions(&all[member], &supply, &medians, remind_days) {
+            let next = &prediction.predicted_next;
+            if remind.0 > today.0 || next.as_str() < day_text(today).as_str() {
+                continue;
+            }
+            due.push((member.as_str(), prediction));
+        }
+    }
+    let mut emitted = 0;
+    for chunk in due.chunks(REMINDERS_PER_TRANSACTION) {
+        let mut tx = db.begin(at).await?;
+        for (member, prediction) in chunk {
+            let next = &prediction.predicted_next;
+            let key = format!("repurchase:{member}:{}:{next}", prediction.sku);
+            if !crate::membership::program::notice_once(
+                &mut tx,
+                tenant_id,
+                &key,
+                member,
+                "repurchase_due",
+            )
+            .await?
+            {
+                continue;
+            }
+            emitted += 1;
+            tx.emit(NewEvent::new(
+                tenant_id,
+                "member.repurchase_due",
+                Some(member),
+                json!({ "member_id": member, "sku": prediction.sku, "predicted_next": next,
+                        "last_purchased": prediction.last_purchased, "basis": prediction.basis }),
+            ));
+        }
+        tx.commit().await?;
+    }
+    Ok(emitted)
+}
+
+/// SKU medians across members with at least two purchase days, stored (replacing the previous
+/// ones) in one transaction and returned.
+async fn store_sku_medians(
+    db: &Db,
+    tenant_id: &TenantId,
+    all: &HashMap<String, BTreeMap<String, History>>,
+    at: Timestamp,
+) -> ApiResult<HashMap<String, i64>> {
     let mut by_sku: HashMap<&str, (Vec<i64>, i64)> = HashMap::new();
     for skus in all.values() {
         for (sku, history) in skus {
@@ -253,6 +329,7 @@ pub async fn run_reminders(
         .iter()
         .filter_map(|(sku, (values, _))| Some(((*sku).to_owned(), median(values.clone())?)))
         .collect();
+    let mut tx = db.begin(at).await?;
     sqlx::query("DELETE FROM sku_interval WHERE tenant_id = $1")
         .bind(tenant_id.as_str())
         .execute(tx.conn())
@@ -278,47 +355,8 @@ pub async fn run_reminders(
         });
         sql.query().execute(tx.conn()).await?;
     }
-    let supply = crate::orders::products::days_of_supply(tx.conn(), tenant_id).await?;
-    let consenting: std::collections::HashSet<String> = sqlx::query_scalar(
-        "SELECT id FROM member WHERE tenant_id = $1 AND status = 'active' AND consent_marketing = 1",
-    )
-    .bind(tenant_id.as_str())
-    .fetch_all(tx.conn())
-    .await?
-    .into_iter()
-    .collect();
-    let mut emitted = 0;
-    let mut members: Vec<&String> = all.keys().filter(|m| consenting.contains(*m)).collect();
-    members.sort();
-    for member in members {
-        for (prediction, remind) in predictions(&all[member], &supply, &medians, remind_days) {
-            let next = &prediction.predicted_next;
-            if remind.0 > today.0 || next.as_str() < day_text(today).as_str() {
-                continue;
-            }
-            let key = format!("repurchase:{member}:{}:{next}", prediction.sku);
-            if !crate::membership::program::notice_once(
-                tx,
-                tenant_id,
-                &key,
-                member,
-                "repurchase_due",
-            )
-            .await?
-            {
-                continue;
-            }
-            emitted += 1;
-            tx.emit(NewEvent::new(
-                tenant_id,
-                "member.repurchase_due",
-                Some(member),
-                json!({ "member_id": member, "sku": prediction.sku, "predicted_next": next,
-                        "last_purchased": prediction.last_purchased, "basis": prediction.basis }),
-            ));
-        }
-    }
-    Ok(emitted)
+    tx.commit().await?;
+    Ok(medians)
 }
 
 #[cfg(test)]

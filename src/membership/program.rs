@@ -1,5 +1,6 @@
 //! The tenant's membership program: settings, growth and tiers, early access, member day,
-//! points earning and expiry, birthday perks, and the daily program run.
+//! points earning and expiry, birthday perks, and the program's steps of the day's run
+//! (points expiry and warnings, birthday perks, requalification), which [`crate::daily`] runs.
 //!
 //! Settings are one JSON document per tenant (`program_setting`), changed part by part through
 //! `PUT /v1/program/{tiers,points,member-day,birthday}`.
@@ -35,7 +36,7 @@ use super::rules::calendar::{self, MemberDayRule};
 use super::rules::points::{self as points_rules, ExpiryPolicy};
 use super::rules::tiers::{self, Tier};
 use crate::common::auth::Auth;
-use crate::common::db::{Backend, Tx};
+use crate::common::db::{Backend, Db, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -49,9 +50,18 @@ use crate::ledger::{self, Op};
 use crate::members;
 use crate::AppState;
 
-/// Scheduler job kinds of this module.
+/// Scheduler job kind of the day's run: scheduled here for each local midnight
+/// ([`schedule_daily`]), run by [`crate::daily`] (which calls this module's steps and the
+/// other domains').
 pub const DAILY_JOB: &str = "program.daily";
+/// Scheduler job kind that posts points when an order's return window closes.
 pub const RELEASE_JOB: &str = "points.release";
+
+/// The day's run for one tenant, under the path it had when it lived here (the API tests call
+/// it so). It is [`crate::daily::run_daily`]: naming the composition module is not calling up
+/// into a domain, and this module itself imports no analytics.
+pub use crate::daily::run_daily;
+
 /// Days before expiry that members are warned.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -322,7 +332,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_member_day, get_member_day))
         .routes(routes!(put_birthday, get_birthday))
         .routes(routes!(add_growth))
-        .routes(routes!(post_daily))
         .routes(routes!(early_access))
         .routes(routes!(earn_points))
         .routes(routes!(void_earned_points))
@@ -507,12 +516,38 @@ async fn reevaluate_all(
     tiers_list: &[Tier],
     allow_downgrade: bool,
 ) -> ApiResult<usize> {
+    let mut changed = 0;
+    let mut after = String::new();
+    loop {
+        let (changes, next) =
+            reevaluate_chunk(tx, tenant_id, tiers_list, allow_downgrade, &after).await?;
+        changed += changes;
+        match next {
+            Some(last) => after = last,
+            None => return Ok(changed),
+        }
+    }
+}
+
+/// [`reevaluate_all`] for the next [`DAILY_CHUNK`] active members after `after` (in id
+/// order): the number of changes, and the cursor of the next chunk (`None` after the last).
+async fn reevaluate_chunk(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    tiers_list: &[Tier],
+    allow_downgrade: bool,
+    after: &str,
+) -> ApiResult<(usize, Option<String>)> {
     let rows = sqlx::query(
-        "SELECT id, tier, growth FROM member WHERE tenant_id = $1 AND status = 'active'",
+        "SELECT id, tier, growth FROM member WHERE tenant_id = $1 AND status = 'active' \
+         AND id > $2 ORDER BY id LIMIT $3",
     )
     .bind(tenant_id.as_str())
+    .bind(after)
+    .bind(DAILY_CHUNK)
     .fetch_all(tx.conn())
     .await?;
+    let mut ids = Vec::with_capacity(rows.len());
     let mut changes = Vec::new();
     for row in rows {
         let id: String = row.try_get("id")?;
@@ -521,13 +556,14 @@ async fn reevaluate_all(
         if let Some(new) =
             tiers::evaluate_tier(current.as_deref(), growth, tiers_list, allow_downgrade)
         {
-            changes.push((id, current, new));
+            changes.push((id.clone(), current, new));
         }
+        ids.push(id);
     }
     for (id, from, to) in &changes {
         set_tier(tx, tenant_id, id, from.as_deref(), to).await?;
     }
-    Ok(changes.len())
+    Ok((changes.len(), next_chunk(&ids, |id| id)))
 }
 
 async fn set_tier(
@@ -1371,7 +1407,16 @@ pub async fn release_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
-// --- the daily run -----------------------------------------------------------------------
+// --- the day's steps -----------------------------------------------------------------------
+//
+// The day itself (its order, its job, `POST /v1/jobs/daily`) is run by [`crate::daily`], which
+// may call every domain; here are the membership program's steps of it. Each step opens its own
+// transactions, one per chunk of at most [`DAILY_CHUNK`] members, so that one tenant's day
+// never holds the write lock for long, and each is safe to repeat after a crash between two
+// chunks (see each step).
+
+/// Most members (or member points accounts) one transaction of a daily step handles.
+pub const DAILY_CHUNK: i64 = 500;
 
 /// Schedule the next daily run (local midnight) if not yet scheduled.
 pub async fn schedule_daily(tx: &mut Tx, tenant_id: &TenantId) -> ApiResult<()> {
@@ -1395,173 +1440,6 @@ pub async fn schedule_daily(tx: &mut Tx, tenant_id: &TenantId) -> ApiResult<()> 
     )
     .await?;
     Ok(())
-}
-
-/// Scheduler handler: run the day's program work and schedule the next day.
-pub async fn daily_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let report = run_daily(state, &job.tenant_id)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    refresh_analytics(state, &job.tenant_id, state.clock.now()).await;
-    finish_daily(state, job, &report)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// Schedule the next day and mark `job` done, keeping its report on the job row (so that a
-/// later request for the same date answers with it).
-async fn finish_daily(state: &AppState, job: &Job, report: &DailyReport) -> ApiResult<()> {
-    let mut tx = state.begin().await?;
-    schedule_daily(&mut tx, &job.tenant_id).await?;
-    let date = job.payload.get("date").cloned().unwrap_or(Value::Null);
-    scheduler::complete_with(tx.conn(), job, &json!({ "date": date, "report": report })).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `POST /v1/jobs/daily`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunDaily {
-    /// The tenant-local day to run (`YYYY-MM-DD`), today by default; not after today.
-    pub date: Option<String>,
-}
-
-/// What a daily run on demand did.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DailyRun {
-    pub date: String,
-    /// `ran` now, or `already_ran` (by the scheduler at midnight or an earlier request): the
-    /// day's work runs once per tenant and date.
-    pub status: String,
-    /// What the run did (also for `already_ran`, as recorded then; null if it was not kept).
-    #[schema(value_type = Option<Object>)]
-    pub report: Option<Value>,
-}
-
-/// Run the day's program work for one tenant now, once per tenant and date: points expiry and
-/// warnings, birthday perks, tier requalification, repurchase reminders, then the analytics
-/// refresh. Today runs as of now; an earlier day as of its local midnight, as the scheduler
-/// would have. Shared by the API and `shequn jobs run-daily`.
-pub async fn run_daily_on_demand(
-    state: &AppState,
-    tenant_id: &TenantId,
-    date: Option<&str>,
-) -> ApiResult<DailyRun> {
-    let zone = {
-        let mut conn = state.db.read().acquire().await?;
-        tenant_zone(&mut conn, tenant_id).await?
-    };
-    let now = state.clock.now();
-    let today = calendar::local_date(now, &zone);
-    let date = match date {
-        None => today,
-        Some(text) => text
-            .parse::<jiff::civil::Date>()
-            .map_err(|_| ApiError::validation("date", "must be a date, YYYY-MM-DD"))?,
-    };
-    if date > today {
-        return Err(ApiError::validation(
-            "date",
-            format!("must not be after today ({today}) in the tenant's time zone"),
-        ));
-    }
-    let midnight = calendar::start_of_local_day(date, &zone)
-        .map_err(|e| ApiError::validation("date", e.to_string()))?;
-    let at = if date == today { now } else { midnight };
-    let job = NewJob {
-        id: format!("{DAILY_JOB}:{date}"),
-        kind: DAILY_JOB,
-        due_at: to_micros(midnight),
-        payload: json!({ "date": date.to_string() }),
-    };
-    let job = match scheduler::claim_now(&state.db, tenant_id, &job, now).await? {
-        scheduler::Claimed::Run(job) => job,
-        scheduler::Claimed::Done(payload) => {
-            return Ok(DailyRun {
-                date: date.to_string(),
-                status: "already_ran".into(),
-                report: payload.get("report").cloned().filter(|r| !r.is_null()),
-            })
-        }
-        scheduler::Claimed::Busy => {
-            return Err(ApiError::conflict(
-                "job_running",
-                "this day's run is in progress; ask again in a moment",
-            ))
-        }
-    };
-    let report = match run_daily_at(state, tenant_id, at).await {
-        Ok(report) => report,
-        Err(error) => {
-            scheduler::record_failure(&state.db, &job, &error.to_string(), now).await?;
-            return Err(error);
-        }
-    };
-    refresh_analytics(state, tenant_id, at).await;
-    finish_daily(state, &job, &report).await?;
-    Ok(DailyRun {
-        date: date.to_string(),
-        status: "ran".into(),
-        report: Some(json!(report)),
-    })
-}
-
-/// Run the day's program work now instead of at midnight (owner key): once per tenant and
-/// date, so a repeat answers `already_ran` with the first run's report.
-#[utoipa::path(post, path = "/v1/jobs/daily", tag = "jobs", request_body = RunDaily,
-    responses((status = 200, body = DailyRun), (status = 403, description = "owner_key_required"),
-              (status = 409, description = "job_running")),
-    security(("api_key" = [])))]
-async fn post_daily(
-    State(state): State<AppState>,
-    auth: Auth,
-    Json(request): Json<RunDaily>,
-) -> ApiResult<Json<DailyRun>> {
-    auth.require_owner()?;
-    Ok(Json(
-        run_daily_on_demand(&state, &auth.tenant_id, request.date.as_deref()).await?,
-    ))
-}
-
-/// Re-fit the lifetime-value models on everything up to yesterday and re-score every member
-/// (scores, RFM, lifecycle stages, cohorts), off the request path. A tenant without orders, or
-/// whose data the model cannot fit, keeps its previous scores; the reason is logged.
-async fn refresh_analytics(state: &AppState, tenant_id: &TenantId, now: Timestamp) {
-    let zone = {
-        let Ok(mut conn) = state.db.read().acquire().await else {
-            return;
-        };
-        match tenant_zone(&mut conn, tenant_id).await {
-            Ok(zone) => zone,
-            Err(_) => return,
-        }
-    };
-    let Ok(yesterday) = calendar::add_days(calendar::local_date(now, &zone), -1) else {
-        return;
-    };
-    let unit = crate::analytics::model::summary::TimeUnit::Week;
-    match crate::analytics::scoring::fit_and_score(
-        &state.db, tenant_id, &zone, yesterday, unit, now,
-    )
-    .await
-    {
-        Ok(report) => {
-            tracing::info!(tenant = %tenant_id, customers = report.customers, "analytics refreshed")
-        }
-        Err(error) => tracing::info!(tenant = %tenant_id, %error, "analytics not refreshed"),
-    }
-}
-
-/// What a daily run did.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq, ToSchema)]
-pub struct DailyReport {
-    pub points_expired: i64,
-    pub members_expired: usize,
-    pub warnings: usize,
-    pub birthday_perks: usize,
-    pub requalified: usize,
-    pub repurchase_reminders: usize,
 }
 
 /// The first instant such that points earned before it have expired by `at`.
@@ -1590,68 +1468,93 @@ pub fn expirable(earned_before_cutoff: i64, net_debits: i64, available: i64) -> 
     (earned_before_cutoff - net_debits).clamp(0, available.max(0))
 }
 
-async fn sum_by_address(
-    conn: &mut AnyConnection,
+/// One chunk of members' points accounts with a positive posted balance, in address order
+/// after `after`: (address, available). Only such an account can have points to expire or to
+/// warn about: what is left of the points earned before a cutoff is at most the posted balance.
+/// `lock` takes the accounts' row locks on PostgreSQL (SQLite's single writer is the lock), so
+/// that no spend lands between reading their history and expiring.
+async fn points_accounts(
+    tx: &mut Tx,
     tenant_id: &TenantId,
-    side: &str,
-    condition: &str,
-    cutoff: Option<i64>,
-) -> ApiResult<HashMap<String, i64>> {
-    let cutoff_clause = if cutoff.is_some() {
-        " AND t.created_at < $2"
+    after: &str,
+    lock: bool,
+) -> ApiResult<Vec<(String, i64)>> {
+    let lock = if lock && tx.backend() == Backend::Postgres {
+        " FOR UPDATE"
     } else {
         ""
     };
-    let sql = format!(
-        "SELECT t.{side} AS address, CAST(SUM(CASE WHEN t.pending = 0 THEN t.amount ELSE r.amount END) AS BIGINT) AS total \
-         FROM ledger_transfer t LEFT JOIN ledger_resolution r ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \
-         WHERE t.tenant_id = $1 AND t.asset = 'points' AND t.{side} LIKE 'member:%' \
-         AND (t.pending = 0 OR r.kind = 'posted') AND {condition}{cutoff_clause} GROUP BY t.{side}"
-    );
-    let mut query = sqlx::query(&sql).bind(tenant_id.as_str());
-    if let Some(c) = cutoff {
-        query = query.bind(c);
-    }
-    let rows = query.fetch_all(conn).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT address, credits_posted - debits_posted - debits_pending AS available \
+         FROM ledger_account WHERE tenant_id = $1 AND asset = 'points' AND address > $2 \
+         AND address LIKE 'member:%' AND credits_posted > debits_posted \
+         ORDER BY address LIMIT $3{lock}"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(after)
+    .bind(DAILY_CHUNK)
+    .fetch_all(tx.conn())
+    .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("address")?, r.try_get("total")?)))
+        .map(|r| Ok((r.try_get("address")?, r.try_get("available")?)))
         .collect()
 }
 
-/// Per member: net points debits (debits − credits from accounts other than issuance).
-async fn net_debits(
-    conn: &mut AnyConnection,
+/// For each of `accounts` (member points accounts): the posted points earned from
+/// `system:issuance` before `cutoff`, and the net debits (posted debits less posted credits
+/// from accounts other than issuance, i.e. returns).
+///
+/// Read by walking each account's own history list (the ledger links every transfer to the
+/// previous one of each of its accounts, see [`crate::ledger::store`]): point lookups over
+/// these members' transfers only, where a query by address would scan the tenant's whole
+/// ledger (the transfers carry no address index) once per chunk.
+async fn points_sums(
+    tx: &mut Tx,
     tenant_id: &TenantId,
-) -> ApiResult<HashMap<String, i64>> {
-    let debits = sum_by_address(conn, tenant_id, "debit_address", "1 = 1", None).await?;
-    let returns = sum_by_address(
-        conn,
-        tenant_id,
-        "credit_address",
-        "t.debit_address <> 'system:issuance'",
-        None,
-    )
-    .await?;
-    let mut net = debits;
-    for (address, amount) in returns {
-        *net.entry(address).or_default() -= amount;
-    }
-    Ok(net)
-}
-
-async fn earned_before(
-    conn: &mut AnyConnection,
-    tenant_id: &TenantId,
+    accounts: &[(String, i64)],
     cutoff: Timestamp,
-) -> ApiResult<HashMap<String, i64>> {
-    sum_by_address(
-        conn,
-        tenant_id,
-        "credit_address",
-        "t.debit_address = 'system:issuance'",
-        Some(to_micros(cutoff)),
-    )
-    .await
+) -> ApiResult<HashMap<String, (i64, i64)>> {
+    if accounts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<String> = (0..accounts.len()).map(|i| format!("${}", i + 3)).collect();
+    let posted = "CASE WHEN t.pending = 0 THEN t.amount ELSE r.amount END";
+    let sql = format!(
+        "WITH RECURSIVE chain(address, id) AS ( \
+             SELECT a.address, a.last_transfer_id FROM ledger_account a \
+             WHERE a.tenant_id = $1 AND a.asset = 'points' AND a.address IN ({list}) \
+             UNION ALL \
+             SELECT chain.address, (SELECT CASE WHEN t.debit_address = chain.address \
+                     THEN t.debit_prev ELSE t.credit_prev END \
+                 FROM ledger_transfer t WHERE t.tenant_id = $1 AND t.id = chain.id) \
+             FROM chain WHERE chain.id IS NOT NULL) \
+         SELECT chain.address AS address, \
+             CAST(SUM(CASE WHEN t.debit_address = 'system:issuance' AND t.created_at < $2 \
+                 THEN {posted} ELSE 0 END) AS BIGINT) AS earned, \
+             CAST(SUM(CASE WHEN t.debit_address = chain.address THEN {posted} \
+                 WHEN t.debit_address = 'system:issuance' THEN 0 \
+                 ELSE 0 - {posted} END) AS BIGINT) AS net_debits \
+         FROM chain JOIN ledger_transfer t ON t.tenant_id = $1 AND t.id = chain.id \
+         LEFT JOIN ledger_resolution r ON r.tenant_id = t.tenant_id AND r.pending_id = t.id \
+         WHERE t.pending = 0 OR r.kind = 'posted' \
+         GROUP BY chain.address",
+        list = list.join(", "),
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(tenant_id.as_str())
+        .bind(to_micros(cutoff));
+    for (address, _) in accounts {
+        query = query.bind(address.as_str());
+    }
+    let rows = query.fetch_all(tx.conn()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("address")?,
+                (r.try_get("earned")?, r.try_get("net_debits")?),
+            ))
+        })
+        .collect()
 }
 
 /// Insert a once-only notice; false when it already existed.
@@ -1676,46 +1579,53 @@ pub(crate) async fn notice_once(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// The daily program run for one tenant: points expiry and warnings, birthday perks, tier
-/// requalification. Safe to run more than once a day.
-pub async fn run_daily(state: &AppState, tenant_id: &TenantId) -> ApiResult<DailyReport> {
-    run_daily_at(state, tenant_id, state.clock.now()).await
+/// Whether a once-only notice was given.
+async fn notice_given(db: &Db, tenant_id: &TenantId, key: &str) -> ApiResult<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM program_notice WHERE tenant_id = $1 AND key = $2")
+            .bind(tenant_id.as_str())
+            .bind(key)
+            .fetch_optional(db.read())
+            .await?;
+    Ok(found.is_some())
 }
 
-/// [`run_daily`] as of `at` (a day run on demand for an earlier date runs as of its midnight).
-pub async fn run_daily_at(
-    state: &AppState,
-    tenant_id: &TenantId,
-    at: Timestamp,
-) -> ApiResult<DailyReport> {
-    let mut report = DailyReport::default();
-    let mut tx = state.db.begin(at).await?;
-    let now = tx.now();
-    let settings = load_settings(tx.conn(), tenant_id).await?;
-    let zone = tenant_zone(tx.conn(), tenant_id).await?;
-    let policy = settings.points.policy();
+/// What the expiry step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PointsExpired {
+    pub points: i64,
+    pub members: usize,
+}
 
-    // Points expiry (first in, first out over the ledger).
-    if let Some(cutoff) = expiry_cutoff(policy, now, &zone) {
-        let earned = earned_before(tx.conn(), tenant_id, cutoff).await?;
-        let net = net_debits(tx.conn(), tenant_id).await?;
+/// Daily step: expire the points earned before today's cutoff that are still unspent (first
+/// in, first out over the ledger), one transaction per chunk of member accounts.
+///
+/// Repeatable: each expiry is a ledger transfer with an id derived from the member and the
+/// cutoff (a repeat is refused as existing), and once it is posted it counts among the
+/// member's debits, so the amount computed again is 0.
+pub async fn expire_points(
+    db: &Db,
+    tenant_id: &TenantId,
+    policy: ExpiryPolicy,
+    zone: &TimeZone,
+    at: Timestamp,
+) -> ApiResult<PointsExpired> {
+    let mut expired = PointsExpired::default();
+    let Some(cutoff) = expiry_cutoff(policy, at, zone) else {
+        return Ok(expired);
+    };
+    let mut after = String::new();
+    loop {
+        let mut tx = db.begin(at).await?;
+        let accounts = points_accounts(&mut tx, tenant_id, &after, true).await?;
+        let sums = points_sums(&mut tx, tenant_id, &accounts, cutoff).await?;
         let mut ops = Vec::new();
-        for (address, earned) in &earned {
+        for (address, available) in &accounts {
             let Some(member) = address.strip_prefix("member:").and_then(MemberId::parse) else {
                 continue;
             };
-            let balances = crate::ledger::store::balances(
-                state.db.read(),
-                tenant_id,
-                &Address::member(&member),
-            )
-            .await?;
-            let available = balances
-                .iter()
-                .find(|(a, _)| *a == Asset::Points)
-                .map(|(_, b)| b.available)
-                .unwrap_or(0);
-            let amount = expirable(*earned, net.get(address).copied().unwrap_or(0), available);
+            let (earned, net_debits) = sums.get(address).copied().unwrap_or((0, 0));
+            let amount = expirable(earned, net_debits, *available);
             if amount > 0 {
                 ops.push(Op::Create(NewTransfer::internal(
                     format!("points-expiry:{member}:{}", to_micros(cutoff)),
@@ -1728,12 +1638,12 @@ pub async fn run_daily_at(
                 )));
             }
         }
-        for chunk in ops.chunks(1000) {
-            let results = ledger::apply_in(&mut tx, tenant_id, chunk.to_vec()).await?;
-            for (op, result) in chunk.iter().zip(results) {
+        if !ops.is_empty() {
+            let results = ledger::apply_in(&mut tx, tenant_id, ops.clone()).await?;
+            for (op, result) in ops.iter().zip(results) {
                 if let (Op::Create(t), "created") = (op, result.status.as_str()) {
-                    report.points_expired += t.amount;
-                    report.members_expired += 1;
+                    expired.points += t.amount;
+                    expired.members += 1;
                     tx.emit(NewEvent::new(
                         tenant_id,
                         "points.expired",
@@ -1744,146 +1654,240 @@ pub async fn run_daily_at(
                 }
             }
         }
-    }
-
-    // Warnings: points that will expire within the next 30 days.
-    let horizon = now + SignedDuration::from_hours(24 * EXPIRY_WARNING_DAYS);
-    if let (Some(next_cutoff), Some(current)) = (
-        expiry_cutoff(policy, horizon, &zone),
-        expiry_cutoff(policy, now, &zone),
-    ) {
-        if next_cutoff > current {
-            let earned = earned_before(tx.conn(), tenant_id, next_cutoff).await?;
-            let net = net_debits(tx.conn(), tenant_id).await?;
-            for (address, earned) in &earned {
-                let amount = (earned - net.get(address).copied().unwrap_or(0)).max(0);
-                let member = address.trim_start_matches("member:");
-                if amount > 0
-                    && notice_once(
-                        &mut tx,
-                        tenant_id,
-                        &format!("expiring:{member}:{}", to_micros(next_cutoff)),
-                        member,
-                        "points_expiring",
-                    )
-                    .await?
-                {
-                    report.warnings += 1;
-                    tx.emit(NewEvent::new(
-                        tenant_id,
-                        "points.expiring",
-                        Some(member),
-                        json!({ "member_id": member, "points": amount, "earned_before": next_cutoff.to_string(),
-                                "expires_by": expiry_deadline(policy, horizon, &zone).map(|t| t.to_string()) }),
-                    ));
-                }
-            }
+        tx.commit().await?;
+        match next_chunk(&accounts, |(address, _)| address) {
+            Some(last) => after = last,
+            None => return Ok(expired),
         }
     }
+}
 
-    // Birthday perks, once per birthday year.
-    if let Some(perk) = &settings.birthday {
-        let today = calendar::local_date(now, &zone);
-        let rows = sqlx::query(
-            "SELECT id, birthday FROM member WHERE tenant_id = $1 AND status = 'active' AND birthday IS NOT NULL",
-        )
-        .bind(tenant_id.as_str())
-        .fetch_all(tx.conn())
-        .await?;
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let birthday: String = row.try_get("birthday")?;
-            let Ok(date) = birthday.parse::<jiff::civil::Date>() else {
-                continue;
-            };
-            let Some(year) = calendar::birthday_perk_due(date, perk.days_before, today, None)
-            else {
-                continue;
-            };
-            if !notice_once(
-                &mut tx,
-                tenant_id,
-                &format!("birthday:{id}:{year}"),
-                &id,
-                "birthday_perk",
-            )
-            .await?
-            {
-                continue;
-            }
-            let member = MemberId::from_db(id.clone());
-            if perk.points > 0 {
-                ledger::apply_in(
+/// The cursor after a chunk, or `None` when the chunk was the last (not full).
+fn next_chunk<T>(chunk: &[T], key: impl Fn(&T) -> &String) -> Option<String> {
+    if (chunk.len() as i64) < DAILY_CHUNK {
+        return None;
+    }
+    chunk.last().map(|row| key(row).clone())
+}
+
+/// Daily step: warn (`points.expiring`) each member with points that expire within the next
+/// [`EXPIRY_WARNING_DAYS`], one transaction per chunk of member accounts. Repeatable: once per
+/// member and cutoff, by a notice written with the event.
+pub async fn warn_expiring_points(
+    db: &Db,
+    tenant_id: &TenantId,
+    policy: ExpiryPolicy,
+    zone: &TimeZone,
+    at: Timestamp,
+) -> ApiResult<usize> {
+    let horizon = at + SignedDuration::from_hours(24 * EXPIRY_WARNING_DAYS);
+    let (Some(next_cutoff), Some(current)) = (
+        expiry_cutoff(policy, horizon, zone),
+        expiry_cutoff(policy, at, zone),
+    ) else {
+        return Ok(0);
+    };
+    if next_cutoff <= current {
+        return Ok(0);
+    }
+    let expires_by = expiry_deadline(policy, horizon, zone).map(|t| t.to_string());
+    let mut warnings = 0;
+    let mut after = String::new();
+    loop {
+        let mut tx = db.begin(at).await?;
+        let accounts = points_accounts(&mut tx, tenant_id, &after, false).await?;
+        let sums = points_sums(&mut tx, tenant_id, &accounts, next_cutoff).await?;
+        for (address, _) in &accounts {
+            let (earned, net_debits) = sums.get(address).copied().unwrap_or((0, 0));
+            let amount = (earned - net_debits).max(0);
+            let member = address.trim_start_matches("member:");
+            if amount > 0
+                && notice_once(
                     &mut tx,
                     tenant_id,
-                    vec![Op::Create(NewTransfer::internal(
-                        format!("birthday-points:{id}:{year}"),
-                        Address::system("issuance"),
-                        Address::member(&member),
-                        Asset::Points,
-                        perk.points,
-                        "birthday_perk",
-                        None,
-                    ))],
+                    &format!("expiring:{member}:{}", to_micros(next_cutoff)),
+                    member,
+                    "points_expiring",
                 )
-                .await?;
-            }
-            // The coupon follows the template's own stock and limits; when it cannot be issued
-            // (out of stock) the points still count and the event says why.
-            let mut coupon = Value::Null;
-            let mut coupon_error = Value::Null;
-            if let Some(template) = perk
-                .coupon_template_id
-                .as_deref()
-                .and_then(super::coupons::model::CouponTemplateId::parse)
+                .await?
             {
-                match super::coupons::grant(&mut tx, tenant_id, &template, &member, "birthday")
-                    .await
-                {
-                    Ok(granted) => coupon = json!(granted.id),
-                    Err(error) => coupon_error = json!(error.code),
-                }
+                warnings += 1;
+                tx.emit(NewEvent::new(
+                    tenant_id,
+                    "points.expiring",
+                    Some(member),
+                    json!({ "member_id": member, "points": amount, "earned_before": next_cutoff.to_string(),
+                            "expires_by": expires_by }),
+                ));
             }
-            report.birthday_perks += 1;
-            tx.emit(NewEvent::new(
-                tenant_id,
-                "member.birthday_perk",
-                Some(&id),
-                json!({ "member_id": id, "year": year, "points": perk.points,
-                        "coupon_template_id": perk.coupon_template_id, "coupon_id": coupon,
-                        "coupon_error": coupon_error }),
+        }
+        tx.commit().await?;
+        match next_chunk(&accounts, |(address, _)| address) {
+            Some(last) => after = last,
+            None => return Ok(warnings),
+        }
+    }
+}
+
+/// Daily step: birthday perks, once per member and birthday year, one transaction per chunk
+/// of members. Repeatable: the notice `birthday:{member}:{year}` is written in the same
+/// transaction as the points, the coupon and the event, so a member's perk is all there or
+/// not at all, and given once.
+pub async fn grant_birthday_perks(
+    db: &Db,
+    tenant_id: &TenantId,
+    perk: Option<&BirthdayPerk>,
+    zone: &TimeZone,
+    at: Timestamp,
+) -> ApiResult<usize> {
+    let Some(perk) = perk else {
+        return Ok(0);
+    };
+    let today = calendar::local_date(at, zone);
+    let mut granted = 0;
+    let mut after = String::new();
+    loop {
+        let mut tx = db.begin(at).await?;
+        let rows = sqlx::query(
+            "SELECT id, birthday FROM member WHERE tenant_id = $1 AND status = 'active' \
+             AND birthday IS NOT NULL AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(&after)
+        .bind(DAILY_CHUNK)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut members = Vec::with_capacity(rows.len());
+        for row in &rows {
+            members.push((
+                row.try_get::<String, _>("id")?,
+                row.try_get::<String, _>("birthday")?,
             ));
         }
-    }
-
-    // Repurchase reminders.
-    report.repurchase_reminders = crate::analytics::repurchase::run_reminders(
-        &mut tx,
-        tenant_id,
-        &zone,
-        settings.repurchase_reminder_days,
-    )
-    .await?;
-
-    // Requalification: downgrades happen only on the tenant's yearly date.
-    if let Some(r) = settings.requalification {
-        let today = calendar::local_date(now, &zone);
-        let due = calendar::clamped_date(today.year(), r.month, r.day).ok();
-        if due == Some(today)
-            && notice_once(
-                &mut tx,
-                tenant_id,
-                &format!("requalify:{today}"),
-                "",
-                "requalification",
-            )
-            .await?
-        {
-            report.requalified = reevaluate_all(&mut tx, tenant_id, &settings.tiers, true).await?;
+        for (id, birthday) in &members {
+            if grant_birthday_perk(&mut tx, tenant_id, perk, id, birthday, today).await? {
+                granted += 1;
+            }
+        }
+        tx.commit().await?;
+        match next_chunk(&members, |(id, _)| id) {
+            Some(last) => after = last,
+            None => return Ok(granted),
         }
     }
+}
+
+/// One member's birthday perk, if due today and not yet given for this birthday year.
+async fn grant_birthday_perk(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    perk: &BirthdayPerk,
+    id: &str,
+    birthday: &str,
+    today: jiff::civil::Date,
+) -> ApiResult<bool> {
+    let Ok(date) = birthday.parse::<jiff::civil::Date>() else {
+        return Ok(false);
+    };
+    let Some(year) = calendar::birthday_perk_due(date, perk.days_before, today, None) else {
+        return Ok(false);
+    };
+    if !notice_once(
+        tx,
+        tenant_id,
+        &format!("birthday:{id}:{year}"),
+        id,
+        "birthday_perk",
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    let member = MemberId::from_db(id.to_owned());
+    if perk.points > 0 {
+        ledger::apply_in(
+            tx,
+            tenant_id,
+            vec![Op::Create(NewTransfer::internal(
+                format!("birthday-points:{id}:{year}"),
+                Address::system("issuance"),
+                Address::member(&member),
+                Asset::Points,
+                perk.points,
+                "birthday_perk",
+                None,
+            ))],
+        )
+        .await?;
+    }
+    // The coupon follows the template's own stock and limits; when it cannot be issued (out
+    // of stock) the points still count and the event says why.
+    let mut coupon = Value::Null;
+    let mut coupon_error = Value::Null;
+    if let Some(template) = perk
+        .coupon_template_id
+        .as_deref()
+        .and_then(super::coupons::model::CouponTemplateId::parse)
+    {
+        match super::coupons::grant(tx, tenant_id, &template, &member, "birthday").await {
+            Ok(granted) => coupon = json!(granted.id),
+            Err(error) => coupon_error = json!(error.code),
+        }
+    }
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "member.birthday_perk",
+        Some(id),
+        json!({ "member_id": id, "year": year, "points": perk.points,
+                "coupon_template_id": perk.coupon_template_id, "coupon_id": coupon,
+                "coupon_error": coupon_error }),
+    ));
+    Ok(true)
+}
+
+/// Daily step: on the tenant's yearly requalification date, re-evaluate every member's tier
+/// with downgrades allowed, one transaction per chunk of members.
+///
+/// Repeatable: re-evaluating a member already at the tier its growth gives changes nothing,
+/// and the day's notice `requalify:{date}` is written only after the last chunk, so a run
+/// that stopped between chunks is completed by the next run of the day, and a finished one
+/// is not repeated (a downgrade happens once a year, not at every run of that day).
+pub async fn requalify_tiers(
+    db: &Db,
+    tenant_id: &TenantId,
+    tiers_list: &[Tier],
+    requalification: Option<Requalification>,
+    zone: &TimeZone,
+    at: Timestamp,
+) -> ApiResult<usize> {
+    let Some(r) = requalification else {
+        return Ok(0);
+    };
+    let today = calendar::local_date(at, zone);
+    if calendar::clamped_date(today.year(), r.month, r.day).ok() != Some(today) {
+        return Ok(0);
+    }
+    let key = format!("requalify:{today}");
+    if notice_given(db, tenant_id, &key).await? {
+        return Ok(0);
+    }
+    let mut changed = 0;
+    let mut after = String::new();
+    loop {
+        let mut tx = db.begin(at).await?;
+        let (changes, next) =
+            reevaluate_chunk(&mut tx, tenant_id, tiers_list, true, &after).await?;
+        tx.commit().await?;
+        changed += changes;
+        match next {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    let mut tx = db.begin(at).await?;
+    notice_once(&mut tx, tenant_id, &key, "", "requalification").await?;
     tx.commit().await?;
-    Ok(report)
+    Ok(changed)
 }
 
 /// When the points in the warning window expire (for the event).

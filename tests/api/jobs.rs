@@ -14,6 +14,7 @@ use crate::support::{shequn, TestApp};
 backend_tests!(
     the_day_runs_on_demand_once_per_date_for_owner_keys_only,
     the_cli_runs_the_day_and_lists_jobs,
+    a_day_over_many_chunks_does_each_member_once,
 );
 
 async fn post_daily_with(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Value) {
@@ -170,4 +171,133 @@ async fn the_cli_runs_the_day_and_lists_jobs(app: TestApp) {
     );
     assert_ne!(code, 0);
     assert!(stderr.contains("--role"), "{stderr}");
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(&app.tenant_id)
+        .fetch_one(app.state.db.read())
+        .await
+        .unwrap()
+}
+
+/// The day's steps run in chunks of 500 members, one transaction each (issue 17 item 4): with
+/// 1,200 members (three chunks, the last one partial) every member is warned, expired, given a
+/// birthday perk and requalified exactly once, and running the day again does nothing.
+async fn a_day_over_many_chunks_does_each_member_once(app: TestApp) {
+    const MEMBERS: i64 = 1_200;
+    let tenant = TenantId::from_db(app.tenant_id.clone());
+    app.clock.set("2025-05-01T10:00:00+08:00".parse().unwrap());
+    let reply = app
+        .call(
+            Method::PUT,
+            "/v1/program/tiers",
+            Some(&json!({
+                "tiers": [{"name": "silver", "growth_min": 0}, {"name": "gold", "growth_min": 1000}],
+                "requalification": {"month": 1, "day": 1}
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = app
+        .call(
+            Method::PUT,
+            "/v1/program/birthday",
+            Some(&json!({"days_before": 0, "points": 8})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut csv = String::from("external_id,name,phone,birthday,source,tags\n");
+    for i in 0..MEMBERS {
+        csv.push_str(&format!("m{i:04},,,1990-01-01,,\n"));
+    }
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/v1/members/import")
+        .header("authorization", format!("Bearer {}", app.key))
+        .header("content-type", "text/csv")
+        .body(axum::body::Body::from(csv))
+        .unwrap();
+    let reply = app.send(request).await;
+    assert_eq!(reply.body["created"], MEMBERS, "{}", reply.body);
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM member WHERE tenant_id = $1")
+        .bind(&app.tenant_id)
+        .fetch_all(app.state.db.read())
+        .await
+        .unwrap();
+    // 100 points each in 2025, which expire at the start of 2027.
+    for (batch, chunk) in ids.chunks(1000).enumerate() {
+        let transfers: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                json!({"id": format!("earn-{batch}-{i}"), "from": "system:issuance",
+                       "to": format!("member:{id}"), "asset": "points", "amount": 100, "code": "test"})
+            })
+            .collect();
+        let reply = app
+            .post("/v1/ledger/transfers", &json!({ "transfers": transfers }))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    // Everyone gold with no growth (as after a year of refunds): requalification downgrades all.
+    sqlx::query("UPDATE member SET tier = 'gold' WHERE tenant_id = $1")
+        .bind(&app.tenant_id)
+        .execute(&mut *app.state.db.write_conn().await.unwrap())
+        .await
+        .unwrap();
+
+    app.clock.set("2026-12-05T09:00:00+08:00".parse().unwrap());
+    let warned = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
+    assert_eq!(warned.warnings, MEMBERS as usize, "{warned:?}");
+    let again = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
+    assert_eq!(again, shequn::daily::DailyReport::default());
+
+    app.clock.set("2027-01-01T09:00:00+08:00".parse().unwrap());
+    let (status, day) = post_daily_with(&app, &app.key, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{day}");
+    assert_eq!(day["status"], "ran", "{day}");
+    assert_eq!(
+        day["report"],
+        json!({"points_expired": 100 * MEMBERS, "members_expired": MEMBERS, "warnings": 0,
+               "birthday_perks": MEMBERS, "requalified": MEMBERS, "repurchase_reminders": 0})
+    );
+    let again = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
+    assert_eq!(
+        again,
+        shequn::daily::DailyReport::default(),
+        "nothing twice"
+    );
+
+    // Each member: the 2025 points gone, one birthday perk of 8, silver.
+    let balances = "FROM ledger_account WHERE tenant_id = $1 AND asset = 'points' \
+                    AND address LIKE 'member:%'";
+    for (sql, expected) in [
+        (
+            format!("SELECT COUNT(*) {balances} AND credits_posted - debits_posted = 8"),
+            MEMBERS,
+        ),
+        (format!("SELECT COUNT(*) {balances}"), MEMBERS),
+        (
+            "SELECT COUNT(*) FROM member WHERE tenant_id = $1 AND tier = 'silver'".to_owned(),
+            MEMBERS,
+        ),
+        (
+            "SELECT COUNT(*) FROM program_notice WHERE tenant_id = $1 AND kind = 'birthday_perk'"
+                .to_owned(),
+            MEMBERS,
+        ),
+        (
+            "SELECT COUNT(*) FROM event WHERE tenant_id = $1 AND type = 'points.expired'"
+                .to_owned(),
+            MEMBERS,
+        ),
+    ] {
+        assert_eq!(count(&app, &sql).await, expected, "{sql}");
+    }
+    assert_eq!(
+        app.get("/v1/ledger/accounts/system:expiry").await.body["points"]["balance"],
+        100 * MEMBERS
+    );
+    assert_eq!(app.get("/v1/ledger/verify").await.body["ok"], true);
 }
