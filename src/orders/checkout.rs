@@ -177,7 +177,7 @@ async fn available_points(
     )
 }
 
-fn burn_id(order_id: &str) -> String {
+fn burn_id(order_id: &OrderId) -> String {
     format!("order-burn:{order_id}")
 }
 
@@ -236,7 +236,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
             list_price: product.price,
         });
     }
-    let order_id = OrderId::generate().to_string();
+    let order_id = OrderId::generate();
     let qty: i64 = lines.iter().map(|(_, q)| q).sum();
 
     if source == "external" {
@@ -344,7 +344,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
             tenant_id,
             coupon_id,
             Some(&member_id),
-            &order_id,
+            order_id.as_str(),
             after_tier,
         )
         .await?;
@@ -358,7 +358,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
             Asset::Points,
             pricing.points_burned,
             "redeem",
-            Some(&order_id),
+            Some(order_id.as_str()),
         )
         .pending(None);
         let status = ledger::apply_in(tx, tenant_id, vec![Op::Create(transfer)])
@@ -375,7 +375,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
     }
     let row = NewOrder {
         id: order_id.clone(),
-        member_id: member_id.to_string(),
+        member_id: member_id.clone(),
         source: "checkout",
         status: OrderStatus::PendingPayment,
         total: pricing.total,
@@ -394,7 +394,7 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
         team_id: None,
     };
     store::insert(tx.conn(), tenant_id, std::slice::from_ref(&row), now_micros).await?;
-    let order = store::require(tx.conn(), tenant_id, &order_id, false).await?;
+    let order = store::require(tx.conn(), tenant_id, order_id.as_str(), false).await?;
     emit_created(tx, tenant_id, &row);
     Ok(order.view())
 }
@@ -405,7 +405,7 @@ async fn place_external(
     member_id: &MemberId,
     request: CreateOrder,
     inputs: Vec<PriceInput>,
-    order_id: String,
+    order_id: OrderId,
     qty: i64,
 ) -> ApiResult<Order> {
     if request.coupon_id.is_some() || request.points_to_burn != 0 {
@@ -463,7 +463,7 @@ async fn place_external(
     let now = to_micros(tx.now());
     let row = NewOrder {
         id: order_id.clone(),
-        member_id: member_id.to_string(),
+        member_id: member_id.clone(),
         source: "external",
         status: OrderStatus::Paid,
         total,
@@ -491,7 +491,7 @@ async fn place_external(
             error.into()
         });
     }
-    let mut order = store::require(tx.conn(), tenant_id, &order_id, false).await?;
+    let mut order = store::require(tx.conn(), tenant_id, order_id.as_str(), false).await?;
     emit_created(tx, tenant_id, &row);
     after_paid(tx, tenant_id, &mut order).await?;
     Ok(order.view())
@@ -516,7 +516,7 @@ pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
 /// and the order's campaign (flash-sale units sold, group-buy team progress). Runs for checkout
 /// payments and for external orders ingested as paid.
 async fn after_paid(tx: &mut Tx, tenant_id: &TenantId, order: &mut StoredOrder) -> ApiResult<()> {
-    let member_id = MemberId::from_db(order.member_id.clone());
+    let member_id = &order.member_id;
     if order.points_burned > 0 {
         let result = ledger::apply_in(
             tx,
@@ -544,14 +544,14 @@ async fn after_paid(tx: &mut Tx, tenant_id: &TenantId, order: &mut StoredOrder) 
         program::change_growth(
             tx,
             tenant_id,
-            &member_id,
+            member_id,
             growth,
             &format!("order:{}", order.id),
         )
         .await?;
     }
     if order.total > 0 {
-        program::earn_for_paid(tx, tenant_id, &member_id, order.total, &order.id).await?;
+        program::earn_for_paid(tx, tenant_id, member_id, order.total, order.id.as_str()).await?;
     }
     sqlx::query("UPDATE customer_order SET growth_given = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(growth)
@@ -562,8 +562,8 @@ async fn after_paid(tx: &mut Tx, tenant_id: &TenantId, order: &mut StoredOrder) 
     order.growth_given = growth;
     let paid = hooks::OrderPaid {
         tenant_id,
-        member_id: &member_id,
-        order_id: &order.id,
+        member_id,
+        order_id: order.id.as_str(),
         total: order.total,
     };
     hooks::registered()?.order_paid(tx, &paid).await?;
@@ -611,7 +611,7 @@ pub async fn pay_in(
     .map(|row| Ok::<_, sqlx::Error>((row.try_get("order_id")?, row.try_get("method")?)))
     .transpose()?;
     if let Some((paid_order, paid_method)) = previous {
-        if paid_order == order.id && paid_method == method {
+        if paid_order == order.id.as_str() && paid_method == method {
             return Ok(order);
         }
         return Err(ApiError::conflict(
@@ -647,11 +647,11 @@ pub async fn pay_in(
     }
     let mut spend_id = None;
     if method == "wallet" && order.total > 0 {
-        let member_id = MemberId::from_db(order.member_id.clone());
+        let member_id = &order.member_id;
         let (spend, _) = stored_value::spend_in(
             tx,
             tenant_id,
-            &member_id,
+            member_id,
             order.total,
             &format!("order:{}", order.id),
         )
@@ -703,7 +703,7 @@ pub async fn pay_in(
     order.payment_reference = Some(reference);
     order.wallet_spend_id = spend_id;
     after_paid(tx, tenant_id, &mut order).await?;
-    store::require(tx.conn(), tenant_id, &order.id, false).await
+    store::require(tx.conn(), tenant_id, order.id.as_str(), false).await
 }
 
 fn order_expired(order: &StoredOrder) -> ApiError {
@@ -765,8 +765,8 @@ pub async fn close_unpaid_in(
     ));
     let closed = hooks::OrderClosed {
         tenant_id,
-        member_id: &MemberId::from_db(order.member_id.clone()),
-        order_id: &order.id,
+        member_id: &order.member_id,
+        order_id: order.id.as_str(),
         status: to.as_str(),
     };
     hooks::registered()?.order_closed(tx, &closed).await?;
@@ -838,7 +838,7 @@ const EARLIEST_EXTERNAL_PAYMENT_MICROS: i64 = 631_152_000_000_000;
 pub const ORDER_EXPIRY_JOB: &str = "order.expiry";
 
 /// The id of an order's expiry job (at most one per order).
-fn expiry_job_id(order_id: &str) -> String {
+fn expiry_job_id(order_id: &OrderId) -> String {
     format!("order_expiry:{order_id}")
 }
 
@@ -853,7 +853,7 @@ pub async fn expire_due(db: &crate::common::db::Db, now: jiff::Timestamp) -> any
     const PASS: i64 = 500;
     let mut closed = 0;
     loop {
-        let due: Vec<(TenantId, String)> = {
+        let due: Vec<(TenantId, OrderId)> = {
             let mut conn = db.read().acquire().await?;
             sqlx::query(
                 "SELECT o.tenant_id, o.id FROM customer_order o \
@@ -870,7 +870,7 @@ pub async fn expire_due(db: &crate::common::db::Db, now: jiff::Timestamp) -> any
             .map(|row| {
                 Ok::<_, sqlx::Error>((
                     TenantId::from_db(row.try_get("tenant_id")?),
-                    row.try_get("id")?,
+                    OrderId::from_db(row.try_get("id")?),
                 ))
             })
             .collect::<Result<_, _>>()?
@@ -907,7 +907,7 @@ pub async fn expire_due(db: &crate::common::db::Db, now: jiff::Timestamp) -> any
 async fn expire_orders(
     db: &crate::common::db::Db,
     now: jiff::Timestamp,
-    orders: &[(TenantId, String)],
+    orders: &[(TenantId, OrderId)],
 ) -> anyhow::Result<usize> {
     let mut tx = db.begin(now).await?;
     let mut closed = 0;
@@ -920,8 +920,8 @@ async fn expire_orders(
     Ok(closed)
 }
 
-async fn expire_one(tx: &mut Tx, tenant_id: &TenantId, id: &str) -> anyhow::Result<bool> {
-    let Some(order) = store::fetch(tx.conn(), tenant_id, id, true).await? else {
+async fn expire_one(tx: &mut Tx, tenant_id: &TenantId, id: &OrderId) -> anyhow::Result<bool> {
+    let Some(order) = store::fetch(tx.conn(), tenant_id, id.as_str(), true).await? else {
         return Ok(false);
     };
     let due = order
@@ -939,7 +939,7 @@ async fn expire_one(tx: &mut Tx, tenant_id: &TenantId, id: &str) -> anyhow::Resu
 async fn hand_to_scheduler(
     db: &crate::common::db::Db,
     now: jiff::Timestamp,
-    (tenant_id, order_id): &(TenantId, String),
+    (tenant_id, order_id): &(TenantId, OrderId),
     error: &anyhow::Error,
 ) -> anyhow::Result<()> {
     tracing::warn!(
@@ -969,9 +969,10 @@ pub async fn expire_job(state: &crate::AppState, job: &Job) -> anyhow::Result<()
         .payload
         .get("order_id")
         .and_then(serde_json::Value::as_str)
+        .map(|id| OrderId::from_db(id.to_owned()))
         .ok_or_else(|| anyhow::anyhow!("job without order_id"))?;
     let mut tx = state.begin().await?;
-    let closed = expire_one(&mut tx, &job.tenant_id, order_id).await?;
+    let closed = expire_one(&mut tx, &job.tenant_id, &order_id).await?;
     scheduler::complete(tx.conn(), job).await?;
     tx.commit().await?;
     if closed {
@@ -1008,7 +1009,7 @@ pub async fn advance_in(
         .with_details(json!({ "status": order.status })));
     }
     let now = to_micros(tx.now());
-    if !store::transition(tx.conn(), tenant_id, order_id, from, to, stamp, now).await? {
+    if !store::transition(tx.conn(), tenant_id, &order.id, from, to, stamp, now).await? {
         return Err(ApiError::conflict(
             "invalid_transition",
             "this order changed state meanwhile",
@@ -1047,7 +1048,7 @@ pub async fn refund_in(
     let mut order = store::require(tx.conn(), tenant_id, order_id, true).await?;
     if let Some(reference) = &reference {
         if let Some(existing) = fetch_refund_by_reference(tx.conn(), tenant_id, reference).await? {
-            if existing.order_id == order.id {
+            if existing.order_id == order.id.as_str() {
                 return Ok(existing);
             }
             return Err(ApiError::conflict(
@@ -1080,8 +1081,8 @@ pub async fn refund_in(
         )
         .with_details(json!({ "field": "amount", "refundable": refundable })),
     })?;
-    let member_id = MemberId::from_db(order.member_id.clone());
-    let refund_id = OrderRefundId::generate().to_string();
+    let member_id = &order.member_id;
+    let refund_id = OrderRefundId::generate();
     let now = to_micros(tx.now());
 
     // Money.
@@ -1096,7 +1097,7 @@ pub async fn refund_in(
                 stored_value::refund_spend_in(
                     tx,
                     tenant_id,
-                    &member_id,
+                    member_id,
                     &spend_id,
                     Some(plan.amount),
                     Some(&format!("order-refund:{refund_id}")),
@@ -1120,11 +1121,11 @@ pub async fn refund_in(
         let transfer = NewTransfer::internal(
             format!("order-points-back:{refund_id}"),
             Address::system("redemption"),
-            Address::member(&member_id),
+            Address::member(member_id),
             Asset::Points,
             plan.points_back,
             "refund",
-            Some(&order.id),
+            Some(order.id.as_str()),
         );
         ledger::apply_in(tx, tenant_id, vec![Op::Create(transfer)]).await?;
     }
@@ -1136,13 +1137,13 @@ pub async fn refund_in(
         program::change_growth(
             tx,
             tenant_id,
-            &member_id,
+            member_id,
             growth_now - order.growth_given,
             &format!("refund:{refund_id}"),
         )
         .await?;
     }
-    adjust_earned_points(tx, tenant_id, &member_id, &order, remaining, &refund_id).await?;
+    adjust_earned_points(tx, tenant_id, member_id, &order, remaining, &refund_id).await?;
     // Full refund: coupon and stock.
     let mut coupon_returned = false;
     let mut restocked = false;
@@ -1230,9 +1231,9 @@ pub async fn refund_in(
     ));
     let refunded = hooks::OrderRefunded {
         tenant_id,
-        member_id: &MemberId::from_db(order.member_id.clone()),
-        order_id: &order.id,
-        refund_id: &refund_id,
+        member_id: &order.member_id,
+        order_id: order.id.as_str(),
+        refund_id: refund_id.as_str(),
         amount: plan.amount,
         refunded_total: plan.refunded_after,
         full: plan.full,
@@ -1244,8 +1245,8 @@ pub async fn refund_in(
         }
     }
     Ok(Refund {
-        id: refund_id,
-        order_id: order.id,
+        id: refund_id.to_string(),
+        order_id: order.id.to_string(),
         amount: plan.amount,
         reason: reason.to_owned(),
         reference,
@@ -1267,13 +1268,13 @@ async fn adjust_earned_points(
     member_id: &MemberId,
     order: &StoredOrder,
     remaining: i64,
-    refund_id: &str,
+    refund_id: &OrderRefundId,
 ) -> ApiResult<()> {
     if order.total == 0 {
         return Ok(());
     }
     let reference = if order.refund_count == 0 {
-        order.id.clone()
+        order.id.to_string()
     } else {
         format!("{}#{}", order.id, order.refund_count)
     };
@@ -1333,7 +1334,7 @@ async fn adjust_earned_points(
                     Asset::Points,
                     back,
                     "refund_clawback",
-                    Some(&order.id),
+                    Some(order.id.as_str()),
                 );
                 ledger::apply_in(tx, tenant_id, vec![Op::Create(transfer)]).await?;
             }

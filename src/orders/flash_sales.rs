@@ -129,7 +129,7 @@ pub struct PlacedOrder {
 }
 
 struct SaleRow {
-    id: String,
+    id: FlashSaleId,
     product_id: String,
     price: i64,
     stock: i64,
@@ -147,7 +147,7 @@ const COLUMNS: &str = "id, product_id, price, stock, reserved, sold, per_member_
 
 fn sale_from_row(row: &AnyRow) -> Result<SaleRow, sqlx::Error> {
     Ok(SaleRow {
-        id: row.try_get("id")?,
+        id: FlashSaleId::from_db(row.try_get("id")?),
         product_id: row.try_get("product_id")?,
         price: row.try_get("price")?,
         stock: row.try_get("stock")?,
@@ -177,7 +177,7 @@ impl SaleRow {
             FlashSaleStatus::Running
         };
         FlashSale {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             product_id: self.product_id.clone(),
             price: self.price,
             stock: self.stock,
@@ -197,7 +197,7 @@ impl SaleRow {
 async fn fetch_sale(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    id: &str,
+    id: &FlashSaleId,
     lock: bool,
 ) -> ApiResult<Option<SaleRow>> {
     let lock = if lock && backend_of(conn) == Backend::Postgres {
@@ -209,7 +209,7 @@ async fn fetch_sale(
         "SELECT {COLUMNS} FROM flash_sale WHERE tenant_id = $1 AND id = $2{lock}"
     ))
     .bind(tenant_id.as_str())
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.as_ref().map(sale_from_row).transpose()?)
@@ -256,7 +256,7 @@ async fn create_flash_sale(
     let product = products::fetch(tx.conn(), &auth.tenant_id, &request.product_id).await?;
     price::check_special(request.price, product.price)
         .map_err(|e| ApiError::validation("price", e.to_string()))?;
-    let id = FlashSaleId::generate().to_string();
+    let id = FlashSaleId::generate();
     sqlx::query(
         "INSERT INTO flash_sale (tenant_id, id, product_id, price, stock, reserved, sold, \
          per_member_limit, starts_at, ends_at, payment_timeout_secs, created_at, updated_at) \
@@ -297,6 +297,7 @@ async fn get_flash_sale(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<FlashSale>> {
+    let id = FlashSaleId::parse(&id).ok_or_else(|| ApiError::not_found("flash sale"))?;
     let mut conn = state.db.read().acquire().await?;
     let sale = fetch_sale(&mut conn, &auth.tenant_id, &id, false)
         .await?
@@ -351,7 +352,7 @@ async fn list_flash_sales(
 /// One buyer's request, as the batcher carries it.
 pub struct Claim {
     pub tenant_id: TenantId,
-    pub sale_id: String,
+    pub sale_id: FlashSaleId,
     pub member_id: MemberId,
     pub qty: i64,
 }
@@ -378,12 +379,10 @@ async fn buy(
         ));
     }
     let member_id = members::member_id(&request.member_id)?;
-    if FlashSaleId::parse(&id).is_none() {
-        return Err(ApiError::not_found("flash sale"));
-    }
+    let sale_id = FlashSaleId::parse(&id).ok_or_else(|| ApiError::not_found("flash sale"))?;
     let claim = Claim {
         tenant_id: auth.tenant_id,
-        sale_id: id,
+        sale_id,
         member_id,
         qty,
     };
@@ -432,10 +431,10 @@ async fn decide_in(
     let mut outcomes: Vec<Option<ApiResult<PlacedOrder>>> =
         (0..claims.len()).map(|_| None).collect();
     // Sales in a fixed order (locks), each sale's claims in arrival order.
-    let mut groups: HashMap<(&TenantId, &str), Vec<usize>> = HashMap::new();
+    let mut groups: HashMap<(&TenantId, &FlashSaleId), Vec<usize>> = HashMap::new();
     for (i, claim) in claims.iter().enumerate() {
         groups
-            .entry((&claim.tenant_id, claim.sale_id.as_str()))
+            .entry((&claim.tenant_id, &claim.sale_id))
             .or_default()
             .push(i);
     }
@@ -466,18 +465,15 @@ async fn decide_in(
             continue;
         }
         let mut available = sale.available();
-        let member_ids: Vec<&str> = {
-            let mut ids: Vec<&str> = indexes
-                .iter()
-                .map(|&i| claims[i].member_id.as_str())
-                .collect();
+        let member_ids: Vec<&MemberId> = {
+            let mut ids: Vec<&MemberId> = indexes.iter().map(|&i| &claims[i].member_id).collect();
             ids.sort_unstable();
             ids.dedup();
             ids
         };
         // Buyers that exist and are not erased; units they hold already.
         let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
-        let mut held = store::held_in_campaign(tx.conn(), tenant_id, sale_id, &member_ids)
+        let mut held = store::held_in_campaign(tx.conn(), tenant_id, sale_id.as_str(), &member_ids)
             .await
             .map_err(batcher::abort)?;
         let product = products::fetch(tx.conn(), tenant_id, &sale.product_id)
@@ -487,7 +483,7 @@ async fn decide_in(
         let expires_at = to_micros(tx.now() + SignedDuration::from_secs(sale.payment_timeout_secs));
         for &i in indexes {
             let claim = &claims[i];
-            let member = claim.member_id.as_str();
+            let member = &claim.member_id;
             let outcome = if !active.contains(member) {
                 Err(ApiError::not_found("member"))
             } else if held.get(member).copied().unwrap_or(0) + claim.qty > sale.per_member_limit {
@@ -502,7 +498,7 @@ async fn decide_in(
                 Err(sold_out().with_details(json!({ "available": available })))
             } else {
                 available -= claim.qty;
-                *held.entry(member.to_owned()).or_default() += claim.qty;
+                *held.entry(member.clone()).or_default() += claim.qty;
                 // Never above list, should the list price have been lowered since.
                 let unit_price = price::charged(sale.price, product.price);
                 let line = OrderLine {
@@ -515,8 +511,8 @@ async fn decide_in(
                     line_total: unit_price * claim.qty,
                 };
                 let row = NewOrder {
-                    id: OrderId::generate().to_string(),
-                    member_id: member.to_owned(),
+                    id: OrderId::generate(),
+                    member_id: member.clone(),
                     source: KIND,
                     status: OrderStatus::PendingPayment,
                     total: line.line_total,
@@ -531,7 +527,7 @@ async fn decide_in(
                     expires_at: Some(expires_at),
                     external_reference: None,
                     campaign_kind: Some(KIND),
-                    campaign_id: Some(sale.id.clone()),
+                    campaign_id: Some(sale.id.to_string()),
                     team_id: None,
                 };
                 let order = placed_view(&row, now);
@@ -552,7 +548,7 @@ async fn decide_in(
         .bind(units)
         .bind(now)
         .bind(tenant_id.as_str())
-        .bind(sale_id)
+        .bind(sale_id.as_str())
         .execute(tx.conn())
         .await?;
         if updated.rows_affected() != 1 {
@@ -576,8 +572,8 @@ async fn decide_in(
 pub async fn active_members(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    ids: &[&str],
-) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    ids: &[&MemberId],
+) -> Result<std::collections::HashSet<MemberId>, sqlx::Error> {
     let mut found = std::collections::HashSet::new();
     for chunk in ids.chunks(500) {
         let mut sql = Sql::for_conn(&*conn, "SELECT id FROM member WHERE tenant_id = ");
@@ -586,12 +582,12 @@ pub async fn active_members(
             if i > 0 {
                 sql.push(", ");
             }
-            sql.bind(*id);
+            sql.bind(id.as_str());
         }
         sql.push(") AND status <> ")
             .bind(members::model::STATUS_ERASED);
         for row in sql.query().fetch_all(&mut *conn).await? {
-            found.insert(row.try_get("id")?);
+            found.insert(MemberId::from_db(row.try_get("id")?));
         }
     }
     Ok(found)
@@ -599,7 +595,7 @@ pub async fn active_members(
 
 fn placed_view(row: &NewOrder, now: i64) -> PlacedOrder {
     PlacedOrder {
-        order_id: row.id.clone(),
+        order_id: row.id.to_string(),
         order: store::StoredOrder::from_new(row, now).view(),
     }
 }

@@ -151,7 +151,7 @@ pub struct OpenedTeam {
 }
 
 struct BuyRow {
-    id: String,
+    id: GroupBuyId,
     product_id: String,
     price: i64,
     team_size: i64,
@@ -164,7 +164,7 @@ struct BuyRow {
 
 fn buy_from_row(row: &AnyRow) -> Result<BuyRow, sqlx::Error> {
     Ok(BuyRow {
-        id: row.try_get("id")?,
+        id: GroupBuyId::from_db(row.try_get("id")?),
         product_id: row.try_get("product_id")?,
         price: row.try_get("price")?,
         team_size: row.try_get("team_size")?,
@@ -179,7 +179,7 @@ fn buy_from_row(row: &AnyRow) -> Result<BuyRow, sqlx::Error> {
 impl BuyRow {
     fn view(&self) -> GroupBuy {
         GroupBuy {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             product_id: self.product_id.clone(),
             price: self.price,
             team_size: self.team_size,
@@ -192,14 +192,18 @@ impl BuyRow {
     }
 }
 
-async fn fetch_buy(conn: &mut AnyConnection, tenant_id: &TenantId, id: &str) -> ApiResult<BuyRow> {
+async fn fetch_buy(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &GroupBuyId,
+) -> ApiResult<BuyRow> {
     let row = sqlx::query(
         "SELECT id, product_id, price, team_size, duration_secs, per_member_limit, \
          virtual_completion, payment_timeout_secs, created_at FROM group_buy \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id.as_str())
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(conn)
     .await?;
     Ok(buy_from_row(
@@ -208,9 +212,9 @@ async fn fetch_buy(conn: &mut AnyConnection, tenant_id: &TenantId, id: &str) -> 
 }
 
 struct TeamRow {
-    id: String,
-    group_buy_id: String,
-    opener_member_id: String,
+    id: TeamId,
+    group_buy_id: GroupBuyId,
+    opener_member_id: MemberId,
     team_size: i64,
     status: TeamStatus,
     slots_taken: i64,
@@ -225,9 +229,9 @@ const TEAM_COLUMNS: &str = "id, group_buy_id, opener_member_id, team_size, statu
 
 fn team_from_row(row: &AnyRow) -> Result<TeamRow, sqlx::Error> {
     Ok(TeamRow {
-        id: row.try_get("id")?,
-        group_buy_id: row.try_get("group_buy_id")?,
-        opener_member_id: row.try_get("opener_member_id")?,
+        id: TeamId::from_db(row.try_get("id")?),
+        group_buy_id: GroupBuyId::from_db(row.try_get("group_buy_id")?),
+        opener_member_id: MemberId::from_db(row.try_get("opener_member_id")?),
         team_size: row.try_get("team_size")?,
         status: state_column(row, "status")?,
         slots_taken: row.try_get("slots_taken")?,
@@ -241,7 +245,7 @@ fn team_from_row(row: &AnyRow) -> Result<TeamRow, sqlx::Error> {
 async fn fetch_team(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    id: &str,
+    id: &TeamId,
     lock: bool,
 ) -> Result<Option<TeamRow>, sqlx::Error> {
     let lock = if lock && backend_of(conn) == Backend::Postgres {
@@ -253,7 +257,7 @@ async fn fetch_team(
         "SELECT {TEAM_COLUMNS} FROM group_team WHERE tenant_id = $1 AND id = $2{lock}"
     ))
     .bind(tenant_id.as_str())
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(team_from_row).transpose()
@@ -282,7 +286,7 @@ async fn team_view(
         }
         let member_id: String = row.try_get("member_id")?;
         members.push(TeamMember {
-            opener: member_id == team.opener_member_id,
+            opener: member_id == team.opener_member_id.as_str(),
             member_id,
             order_id: row.try_get("id")?,
             paid: status != OrderStatus::PendingPayment,
@@ -291,8 +295,8 @@ async fn team_view(
         });
     }
     Ok(Team {
-        id: team.id.clone(),
-        group_buy_id: team.group_buy_id.clone(),
+        id: team.id.to_string(),
+        group_buy_id: team.group_buy_id.to_string(),
         status: team.status,
         team_size: team.team_size,
         slots_taken: team.slots_taken,
@@ -341,7 +345,7 @@ async fn create_group_buy(
     let product = products::fetch(tx.conn(), &auth.tenant_id, &request.product_id).await?;
     price::check_special(request.price, product.price)
         .map_err(|e| ApiError::validation("price", e.to_string()))?;
-    let id = GroupBuyId::generate().to_string();
+    let id = GroupBuyId::generate();
     let now = to_micros(tx.now());
     sqlx::query(
         "INSERT INTO group_buy (tenant_id, id, product_id, price, team_size, duration_secs, \
@@ -379,6 +383,7 @@ async fn get_group_buy(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<GroupBuy>> {
+    let id = GroupBuyId::parse(&id).ok_or_else(|| ApiError::not_found("group buy"))?;
     let mut conn = state.db.read().acquire().await?;
     Ok(Json(
         fetch_buy(&mut conn, &auth.tenant_id, &id).await?.view(),
@@ -401,15 +406,15 @@ fn team_line(buy: &BuyRow, product: &products::Product) -> OrderLine {
 fn team_order(
     buy: &BuyRow,
     line: &OrderLine,
-    member_id: &str,
-    team_id: &str,
+    member_id: &MemberId,
+    team_id: &TeamId,
     now: i64,
     team_expires_at: i64,
 ) -> NewOrder {
     let pay_by = (now + buy.payment_timeout_secs * 1_000_000).min(team_expires_at);
     NewOrder {
-        id: OrderId::generate().to_string(),
-        member_id: member_id.to_owned(),
+        id: OrderId::generate(),
+        member_id: member_id.clone(),
         source: KIND,
         status: OrderStatus::PendingPayment,
         total: line.line_total,
@@ -424,8 +429,8 @@ fn team_order(
         expires_at: Some(pay_by),
         external_reference: None,
         campaign_kind: Some(KIND),
-        campaign_id: Some(buy.id.clone()),
-        team_id: Some(team_id.to_owned()),
+        campaign_id: Some(buy.id.to_string()),
+        team_id: Some(team_id.clone()),
     }
 }
 
@@ -453,6 +458,7 @@ async fn open_team(
 ) -> ApiResult<(StatusCode, Json<OpenedTeam>)> {
     let member_id = members::member_id(&request.member_id)?;
     let tenant_id = &auth.tenant_id;
+    let id = GroupBuyId::parse(&id).ok_or_else(|| ApiError::not_found("group buy"))?;
     let mut tx = state.begin().await?;
     let buy = fetch_buy(tx.conn(), tenant_id, &id).await?;
     members::store::require_active(tx.conn(), tenant_id, &member_id).await?;
@@ -464,14 +470,14 @@ async fn open_team(
             .await?;
     }
     let held =
-        store::held_in_campaign(tx.conn(), tenant_id, &buy.id, &[member_id.as_str()]).await?;
-    if held.get(member_id.as_str()).copied().unwrap_or(0) + 1 > buy.per_member_limit {
+        store::held_in_campaign(tx.conn(), tenant_id, buy.id.as_str(), &[&member_id]).await?;
+    if held.get(&member_id).copied().unwrap_or(0) + 1 > buy.per_member_limit {
         return Err(limit_reached(buy.per_member_limit));
     }
     let product = products::fetch(tx.conn(), tenant_id, &buy.product_id).await?;
     let now_ts = tx.now();
     let now = to_micros(now_ts);
-    let team_id = TeamId::generate().to_string();
+    let team_id = TeamId::generate();
     let expires_at = to_micros(now_ts + SignedDuration::from_secs(buy.duration_secs));
     sqlx::query(
         "INSERT INTO group_team (tenant_id, id, group_buy_id, opener_member_id, team_size, \
@@ -488,7 +494,7 @@ async fn open_team(
     .execute(tx.conn())
     .await?;
     let line = team_line(&buy, &product);
-    let order = team_order(&buy, &line, member_id.as_str(), &team_id, now, expires_at);
+    let order = team_order(&buy, &line, &member_id, &team_id, now, expires_at);
     store::insert(tx.conn(), tenant_id, std::slice::from_ref(&order), now).await?;
     scheduler::schedule(
         tx.conn(),
@@ -518,8 +524,8 @@ async fn open_team(
     Ok((
         StatusCode::CREATED,
         Json(OpenedTeam {
-            team_id,
-            order_id: order.id,
+            team_id: team_id.to_string(),
+            order_id: order.id.to_string(),
             team,
         }),
     ))
@@ -534,6 +540,7 @@ async fn get_team(
     auth: Auth,
     Path(team_id): Path<String>,
 ) -> ApiResult<Json<Team>> {
+    let team_id = TeamId::parse(&team_id).ok_or_else(|| ApiError::not_found("team"))?;
     let mut conn = state.db.read().acquire().await?;
     let team = fetch_team(&mut conn, &auth.tenant_id, &team_id, false)
         .await?
@@ -568,6 +575,7 @@ async fn list_teams(
     Query(query): Query<TeamsQuery>,
 ) -> ApiResult<Json<TeamPage>> {
     let limit = pagination::limit(query.limit, 20, 100)?;
+    let id = GroupBuyId::parse(&id).ok_or_else(|| ApiError::not_found("group buy"))?;
     let mut conn = state.db.read().acquire().await?;
     fetch_buy(&mut conn, &auth.tenant_id, &id).await?;
     let now = to_micros(state.clock.now());
@@ -605,7 +613,7 @@ async fn list_teams(
 /// One join request, as the batcher carries it.
 pub struct JoinClaim {
     pub tenant_id: TenantId,
-    pub team_id: String,
+    pub team_id: TeamId,
     pub member_id: MemberId,
 }
 
@@ -623,9 +631,7 @@ async fn join_team(
     Json(request): Json<MemberRequest>,
 ) -> ApiResult<(StatusCode, Json<PlacedOrder>)> {
     let member_id = members::member_id(&request.member_id)?;
-    if TeamId::parse(&team_id).is_none() {
-        return Err(ApiError::not_found("team"));
-    }
+    let team_id = TeamId::parse(&team_id).ok_or_else(|| ApiError::not_found("team"))?;
     let placed = state
         .commerce
         .teams
@@ -667,10 +673,10 @@ async fn decide_in(
     let now = to_micros(tx.now());
     let mut outcomes: Vec<Option<ApiResult<PlacedOrder>>> =
         (0..claims.len()).map(|_| None).collect();
-    let mut groups: HashMap<(&TenantId, &str), Vec<usize>> = HashMap::new();
+    let mut groups: HashMap<(&TenantId, &TeamId), Vec<usize>> = HashMap::new();
     for (i, claim) in claims.iter().enumerate() {
         groups
-            .entry((&claim.tenant_id, claim.team_id.as_str()))
+            .entry((&claim.tenant_id, &claim.team_id))
             .or_default()
             .push(i);
     }
@@ -701,32 +707,31 @@ async fn decide_in(
         let product = products::fetch(tx.conn(), tenant_id, &buy.product_id)
             .await
             .map_err(batcher::abort)?;
-        let mut member_ids: Vec<&str> = indexes
-            .iter()
-            .map(|&i| claims[i].member_id.as_str())
-            .collect();
+        let mut member_ids: Vec<&MemberId> =
+            indexes.iter().map(|&i| &claims[i].member_id).collect();
         member_ids.sort_unstable();
         member_ids.dedup();
         let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
-        let mut held = store::held_in_campaign(tx.conn(), tenant_id, &buy.id, &member_ids)
+        let mut held = store::held_in_campaign(tx.conn(), tenant_id, buy.id.as_str(), &member_ids)
             .await
             .map_err(batcher::abort)?;
-        let mut in_team: std::collections::HashSet<String> = sqlx::query_scalar(&format!(
+        let mut in_team: std::collections::HashSet<MemberId> = sqlx::query_scalar(&format!(
             "SELECT member_id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 \
              AND status IN {}",
             model::HOLDING_STATUSES
         ))
         .bind(tenant_id.as_str())
-        .bind(team_id)
+        .bind(team_id.as_str())
         .fetch_all(tx.conn())
         .await?
         .into_iter()
+        .map(MemberId::from_db)
         .collect();
         let mut slots = team.team_size - team.slots_taken;
         let line = team_line(&buy, &product);
         let mut rows = Vec::new();
         for &i in indexes {
-            let member = claims[i].member_id.as_str();
+            let member = &claims[i].member_id;
             let outcome = if !active.contains(member) {
                 Err(ApiError::not_found("member"))
             } else if in_team.contains(member) {
@@ -743,11 +748,11 @@ async fn decide_in(
                 ))
             } else {
                 slots -= 1;
-                *held.entry(member.to_owned()).or_default() += 1;
-                in_team.insert(member.to_owned());
+                *held.entry(member.clone()).or_default() += 1;
+                in_team.insert(member.clone());
                 let order = team_order(&buy, &line, member, team_id, now, team.expires_at);
                 let placed = PlacedOrder {
-                    order_id: order.id.clone(),
+                    order_id: order.id.to_string(),
                     order: StoredOrder::from_new(&order, now).view(),
                 };
                 rows.push(order);
@@ -766,7 +771,7 @@ async fn decide_in(
         )
         .bind(rows.len() as i64)
         .bind(tenant_id.as_str())
-        .bind(team_id)
+        .bind(team_id.as_str())
         .execute(tx.conn())
         .await?;
         if taken.rows_affected() != 1 {
@@ -779,7 +784,7 @@ async fn decide_in(
             tx.emit(NewEvent::new(
                 tenant_id,
                 "group_buy.team_joined",
-                Some(team_id),
+                Some(team_id.as_str()),
                 json!({ "team_id": team_id, "member_id": row.member_id, "order_id": row.id }),
             ));
         }
@@ -794,7 +799,7 @@ async fn decide_in(
 pub async fn require_payable(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    team_id: &str,
+    team_id: &TeamId,
 ) -> ApiResult<()> {
     let team = fetch_team(conn, tenant_id, team_id, true)
         .await?
@@ -810,7 +815,7 @@ pub async fn require_payable(
 
 /// A team order was paid: the team succeeds when its paid members reach the team size.
 pub async fn on_paid(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<()> {
-    let Some(team_id) = order.team_id.as_deref() else {
+    let Some(team_id) = &order.team_id else {
         return Ok(());
     };
     let now = to_micros(tx.now());
@@ -818,7 +823,7 @@ pub async fn on_paid(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> 
         "UPDATE group_team SET paid_count = paid_count + 1 WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id.as_str())
-    .bind(team_id)
+    .bind(team_id.as_str())
     .execute(tx.conn())
     .await?;
     let succeeded = sqlx::query(
@@ -827,14 +832,14 @@ pub async fn on_paid(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> 
     )
     .bind(now)
     .bind(tenant_id.as_str())
-    .bind(team_id)
+    .bind(team_id.as_str())
     .execute(tx.conn())
     .await?;
     if succeeded.rows_affected() == 1 {
         tx.emit(NewEvent::new(
             tenant_id,
             "group_buy.team_succeeded",
-            Some(team_id),
+            Some(team_id.as_str()),
             json!({ "team_id": team_id, "group_buy_id": order.campaign_id, "virtual": false }),
         ));
     }
@@ -864,14 +869,14 @@ pub async fn on_unpaid_closed(
 pub async fn on_refunded(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    team_id: &str,
+    team_id: &TeamId,
 ) -> ApiResult<()> {
     sqlx::query(
         "UPDATE group_team SET slots_taken = slots_taken - 1, paid_count = paid_count - 1 \
          WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
     )
     .bind(tenant_id.as_str())
-    .bind(team_id)
+    .bind(team_id.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -884,8 +889,8 @@ pub async fn team_expiry_job(state: &AppState, job: &Job) -> anyhow::Result<()> 
         .payload
         .get("team_id")
         .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| anyhow::anyhow!("job without team_id"))?
-        .to_owned();
+        .map(|id| TeamId::from_db(id.to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("job without team_id"))?;
     let tenant_id = &job.tenant_id;
     let mut tx = state.begin().await?;
     let outcome = close_team(&mut tx, tenant_id, &team_id)
@@ -902,7 +907,7 @@ pub async fn team_expiry_job(state: &AppState, job: &Job) -> anyhow::Result<()> 
 async fn close_team(
     tx: &mut Tx,
     tenant_id: &TenantId,
-    team_id: &str,
+    team_id: &TeamId,
 ) -> ApiResult<Option<TeamStatus>> {
     let Some(team) = fetch_team(tx.conn(), tenant_id, team_id, true).await? else {
         return Ok(None);
@@ -924,7 +929,7 @@ async fn close_team(
     .bind(status.as_str())
     .bind(now)
     .bind(tenant_id.as_str())
-    .bind(team_id)
+    .bind(team_id.as_str())
     .execute(tx.conn())
     .await?;
     if moved.rows_affected() != 1 {
@@ -934,7 +939,7 @@ async fn close_team(
         "SELECT id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 ORDER BY id",
     )
     .bind(tenant_id.as_str())
-    .bind(team_id)
+    .bind(team_id.as_str())
     .fetch_all(tx.conn())
     .await?;
     let mut refunded = 0;
@@ -968,7 +973,7 @@ async fn close_team(
     tx.emit(NewEvent::new(
         tenant_id,
         kind,
-        Some(team_id),
+        Some(team_id.as_str()),
         json!({ "team_id": team_id, "group_buy_id": buy.id, "paid_count": team.paid_count,
                 "refunded": refunded, "virtual": status == TeamStatus::Succeeded }),
     ));

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::model::{state_column, Order, OrderLine, OrderStatus};
 use crate::common::db::Backend;
 use crate::common::error::{ApiError, ApiResult};
-use crate::common::ids::TenantId;
+use crate::common::ids::{MemberId, OrderId, TeamId, TenantId};
 use crate::common::sql::{backend_of, Arg, Sql};
 use crate::common::time::micros_to_rfc3339;
 
@@ -21,8 +21,8 @@ pub const COLUMNS: &str = "id, member_id, source, status, total, currency, items
 /// An order row.
 #[derive(Debug, Clone)]
 pub struct StoredOrder {
-    pub id: String,
-    pub member_id: String,
+    pub id: OrderId,
+    pub member_id: MemberId,
     pub source: String,
     pub status: OrderStatus,
     pub total: i64,
@@ -47,7 +47,7 @@ pub struct StoredOrder {
     pub external_reference: Option<String>,
     pub campaign_kind: Option<String>,
     pub campaign_id: Option<String>,
-    pub team_id: Option<String>,
+    pub team_id: Option<TeamId>,
     pub fulfilled_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub closed_at: Option<i64>,
@@ -56,8 +56,8 @@ pub struct StoredOrder {
 
 pub fn from_row(row: &AnyRow) -> Result<StoredOrder, sqlx::Error> {
     Ok(StoredOrder {
-        id: row.try_get("id")?,
-        member_id: row.try_get("member_id")?,
+        id: OrderId::from_db(row.try_get("id")?),
+        member_id: MemberId::from_db(row.try_get("member_id")?),
         source: row.try_get("source")?,
         status: state_column(row, "status")?,
         total: row.try_get("total")?,
@@ -82,7 +82,9 @@ pub fn from_row(row: &AnyRow) -> Result<StoredOrder, sqlx::Error> {
         external_reference: row.try_get("external_reference")?,
         campaign_kind: row.try_get("campaign_kind")?,
         campaign_id: row.try_get("campaign_id")?,
-        team_id: row.try_get("team_id")?,
+        team_id: row
+            .try_get::<Option<String>, _>("team_id")?
+            .map(TeamId::from_db),
         fulfilled_at: row.try_get("fulfilled_at")?,
         completed_at: row.try_get("completed_at")?,
         closed_at: row.try_get("closed_at")?,
@@ -135,8 +137,8 @@ impl StoredOrder {
     pub fn view(&self) -> Order {
         let time = |m: Option<i64>| m.map(micros_to_rfc3339);
         Order {
-            id: self.id.clone(),
-            member_id: self.member_id.clone(),
+            id: self.id.to_string(),
+            member_id: self.member_id.to_string(),
             source: self.source.clone(),
             status: self.status,
             items: serde_json::from_str(&self.items).unwrap_or(Value::Array(Vec::new())),
@@ -156,7 +158,7 @@ impl StoredOrder {
             external_reference: self.external_reference.clone(),
             campaign_kind: self.campaign_kind.clone(),
             campaign_id: self.campaign_id.clone(),
-            team_id: self.team_id.clone(),
+            team_id: self.team_id.as_ref().map(TeamId::to_string),
             expires_at: time(self.expires_at),
             ordered_at: micros_to_rfc3339(self.ordered_at),
             paid_at: time(self.paid_at),
@@ -210,8 +212,8 @@ const INSERT_COLUMNS: &str = "tenant_id, id, member_id, source, status, total, c
 /// A new order row.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
-    pub id: String,
-    pub member_id: String,
+    pub id: OrderId,
+    pub member_id: MemberId,
     pub source: &'static str,
     pub status: OrderStatus,
     pub total: i64,
@@ -227,7 +229,7 @@ pub struct NewOrder {
     pub external_reference: Option<String>,
     pub campaign_kind: Option<&'static str>,
     pub campaign_id: Option<String>,
-    pub team_id: Option<String>,
+    pub team_id: Option<TeamId>,
 }
 
 /// Rows per multi-row insert (22 arguments each).
@@ -270,7 +272,7 @@ pub async fn insert(
                 Arg::from(o.external_reference.clone()),
                 Arg::from(o.campaign_kind.map(str::to_owned)),
                 Arg::from(o.campaign_id.clone()),
-                Arg::from(o.team_id.clone()),
+                Arg::from(o.team_id.as_ref().map(TeamId::to_string)),
                 Arg::from(now),
             ]
         });
@@ -284,7 +286,7 @@ pub async fn insert(
 pub async fn transition(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    id: &str,
+    id: &OrderId,
     from: OrderStatus,
     to: OrderStatus,
     stamp: &str,
@@ -301,7 +303,7 @@ pub async fn transition(
     .bind(to.as_str())
     .bind(now)
     .bind(tenant_id.as_str())
-    .bind(id)
+    .bind(id.as_str())
     .bind(from.as_str())
     .execute(&mut *conn)
     .await?;
@@ -313,8 +315,8 @@ pub async fn held_in_campaign(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     campaign_id: &str,
-    members: &[&str],
-) -> ApiResult<std::collections::HashMap<String, i64>> {
+    members: &[&MemberId],
+) -> ApiResult<std::collections::HashMap<MemberId, i64>> {
     let mut held = std::collections::HashMap::new();
     for chunk in members.chunks(500) {
         let mut sql = Sql::for_conn(
@@ -330,14 +332,17 @@ pub async fn held_in_campaign(
             if i > 0 {
                 sql.push(", ");
             }
-            sql.bind(*member);
+            sql.bind(member.as_str());
         }
         sql.push(&format!(
             ") AND status IN {} GROUP BY member_id",
             super::model::HOLDING_STATUSES
         ));
         for row in sql.query().fetch_all(&mut *conn).await? {
-            held.insert(row.try_get("member_id")?, row.try_get("held")?);
+            held.insert(
+                MemberId::from_db(row.try_get("member_id")?),
+                row.try_get("held")?,
+            );
         }
     }
     Ok(held)
