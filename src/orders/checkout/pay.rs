@@ -1,0 +1,229 @@
+//! Paying an order, and what being paid means for the member and the campaign.
+
+use serde_json::json;
+use sqlx::Row as _;
+
+use crate::common::db::Tx;
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::events::NewEvent;
+use crate::common::hooks;
+use crate::common::ids::TenantId;
+use crate::common::time::{micros_to_rfc3339, to_micros};
+use crate::ledger::{self, Op};
+use crate::membership::program::{self};
+use crate::membership::rules::tiers;
+use crate::membership::stored_value::{self};
+use crate::orders::model::OrderStatus;
+use crate::orders::store::{self, StoredOrder};
+use crate::orders::{flash_sales, group_buys};
+
+use super::{burn_id, PaymentRequest};
+
+/// What paying means for the member: points burnt for good, growth, pending earned points,
+/// and the order's campaign (flash-sale units sold, group-buy team progress). Runs for checkout
+/// payments and for external orders ingested as paid.
+pub(super) async fn after_paid(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    order: &mut StoredOrder,
+) -> ApiResult<()> {
+    let member_id = &order.member_id;
+    if order.points_burned > 0 {
+        let result = ledger::apply_in(
+            tx,
+            tenant_id,
+            vec![Op::Post {
+                pending_id: burn_id(&order.id),
+                amount: None,
+            }],
+        )
+        .await?
+        .pop()
+        .map(|r| r.status)
+        .unwrap_or_default();
+        if result != "posted" {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "posting burnt points of {} gave {}",
+                order.id,
+                result
+            )));
+        }
+    }
+    let settings = program::load_settings(tx.conn(), tenant_id).await?;
+    let growth = tiers::growth_from_paid(order.total, settings.growth_per_yuan_bp);
+    if growth > 0 {
+        program::change_growth(
+            tx,
+            tenant_id,
+            member_id,
+            growth,
+            &format!("order:{}", order.id),
+        )
+        .await?;
+    }
+    if order.total > 0 {
+        program::earn_for_paid(tx, tenant_id, member_id, order.total, order.id.as_str()).await?;
+    }
+    sqlx::query("UPDATE customer_order SET growth_given = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(growth)
+        .bind(tenant_id.as_str())
+        .bind(order.id.as_str())
+        .execute(tx.conn())
+        .await?;
+    order.growth_given = growth;
+    let paid = hooks::OrderPaid {
+        tenant_id,
+        member_id,
+        order_id: order.id.as_str(),
+        total: order.total,
+    };
+    hooks::registered()?.order_paid(tx, &paid).await?;
+    match (order.campaign_kind.as_deref(), order.campaign_id.as_deref()) {
+        (Some(flash_sales::KIND), Some(sale)) => {
+            flash_sales::on_paid(tx.conn(), tenant_id, sale, order.qty).await?
+        }
+        (Some(group_buys::KIND), _) => group_buys::on_paid(tx, tenant_id, order).await?,
+        _ => {}
+    }
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "order.paid",
+        Some(order.id.as_str()),
+        json!({
+            "order_id": order.id, "member_id": order.member_id, "total": order.total,
+            "method": order.payment_method, "reference": order.payment_reference,
+            "source": order.source,
+        }),
+    ));
+    Ok(())
+}
+
+/// Pay an order inside `tx`. Idempotent on the payment reference.
+pub async fn pay_in(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    order_id: &str,
+    request: &PaymentRequest,
+) -> ApiResult<StoredOrder> {
+    let method = match request.method.as_str() {
+        "wallet" => "wallet",
+        "external" => "external",
+        _ => return Err(ApiError::validation("method", "must be wallet or external")),
+    };
+    let reference = stored_value::model::reference("reference", request.reference.trim())?;
+    let mut order = store::require(tx.conn(), tenant_id, order_id, true).await?;
+    let previous: Option<(String, String)> = sqlx::query(
+        "SELECT order_id, method FROM order_payment WHERE tenant_id = $1 AND reference = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(reference.as_str())
+    .fetch_optional(tx.conn())
+    .await?
+    .map(|row| Ok::<_, sqlx::Error>((row.try_get("order_id")?, row.try_get("method")?)))
+    .transpose()?;
+    if let Some((paid_order, paid_method)) = previous {
+        if paid_order == order.id.as_str() && paid_method == method {
+            return Ok(order);
+        }
+        return Err(ApiError::conflict(
+            "payment_reference_reused",
+            "this payment reference was used for another payment",
+        ));
+    }
+    let now = to_micros(tx.now());
+    match order.status {
+        OrderStatus::PendingPayment if order.expires_at.is_some_and(|at| at <= now) => {
+            return Err(order_expired(&order))
+        }
+        OrderStatus::PendingPayment => {}
+        OrderStatus::Expired => return Err(order_expired(&order)),
+        OrderStatus::Cancelled => {
+            return Err(ApiError::conflict(
+                "order_cancelled",
+                "this order was cancelled",
+            ))
+        }
+        OrderStatus::Paid
+        | OrderStatus::Fulfilled
+        | OrderStatus::Completed
+        | OrderStatus::Refunded => {
+            return Err(ApiError::conflict(
+                "already_paid",
+                "this order was paid already",
+            ))
+        }
+    }
+    if let Some(team_id) = &order.team_id {
+        group_buys::require_payable(tx.conn(), tenant_id, team_id).await?;
+    }
+    let mut spend_id = None;
+    if method == "wallet" && order.total > 0 {
+        let member_id = &order.member_id;
+        let (spend, _) = stored_value::spend_in(
+            tx,
+            tenant_id,
+            member_id,
+            order.total,
+            &format!("order:{}", order.id),
+        )
+        .await?;
+        spend_id = Some(spend.spend_id.to_string());
+    }
+    sqlx::query(
+        "INSERT INTO order_payment (tenant_id, reference, order_id, method, amount, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant_id.as_str())
+    .bind(reference.as_str())
+    .bind(order.id.as_str())
+    .bind(method)
+    .bind(order.total)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    if !store::transition(
+        tx.conn(),
+        tenant_id,
+        &order.id,
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        "paid_at",
+        now,
+    )
+    .await?
+    {
+        return Err(ApiError::conflict(
+            "already_paid",
+            "this order changed state meanwhile",
+        ));
+    }
+    sqlx::query(
+        "UPDATE customer_order SET payment_method = $1, payment_reference = $2, \
+         wallet_spend_id = $3 WHERE tenant_id = $4 AND id = $5",
+    )
+    .bind(method)
+    .bind(reference.as_str())
+    .bind(spend_id.clone())
+    .bind(tenant_id.as_str())
+    .bind(order.id.as_str())
+    .execute(tx.conn())
+    .await?;
+    order.status = OrderStatus::Paid;
+    order.paid_at = Some(now);
+    order.payment_method = Some(method.into());
+    order.payment_reference = Some(reference);
+    order.wallet_spend_id = spend_id;
+    after_paid(tx, tenant_id, &mut order).await?;
+    store::require(tx.conn(), tenant_id, order.id.as_str(), false).await
+}
+
+fn order_expired(order: &StoredOrder) -> ApiError {
+    ApiError::conflict(
+        "order_expired",
+        "the payment deadline of this order has passed; it can no longer be paid",
+    )
+    .with_details(json!({
+        "order_id": order.id,
+        "expires_at": order.expires_at.map(micros_to_rfc3339),
+    }))
+}
