@@ -57,11 +57,6 @@ pub const DAILY_JOB: &str = "program.daily";
 /// Scheduler job kind that posts points when an order's return window closes.
 pub const RELEASE_JOB: &str = "points.release";
 
-/// The day's run for one tenant, under the path it had when it lived here (the API tests call
-/// it so). It is [`crate::daily::run_daily`]: naming the composition module is not calling up
-/// into a domain, and this module itself imports no analytics.
-pub use crate::daily::run_daily;
-
 /// Days before expiry that members are warned.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 

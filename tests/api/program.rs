@@ -324,14 +324,14 @@ async fn expiry_is_first_in_first_out_and_never_takes_spent_points(app: TestApp)
     ledger_move(&app, "spend", &addr, "system:redemption", 120).await;
 
     app.clock.set(at("2026-12-05T09:00:00+08:00"));
-    let report = program::run_daily(&app.state, &t).await.unwrap();
+    let report = shequn::daily::run_daily(&app.state, &t).await.unwrap();
     assert_eq!(
         report.warnings, 0,
         "the 2025 points were all spent: nothing to warn about"
     );
 
     app.clock.set(at("2027-01-01T00:00:10+08:00"));
-    let report = program::run_daily(&app.state, &t).await.unwrap();
+    let report = shequn::daily::run_daily(&app.state, &t).await.unwrap();
     assert_eq!(
         report.points_expired, 0,
         "nothing of 2025 is left to expire"
@@ -342,17 +342,17 @@ async fn expiry_is_first_in_first_out_and_never_takes_spent_points(app: TestApp)
     );
 
     app.clock.set(at("2027-12-05T09:00:00+08:00"));
-    let report = program::run_daily(&app.state, &t).await.unwrap();
+    let report = shequn::daily::run_daily(&app.state, &t).await.unwrap();
     assert_eq!(report.warnings, 1, "30 points expire within 30 days");
-    let again = program::run_daily(&app.state, &t).await.unwrap();
+    let again = shequn::daily::run_daily(&app.state, &t).await.unwrap();
     assert_eq!(again.warnings, 0, "one warning per cutoff");
     let warned = app.get("/v1/events?type=points.expiring").await;
     assert_eq!(warned.body["data"][0]["data"]["points"], 30);
 
     app.clock.set(at("2028-01-01T00:00:10+08:00"));
-    let report = program::run_daily(&app.state, &t).await.unwrap();
+    let report = shequn::daily::run_daily(&app.state, &t).await.unwrap();
     assert_eq!(report.points_expired, 30);
-    let again = program::run_daily(&app.state, &t).await.unwrap();
+    let again = shequn::daily::run_daily(&app.state, &t).await.unwrap();
     assert_eq!(
         again.points_expired, 0,
         "a repeated run expires nothing twice"
@@ -417,7 +417,7 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
     // 2027 is not a leap year: the birthday is 28 February, the perk 3 days before, on the 25th.
     app.clock.set(at("2027-02-24T23:59:00+08:00"));
     assert_eq!(
-        program::run_daily(&app.state, &t)
+        shequn::daily::run_daily(&app.state, &t)
             .await
             .unwrap()
             .birthday_perks,
@@ -425,14 +425,14 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
     );
     app.clock.set(at("2027-02-25T00:00:05+08:00"));
     assert_eq!(
-        program::run_daily(&app.state, &t)
+        shequn::daily::run_daily(&app.state, &t)
             .await
             .unwrap()
             .birthday_perks,
         1
     );
     assert_eq!(
-        program::run_daily(&app.state, &t)
+        shequn::daily::run_daily(&app.state, &t)
             .await
             .unwrap()
             .birthday_perks,
@@ -441,7 +441,7 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
     );
     app.clock.set(at("2027-02-28T10:00:00+08:00"));
     assert_eq!(
-        program::run_daily(&app.state, &t)
+        shequn::daily::run_daily(&app.state, &t)
             .await
             .unwrap()
             .birthday_perks,
@@ -453,7 +453,7 @@ async fn birthday_perks_are_granted_once_per_year(app: TestApp) {
     );
     app.clock.set(at("2028-02-26T08:00:00+08:00"));
     assert_eq!(
-        program::run_daily(&app.state, &t)
+        shequn::daily::run_daily(&app.state, &t)
             .await
             .unwrap()
             .birthday_perks,
