@@ -17,5 +17,6 @@ pub mod price;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod sql;
+pub mod state;
 pub mod text;
 pub mod time;

@@ -60,9 +60,9 @@ use crate::members;
 use crate::tenants;
 use crate::AppState;
 use model::{
-    discount_for, reference, window_position, ClaimRequest, Coupon, CouponId, CouponTemplate,
-    CouponTemplateId, CreateTemplate, NewTemplate, RedeemRequest, Redemption, UnredeemRequest,
-    Validity, WindowPosition, MAX_MONEY, STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REDEEMED,
+    discount_for, reference, window_position, ClaimRequest, Coupon, CouponId, CouponStatus,
+    CouponTemplate, CouponTemplateId, CreateTemplate, NewTemplate, RedeemRequest, Redemption,
+    UnredeemRequest, Validity, WindowPosition, MAX_MONEY,
 };
 use store::{NewCoupon, RedeemedOn};
 
@@ -358,11 +358,11 @@ pub async fn redeem_in(
         .await?
         .filter(|c| owner.is_none_or(|m| *m == c.member_id))
         .ok_or_else(|| ApiError::not_found("coupon"))?;
-    if coupon.status == STATUS_REDEEMED {
+    if coupon.status == CouponStatus::Redeemed {
         return Err(already_redeemed());
     }
     let position = window_position(coupon.valid_from, coupon.valid_to, now);
-    if coupon.status == STATUS_EXPIRED || position == WindowPosition::Expired {
+    if coupon.status == CouponStatus::Expired || position == WindowPosition::Expired {
         return Err(ApiError::conflict(
             "coupon_expired",
             format!(
@@ -428,12 +428,12 @@ pub async fn unredeem_in(
     tx: &mut Tx,
     tenant_id: &TenantId,
     coupon: &store::StoredCoupon,
-) -> ApiResult<&'static str> {
+) -> ApiResult<CouponStatus> {
     let now = to_micros(tx.now());
     let status = if now < coupon.valid_to {
-        STATUS_ACTIVE
+        CouponStatus::Active
     } else {
-        STATUS_EXPIRED
+        CouponStatus::Expired
     };
     if !store::mark_unredeemed(tx.conn(), tenant_id, &coupon.id, status, now).await? {
         return Err(not_redeemed());
@@ -481,7 +481,7 @@ async fn unredeem(
     let coupon = store::fetch_coupon(tx.conn(), &auth.tenant_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("coupon"))?;
-    if coupon.status != STATUS_REDEEMED {
+    if coupon.status != CouponStatus::Redeemed {
         return Err(not_redeemed());
     }
     if let Some(order_ref) = &request.order_ref {
@@ -536,15 +536,15 @@ async fn member_coupons(
 ) -> ApiResult<Json<CouponPage>> {
     let member_id = members::member_id(&id)?;
     // `?status=` with no value means no filter.
-    let status = query.status.filter(|s| !s.is_empty());
-    if let Some(status) = &status {
-        if ![STATUS_ACTIVE, STATUS_REDEEMED, STATUS_EXPIRED].contains(&status.as_str()) {
-            return Err(ApiError::validation(
-                "status",
-                "must be active, redeemed or expired",
-            ));
-        }
-    }
+    let status = query
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            CouponStatus::parse(&s).ok_or_else(|| {
+                ApiError::validation("status", "must be active, redeemed or expired")
+            })
+        })
+        .transpose()?;
     let limit = pagination::limit(query.limit, 100, MAX_PAGE)?;
     let cursor = pagination::cursor(query.cursor.as_deref(), CouponId::parse)?;
     let now = to_micros(state.clock.now());
@@ -554,7 +554,7 @@ async fn member_coupons(
         &mut conn,
         &auth.tenant_id,
         &member_id,
-        status.as_deref(),
+        status,
         now,
         cursor.as_ref().map(CouponId::as_str),
         limit + 1,

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::common::error::ApiError;
 use crate::common::ids::MemberId;
+use crate::common::state::state_enum;
 use crate::common::text;
 use crate::common::time::{instant_field, to_micros};
 use jiff::tz::TimeZone;
@@ -30,11 +31,31 @@ pub const MAX_VALID_DAYS: i64 = 3_650;
 /// Longest `order_ref` and grant `reason`.
 pub const MAX_REF_LEN: usize = 128;
 
-/// Coupon states as stored. `expired` is also what a stored `active` coupon reads as once its
-/// window has passed.
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_REDEEMED: &str = "redeemed";
-pub const STATUS_EXPIRED: &str = "expired";
+state_enum! {
+    /// Where a coupon is: `active`, `redeemed` or `expired`. `expired` is also what a stored
+    /// `active` coupon reads as once its window has passed.
+    pub enum CouponStatus {
+        /// Usable inside its window.
+        Active = "active",
+        /// Used on an order (until a refund gives it back).
+        Redeemed = "redeemed",
+        /// Past its window.
+        Expired = "expired",
+    }
+}
+
+/// A coupon's status equals its string, as the `status` field compared before it was typed
+/// (the API tests compare the `Coupon` that [`super::grant`] returns that way). Code in this
+/// folder compares variants.
+impl PartialEq<&str> for CouponStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// [`CouponStatus::Redeemed`] under its former name, for callers outside the coupon folder
+/// that still compare with it.
+pub const STATUS_REDEEMED: CouponStatus = CouponStatus::Redeemed;
 
 /// What a template takes off an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +115,9 @@ pub fn window_position(from: i64, to: i64, now: i64) -> WindowPosition {
 }
 
 /// The status a client sees: a stored `active` coupon past its window reads as `expired`.
-pub fn effective_status(stored: &str, valid_to: i64, now: i64) -> &str {
-    if stored == STATUS_ACTIVE && now >= valid_to {
-        STATUS_EXPIRED
+pub fn effective_status(stored: CouponStatus, valid_to: i64, now: i64) -> CouponStatus {
+    if stored == CouponStatus::Active && now >= valid_to {
+        CouponStatus::Expired
     } else {
         stored
     }
@@ -345,7 +366,7 @@ pub struct Coupon {
     #[schema(value_type = String)]
     pub member_id: MemberId,
     /// `active`, `redeemed` or `expired`.
-    pub status: String,
+    pub status: CouponStatus,
     /// Why it was issued: `claim`, or the granting domain's reason (`birthday`, `referral`…).
     pub reason: String,
     /// RFC 3339; inclusive.
@@ -437,9 +458,11 @@ mod tests {
         assert_eq!(window_position(10, 20, 10), WindowPosition::Valid);
         assert_eq!(window_position(10, 20, 19), WindowPosition::Valid);
         assert_eq!(window_position(10, 20, 20), WindowPosition::Expired);
-        assert_eq!(effective_status(STATUS_ACTIVE, 20, 20), STATUS_EXPIRED);
-        assert_eq!(effective_status(STATUS_ACTIVE, 20, 19), STATUS_ACTIVE);
-        assert_eq!(effective_status(STATUS_REDEEMED, 20, 30), STATUS_REDEEMED);
+        use CouponStatus::{Active, Expired, Redeemed};
+        assert_eq!(effective_status(Active, 20, 20), Expired);
+        assert_eq!(effective_status(Active, 20, 19), Active);
+        assert_eq!(effective_status(Redeemed, 20, 30), Redeemed);
+        assert_eq!(effective_status(Expired, 20, 10), Expired);
     }
 
     #[test]

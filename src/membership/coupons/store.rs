@@ -4,12 +4,13 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::model::{
-    effective_status, Coupon, CouponId, CouponTemplate, CouponTemplateId, Discount, NewTemplate,
-    Validity, STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REDEEMED,
+    effective_status, Coupon, CouponId, CouponStatus, CouponTemplate, CouponTemplateId, Discount,
+    NewTemplate, Validity,
 };
 use crate::common::error::ApiResult;
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::sql::Sql;
+use crate::common::state::state_column;
 use crate::common::time::micros_to_rfc3339;
 
 const TEMPLATE_COLUMNS: &str = "id, name, kind, amount_off, percent_off_bp, max_discount, \
@@ -219,7 +220,7 @@ pub async fn insert_coupon(
     .bind(coupon.id.as_str())
     .bind(coupon.template_id.as_str())
     .bind(coupon.member_id.as_str())
-    .bind(STATUS_ACTIVE)
+    .bind(CouponStatus::Active.as_str())
     .bind(coupon.reason)
     .bind(coupon.valid_from)
     .bind(coupon.valid_to)
@@ -235,7 +236,7 @@ pub struct StoredCoupon {
     pub id: CouponId,
     pub template_id: CouponTemplateId,
     pub member_id: MemberId,
-    pub status: String,
+    pub status: CouponStatus,
     pub reason: String,
     pub valid_from: i64,
     pub valid_to: i64,
@@ -253,7 +254,7 @@ impl StoredCoupon {
             id: self.id.clone(),
             template_id: self.template_id.clone(),
             member_id: self.member_id.clone(),
-            status: effective_status(&self.status, self.valid_to, now).to_owned(),
+            status: effective_status(self.status, self.valid_to, now),
             reason: self.reason.clone(),
             valid_from: micros_to_rfc3339(self.valid_from),
             valid_to: micros_to_rfc3339(self.valid_to),
@@ -271,7 +272,7 @@ fn coupon_from_row(row: &AnyRow) -> Result<StoredCoupon, sqlx::Error> {
         id: CouponId::from_db(row.try_get("id")?),
         template_id: CouponTemplateId::from_db(row.try_get("template_id")?),
         member_id: MemberId::from_db(row.try_get("member_id")?),
-        status: row.try_get("status")?,
+        status: state_column(row, "status")?,
         reason: row.try_get("reason")?,
         valid_from: row.try_get("valid_from")?,
         valid_to: row.try_get("valid_to")?,
@@ -319,14 +320,14 @@ pub async fn mark_redeemed(
         "UPDATE coupon SET status = $1, redeemed_at = $2, order_ref = $3, order_amount = $4, \
          discount = $5, updated_at = $2 WHERE tenant_id = $6 AND id = $7 AND status = $8",
     )
-    .bind(STATUS_REDEEMED)
+    .bind(CouponStatus::Redeemed.as_str())
     .bind(redeemed.at)
     .bind(redeemed.order_ref)
     .bind(redeemed.order_amount)
     .bind(redeemed.discount)
     .bind(tenant_id.as_str())
     .bind(id.as_str())
-    .bind(STATUS_ACTIVE)
+    .bind(CouponStatus::Active.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -338,7 +339,7 @@ pub async fn mark_unredeemed(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &CouponId,
-    status: &str,
+    status: CouponStatus,
     at: i64,
 ) -> ApiResult<bool> {
     let result = sqlx::query(
@@ -346,11 +347,11 @@ pub async fn mark_unredeemed(
          order_amount = NULL, discount = NULL, updated_at = $2 \
          WHERE tenant_id = $3 AND id = $4 AND status = $5",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(at)
     .bind(tenant_id.as_str())
     .bind(id.as_str())
-    .bind(STATUS_REDEEMED)
+    .bind(CouponStatus::Redeemed.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -361,7 +362,7 @@ pub async fn list_member_coupons(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     member_id: &MemberId,
-    status: Option<&str>,
+    status: Option<CouponStatus>,
     now: i64,
     after_id: Option<&str>,
     limit: i64,
@@ -374,23 +375,24 @@ pub async fn list_member_coupons(
         .push(" AND member_id = ")
         .bind(member_id.as_str());
     match status {
-        Some(STATUS_ACTIVE) => {
+        Some(CouponStatus::Active) => {
             sql.push(" AND status = ")
-                .bind(STATUS_ACTIVE)
+                .bind(CouponStatus::Active.as_str())
                 .push(" AND valid_to > ")
                 .bind(now);
         }
-        Some(STATUS_EXPIRED) => {
+        Some(CouponStatus::Expired) => {
             sql.push(" AND (status = ")
-                .bind(STATUS_EXPIRED)
+                .bind(CouponStatus::Expired.as_str())
                 .push(" OR (status = ")
-                .bind(STATUS_ACTIVE)
+                .bind(CouponStatus::Active.as_str())
                 .push(" AND valid_to <= ")
                 .bind(now)
                 .push("))");
         }
-        Some(other) => {
-            sql.push(" AND status = ").bind(other);
+        Some(CouponStatus::Redeemed) => {
+            sql.push(" AND status = ")
+                .bind(CouponStatus::Redeemed.as_str());
         }
         None => {}
     }
