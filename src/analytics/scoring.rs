@@ -372,8 +372,8 @@ async fn advocates(
         "SELECT DISTINCT inviter_id FROM referral WHERE tenant_id = $1 AND status IN ($2, $3)",
     )
     .bind(tenant_id.as_str())
-    .bind(crate::growth::referrals::store::PENDING)
-    .bind(crate::growth::referrals::store::REWARDED)
+    .bind(crate::growth::referrals::model::ReferralStatus::Pending.as_str())
+    .bind(crate::growth::referrals::model::ReferralStatus::Rewarded.as_str())
     .fetch_all(db.read())
     .await?;
     Ok(rows.into_iter().collect())

@@ -75,9 +75,10 @@ use crate::membership::rules::calendar;
 use crate::AppState;
 use model::{
     Campaign, CampaignPage, CreateCampaign, CreateReferral, Decide, Funnel, InviteCode,
-    InviteCodeQuery, Leaderboard, LeaderboardQuery, NewCampaign, PageQuery, Referral, ReferralPage,
-    ReferralQuery, Review, ReviewPage, ReviewQuery, Settings, Signup, Standing, UpdateCampaign,
-    UpdateSettings,
+    InviteCodeQuery, Leaderboard, LeaderboardQuery, NewCampaign, PageQuery, Referral,
+    ReferralCampaignStatus, ReferralPage, ReferralQuery, ReferralReviewStatus,
+    ReferralRewardStatus, ReferralStatus, Review, ReviewPage, ReviewQuery, Settings, Signup,
+    Standing, UpdateCampaign, UpdateSettings,
 };
 use rules::{Decision, QualifyOn, Reason, Reward, Role};
 use store::StoredReferral;
@@ -167,7 +168,7 @@ pub async fn on_member_created(
     let referral = attribute(tx, tenant_id, member_id, code, Lateness::NewMember).await?;
     Ok(Some(SignupAttribution {
         referral_id: referral.id,
-        status: referral.status,
+        status: referral.status.as_str().to_owned(),
         reason: referral.reason,
         inviter_id: referral.inviter_id,
     }))
@@ -202,8 +203,8 @@ pub async fn on_order_paid(
     };
     // Only a referral still waiting for its qualifying order is concerned; a retry of the same
     // order, or a later order, finds it past that point.
-    let waiting = referral.status == store::ATTRIBUTED
-        || (referral.status == store::REVIEW && referral.qualified_at.is_none());
+    let waiting = referral.status == ReferralStatus::Attributed
+        || (referral.status == ReferralStatus::Review && referral.qualified_at.is_none());
     if !waiting || referral.order_id.is_some() {
         return Ok(());
     }
@@ -215,15 +216,15 @@ pub async fn on_order_paid(
     else {
         return Ok(());
     };
-    let waiting = referral.status == store::ATTRIBUTED
-        || (referral.status == store::REVIEW && referral.qualified_at.is_none());
+    let waiting = referral.status == ReferralStatus::Attributed
+        || (referral.status == ReferralStatus::Review && referral.qualified_at.is_none());
     if !waiting || referral.order_id.is_some() {
         return Ok(());
     }
     if !rules::order_qualifies(campaign.qualify_on, campaign.min_order_amount, amount) {
         return Ok(());
     }
-    if referral.status == store::REVIEW {
+    if referral.status == ReferralStatus::Review {
         // Qualified while its attribution waits for a person: remember the order; approval pays.
         let now = to_micros(tx.now());
         referral.order_id = Some(order_id.to_owned());
@@ -264,7 +265,10 @@ pub async fn on_order_refunded(
     let Some(referral) = store::referral_of_order(tx.conn(), tenant_id, order_id).await? else {
         return Ok(());
     };
-    if referral.status != store::PENDING && referral.status != store::REVIEW {
+    if !matches!(
+        referral.status,
+        ReferralStatus::Pending | ReferralStatus::Review
+    ) {
         return Ok(());
     }
     let campaign = store::lock_campaign(tx.conn(), tenant_id, &referral.campaign_id).await?;
@@ -275,10 +279,10 @@ pub async fn on_order_refunded(
     };
     let now = to_micros(tx.now());
     let mut carried_rungs = Vec::new();
-    match referral.status.as_str() {
-        store::PENDING => {
+    match referral.status {
+        ReferralStatus::Pending => {
             for reward in store::rewards_of(tx.conn(), tenant_id, &referral.id).await? {
-                if reward.status != "pending" {
+                if reward.status != ReferralRewardStatus::Pending {
                     continue;
                 }
                 void_reward(tx, tenant_id, &reward.id, &reward.kind).await?;
@@ -303,13 +307,18 @@ pub async fn on_order_refunded(
             .await?;
             referral.reward_cost = 0;
         }
-        store::REVIEW => {
+        ReferralStatus::Review => {
             store::close_reviews(tx.conn(), tenant_id, &referral.id, now).await?;
         }
-        _ => return Ok(()),
+        // Not waiting for a return window (or voided already): a refund changes nothing.
+        ReferralStatus::Attributed
+        | ReferralStatus::Refused
+        | ReferralStatus::Rejected
+        | ReferralStatus::Rewarded
+        | ReferralStatus::Voided => return Ok(()),
     }
-    let was_qualified = referral.status == store::PENDING;
-    referral.status = store::VOIDED.into();
+    let was_qualified = referral.status == ReferralStatus::Pending;
+    referral.status = ReferralStatus::Voided;
     referral.reason = Some("order_refunded".into());
     referral.updated_at = now;
     store::save_referral(tx.conn(), tenant_id, &referral).await?;
@@ -373,7 +382,15 @@ async fn void_reward(tx: &mut Tx, tenant_id: &TenantId, id: &str, kind: &str) ->
         }
     }
     let now = to_micros(tx.now());
-    store::set_reward_status(tx.conn(), tenant_id, id, "voided", None, now).await
+    store::set_reward_status(
+        tx.conn(),
+        tenant_id,
+        id,
+        ReferralRewardStatus::Voided,
+        None,
+        now,
+    )
+    .await
 }
 
 /// The ladder rewards an inviter holds (voided ones left out), as [`rules::ladder_plan`]
@@ -381,11 +398,11 @@ async fn void_reward(tx: &mut Tx, tenant_id: &TenantId, id: &str, kind: &str) ->
 fn held_rungs(rewards: &[store::LadderReward]) -> Vec<rules::HeldRung> {
     rewards
         .iter()
-        .filter(|r| r.status != "voided")
+        .filter(|r| r.status != ReferralRewardStatus::Voided)
         .map(|r| rules::HeldRung {
             id: r.id.clone(),
             invites: r.invites,
-            state: if r.status == "pending" {
+            state: if r.status == ReferralRewardStatus::Pending {
                 rules::HeldState::Pending
             } else {
                 rules::HeldState::Released
@@ -472,7 +489,7 @@ async fn settle_ladder(
     else {
         return Ok(());
     };
-    let pending = carrier.status == store::PENDING;
+    let pending = carrier.status == ReferralStatus::Pending;
     let now = to_micros(tx.now());
     for rung in &plan.pay {
         let cost = rung.reward.cost();
@@ -564,7 +581,7 @@ pub async fn release_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let mut tx = state.begin().await?;
     let tenant_id = job.tenant_id.clone();
     if let Some(referral) = store::referral(tx.conn(), &tenant_id, &referral_id).await? {
-        if referral.status == store::PENDING {
+        if referral.status == ReferralStatus::Pending {
             settle_then_release(&mut tx, &tenant_id, referral)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.to_string()))?;
@@ -589,7 +606,7 @@ async fn settle_then_release(
     let Some(mut referral) = store::referral(tx.conn(), tenant_id, &referral.id).await? else {
         return Ok(());
     };
-    if referral.status != store::PENDING {
+    if referral.status != ReferralStatus::Pending {
         return Ok(());
     }
     release(tx, tenant_id, &mut referral).await
@@ -602,7 +619,7 @@ async fn release(
 ) -> ApiResult<()> {
     let now = to_micros(tx.now());
     for reward in store::rewards_of(tx.conn(), tenant_id, &referral.id).await? {
-        if reward.status != "pending" {
+        if reward.status != ReferralRewardStatus::Pending {
             continue;
         }
         if reward.kind == "coupon" {
@@ -631,9 +648,17 @@ async fn release(
                 reward.id, result.status
             )));
         }
-        store::set_reward_status(tx.conn(), tenant_id, &reward.id, "posted", None, now).await?;
+        store::set_reward_status(
+            tx.conn(),
+            tenant_id,
+            &reward.id,
+            ReferralRewardStatus::Posted,
+            None,
+            now,
+        )
+        .await?;
     }
-    referral.status = store::REWARDED.into();
+    referral.status = ReferralStatus::Rewarded;
     referral.updated_at = now;
     store::save_referral(tx.conn(), tenant_id, referral).await?;
     tx.emit(event(tenant_id, "referral.rewarded", referral));
@@ -748,9 +773,9 @@ async fn attribute(
     };
     let decision = rules::assess(&facts);
     let (status, reason) = match decision {
-        Decision::Accept => (store::ATTRIBUTED, None),
-        Decision::Refuse(reason) => (store::REFUSED, Some(reason.code().to_owned())),
-        Decision::Review(reason) => (store::REVIEW, Some(reason.code().to_owned())),
+        Decision::Accept => (ReferralStatus::Attributed, None),
+        Decision::Refuse(reason) => (ReferralStatus::Refused, Some(reason.code().to_owned())),
+        Decision::Review(reason) => (ReferralStatus::Review, Some(reason.code().to_owned())),
     };
     let mut referral = StoredReferral {
         id: ReferralId::generate().to_string(),
@@ -758,7 +783,7 @@ async fn attribute(
         inviter_id: inviter.clone(),
         invitee_id: invitee.clone(),
         code: code.to_owned(),
-        status: status.to_owned(),
+        status,
         reason,
         order_id: None,
         order_amount: None,
@@ -825,7 +850,7 @@ async fn to_review(
     reason: Reason,
 ) -> ApiResult<()> {
     let now = to_micros(tx.now());
-    referral.status = store::REVIEW.into();
+    referral.status = ReferralStatus::Review;
     referral.reason = Some(reason.code().into());
     referral.updated_at = now;
     store::save_referral(tx.conn(), tenant_id, referral).await?;
@@ -969,11 +994,10 @@ async fn qualify(
         ladder_paid(tx, tenant_id, referral, *role, attempt, qualified).await?;
     }
     referral.status = if pending {
-        store::PENDING
+        ReferralStatus::Pending
     } else {
-        store::REWARDED
-    }
-    .into();
+        ReferralStatus::Rewarded
+    };
     referral.reason = None;
     referral.release_at = release_at;
     referral.reward_cost = cost;
@@ -1044,12 +1068,22 @@ async fn pay(
                     result.status
                 )));
             }
-            let status = if pending { "pending" } else { "posted" };
+            let status = if pending {
+                ReferralRewardStatus::Pending
+            } else {
+                ReferralRewardStatus::Posted
+            };
             (kind, *n, None, status, None)
         }
         Reward::Coupon(template) => {
             if pending {
-                ("coupon", 1, Some(template.as_str()), "pending", None)
+                (
+                    "coupon",
+                    1,
+                    Some(template.as_str()),
+                    ReferralRewardStatus::Pending,
+                    None,
+                )
             } else {
                 let (status, detail) = grant_coupon(tx, tenant_id, template, member, &id).await?;
                 ("coupon", 1, Some(template.as_str()), status, Some(detail))
@@ -1075,21 +1109,22 @@ async fn pay(
     .await
 }
 
-/// Issue a coupon reward: ("granted", coupon id) or ("failed", why) when the template cannot
-/// issue it (out of stock, expired, limit, erased member); a database failure is an error.
+/// Issue a coupon reward: (granted, coupon id) or (failed, why) when the template cannot issue
+/// it (out of stock, expired, limit, erased member); a database failure is an error.
 async fn grant_coupon(
     tx: &mut Tx,
     tenant_id: &TenantId,
     template: &str,
     member: &MemberId,
     reason: &str,
-) -> ApiResult<(&'static str, String)> {
+) -> ApiResult<(ReferralRewardStatus, String)> {
+    use ReferralRewardStatus::{Failed, Granted};
     let Some(template_id) = CouponTemplateId::parse(template) else {
-        return Ok(("failed", "coupon template not found".into()));
+        return Ok((Failed, "coupon template not found".into()));
     };
     match coupons::grant(tx, tenant_id, &template_id, member, reason).await {
-        Ok(coupon) => Ok(("granted", coupon.id.to_string())),
-        Err(error) if error.status.is_client_error() => Ok(("failed", error.code.to_string())),
+        Ok(coupon) => Ok((Granted, coupon.id.to_string())),
+        Err(error) if error.status.is_client_error() => Ok((Failed, error.code.to_string())),
         Err(error) => Err(error),
     }
 }
@@ -1211,11 +1246,16 @@ async fn update_campaign(
     Json(request): Json<UpdateCampaign>,
 ) -> ApiResult<Json<Campaign>> {
     let id = campaign_id(&id)?;
-    if let Some(status) = &request.status {
-        if status != store::CAMPAIGN_ENDED {
-            return Err(ApiError::validation("status", "can only be set to ended"));
-        }
-    }
+    let status = request
+        .status
+        .as_deref()
+        .map(|text| match ReferralCampaignStatus::parse(text) {
+            Some(ReferralCampaignStatus::Ended) => Ok(ReferralCampaignStatus::Ended),
+            Some(ReferralCampaignStatus::Active) | None => {
+                Err(ApiError::validation("status", "can only be set to ended"))
+            }
+        })
+        .transpose()?;
     // The rule of creation: a name with a control character is refused here too.
     let name = text::optional("name", request.name.as_deref(), model::MAX_NAME_LEN)?;
     let mut tx = state.begin().await?;
@@ -1226,7 +1266,7 @@ async fn update_campaign(
         &auth.tenant_id,
         id.as_str(),
         name.as_deref(),
-        request.status.as_deref(),
+        status,
         now,
     )
     .await?;
@@ -1366,14 +1406,18 @@ async fn campaign_referrals(
 ) -> ApiResult<Json<ReferralPage>> {
     let id = campaign_id(&id)?;
     let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
-    if let Some(status) = &query.status {
-        if !store::STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::validation(
-                "status",
-                format!("must be one of {}", store::STATUSES.join(", ")),
-            ));
-        }
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|text| {
+            ReferralStatus::parse(text).ok_or_else(|| {
+                ApiError::validation(
+                    "status",
+                    format!("must be one of {}", ReferralStatus::NAMES.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
     let cursor = pagination::cursor(query.cursor.as_deref(), ReferralId::parse)?;
     let mut conn = state.db.read().acquire().await?;
     store::require_campaign(&mut conn, &auth.tenant_id, id.as_str()).await?;
@@ -1381,7 +1425,7 @@ async fn campaign_referrals(
         &mut conn,
         &auth.tenant_id,
         id.as_str(),
-        query.status.as_deref(),
+        status,
         cursor.as_ref().map(ReferralId::as_str),
         limit + 1,
     )
@@ -1403,20 +1447,24 @@ async fn list_reviews(
     Query(query): Query<ReviewQuery>,
 ) -> ApiResult<Json<ReviewPage>> {
     let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
-    if let Some(status) = &query.status {
-        if !store::REVIEW_STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::validation(
-                "status",
-                format!("must be one of {}", store::REVIEW_STATUSES.join(", ")),
-            ));
-        }
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|text| {
+            ReferralReviewStatus::parse(text).ok_or_else(|| {
+                ApiError::validation(
+                    "status",
+                    format!("must be one of {}", ReferralReviewStatus::NAMES.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
     let cursor = pagination::cursor(query.cursor.as_deref(), ReviewId::parse)?;
     let mut conn = state.db.read().acquire().await?;
     let mut data = store::list_reviews(
         &mut conn,
         &auth.tenant_id,
-        query.status.as_deref(),
+        status,
         cursor.as_ref().map(ReviewId::as_str),
         limit + 1,
     )
@@ -1451,7 +1499,7 @@ async fn decide(
     tx: &mut Tx,
     tenant_id: &TenantId,
     id: &str,
-    status: &str,
+    status: ReferralReviewStatus,
     note: Option<&str>,
 ) -> ApiResult<(Review, StoredReferral)> {
     let id = ReviewId::parse(id).ok_or_else(|| ApiError::not_found("referral review"))?;
@@ -1494,7 +1542,7 @@ async fn approve_review(
         &mut tx,
         &auth.tenant_id,
         &id,
-        store::REVIEW_APPROVED,
+        ReferralReviewStatus::Approved,
         note.as_deref(),
     )
     .await?;
@@ -1515,7 +1563,7 @@ async fn approve_review(
         )
         .await?;
     } else {
-        referral.status = store::ATTRIBUTED.into();
+        referral.status = ReferralStatus::Attributed;
         referral.updated_at = to_micros(tx.now());
         store::save_referral(tx.conn(), &auth.tenant_id, &referral).await?;
         tx.emit(event(&auth.tenant_id, "referral.attributed", &referral));
@@ -1543,11 +1591,11 @@ async fn reject_review(
         &mut tx,
         &auth.tenant_id,
         &id,
-        store::REVIEW_REJECTED,
+        ReferralReviewStatus::Rejected,
         note.as_deref(),
     )
     .await?;
-    referral.status = store::REJECTED.into();
+    referral.status = ReferralStatus::Rejected;
     referral.updated_at = to_micros(tx.now());
     store::save_referral(tx.conn(), &auth.tenant_id, &referral).await?;
     tx.emit(event(

@@ -5,6 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{validate_ladder, QualifyOn, Reward, RewardSpec, Rung, Signals};
 use crate::common::error::ApiError;
+use crate::common::state::state_enum;
 use crate::common::text;
 use crate::common::time::instant_field;
 use jiff::tz::TimeZone;
@@ -17,6 +18,63 @@ pub const MAX_DEVICE_ID_LEN: usize = 128;
 pub const MAX_CODE_LEN: usize = 32;
 /// Longest invite link base.
 pub const MAX_LINK_BASE_LEN: usize = 200;
+
+state_enum! {
+    /// Where a referral is.
+    pub enum ReferralStatus {
+        /// Attributed; waits for its qualifying order.
+        Attributed = "attributed",
+        /// Refused by the fraud rules (see `reason`); never paid.
+        Refused = "refused",
+        /// Waiting in the review queue.
+        Review = "review",
+        /// Rejected by a reviewer; never paid.
+        Rejected = "rejected",
+        /// Qualified; its rewards are pending until the return window closes.
+        Pending = "pending",
+        /// Its rewards are posted.
+        Rewarded = "rewarded",
+        /// Its order was refunded in full: pending rewards voided.
+        Voided = "voided",
+    }
+}
+
+state_enum! {
+    /// Where a review queue item is.
+    pub enum ReferralReviewStatus {
+        /// Waiting for a person.
+        Pending = "pending",
+        Approved = "approved",
+        Rejected = "rejected",
+        /// Its referral's order was refunded before anyone decided.
+        Closed = "closed",
+    }
+}
+
+state_enum! {
+    /// A campaign's state: `active`, or `ended` for good (no attributions, no codes).
+    pub enum ReferralCampaignStatus {
+        Active = "active",
+        Ended = "ended",
+    }
+}
+
+state_enum! {
+    /// Where one reward of a referral is.
+    pub enum ReferralRewardStatus {
+        /// Written as a pending ledger transfer (points, wallet bonus) or a coupon to issue,
+        /// until the return window closes.
+        Pending = "pending",
+        /// Points or wallet bonus posted.
+        Posted = "posted",
+        /// Taken back (the order was refunded, or the ladder rung no longer reached).
+        Voided = "voided",
+        /// Coupon issued (`detail` holds its id).
+        Granted = "granted",
+        /// Coupon not issued (`detail` says why).
+        Failed = "failed",
+    }
+}
 
 /// One rung as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -182,7 +240,7 @@ pub struct Campaign {
     /// Reward units committed so far (pending and posted; a voided reward gives its share back).
     pub spent: i64,
     /// `active` or `ended`.
-    pub status: String,
+    pub status: ReferralCampaignStatus,
     /// Is the campaign taking attributions now (active and inside its window)?
     pub running: bool,
     pub starts_at: String,
@@ -265,7 +323,7 @@ pub struct RewardView {
     pub amount: i64,
     pub coupon_template_id: Option<String>,
     /// `pending`, `posted`, `voided`, `granted` (coupon) or `failed` (coupon not issued; see detail).
-    pub status: String,
+    pub status: ReferralRewardStatus,
     pub detail: Option<String>,
 }
 
@@ -279,7 +337,7 @@ pub struct Referral {
     pub code: String,
     /// `attributed` (waits for a qualifying order), `refused`, `review`, `rejected`,
     /// `pending` (rewards pending until the return window closes), `rewarded` or `voided`.
-    pub status: String,
+    pub status: ReferralStatus,
     /// Why it was refused, sent to review, or voided.
     pub reason: Option<String>,
     pub order_id: Option<String>,
@@ -319,7 +377,7 @@ pub struct Review {
     /// Why it was queued: `shared_device`, `shared_ip`, `daily_cap_reached`, `budget_exhausted`.
     pub reason: String,
     /// `pending`, `approved`, `rejected`, or `closed` (its order was refunded first).
-    pub status: String,
+    pub status: ReferralReviewStatus,
     pub note: Option<String>,
     pub created_at: String,
     pub decided_at: Option<String>,

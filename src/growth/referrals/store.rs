@@ -5,41 +5,15 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::model::{
-    Campaign, InviteCode, NewCampaign, Referral, Review, RewardView, RungSpec, Settings, Standing,
+    Campaign, InviteCode, NewCampaign, Referral, ReferralCampaignStatus, ReferralReviewStatus,
+    ReferralRewardStatus, ReferralStatus, Review, RewardView, RungSpec, Settings, Standing,
 };
 use super::rules::{QualifyOn, Reward, RewardSpec, Role, Rung, Signals};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::sql::Sql;
+use crate::common::state::state_column;
 use crate::common::time::micros_to_rfc3339;
-
-/// Referral statuses.
-pub const ATTRIBUTED: &str = "attributed";
-pub const REFUSED: &str = "refused";
-pub const REVIEW: &str = "review";
-pub const REJECTED: &str = "rejected";
-pub const PENDING: &str = "pending";
-pub const REWARDED: &str = "rewarded";
-pub const VOIDED: &str = "voided";
-pub const STATUSES: &[&str] = &[
-    ATTRIBUTED, REFUSED, REVIEW, REJECTED, PENDING, REWARDED, VOIDED,
-];
-
-/// Review statuses.
-pub const REVIEW_PENDING: &str = "pending";
-pub const REVIEW_APPROVED: &str = "approved";
-pub const REVIEW_REJECTED: &str = "rejected";
-pub const REVIEW_CLOSED: &str = "closed";
-pub const REVIEW_STATUSES: &[&str] = &[
-    REVIEW_PENDING,
-    REVIEW_APPROVED,
-    REVIEW_REJECTED,
-    REVIEW_CLOSED,
-];
-
-/// Campaign statuses.
-pub const CAMPAIGN_ACTIVE: &str = "active";
-pub const CAMPAIGN_ENDED: &str = "ended";
 
 // --- settings ------------------------------------------------------------------------------
 
@@ -130,7 +104,7 @@ pub struct StoredCampaign {
     pub inviter_daily_cap: Option<i64>,
     pub budget: Option<i64>,
     pub spent: i64,
-    pub status: String,
+    pub status: ReferralCampaignStatus,
     pub starts_at: i64,
     pub ends_at: Option<i64>,
     pub created_at: i64,
@@ -139,7 +113,7 @@ pub struct StoredCampaign {
 impl StoredCampaign {
     /// Taking attributions and issuing codes at `now`?
     pub fn running(&self, now: i64) -> bool {
-        self.status == CAMPAIGN_ACTIVE
+        self.status == ReferralCampaignStatus::Active
             && self.starts_at <= now
             && self.ends_at.is_none_or(|end| now < end)
     }
@@ -163,7 +137,7 @@ impl StoredCampaign {
             inviter_daily_cap: self.inviter_daily_cap,
             budget: self.budget,
             spent: self.spent,
-            status: self.status.clone(),
+            status: self.status,
             running: self.running(now),
             starts_at: micros_to_rfc3339(self.starts_at),
             ends_at: self.ends_at.map(micros_to_rfc3339),
@@ -218,7 +192,7 @@ fn campaign_from_row(row: &AnyRow) -> Result<StoredCampaign, sqlx::Error> {
         inviter_daily_cap: row.try_get("inviter_daily_cap")?,
         budget: row.try_get("budget")?,
         spent: row.try_get("spent")?,
-        status: row.try_get("status")?,
+        status: state_column(row, "status")?,
         starts_at: row.try_get("starts_at")?,
         ends_at: row.try_get("ends_at")?,
         created_at: row.try_get("created_at")?,
@@ -267,7 +241,7 @@ pub async fn insert_campaign(
         .push(", ")
         .bind(campaign.budget)
         .push(", 0, ")
-        .bind(CAMPAIGN_ACTIVE)
+        .bind(ReferralCampaignStatus::Active.as_str())
         .push(", ")
         .bind(campaign.starts_at.unwrap_or(at))
         .push(", ")
@@ -348,7 +322,7 @@ pub async fn update_campaign(
     tenant_id: &TenantId,
     id: &str,
     name: Option<&str>,
-    status: Option<&str>,
+    status: Option<ReferralCampaignStatus>,
     at: i64,
 ) -> ApiResult<()> {
     sqlx::query(
@@ -356,7 +330,7 @@ pub async fn update_campaign(
          updated_at = $3 WHERE tenant_id = $4 AND id = $5",
     )
     .bind(name)
-    .bind(status)
+    .bind(status.map(ReferralCampaignStatus::as_str))
     .bind(at)
     .bind(tenant_id.as_str())
     .bind(id)
@@ -684,7 +658,7 @@ pub struct StoredReferral {
     pub inviter_id: MemberId,
     pub invitee_id: MemberId,
     pub code: String,
-    pub status: String,
+    pub status: ReferralStatus,
     pub reason: Option<String>,
     pub order_id: Option<String>,
     pub order_amount: Option<i64>,
@@ -705,7 +679,7 @@ fn referral_from_row(row: &AnyRow) -> Result<StoredReferral, sqlx::Error> {
         inviter_id: MemberId::from_db(row.try_get("inviter_id")?),
         invitee_id: MemberId::from_db(row.try_get("invitee_id")?),
         code: row.try_get("code")?,
-        status: row.try_get("status")?,
+        status: state_column(row, "status")?,
         reason: row.try_get("reason")?,
         order_id: row.try_get("order_id")?,
         order_amount: row.try_get("order_amount")?,
@@ -725,7 +699,7 @@ impl StoredReferral {
             inviter_id: self.inviter_id.to_string(),
             invitee_id: self.invitee_id.to_string(),
             code: self.code.clone(),
-            status: self.status.clone(),
+            status: self.status,
             reason: self.reason.clone(),
             order_id: self.order_id.clone(),
             order_amount: self.order_amount,
@@ -834,7 +808,7 @@ pub async fn list_referrals(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     campaign_id: &str,
-    status: Option<&str>,
+    status: Option<ReferralStatus>,
     after: Option<&str>,
     limit: i64,
 ) -> ApiResult<Vec<StoredReferral>> {
@@ -846,7 +820,7 @@ pub async fn list_referrals(
         .push(" AND campaign_id = ")
         .bind(campaign_id);
     if let Some(status) = status {
-        sql.push(" AND status = ").bind(status);
+        sql.push(" AND status = ").bind(status.as_str());
     }
     if let Some(after) = after {
         sql.push(" AND id > ").bind(after);
@@ -909,7 +883,7 @@ pub struct NewRewardRow<'a> {
     pub kind: &'a str,
     pub amount: i64,
     pub coupon_template_id: Option<&'a str>,
-    pub status: &'a str,
+    pub status: ReferralRewardStatus,
     pub detail: Option<&'a str>,
 }
 
@@ -932,7 +906,7 @@ pub async fn insert_reward(
     .bind(reward.kind)
     .bind(reward.amount)
     .bind(reward.coupon_template_id)
-    .bind(reward.status)
+    .bind(reward.status.as_str())
     .bind(reward.detail)
     .bind(at)
     .execute(conn)
@@ -944,7 +918,7 @@ pub async fn set_reward_status(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &str,
-    status: &str,
+    status: ReferralRewardStatus,
     detail: Option<&str>,
     at: i64,
 ) -> ApiResult<()> {
@@ -952,7 +926,7 @@ pub async fn set_reward_status(
         "UPDATE referral_reward SET status = $1, detail = COALESCE($2, detail), updated_at = $3 \
          WHERE tenant_id = $4 AND id = $5",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(detail)
     .bind(at)
     .bind(tenant_id.as_str())
@@ -984,7 +958,7 @@ pub async fn rewards_of(
                 kind: row.try_get("kind")?,
                 amount: row.try_get("amount")?,
                 coupon_template_id: row.try_get("coupon_template_id")?,
-                status: row.try_get("status")?,
+                status: state_column(row, "status")?,
                 detail: row.try_get("detail")?,
             })
         })
@@ -1051,7 +1025,7 @@ pub struct LadderReward {
     pub kind: String,
     /// Points or fen; 1 for a coupon (so it is also the budget cost).
     pub amount: i64,
-    pub status: String,
+    pub status: ReferralRewardStatus,
 }
 
 /// Every ladder reward the inviter was ever paid in the campaign, voided ones included (their
@@ -1085,7 +1059,7 @@ pub async fn ladder_rewards(
             invites,
             kind: row.try_get("kind")?,
             amount: row.try_get("amount")?,
-            status: row.try_get("status")?,
+            status: state_column(row, "status")?,
         });
     }
     Ok(rewards)
@@ -1148,7 +1122,7 @@ fn review_from_row(row: &AnyRow) -> Result<Review, sqlx::Error> {
         inviter_id: row.try_get("inviter_id")?,
         invitee_id: row.try_get("invitee_id")?,
         reason: row.try_get("reason")?,
-        status: row.try_get("status")?,
+        status: state_column(row, "status")?,
         note: row.try_get("note")?,
         created_at: micros_to_rfc3339(row.try_get("created_at")?),
         decided_at: row
@@ -1174,7 +1148,7 @@ pub async fn insert_review(
     .bind(referral.id.as_str())
     .bind(referral.campaign_id.as_str())
     .bind(reason)
-    .bind(REVIEW_PENDING)
+    .bind(ReferralReviewStatus::Pending.as_str())
     .bind(at)
     .execute(conn)
     .await?;
@@ -1203,7 +1177,7 @@ pub async fn decide_review(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &str,
-    status: &str,
+    status: ReferralReviewStatus,
     note: Option<&str>,
     at: i64,
 ) -> ApiResult<bool> {
@@ -1211,7 +1185,7 @@ pub async fn decide_review(
         "UPDATE referral_review SET status = $1, note = $2, decided_at = $3 \
          WHERE tenant_id = $4 AND id = $5 AND status = 'pending'",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(note)
     .bind(at)
     .bind(tenant_id.as_str())
@@ -1243,7 +1217,7 @@ pub async fn close_reviews(
 pub async fn list_reviews(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
-    status: Option<&str>,
+    status: Option<ReferralReviewStatus>,
     after: Option<&str>,
     limit: i64,
 ) -> ApiResult<Vec<Review>> {
@@ -1256,7 +1230,7 @@ pub async fn list_reviews(
     );
     sql.bind(tenant_id.as_str());
     if let Some(status) = status {
-        sql.push(" AND v.status = ").bind(status);
+        sql.push(" AND v.status = ").bind(status.as_str());
     }
     if let Some(after) = after {
         sql.push(" AND v.id > ").bind(after);
