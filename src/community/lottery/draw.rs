@@ -37,6 +37,18 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::common::state::state_enum;
+
+state_enum! {
+    /// How a lottery picks its winners.
+    pub enum LotteryMode {
+        /// Winners are drawn once, after entries close.
+        Draw = "draw",
+        /// Each entry draws at once.
+        Instant = "instant",
+    }
+}
+
 /// The algorithm's name, as published in proofs.
 pub const ALGORITHM: &str = "shequn-lottery-v1";
 /// A one-line description for proofs.
@@ -223,8 +235,10 @@ pub fn verify(proof: &Proof) -> Result<(), String> {
     if commitment(&seed) != proof.commitment.to_ascii_lowercase() {
         return Err("commitment mismatch: SHA-256(seed) is not the published commitment".into());
     }
-    match proof.mode.as_str() {
-        "draw" => {
+    // The proof's mode stays text, so that a proof naming another mode is rejected here with
+    // its reason rather than refused as unreadable.
+    match LotteryMode::parse(&proof.mode) {
+        Some(LotteryMode::Draw) => {
             let k = usize::try_from(proof.winners_requested).unwrap_or(usize::MAX);
             let drawn: Vec<String> = draw(&seed, &proof.entries, k)
                 .into_iter()
@@ -241,7 +255,7 @@ pub fn verify(proof: &Proof) -> Result<(), String> {
                 return Err("prize assignment mismatch".into());
             }
         }
-        "instant" => {
+        Some(LotteryMode::Instant) => {
             let outcomes = replay_instant(&seed, proof.entries.len(), &proof.prizes);
             if outcomes != proof.outcomes {
                 return Err("outcome mismatch: replaying the entries gives other prizes".into());
@@ -259,7 +273,7 @@ pub fn verify(proof: &Proof) -> Result<(), String> {
                 ));
             }
         }
-        other => return Err(format!("unknown mode {other:?}")),
+        None => return Err(format!("unknown mode {:?}", proof.mode)),
     }
     Ok(())
 }

@@ -46,11 +46,12 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::sql::Sql;
+use crate::common::state::{state_column, state_enum};
 use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::members;
 use crate::tenants;
 use crate::AppState;
-use draw::{PrizeSlot, Proof};
+use draw::{LotteryMode, PrizeSlot, Proof};
 
 /// Most prizes per lottery.
 pub const MAX_PRIZES: usize = 20;
@@ -68,8 +69,28 @@ pub const MAX_ENTRY_COST_POINTS: i64 = 1_000_000;
 /// Default length of a lottery when `closes_at` is not given.
 pub const DEFAULT_DURATION_DAYS: i64 = 7;
 
-const STATUS_OPEN: &str = "open";
-const STATUS_DRAWN: &str = "drawn";
+state_enum! {
+    /// A lottery's state as stored: `open` until it is drawn (draw mode) or closed (instant
+    /// mode), then `drawn`. What the API shows is a [`LotteryStatus`], which adds the times.
+    enum StoredStatus {
+        Open = "open",
+        Drawn = "drawn",
+    }
+}
+
+state_enum! {
+    /// Where a lottery is, as the API shows it at a given time.
+    pub enum LotteryStatus {
+        /// Before `opens_at`.
+        Scheduled = "scheduled",
+        /// Taking entries.
+        Open = "open",
+        /// Past `closes_at`, not drawn yet.
+        Closed = "closed",
+        /// Drawn (draw mode) or closed by the draw call (instant mode).
+        Drawn = "drawn",
+    }
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -132,7 +153,7 @@ pub struct Lottery {
     #[schema(value_type = String)]
     pub id: LotteryId,
     pub name: String,
-    pub mode: String,
+    pub mode: LotteryMode,
     pub winners: i64,
     pub prizes: Vec<Prize>,
     pub entry_cost_points: i64,
@@ -140,7 +161,7 @@ pub struct Lottery {
     pub opens_at: String,
     pub closes_at: String,
     /// `scheduled`, `open`, `closed` (past `closes_at`) or `drawn`.
-    pub status: String,
+    pub status: LotteryStatus,
     pub entry_count: i64,
     /// `hex(SHA-256(seed))`, published before any entry.
     pub commitment: String,
@@ -154,7 +175,7 @@ pub struct Lottery {
 struct Stored {
     id: LotteryId,
     name: String,
-    mode: String,
+    mode: LotteryMode,
     winners: i64,
     entry_cost_points: i64,
     entries_per_member: i64,
@@ -162,7 +183,7 @@ struct Stored {
     closes_at: i64,
     seed: String,
     commitment: String,
-    status: String,
+    status: StoredStatus,
     entry_count: i64,
     result: Option<String>,
     created_at: i64,
@@ -171,18 +192,19 @@ struct Stored {
 impl Stored {
     /// Whether the seed may be shown: with the result.
     fn revealed(&self, now: i64) -> bool {
-        self.status == STATUS_DRAWN || (self.mode == "instant" && now >= self.closes_at)
+        self.status == StoredStatus::Drawn
+            || (self.mode == LotteryMode::Instant && now >= self.closes_at)
     }
 
-    fn status_at(&self, now: i64) -> &'static str {
-        if self.status == STATUS_DRAWN {
-            "drawn"
+    fn status_at(&self, now: i64) -> LotteryStatus {
+        if self.status == StoredStatus::Drawn {
+            LotteryStatus::Drawn
         } else if now < self.opens_at {
-            "scheduled"
+            LotteryStatus::Scheduled
         } else if now >= self.closes_at {
-            "closed"
+            LotteryStatus::Closed
         } else {
-            "open"
+            LotteryStatus::Open
         }
     }
 }
@@ -208,7 +230,7 @@ async fn fetch(
     Ok(Stored {
         id: LotteryId::from_db(row.try_get("id")?),
         name: row.try_get("name")?,
-        mode: row.try_get("mode")?,
+        mode: state_column(&row, "mode")?,
         winners: row.try_get("winners")?,
         entry_cost_points: row.try_get("entry_cost_points")?,
         entries_per_member: row.try_get("entries_per_member")?,
@@ -216,7 +238,7 @@ async fn fetch(
         closes_at: row.try_get("closes_at")?,
         seed: row.try_get("seed")?,
         commitment: row.try_get("commitment")?,
-        status: row.try_get("status")?,
+        status: state_column(&row, "status")?,
         entry_count: row.try_get("entry_count")?,
         result: row.try_get("result")?,
         created_at: row.try_get("created_at")?,
@@ -286,7 +308,7 @@ async fn view(
 ) -> ApiResult<Lottery> {
     let prizes = prizes(conn, tenant_id, &stored.id).await?;
     Ok(Lottery {
-        status: stored.status_at(now).into(),
+        status: stored.status_at(now),
         seed: stored.revealed(now).then(|| stored.seed.clone()),
         drawn_winners: result_winners(&stored),
         id: stored.id,
@@ -325,17 +347,16 @@ async fn create_lottery(
     Json(request): Json<CreateLottery>,
 ) -> ApiResult<(StatusCode, Json<Lottery>)> {
     let name = super::name("name", &request.name)?;
-    let mode = match request.mode.as_str() {
-        "draw" | "instant" => request.mode.clone(),
-        _ => return Err(ApiError::validation("mode", "must be draw or instant")),
-    };
-    let winners = if mode == "draw" {
-        let winners = request
-            .winners
-            .ok_or_else(|| ApiError::validation("winners", "is required in draw mode"))?;
-        bounded("winners", Some(winners), 1, 1, MAX_WINNERS)?
-    } else {
-        0
+    let mode = LotteryMode::parse(&request.mode)
+        .ok_or_else(|| ApiError::validation("mode", "must be draw or instant"))?;
+    let winners = match mode {
+        LotteryMode::Draw => {
+            let winners = request
+                .winners
+                .ok_or_else(|| ApiError::validation("winners", "is required in draw mode"))?;
+            bounded("winners", Some(winners), 1, 1, MAX_WINNERS)?
+        }
+        LotteryMode::Instant => 0,
     };
     let entry_cost = bounded(
         "entry_cost_points",
@@ -379,7 +400,7 @@ async fn create_lottery(
         let weight = bounded(&field("weight"), prize.weight, 1, 1, MAX_WEIGHT)?;
         parsed.push((prize_name, reward, stock, weight));
     }
-    if mode == "instant" && !parsed.iter().any(|p| p.1.is_some()) {
+    if mode == LotteryMode::Instant && !parsed.iter().any(|p| p.1.is_some()) {
         return Err(ApiError::validation(
             "prizes",
             "an instant lottery needs at least one prize with a reward",
@@ -440,7 +461,7 @@ async fn create_lottery(
         .push(", ")
         .bind(commitment.as_str())
         .push(", ")
-        .bind(STATUS_OPEN)
+        .bind(StoredStatus::Open.as_str())
         .push(", 0, ")
         .bind(to_micros(tx.now()))
         .push(")");
@@ -579,14 +600,14 @@ async fn enter(
     members::store::require_active(tx.conn(), tenant, &member).await?;
     let now = to_micros(tx.now());
     match stored.status_at(now) {
-        "scheduled" => {
+        LotteryStatus::Scheduled => {
             return Err(ApiError::conflict(
                 "lottery_not_open",
                 format!("entries open at {}", micros_to_rfc3339(stored.opens_at)),
             ))
         }
-        "open" => {}
-        _ => {
+        LotteryStatus::Open => {}
+        LotteryStatus::Closed | LotteryStatus::Drawn => {
             return Err(ApiError::conflict(
                 "lottery_closed",
                 "the lottery takes no more entries",
@@ -601,7 +622,7 @@ async fn enter(
         .push(" AND id = ")
         .bind(id.as_str())
         .push(" AND status = ")
-        .bind(STATUS_OPEN)
+        .bind(StoredStatus::Open.as_str())
         .push(" RETURNING entry_count");
     let count: i64 = match sql.query().fetch_optional(tx.conn()).await? {
         Some(row) => row.try_get("entry_count")?,
@@ -671,7 +692,7 @@ async fn enter(
         json!({ "lottery_id": id, "member_id": member, "entry_index": index }),
     ));
     let (mut prize, mut payout) = (None, None);
-    if stored.mode == "instant" {
+    if stored.mode == LotteryMode::Instant {
         let prizes = prizes(tx.conn(), tenant, &id).await?;
         let weights: Vec<u64> = slots(&prizes).iter().map(|p| p.weight).collect();
         let seed = hex::decode(&stored.seed)
@@ -804,7 +825,7 @@ async fn draw_lottery(
     let stored = fetch(tx.conn(), tenant, &id).await?;
     let now = to_micros(tx.now());
     let closed_early = now < stored.closes_at;
-    if closed_early && query.close_early != Some(true) && stored.status != STATUS_DRAWN {
+    if closed_early && query.close_early != Some(true) && stored.status != StoredStatus::Drawn {
         return Err(ApiError::conflict(
             "lottery_still_open",
             "entries are open until closes_at; draw then, or pass close_early=true",
@@ -812,7 +833,7 @@ async fn draw_lottery(
         .with_details(json!({ "closes_at": micros_to_rfc3339(stored.closes_at) })));
     }
     let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET status = ");
-    sql.bind(STATUS_DRAWN)
+    sql.bind(StoredStatus::Drawn.as_str())
         .push(", drawn_at = ")
         .bind(now)
         .push(" WHERE tenant_id = ")
@@ -820,7 +841,7 @@ async fn draw_lottery(
         .push(" AND id = ")
         .bind(id.as_str())
         .push(" AND status = ")
-        .bind(STATUS_OPEN);
+        .bind(StoredStatus::Open.as_str());
     if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
         return Err(ApiError::conflict(
             "already_drawn",
@@ -834,7 +855,7 @@ async fn draw_lottery(
     let mut winners = Vec::new();
     let mut drawn = Vec::new();
     let outcomes: Vec<Option<usize>>;
-    if stored.mode == "draw" {
+    if stored.mode == LotteryMode::Draw {
         let members: Vec<String> = entries.iter().map(|e| e.member_id.clone()).collect();
         let distinct = members
             .iter()
@@ -936,7 +957,7 @@ async fn proof(
     }
     let prizes = prizes(&mut conn, tenant, &id).await?;
     let entries = entries(&mut conn, tenant, &id).await?;
-    let (winners, outcomes) = if stored.mode == "draw" {
+    let (winners, outcomes) = if stored.mode == LotteryMode::Draw {
         let result: Value = stored
             .result
             .as_deref()
@@ -956,7 +977,7 @@ async fn proof(
     };
     Ok(Json(Proof {
         lottery_id: stored.id.to_string(),
-        mode: stored.mode,
+        mode: stored.mode.as_str().into(),
         algorithm: draw::ALGORITHM_DESCRIPTION.into(),
         commitment: stored.commitment,
         seed: stored.seed,
