@@ -1,7 +1,7 @@
 //! Paying an order, and what being paid means for the member and the campaign.
 
 use serde_json::json;
-use sqlx::Row as _;
+use sqlx::{AnyConnection, Row as _};
 
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
@@ -10,9 +10,9 @@ use crate::common::hooks;
 use crate::common::ids::TenantId;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::ledger::{self, Op};
-use crate::membership::program::{self};
+use crate::membership::program;
 use crate::membership::rules::tiers;
-use crate::membership::stored_value::{self};
+use crate::membership::stored_value;
 use crate::orders::model::OrderStatus;
 use crate::orders::store::{self, StoredOrder};
 use crate::orders::{flash_sales, group_buys};
@@ -27,53 +27,13 @@ pub(super) async fn after_paid(
     tenant_id: &TenantId,
     order: &mut StoredOrder,
 ) -> ApiResult<()> {
-    let member_id = &order.member_id;
     if order.points_burned > 0 {
-        let result = ledger::apply_in(
-            tx,
-            tenant_id,
-            vec![Op::Post {
-                pending_id: burn_id(&order.id),
-                amount: None,
-            }],
-        )
-        .await?
-        .pop()
-        .map(|r| r.status)
-        .unwrap_or_default();
-        if result != "posted" {
-            return Err(ApiError::internal(anyhow::anyhow!(
-                "posting burnt points of {} gave {}",
-                order.id,
-                result
-            )));
-        }
+        burn_held_points(tx, tenant_id, order).await?;
     }
-    let settings = program::load_settings(tx.conn(), tenant_id).await?;
-    let growth = tiers::growth_from_paid(order.total, settings.growth_per_yuan_bp);
-    if growth > 0 {
-        program::change_growth(
-            tx,
-            tenant_id,
-            member_id,
-            growth,
-            &format!("order:{}", order.id),
-        )
-        .await?;
-    }
-    if order.total > 0 {
-        program::earn_for_paid(tx, tenant_id, member_id, order.total, order.id.as_str()).await?;
-    }
-    sqlx::query("UPDATE customer_order SET growth_given = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(growth)
-        .bind(tenant_id.as_str())
-        .bind(order.id.as_str())
-        .execute(tx.conn())
-        .await?;
-    order.growth_given = growth;
+    order.growth_given = reward_paid(tx, tenant_id, order).await?;
     let paid = hooks::OrderPaid {
         tenant_id,
-        member_id,
+        member_id: &order.member_id,
         order_id: order.id.as_str(),
         total: order.total,
     };
@@ -98,6 +58,58 @@ pub(super) async fn after_paid(
     Ok(())
 }
 
+/// The points held at checkout are burnt for good: their pending transfer is posted.
+async fn burn_held_points(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<()> {
+    let result = ledger::apply_in(
+        tx,
+        tenant_id,
+        vec![Op::Post {
+            pending_id: burn_id(&order.id),
+            amount: None,
+        }],
+    )
+    .await?
+    .pop()
+    .map(|r| r.status)
+    .unwrap_or_default();
+    if result != "posted" {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "posting burnt points of {} gave {}",
+            order.id,
+            result
+        )));
+    }
+    Ok(())
+}
+
+/// Growth and (pending) earned points for what was paid; the growth given, kept on the order
+/// so that refunds take back what they must.
+async fn reward_paid(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<i64> {
+    let member_id = &order.member_id;
+    let settings = program::load_settings(tx.conn(), tenant_id).await?;
+    let growth = tiers::growth_from_paid(order.total, settings.growth_per_yuan_bp);
+    if growth > 0 {
+        program::change_growth(
+            tx,
+            tenant_id,
+            member_id,
+            growth,
+            &format!("order:{}", order.id),
+        )
+        .await?;
+    }
+    if order.total > 0 {
+        program::earn_for_paid(tx, tenant_id, member_id, order.total, order.id.as_str()).await?;
+    }
+    sqlx::query("UPDATE customer_order SET growth_given = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(growth)
+        .bind(tenant_id.as_str())
+        .bind(order.id.as_str())
+        .execute(tx.conn())
+        .await?;
+    Ok(growth)
+}
+
 /// Pay an order inside `tx`. Idempotent on the payment reference.
 pub async fn pay_in(
     tx: &mut Tx,
@@ -112,69 +124,124 @@ pub async fn pay_in(
     };
     let reference = stored_value::model::reference("reference", request.reference.trim())?;
     let mut order = store::require(tx.conn(), tenant_id, order_id, true).await?;
+    if paid_before(tx.conn(), tenant_id, &order, method, &reference).await? {
+        return Ok(order);
+    }
+    let now = to_micros(tx.now());
+    require_unpaid(&order, now)?;
+    if let Some(team_id) = &order.team_id {
+        group_buys::require_payable(tx.conn(), tenant_id, team_id).await?;
+    }
+    let spend_id = match method {
+        "wallet" if order.total > 0 => Some(spend_from_wallet(tx, tenant_id, &order).await?),
+        _ => None,
+    };
+    record_payment(
+        tx,
+        tenant_id,
+        &order,
+        method,
+        &reference,
+        spend_id.as_deref(),
+        now,
+    )
+    .await?;
+    order.status = OrderStatus::Paid;
+    order.paid_at = Some(now);
+    order.payment_method = Some(method.into());
+    order.payment_reference = Some(reference);
+    order.wallet_spend_id = spend_id;
+    after_paid(tx, tenant_id, &mut order).await?;
+    store::require(tx.conn(), tenant_id, order.id.as_str(), false).await
+}
+
+/// Whether this payment was made before (a retry: true); 409 `payment_reference_reused` when
+/// its reference paid another order or by another method.
+async fn paid_before(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    order: &StoredOrder,
+    method: &str,
+    reference: &str,
+) -> ApiResult<bool> {
     let previous: Option<(String, String)> = sqlx::query(
         "SELECT order_id, method FROM order_payment WHERE tenant_id = $1 AND reference = $2",
     )
     .bind(tenant_id.as_str())
-    .bind(reference.as_str())
-    .fetch_optional(tx.conn())
+    .bind(reference)
+    .fetch_optional(conn)
     .await?
     .map(|row| Ok::<_, sqlx::Error>((row.try_get("order_id")?, row.try_get("method")?)))
     .transpose()?;
-    if let Some((paid_order, paid_method)) = previous {
-        if paid_order == order.id.as_str() && paid_method == method {
-            return Ok(order);
-        }
-        return Err(ApiError::conflict(
-            "payment_reference_reused",
-            "this payment reference was used for another payment",
-        ));
+    let Some((paid_order, paid_method)) = previous else {
+        return Ok(false);
+    };
+    if paid_order == order.id.as_str() && paid_method == method {
+        return Ok(true);
     }
-    let now = to_micros(tx.now());
+    Err(ApiError::conflict(
+        "payment_reference_reused",
+        "this payment reference was used for another payment",
+    ))
+}
+
+/// 409 unless the order waits for payment and its deadline has not passed.
+fn require_unpaid(order: &StoredOrder, now: i64) -> ApiResult<()> {
     match order.status {
         OrderStatus::PendingPayment if order.expires_at.is_some_and(|at| at <= now) => {
-            return Err(order_expired(&order))
+            Err(order_expired(order))
         }
-        OrderStatus::PendingPayment => {}
-        OrderStatus::Expired => return Err(order_expired(&order)),
-        OrderStatus::Cancelled => {
-            return Err(ApiError::conflict(
-                "order_cancelled",
-                "this order was cancelled",
-            ))
-        }
+        OrderStatus::PendingPayment => Ok(()),
+        OrderStatus::Expired => Err(order_expired(order)),
+        OrderStatus::Cancelled => Err(ApiError::conflict(
+            "order_cancelled",
+            "this order was cancelled",
+        )),
         OrderStatus::Paid
         | OrderStatus::Fulfilled
         | OrderStatus::Completed
-        | OrderStatus::Refunded => {
-            return Err(ApiError::conflict(
-                "already_paid",
-                "this order was paid already",
-            ))
-        }
+        | OrderStatus::Refunded => Err(ApiError::conflict(
+            "already_paid",
+            "this order was paid already",
+        )),
     }
-    if let Some(team_id) = &order.team_id {
-        group_buys::require_payable(tx.conn(), tenant_id, team_id).await?;
-    }
-    let mut spend_id = None;
-    if method == "wallet" && order.total > 0 {
-        let member_id = &order.member_id;
-        let (spend, _) = stored_value::spend_in(
-            tx,
-            tenant_id,
-            member_id,
-            order.total,
-            &format!("order:{}", order.id),
-        )
-        .await?;
-        spend_id = Some(spend.spend_id.to_string());
-    }
+}
+
+/// Take the order's total from the member's stored value; the spend's id (refunds give back
+/// through it).
+async fn spend_from_wallet(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    order: &StoredOrder,
+) -> ApiResult<String> {
+    let (spend, _) = stored_value::spend_in(
+        tx,
+        tenant_id,
+        &order.member_id,
+        order.total,
+        &format!("order:{}", order.id),
+    )
+    .await?;
+    Ok(spend.spend_id.to_string())
+}
+
+/// Write the payment: its row (the reference's claim), the order moved to paid once (409
+/// `already_paid` if it moved meanwhile) and how it was paid.
+async fn record_payment(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    order: &StoredOrder,
+    method: &str,
+    reference: &str,
+    spend_id: Option<&str>,
+    now: i64,
+) -> ApiResult<()> {
     sqlx::query(
         "INSERT INTO order_payment (tenant_id, reference, order_id, method, amount, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(tenant_id.as_str())
-    .bind(reference.as_str())
+    .bind(reference)
     .bind(order.id.as_str())
     .bind(method)
     .bind(order.total)
@@ -202,19 +269,13 @@ pub async fn pay_in(
          wallet_spend_id = $3 WHERE tenant_id = $4 AND id = $5",
     )
     .bind(method)
-    .bind(reference.as_str())
-    .bind(spend_id.clone())
+    .bind(reference)
+    .bind(spend_id)
     .bind(tenant_id.as_str())
     .bind(order.id.as_str())
     .execute(tx.conn())
     .await?;
-    order.status = OrderStatus::Paid;
-    order.paid_at = Some(now);
-    order.payment_method = Some(method.into());
-    order.payment_reference = Some(reference);
-    order.wallet_spend_id = spend_id;
-    after_paid(tx, tenant_id, &mut order).await?;
-    store::require(tx.conn(), tenant_id, order.id.as_str(), false).await
+    Ok(())
 }
 
 fn order_expired(order: &StoredOrder) -> ApiError {
