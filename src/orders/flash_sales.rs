@@ -25,7 +25,7 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::model::{self, state_enum, Order, OrderLine, OrderStatus};
+use super::model::{self, Order, OrderLine, OrderStatus};
 use super::store::{self, NewOrder};
 use super::{checkout, products};
 use crate::common::auth::Auth;
@@ -40,6 +40,7 @@ use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::price;
 use crate::common::sql::{backend_of, Sql};
+use crate::common::state::state_enum;
 use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::members;
 use crate::tenants;

@@ -27,7 +27,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::checkout::{self, RefundRequest};
 use super::flash_sales::{active_members, PlacedOrder};
-use super::model::{self, state_column, state_enum, OrderLine, OrderStatus};
+use super::model::{self, OrderLine, OrderStatus};
 use super::products;
 use super::store::{self, NewOrder, StoredOrder};
 use crate::common::auth::Auth;
@@ -43,6 +43,7 @@ use crate::common::pagination;
 use crate::common::price;
 use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::sql::backend_of;
+use crate::common::state::{state_column, state_enum};
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::members;
 use crate::AppState;

@@ -21,85 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::common::state::state_enum;
 use crate::membership::coupons::model::{discount_for, Discount};
-
-/// Declare a state enum stored and shown as fixed strings: the enum (serialised as its
-/// strings, with its OpenAPI schema), `ALL`, `as_str`, `Display` and `FromStr` (for rows), from
-/// one list of variants and strings. The strings are what the SQL stores and compares, so a
-/// state keeps its string for good; a unit test checks serde agrees with `as_str`.
-macro_rules! state_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident {
-            $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-            utoipa::ToSchema,
-        )]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$variant_meta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every state, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The string stored in the database and shown by the API.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = $crate::orders::model::UnknownState;
-
-            fn from_str(text: &str) -> Result<Self, Self::Err> {
-                match text {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err($crate::orders::model::UnknownState {
-                        kind: stringify!($name),
-                        text: text.to_owned(),
-                    }),
-                }
-            }
-        }
-    };
-}
-pub(crate) use state_enum;
-
-/// A state string that names no state of its kind (a row written by something else).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a {kind}")]
-pub struct UnknownState {
-    pub kind: &'static str,
-    pub text: String,
-}
-
-/// Read a state column of a row.
-pub fn state_column<T>(row: &sqlx::any::AnyRow, column: &str) -> Result<T, sqlx::Error>
-where
-    T: std::str::FromStr<Err = UnknownState>,
-{
-    use sqlx::Row as _;
-    row.try_get::<String, _>(column)?
-        .parse()
-        .map_err(|error: UnknownState| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: Box::new(error),
-        })
-}
 
 state_enum! {
     /// Where an order is in its life: `pending_payment` → `paid` → `fulfilled` → `completed`,

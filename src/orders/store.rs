@@ -5,11 +5,12 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::model::{state_column, Order, OrderLine, OrderStatus};
+use super::model::{Order, OrderLine, OrderStatus};
 use crate::common::db::Backend;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, OrderId, TeamId, TenantId};
 use crate::common::sql::{backend_of, Arg, Sql};
+use crate::common::state::state_column;
 use crate::common::time::micros_to_rfc3339;
 
 pub const COLUMNS: &str = "id, member_id, source, status, total, currency, items, ordered_at, \

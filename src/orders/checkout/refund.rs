@@ -8,6 +8,7 @@ use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::hooks;
 use crate::common::ids::{OrderRefundId, TenantId};
+use crate::common::state::state_column;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
@@ -507,7 +508,7 @@ fn refund_from_row(row: &sqlx::any::AnyRow) -> Result<Refund, sqlx::Error> {
         points_returned: row.try_get("points_returned")?,
         restocked: row.try_get::<i64, _>("restocked")? == 1,
         coupon_returned: row.try_get::<i64, _>("coupon_returned")? == 1,
-        order_status: model::state_column(row, "status")?,
+        order_status: state_column(row, "status")?,
         refunded_amount: row.try_get("refunded_amount")?,
         created_at: micros_to_rfc3339(row.try_get("created_at")?),
     })
