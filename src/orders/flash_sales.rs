@@ -12,7 +12,6 @@
 //! The orders are ordinary orders (`campaign_kind = flash_sale`) with a payment deadline;
 //! paying moves units from reserved to sold, expiry or cancellation returns them to available.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -25,6 +24,7 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::claims::{self, Buyers, Campaign};
 use super::model::{self, Order, OrderLine, OrderStatus};
 use super::store::{self, NewOrder};
 use super::{checkout, products};
@@ -411,7 +411,7 @@ impl batcher::Decide for Purchases {
         tx: &mut Tx,
         claims: &[Claim],
     ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
-        decide_in(tx, claims).await
+        claims::decide(self, tx, claims).await
     }
 }
 
@@ -420,181 +420,185 @@ pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<Claim, PlacedOrde
     Batcher::deciding(MAX_BATCH, Purchases, db, clock)
 }
 
-fn sold_out() -> ApiError {
-    ApiError::conflict("sold_out", "this flash sale is sold out")
-}
+#[async_trait::async_trait]
+impl Campaign for Purchases {
+    type Claim = Claim;
+    type Target = FlashSaleId;
+    type Outcome = PlacedOrder;
 
-async fn decide_in(
-    tx: &mut Tx,
-    claims: &[Claim],
-) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
-    let now = to_micros(tx.now());
-    let mut outcomes: Vec<Option<ApiResult<PlacedOrder>>> =
-        (0..claims.len()).map(|_| None).collect();
-    // Sales in a fixed order (locks), each sale's claims in arrival order.
-    let mut groups: HashMap<(&TenantId, &FlashSaleId), Vec<usize>> = HashMap::new();
-    for (i, claim) in claims.iter().enumerate() {
-        groups
-            .entry((&claim.tenant_id, &claim.sale_id))
-            .or_default()
-            .push(i);
+    fn target(claim: &Claim) -> (&TenantId, &FlashSaleId) {
+        (&claim.tenant_id, &claim.sale_id)
     }
-    let mut keys: Vec<_> = groups.keys().copied().collect();
-    keys.sort();
-    for key in keys {
-        let (tenant_id, sale_id) = key;
-        let indexes = &groups[&key];
+
+    /// One sale's purchases, under its row lock: refused all while the sale is not running,
+    /// else each against the units left and the buyer's limit; the orders granted are written
+    /// at once and their units reserved with one conditional update.
+    async fn decide_group(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &TenantId,
+        sale_id: &FlashSaleId,
+        claims: &[&Claim],
+    ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
+        let now = to_micros(tx.now());
         let sale = match fetch_sale(tx.conn(), tenant_id, sale_id, true).await {
             Ok(Some(sale)) => sale,
             Ok(None) => {
-                for &i in indexes {
-                    outcomes[i] = Some(Err(ApiError::not_found("flash sale")));
-                }
-                continue;
+                return Ok(claims::refuse_all(claims, || {
+                    ApiError::not_found("flash sale")
+                }))
             }
             Err(error) => return Err(batcher::abort(error)),
         };
-        if now < sale.starts_at || now >= sale.ends_at {
-            for &i in indexes {
-                outcomes[i] = Some(Err(if now < sale.starts_at {
-                    ApiError::conflict("not_started", "this flash sale has not started")
-                        .with_details(json!({ "starts_at": micros_to_rfc3339(sale.starts_at) }))
-                } else {
-                    ApiError::conflict("ended", "this flash sale has ended")
-                }));
-            }
-            continue;
+        if now < sale.starts_at {
+            return Ok(claims::refuse_all(claims, || {
+                ApiError::conflict("not_started", "this flash sale has not started")
+                    .with_details(json!({ "starts_at": micros_to_rfc3339(sale.starts_at) }))
+            }));
         }
-        let mut available = sale.available();
-        let member_ids: Vec<&MemberId> = {
-            let mut ids: Vec<&MemberId> = indexes.iter().map(|&i| &claims[i].member_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
-        // Buyers that exist and are not erased; units they hold already.
-        let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
-        let mut held = store::held_in_campaign(tx.conn(), tenant_id, sale_id.as_str(), &member_ids)
-            .await
-            .map_err(batcher::abort)?;
+        if now >= sale.ends_at {
+            return Ok(claims::refuse_all(claims, || {
+                ApiError::conflict("ended", "this flash sale has ended")
+            }));
+        }
+        let members = claims.iter().map(|claim| &claim.member_id);
+        let buyers = Buyers::load(tx.conn(), tenant_id, sale_id.as_str(), members).await?;
         let product = products::fetch(tx.conn(), tenant_id, &sale.product_id)
             .await
             .map_err(batcher::abort)?;
+        let mut selling = Selling {
+            available: sale.available(),
+            expires_at: to_micros(tx.now() + SignedDuration::from_secs(sale.payment_timeout_secs)),
+            sale: &sale,
+            product: &product,
+            buyers,
+            now,
+        };
         let mut rows = Vec::new();
-        let expires_at = to_micros(tx.now() + SignedDuration::from_secs(sale.payment_timeout_secs));
-        for &i in indexes {
-            let claim = &claims[i];
-            let member = &claim.member_id;
-            let outcome = if !active.contains(member) {
-                Err(ApiError::not_found("member"))
-            } else if held.get(member).copied().unwrap_or(0) + claim.qty > sale.per_member_limit {
-                Err(ApiError::conflict(
-                    "limit_reached",
-                    format!(
-                        "a member may buy at most {} of this flash sale",
-                        sale.per_member_limit
-                    ),
-                ))
-            } else if claim.qty > available {
-                Err(sold_out().with_details(json!({ "available": available })))
-            } else {
-                available -= claim.qty;
-                *held.entry(member.clone()).or_default() += claim.qty;
-                // Never above list, should the list price have been lowered since.
-                let unit_price = price::charged(sale.price, product.price);
-                let line = OrderLine {
-                    product_id: product.id.clone(),
-                    sku: product.sku.clone(),
-                    name: product.name.clone(),
-                    qty: claim.qty,
-                    unit_price,
-                    price_kind: KIND.to_owned(),
-                    line_total: unit_price * claim.qty,
-                };
-                let row = NewOrder {
-                    id: OrderId::generate(),
-                    member_id: member.clone(),
-                    source: KIND,
-                    status: OrderStatus::PendingPayment,
-                    total: line.line_total,
-                    items: serde_json::to_string(&[&line]).unwrap_or_default(),
-                    ordered_at: now,
-                    paid_at: None,
-                    subtotal: line.line_total,
-                    pricing: None,
-                    coupon_id: None,
-                    points_burned: 0,
-                    qty: claim.qty,
-                    expires_at: Some(expires_at),
-                    external_reference: None,
-                    campaign_kind: Some(KIND),
-                    campaign_id: Some(sale.id.to_string()),
-                    team_id: None,
-                };
-                let order = placed_view(&row, now);
+        let outcomes = claims
+            .iter()
+            .map(|claim| {
+                let row = selling.decide(claim)?;
+                let placed = placed_view(&row, now);
                 rows.push(row);
-                Ok(order)
-            };
-            outcomes[i] = Some(outcome);
+                Ok(placed)
+            })
+            .collect();
+        if !rows.is_empty() {
+            reserve_units(tx, tenant_id, sale_id, &rows, now).await?;
         }
-        if rows.is_empty() {
-            continue;
+        Ok(outcomes)
+    }
+}
+
+/// What one sale's purchases are decided against, updated as each is granted.
+struct Selling<'a> {
+    sale: &'a SaleRow,
+    product: &'a products::Product,
+    buyers: Buyers,
+    /// Units not yet reserved or sold.
+    available: i64,
+    now: i64,
+    /// The payment deadline of the orders granted.
+    expires_at: i64,
+}
+
+impl Selling<'_> {
+    /// Refuse a purchase (404 member, 409 `limit_reached`, `sold_out`) or grant its order.
+    fn decide(&mut self, claim: &Claim) -> ApiResult<NewOrder> {
+        let member = &claim.member_id;
+        let limit = self.sale.per_member_limit;
+        if !self.buyers.is_active(member) {
+            return Err(ApiError::not_found("member"));
         }
-        let units: i64 = rows.iter().map(|r| r.qty).sum();
-        store::insert(tx.conn(), tenant_id, &rows, now).await?;
-        let updated = sqlx::query(
-            "UPDATE flash_sale SET reserved = reserved + $1, updated_at = $2 \
-             WHERE tenant_id = $3 AND id = $4 AND stock - sold - reserved >= $1",
-        )
-        .bind(units)
-        .bind(now)
-        .bind(tenant_id.as_str())
-        .bind(sale_id.as_str())
-        .execute(tx.conn())
-        .await?;
-        if updated.rows_affected() != 1 {
-            // Cannot happen while the row is locked (or SQLite's single writer holds); refuse
-            // the batch rather than oversell.
-            return Err(sqlx::Error::Protocol(
-                "flash-sale stock changed under the lock".into(),
+        if !self.buyers.within_limit(member, claim.qty, limit) {
+            return Err(ApiError::conflict(
+                "limit_reached",
+                format!("a member may buy at most {limit} of this flash sale"),
             ));
         }
-        for row in &rows {
-            checkout::emit_created(tx, tenant_id, row);
+        if claim.qty > self.available {
+            return Err(
+                ApiError::conflict("sold_out", "this flash sale is sold out")
+                    .with_details(json!({ "available": self.available })),
+            );
+        }
+        self.available -= claim.qty;
+        self.buyers.take(member, claim.qty);
+        Ok(self.order(member, claim.qty))
+    }
+
+    /// The unpaid order of a purchase granted.
+    fn order(&self, member_id: &MemberId, qty: i64) -> NewOrder {
+        // Never above list, should the list price have been lowered since.
+        let unit_price = price::charged(self.sale.price, self.product.price);
+        let line = OrderLine {
+            product_id: self.product.id.clone(),
+            sku: self.product.sku.clone(),
+            name: self.product.name.clone(),
+            qty,
+            unit_price,
+            price_kind: KIND.to_owned(),
+            line_total: unit_price * qty,
+        };
+        NewOrder {
+            id: OrderId::generate(),
+            member_id: member_id.clone(),
+            source: KIND,
+            status: OrderStatus::PendingPayment,
+            total: line.line_total,
+            items: serde_json::to_string(&[&line]).unwrap_or_default(),
+            ordered_at: self.now,
+            paid_at: None,
+            subtotal: line.line_total,
+            pricing: None,
+            coupon_id: None,
+            points_burned: 0,
+            qty,
+            expires_at: Some(self.expires_at),
+            external_reference: None,
+            campaign_kind: Some(KIND),
+            campaign_id: Some(self.sale.id.to_string()),
+            team_id: None,
         }
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
-        .collect())
 }
 
-/// Which of `ids` are members of the tenant that are not erased.
-pub async fn active_members(
-    conn: &mut AnyConnection,
+/// Write the orders granted in one statement and reserve their units in the sale row.
+async fn reserve_units(
+    tx: &mut Tx,
     tenant_id: &TenantId,
-    ids: &[&MemberId],
-) -> Result<std::collections::HashSet<MemberId>, sqlx::Error> {
-    let mut found = std::collections::HashSet::new();
-    for chunk in ids.chunks(500) {
-        let mut sql = Sql::for_conn(&*conn, "SELECT id FROM member WHERE tenant_id = ");
-        sql.bind(tenant_id.as_str()).push(" AND id IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(id.as_str());
-        }
-        sql.push(") AND status <> ")
-            .bind(members::model::STATUS_ERASED);
-        for row in sql.query().fetch_all(&mut *conn).await? {
-            found.insert(MemberId::from_db(row.try_get("id")?));
-        }
+    sale_id: &FlashSaleId,
+    rows: &[NewOrder],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let units: i64 = rows.iter().map(|r| r.qty).sum();
+    store::insert(tx.conn(), tenant_id, rows, now).await?;
+    let updated = sqlx::query(
+        "UPDATE flash_sale SET reserved = reserved + $1, updated_at = $2 \
+         WHERE tenant_id = $3 AND id = $4 AND stock - sold - reserved >= $1",
+    )
+    .bind(units)
+    .bind(now)
+    .bind(tenant_id.as_str())
+    .bind(sale_id.as_str())
+    .execute(tx.conn())
+    .await?;
+    if updated.rows_affected() != 1 {
+        // Cannot happen while the row is locked (or SQLite's single writer holds); refuse
+        // the batch rather than oversell.
+        return Err(sqlx::Error::Protocol(
+            "flash-sale stock changed under the lock".into(),
+        ));
     }
-    Ok(found)
+    for row in rows {
+        checkout::emit_created(tx, tenant_id, row);
+    }
+    Ok(())
 }
 
-fn placed_view(row: &NewOrder, now: i64) -> PlacedOrder {
+/// The view of an order just written.
+pub(super) fn placed_view(row: &NewOrder, now: i64) -> PlacedOrder {
     PlacedOrder {
         order_id: row.id.to_string(),
         order: store::StoredOrder::from_new(row, now).view(),

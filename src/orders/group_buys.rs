@@ -12,7 +12,7 @@
 //! Joins go through the batcher: concurrent joins of one team are decided together under the
 //! team's row lock, so the last slots go to exactly as many joiners as there are slots.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -26,7 +26,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::checkout::{self, RefundRequest};
-use super::flash_sales::{active_members, PlacedOrder};
+use super::claims::{self, Buyers, Campaign};
+use super::flash_sales::{placed_view, PlacedOrder};
 use super::model::{self, OrderLine, OrderStatus};
 use super::products;
 use super::store::{self, NewOrder, StoredOrder};
@@ -403,7 +404,6 @@ fn team_line(buy: &BuyRow, product: &products::Product) -> OrderLine {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn team_order(
     buy: &BuyRow,
     line: &OrderLine,
@@ -658,7 +658,7 @@ impl batcher::Decide for Joins {
         tx: &mut Tx,
         claims: &[JoinClaim],
     ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
-        decide_in(tx, claims).await
+        claims::decide(self, tx, claims).await
     }
 }
 
@@ -667,40 +667,35 @@ pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<JoinClaim, Placed
     Batcher::deciding(MAX_BATCH, Joins, db, clock)
 }
 
-async fn decide_in(
-    tx: &mut Tx,
-    claims: &[JoinClaim],
-) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
-    let now = to_micros(tx.now());
-    let mut outcomes: Vec<Option<ApiResult<PlacedOrder>>> =
-        (0..claims.len()).map(|_| None).collect();
-    let mut groups: HashMap<(&TenantId, &TeamId), Vec<usize>> = HashMap::new();
-    for (i, claim) in claims.iter().enumerate() {
-        groups
-            .entry((&claim.tenant_id, &claim.team_id))
-            .or_default()
-            .push(i);
+#[async_trait::async_trait]
+impl Campaign for Joins {
+    type Claim = JoinClaim;
+    type Target = TeamId;
+    type Outcome = PlacedOrder;
+
+    fn target(claim: &JoinClaim) -> (&TenantId, &TeamId) {
+        (&claim.tenant_id, &claim.team_id)
     }
-    let mut keys: Vec<_> = groups.keys().copied().collect();
-    keys.sort();
-    for key in keys {
-        let (tenant_id, team_id) = key;
-        let indexes = &groups[&key];
+
+    /// One team's joins, under its row lock: refused all once the team is closed, else each
+    /// against the slots left, the team's members and the buyer's limit; the orders granted
+    /// are written at once and their slots taken with one conditional update.
+    async fn decide_group(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &TenantId,
+        team_id: &TeamId,
+        claims: &[&JoinClaim],
+    ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
+        let now = to_micros(tx.now());
         let Some(team) = fetch_team(tx.conn(), tenant_id, team_id, true).await? else {
-            for &i in indexes {
-                outcomes[i] = Some(Err(ApiError::not_found("team")));
-            }
-            continue;
+            return Ok(claims::refuse_all(claims, || ApiError::not_found("team")));
         };
         if team.status != TeamStatus::Open || now >= team.expires_at {
-            for &i in indexes {
-                outcomes[i] = Some(Err(ApiError::conflict(
-                    "team_closed",
-                    "this team is no longer open",
-                )
-                .with_details(json!({ "status": team.status }))));
-            }
-            continue;
+            return Ok(claims::refuse_all(claims, || {
+                ApiError::conflict("team_closed", "this team is no longer open")
+                    .with_details(json!({ "status": team.status }))
+            }));
         }
         let buy = fetch_buy(tx.conn(), tenant_id, &team.group_buy_id)
             .await
@@ -708,92 +703,139 @@ async fn decide_in(
         let product = products::fetch(tx.conn(), tenant_id, &buy.product_id)
             .await
             .map_err(batcher::abort)?;
-        let mut member_ids: Vec<&MemberId> =
-            indexes.iter().map(|&i| &claims[i].member_id).collect();
-        member_ids.sort_unstable();
-        member_ids.dedup();
-        let active = active_members(tx.conn(), tenant_id, &member_ids).await?;
-        let mut held = store::held_in_campaign(tx.conn(), tenant_id, buy.id.as_str(), &member_ids)
-            .await
-            .map_err(batcher::abort)?;
-        let mut in_team: std::collections::HashSet<MemberId> = sqlx::query_scalar(&format!(
-            "SELECT member_id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 \
-             AND status IN {}",
-            model::HOLDING_STATUSES
-        ))
-        .bind(tenant_id.as_str())
-        .bind(team_id.as_str())
-        .fetch_all(tx.conn())
-        .await?
-        .into_iter()
-        .map(MemberId::from_db)
-        .collect();
-        let mut slots = team.team_size - team.slots_taken;
-        let line = team_line(&buy, &product);
+        let members = claims.iter().map(|claim| &claim.member_id);
+        let buyers = Buyers::load(tx.conn(), tenant_id, buy.id.as_str(), members).await?;
+        let mut joining = Joining {
+            in_team: members_in_team(tx.conn(), tenant_id, team_id).await?,
+            slots: team.team_size - team.slots_taken,
+            line: team_line(&buy, &product),
+            buy: &buy,
+            team: &team,
+            buyers,
+            now,
+        };
         let mut rows = Vec::new();
-        for &i in indexes {
-            let member = &claims[i].member_id;
-            let outcome = if !active.contains(member) {
-                Err(ApiError::not_found("member"))
-            } else if in_team.contains(member) {
-                Err(ApiError::conflict(
-                    "already_in_team",
-                    "this member is in this team already",
-                ))
-            } else if held.get(member).copied().unwrap_or(0) + 1 > buy.per_member_limit {
-                Err(limit_reached(buy.per_member_limit))
-            } else if slots <= 0 {
-                Err(ApiError::conflict(
-                    "team_full",
-                    "this team has no slot left",
-                ))
-            } else {
-                slots -= 1;
-                *held.entry(member.clone()).or_default() += 1;
-                in_team.insert(member.clone());
-                let order = team_order(&buy, &line, member, team_id, now, team.expires_at);
-                let placed = PlacedOrder {
-                    order_id: order.id.to_string(),
-                    order: StoredOrder::from_new(&order, now).view(),
-                };
-                rows.push(order);
+        let outcomes = claims
+            .iter()
+            .map(|claim| {
+                let row = joining.decide(claim)?;
+                let placed = placed_view(&row, now);
+                rows.push(row);
                 Ok(placed)
-            };
-            outcomes[i] = Some(outcome);
+            })
+            .collect();
+        if !rows.is_empty() {
+            take_slots(tx, tenant_id, team_id, &rows, now).await?;
         }
-        if rows.is_empty() {
-            continue;
-        }
-        store::insert(tx.conn(), tenant_id, &rows, now).await?;
-        let taken = sqlx::query(
-            "UPDATE group_team SET slots_taken = slots_taken + $1 \
-             WHERE tenant_id = $2 AND id = $3 AND status = 'open' \
-             AND slots_taken + $1 <= team_size",
-        )
-        .bind(rows.len() as i64)
-        .bind(tenant_id.as_str())
-        .bind(team_id.as_str())
-        .execute(tx.conn())
-        .await?;
-        if taken.rows_affected() != 1 {
-            return Err(sqlx::Error::Protocol(
-                "team slots changed under the lock".into(),
-            ));
-        }
-        for row in &rows {
-            checkout::emit_created(tx, tenant_id, row);
-            tx.emit(NewEvent::new(
-                tenant_id,
-                "group_buy.team_joined",
-                Some(team_id.as_str()),
-                json!({ "team_id": team_id, "member_id": row.member_id, "order_id": row.id }),
-            ));
-        }
+        Ok(outcomes)
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
-        .collect())
+}
+
+/// What one team's joins are decided against, updated as each is granted.
+struct Joining<'a> {
+    buy: &'a BuyRow,
+    team: &'a TeamRow,
+    line: OrderLine,
+    buyers: Buyers,
+    /// Members holding an order in the team.
+    in_team: HashSet<MemberId>,
+    slots: i64,
+    now: i64,
+}
+
+impl Joining<'_> {
+    /// Refuse a join (404 member, 409 `already_in_team`, `limit_reached`, `team_full`) or grant
+    /// its order.
+    fn decide(&mut self, claim: &JoinClaim) -> ApiResult<NewOrder> {
+        let member = &claim.member_id;
+        if !self.buyers.is_active(member) {
+            return Err(ApiError::not_found("member"));
+        }
+        if self.in_team.contains(member) {
+            return Err(ApiError::conflict(
+                "already_in_team",
+                "this member is in this team already",
+            ));
+        }
+        if !self
+            .buyers
+            .within_limit(member, 1, self.buy.per_member_limit)
+        {
+            return Err(limit_reached(self.buy.per_member_limit));
+        }
+        if self.slots <= 0 {
+            return Err(ApiError::conflict(
+                "team_full",
+                "this team has no slot left",
+            ));
+        }
+        self.slots -= 1;
+        self.buyers.take(member, 1);
+        self.in_team.insert(member.clone());
+        let team = self.team;
+        Ok(team_order(
+            self.buy,
+            &self.line,
+            member,
+            &team.id,
+            self.now,
+            team.expires_at,
+        ))
+    }
+}
+
+/// The members holding an order in the team (unpaid, paid, fulfilled or completed).
+async fn members_in_team(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    team_id: &TeamId,
+) -> Result<HashSet<MemberId>, sqlx::Error> {
+    let members: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT member_id FROM customer_order WHERE tenant_id = $1 AND team_id = $2 \
+         AND status IN {}",
+        model::HOLDING_STATUSES
+    ))
+    .bind(tenant_id.as_str())
+    .bind(team_id.as_str())
+    .fetch_all(conn)
+    .await?;
+    Ok(members.into_iter().map(MemberId::from_db).collect())
+}
+
+/// Write the orders granted in one statement and take their slots in the team row.
+async fn take_slots(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    team_id: &TeamId,
+    rows: &[NewOrder],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    store::insert(tx.conn(), tenant_id, rows, now).await?;
+    let taken = sqlx::query(
+        "UPDATE group_team SET slots_taken = slots_taken + $1 \
+         WHERE tenant_id = $2 AND id = $3 AND status = 'open' \
+         AND slots_taken + $1 <= team_size",
+    )
+    .bind(rows.len() as i64)
+    .bind(tenant_id.as_str())
+    .bind(team_id.as_str())
+    .execute(tx.conn())
+    .await?;
+    if taken.rows_affected() != 1 {
+        return Err(sqlx::Error::Protocol(
+            "team slots changed under the lock".into(),
+        ));
+    }
+    for row in rows {
+        checkout::emit_created(tx, tenant_id, row);
+        tx.emit(NewEvent::new(
+            tenant_id,
+            "group_buy.team_joined",
+            Some(team_id.as_str()),
+            json!({ "team_id": team_id, "member_id": row.member_id, "order_id": row.id }),
+        ));
+    }
+    Ok(())
 }
 
 /// Payment is allowed only while the team is open.

@@ -3,11 +3,13 @@
 //! - [`model`]: order types and the money rules (pricing order, refund arithmetic), pure.
 //! - [`store`]: order rows and their conditional state changes.
 //! - [`checkout`]: the life cycle — place, pay, cancel, expire, fulfil, complete, refund.
-//! - [`flash_sales`] (秒杀) and [`group_buys`] (拼团): hot paths through the batcher.
+//! - [`flash_sales`] (秒杀) and [`group_buys`] (拼团): hot paths through the batcher, deciding
+//!   their claims with one skeleton ([`claims`]).
 //! - [`products`]: SKUs; [`import`]: order history in bulk for analytics, each order once
 //!   ([`import_key`] says when two rows are the same order).
 
 pub mod checkout;
+mod claims;
 pub mod flash_sales;
 pub mod group_buys;
 pub mod import;
