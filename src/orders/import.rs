@@ -78,8 +78,8 @@ use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, TenantId};
 use crate::common::import::{
-    read_header, read_line_bounded, record_line, BoundedRows, RowCheck, RowErrors, TotalLimit,
-    MAX_IMPORT_BYTES, MAX_ROW_BYTES,
+    read_header, read_line_bounded, record_line, BoundedRows, OverLimit, RowCheck, RowErrors,
+    TotalLimit, MAX_IMPORT_BYTES, MAX_ROW_BYTES,
 };
 use crate::common::sql::{Arg, Sql};
 use crate::common::time::to_micros;
@@ -427,141 +427,219 @@ pub async fn import<R>(
 where
     R: AsyncRead + Unpin + Send,
 {
-    let mut report = OrderImportReport::default();
-    let mut chunk: Vec<OrderRow> = Vec::with_capacity(CHUNK_ROWS);
-    let mut rows: u64 = 0;
     let (input, over_limit) = TotalLimit::new(input, MAX_IMPORT_BYTES);
-    let on_duplicate = options.on_duplicate;
-    match options.format {
-        Format::Csv => {
-            let mut reader = AsyncReaderBuilder::new()
-                .has_headers(true)
-                .flexible(true)
-                .create_reader(BoundedRows::new(input, MAX_ROW_BYTES));
-            let expected = format!(
-                "`{}` (columns in any order; `amount` or `amount_fen`, `currency`, `items` and \
-                 `order_id` may be left out)",
-                ALL_COLUMNS.join(",")
+    let mut chunks = Chunks {
+        db,
+        now: &now,
+        tenant_id,
+        on_duplicate: options.on_duplicate,
+        progress: &progress,
+        chunk: Vec::with_capacity(CHUNK_ROWS),
+        report: OrderImportReport::default(),
+    };
+    let rows = match options.format {
+        Format::Csv => read_csv(input, &over_limit, zone, &mut chunks).await?,
+        Format::Cdnow => read_cdnow(input, &over_limit, zone, &mut chunks).await?,
+    };
+    chunks.finish(rows).await
+}
+
+/// Where the rows read go: a chunk written every [`CHUNK_ROWS`] good rows, the bad ones listed
+/// in the report.
+struct Chunks<'a, N, P> {
+    db: &'a Db,
+    now: &'a N,
+    tenant_id: &'a TenantId,
+    on_duplicate: OnDuplicate,
+    progress: &'a P,
+    chunk: Vec<OrderRow>,
+    report: OrderImportReport,
+}
+
+impl<N: Fn() -> Timestamp, P: Fn(u64)> Chunks<'_, N, P> {
+    /// A good row, `rows` read so far: the chunk is written once full.
+    async fn push(&mut self, row: OrderRow, rows: u64) -> ApiResult<()> {
+        self.chunk.push(row);
+        if self.chunk.len() >= CHUNK_ROWS {
+            let chunk = std::mem::take(&mut self.chunk);
+            self.write(&chunk).await?;
+            (self.progress)(rows);
+        }
+        Ok(())
+    }
+
+    /// A bad row.
+    fn error(&mut self, line: u64, reason: impl Into<String>) {
+        self.report.rows.push(line, reason);
+    }
+
+    async fn write(&mut self, chunk: &[OrderRow]) -> ApiResult<()> {
+        let now = (self.now)();
+        write_chunk(
+            self.db,
+            now,
+            self.tenant_id,
+            chunk,
+            self.on_duplicate,
+            &mut self.report,
+        )
+        .await
+    }
+
+    /// The last chunk written; the report, its errors in line order.
+    async fn finish(mut self, rows: u64) -> ApiResult<OrderImportReport> {
+        if !self.chunk.is_empty() {
+            let chunk = std::mem::take(&mut self.chunk);
+            self.write(&chunk).await?;
+        }
+        // Repeats are found when their chunk is written, after the chunk's unreadable rows.
+        self.report.rows.errors.sort_by_key(|e| e.line);
+        (self.progress)(rows);
+        Ok(self.report)
+    }
+}
+
+/// Read the CSV format (a header naming the columns, one order per row); the rows read.
+async fn read_csv<R, N, P>(
+    input: TotalLimit<R>,
+    over_limit: &OverLimit,
+    zone: &TimeZone,
+    chunks: &mut Chunks<'_, N, P>,
+) -> ApiResult<u64>
+where
+    R: AsyncRead + Unpin + Send,
+    N: Fn() -> Timestamp,
+    P: Fn(u64),
+{
+    let mut reader = AsyncReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .create_reader(BoundedRows::new(input, MAX_ROW_BYTES));
+    let expected = format!(
+        "`{}` (columns in any order; `amount` or `amount_fen`, `currency`, `items` and \
+         `order_id` may be left out)",
+        ALL_COLUMNS.join(",")
+    );
+    let columns = match read_header(&mut reader, &expected).await {
+        Ok(names) => CsvColumns::from_header(&names).map_err(|message| {
+            ApiError::invalid_request(message).with_details(json!({ "line": 1 }))
+        })?,
+        Err(error) => {
+            return Err(if over_limit.exceeded() {
+                over_limit.error()
+            } else {
+                error
+            })
+        }
+    };
+    let mut rows: u64 = 0;
+    let mut check = RowCheck::default();
+    let mut records = reader.records();
+    while let Some(record) = records.next().await {
+        if over_limit.exceeded() {
+            return Err(over_limit.error());
+        }
+        rows += 1;
+        let line = check.line(record_line(&record, rows + 1));
+        if rows > MAX_ROWS {
+            chunks.error(
+                line,
+                format!("more than {MAX_ROWS} rows; the rest was not imported"),
             );
-            let columns = match read_header(&mut reader, &expected).await {
-                Ok(names) => CsvColumns::from_header(&names).map_err(|message| {
-                    ApiError::invalid_request(message).with_details(json!({ "line": 1 }))
-                })?,
-                Err(error) => {
-                    return Err(if over_limit.exceeded() {
-                        over_limit.error()
-                    } else {
-                        error
-                    })
-                }
-            };
-            let mut check = RowCheck::default();
-            let mut records = reader.records();
-            while let Some(record) = records.next().await {
-                if over_limit.exceeded() {
-                    return Err(over_limit.error());
-                }
-                rows += 1;
-                let line = check.line(record_line(&record, rows + 1));
-                if rows > MAX_ROWS {
-                    report.rows.push(
-                        line,
-                        format!("more than {MAX_ROWS} rows; the rest was not imported"),
-                    );
-                    break;
-                }
-                match record
-                    .map_err(|e| format!("unreadable row: {e}"))
-                    .and_then(|r| {
-                        check
-                            .check(&r)
-                            .and_then(|()| parse_csv_record(&r, &columns, zone, line))
-                    }) {
-                    Ok(row) => chunk.push(row),
-                    Err(reason) => report.rows.push(line, reason),
-                }
-                if chunk.len() >= CHUNK_ROWS {
-                    let rows_now = std::mem::take(&mut chunk);
-                    write_chunk(db, now(), tenant_id, &rows_now, on_duplicate, &mut report).await?;
-                    progress(rows);
-                }
-            }
+            break;
         }
-        Format::Cdnow => {
-            let mut input = BufReader::new(input);
-            let mut bytes = Vec::new();
-            let mut line_no: u64 = 0;
-            let mut runs = RunCounter::default();
-            while let Some(fits) = read_line_bounded(&mut input, &mut bytes, MAX_ROW_BYTES)
-                .await
-                .map_err(|e| {
-                    if over_limit.exceeded() {
-                        over_limit.error()
-                    } else {
-                        ApiError::invalid_request(format!("could not read the file: {e}"))
-                    }
-                })?
-            {
-                line_no += 1;
-                let line = match (fits, std::str::from_utf8(&bytes)) {
-                    (false, _) => Err(format!(
-                        "the line is longer than {MAX_ROW_BYTES} bytes; it was skipped"
-                    )),
-                    (true, Err(_)) => Err("the line is not valid UTF-8".to_owned()),
-                    (true, Ok(line)) if line.contains('\u{0}') => {
-                        Err("the line holds a NUL byte, which is not allowed in text".to_owned())
-                    }
-                    (true, Ok(line)) => Ok(line),
-                };
-                let line = match line {
-                    Ok(line) => line,
-                    Err(reason) => {
-                        rows += 1;
-                        report.rows.push(line_no, reason);
-                        continue;
-                    }
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                rows += 1;
-                if rows > MAX_ROWS {
-                    report.rows.push(
-                        line_no,
-                        format!("more than {MAX_ROWS} rows; the rest was not imported"),
-                    );
-                    break;
-                }
-                match parse_cdnow_line(line, zone) {
-                    Ok(Some(mut row)) => {
-                        row.line = line_no;
-                        let content = format!(
-                            "{} {} {}",
-                            row.ordered_at.as_microsecond(),
-                            row.amount,
-                            row.items
-                        );
-                        row.occurrence = runs.occurrence(&row.external_member_id, &content);
-                        chunk.push(row);
-                    }
-                    Ok(None) => {}
-                    Err(reason) => report.rows.push(line_no, reason),
-                }
-                if chunk.len() >= CHUNK_ROWS {
-                    let rows_now = std::mem::take(&mut chunk);
-                    write_chunk(db, now(), tenant_id, &rows_now, on_duplicate, &mut report).await?;
-                    progress(rows);
-                }
-            }
+        match record
+            .map_err(|e| format!("unreadable row: {e}"))
+            .and_then(|r| {
+                check
+                    .check(&r)
+                    .and_then(|()| parse_csv_record(&r, &columns, zone, line))
+            }) {
+            Ok(row) => chunks.push(row, rows).await?,
+            Err(reason) => chunks.error(line, reason),
         }
     }
-    if !chunk.is_empty() {
-        write_chunk(db, now(), tenant_id, &chunk, on_duplicate, &mut report).await?;
+    Ok(rows)
+}
+
+/// Read the CDNOW files as they are (whitespace separated, no header); the rows read.
+async fn read_cdnow<R, N, P>(
+    input: TotalLimit<R>,
+    over_limit: &OverLimit,
+    zone: &TimeZone,
+    chunks: &mut Chunks<'_, N, P>,
+) -> ApiResult<u64>
+where
+    R: AsyncRead + Unpin + Send,
+    N: Fn() -> Timestamp,
+    P: Fn(u64),
+{
+    let mut input = BufReader::new(input);
+    let mut bytes = Vec::new();
+    let mut rows: u64 = 0;
+    let mut line_no: u64 = 0;
+    let mut runs = RunCounter::default();
+    while let Some(fits) = read_line_bounded(&mut input, &mut bytes, MAX_ROW_BYTES)
+        .await
+        .map_err(|e| {
+            if over_limit.exceeded() {
+                over_limit.error()
+            } else {
+                ApiError::invalid_request(format!("could not read the file: {e}"))
+            }
+        })?
+    {
+        line_no += 1;
+        let line = match cdnow_text(fits, &bytes) {
+            Ok(line) => line,
+            Err(reason) => {
+                rows += 1;
+                chunks.error(line_no, reason);
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows += 1;
+        if rows > MAX_ROWS {
+            chunks.error(
+                line_no,
+                format!("more than {MAX_ROWS} rows; the rest was not imported"),
+            );
+            break;
+        }
+        match parse_cdnow_line(line, zone) {
+            Ok(Some(mut row)) => {
+                row.line = line_no;
+                let content = format!(
+                    "{} {} {}",
+                    row.ordered_at.as_microsecond(),
+                    row.amount,
+                    row.items
+                );
+                row.occurrence = runs.occurrence(&row.external_member_id, &content);
+                chunks.push(row, rows).await?;
+            }
+            Ok(None) => {}
+            Err(reason) => chunks.error(line_no, reason),
+        }
     }
-    // Repeats are found when their chunk is written, after the chunk's unreadable rows.
-    report.rows.errors.sort_by_key(|e| e.line);
-    progress(rows);
-    Ok(report)
+    Ok(rows)
+}
+
+/// A CDNOW line as text, or why it cannot be read (too long, not UTF-8, a NUL byte).
+fn cdnow_text(fits: bool, bytes: &[u8]) -> Result<&str, String> {
+    match (fits, std::str::from_utf8(bytes)) {
+        (false, _) => Err(format!(
+            "the line is longer than {MAX_ROW_BYTES} bytes; it was skipped"
+        )),
+        (true, Err(_)) => Err("the line is not valid UTF-8".to_owned()),
+        (true, Ok(line)) if line.contains('\u{0}') => {
+            Err("the line holds a NUL byte, which is not allowed in text".to_owned())
+        }
+        (true, Ok(line)) => Ok(line),
+    }
 }
 
 /// What writing one chunk did.
@@ -857,7 +935,50 @@ async fn adopt_unkeyed_orders(
         .collect();
     members.sort_unstable();
     members.dedup();
-    // Unkeyed external orders by the content key they would have at occurrence 0.
+    let mut unkeyed = unkeyed_orders(conn, tenant_id, &members).await?;
+    let mut adopted = HashSet::new();
+    if unkeyed.is_empty() {
+        return Ok(adopted);
+    }
+    let wanted: Vec<&str> = keyed
+        .iter()
+        .filter(|k| k.base.as_ref().is_some_and(|b| unkeyed.contains_key(b)))
+        .map(|k| k.key.as_str())
+        .collect();
+    let stored = stored_values(conn, tenant_id, "import_key", &wanted).await?;
+    for keyed in keyed {
+        let Some(orders) = keyed.base.as_ref().and_then(|b| unkeyed.get_mut(b)) else {
+            continue;
+        };
+        if stored.contains(&keyed.key) {
+            continue;
+        }
+        while let Some(order_id) = orders.pop() {
+            let done = sqlx::query(
+                "UPDATE customer_order SET import_key = $1 \
+                 WHERE tenant_id = $2 AND id = $3 AND import_key IS NULL",
+            )
+            .bind(keyed.key.as_str())
+            .bind(tenant_id.as_str())
+            .bind(order_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 1 {
+                adopted.insert(keyed.key.clone());
+                break;
+            }
+        }
+    }
+    Ok(adopted)
+}
+
+/// The unkeyed external orders of these members, by the content key they would have at
+/// occurrence 0.
+async fn unkeyed_orders(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    members: &[&str],
+) -> ApiResult<HashMap<String, Vec<String>>> {
     let mut unkeyed: HashMap<String, Vec<String>> = HashMap::new();
     for part in members.chunks(LOOKUP_BATCH) {
         let mut sql = Sql::for_conn(
@@ -900,40 +1021,7 @@ async fn adopt_unkeyed_orders(
                 .push(row.try_get("id")?);
         }
     }
-    let mut adopted = HashSet::new();
-    if unkeyed.is_empty() {
-        return Ok(adopted);
-    }
-    let wanted: Vec<&str> = keyed
-        .iter()
-        .filter(|k| k.base.as_ref().is_some_and(|b| unkeyed.contains_key(b)))
-        .map(|k| k.key.as_str())
-        .collect();
-    let stored = stored_values(conn, tenant_id, "import_key", &wanted).await?;
-    for keyed in keyed {
-        let Some(orders) = keyed.base.as_ref().and_then(|b| unkeyed.get_mut(b)) else {
-            continue;
-        };
-        if stored.contains(&keyed.key) {
-            continue;
-        }
-        while let Some(order_id) = orders.pop() {
-            let done = sqlx::query(
-                "UPDATE customer_order SET import_key = $1 \
-                 WHERE tenant_id = $2 AND id = $3 AND import_key IS NULL",
-            )
-            .bind(keyed.key.as_str())
-            .bind(tenant_id.as_str())
-            .bind(order_id.as_str())
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 1 {
-                adopted.insert(keyed.key.clone());
-                break;
-            }
-        }
-    }
-    Ok(adopted)
+    Ok(unkeyed)
 }
 
 /// Insert the rows not adopted; the keys of the orders created. A row whose key (or order
