@@ -73,6 +73,7 @@ use tokio::io::{AsyncRead, BufReader};
 use utoipa::ToSchema;
 
 use super::import_key::{canonical_items, id_key, Content, RunCounter};
+use super::model::OrderStatus;
 use crate::common::db::{Db, Tx};
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
@@ -1057,7 +1058,7 @@ async fn insert_orders(
                 Arg::from(OrderId::generate().to_string()),
                 Arg::from(k.member_id),
                 Arg::from("external"),
-                Arg::from("completed"),
+                Arg::from(OrderStatus::Completed.as_str()),
                 Arg::from(k.row.amount),
                 Arg::from(k.row.currency.as_str()),
                 Arg::from(k.row.items.to_string()),
