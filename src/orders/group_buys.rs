@@ -463,6 +463,35 @@ async fn open_team(
     let mut tx = state.begin().await?;
     let buy = fetch_buy(tx.conn(), tenant_id, &id).await?;
     members::store::require_active(tx.conn(), tenant_id, &member_id).await?;
+    let order = open_in(&mut tx, tenant_id, &buy, &member_id).await?;
+    let team_id = order
+        .team_id
+        .clone()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("team order without team")))?;
+    let team = fetch_team(tx.conn(), tenant_id, &team_id, false)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("team vanished")))?;
+    let team = team_view(tx.conn(), tenant_id, &team).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OpenedTeam {
+            team_id: team_id.to_string(),
+            order_id: order.id.to_string(),
+            team,
+        }),
+    ))
+}
+
+/// Open a team of `buy` for `member_id` inside `tx`: within the member's limit, the team row,
+/// the opener's order in its first slot, the expiry job at the team's deadline and the events.
+/// The opener's order.
+async fn open_in(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    buy: &BuyRow,
+    member_id: &MemberId,
+) -> ApiResult<NewOrder> {
     // Serialise this member's joins of this group buy (PostgreSQL; SQLite has one writer).
     if backend_of(tx.conn()) == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -470,16 +499,14 @@ async fn open_team(
             .execute(tx.conn())
             .await?;
     }
-    let held =
-        store::held_in_campaign(tx.conn(), tenant_id, buy.id.as_str(), &[&member_id]).await?;
-    if held.get(&member_id).copied().unwrap_or(0) + 1 > buy.per_member_limit {
+    let held = store::held_in_campaign(tx.conn(), tenant_id, buy.id.as_str(), &[member_id]).await?;
+    if held.get(member_id).copied().unwrap_or(0) + 1 > buy.per_member_limit {
         return Err(limit_reached(buy.per_member_limit));
     }
     let product = products::fetch(tx.conn(), tenant_id, &buy.product_id).await?;
-    let now_ts = tx.now();
-    let now = to_micros(now_ts);
+    let now = to_micros(tx.now());
     let team_id = TeamId::generate();
-    let expires_at = to_micros(now_ts + SignedDuration::from_secs(buy.duration_secs));
+    let expires_at = to_micros(tx.now() + SignedDuration::from_secs(buy.duration_secs));
     sqlx::query(
         "INSERT INTO group_team (tenant_id, id, group_buy_id, opener_member_id, team_size, \
          status, slots_taken, paid_count, expires_at, created_at) \
@@ -494,8 +521,8 @@ async fn open_team(
     .bind(now)
     .execute(tx.conn())
     .await?;
-    let line = team_line(&buy, &product);
-    let order = team_order(&buy, &line, &member_id, &team_id, now, expires_at);
+    let line = team_line(buy, &product);
+    let order = team_order(buy, &line, member_id, &team_id, now, expires_at);
     store::insert(tx.conn(), tenant_id, std::slice::from_ref(&order), now).await?;
     scheduler::schedule(
         tx.conn(),
@@ -509,7 +536,7 @@ async fn open_team(
         now,
     )
     .await?;
-    checkout::emit_created(&mut tx, tenant_id, &order);
+    checkout::emit_created(tx, tenant_id, &order);
     tx.emit(NewEvent::new(
         tenant_id,
         "group_buy.team_opened",
@@ -517,19 +544,7 @@ async fn open_team(
         json!({ "team_id": team_id, "group_buy_id": buy.id, "member_id": member_id,
                 "order_id": order.id, "expires_at": micros_to_rfc3339(expires_at) }),
     ));
-    let team = fetch_team(tx.conn(), tenant_id, &team_id, false)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("team vanished")))?;
-    let team = team_view(tx.conn(), tenant_id, &team).await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(OpenedTeam {
-            team_id: team_id.to_string(),
-            order_id: order.id.to_string(),
-            team,
-        }),
-    ))
+    Ok(order)
 }
 
 /// A team with its members.
