@@ -8,7 +8,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use shequn::common::clock::Clock as _;
 use shequn::common::ids::TenantId;
-use shequn::membership::program;
 
 use crate::backend_tests;
 use crate::support::TestApp;
