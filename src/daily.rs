@@ -53,6 +53,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::analytics::model::summary::TimeUnit;
 use crate::analytics::{repurchase, scoring};
 use crate::common::auth::Auth;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
@@ -253,7 +254,7 @@ pub async fn run_daily_on_demand(
         }
         scheduler::Claimed::Busy => {
             return Err(ApiError::conflict(
-                "job_running",
+                codes::JOB_RUNNING,
                 "this day's run is in progress; ask again in a moment",
             ))
         }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::Router;
@@ -20,6 +19,7 @@ use crate::common::auth::{require_api_key, KeyCache};
 use crate::common::batcher::Batcher;
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::{Db, Tx};
+use crate::common::error::codes;
 use crate::common::error::ApiError;
 use crate::common::hooks::Hooks;
 use crate::common::rate_limit::{self, RateLimitConfig, RateLimits};
@@ -116,9 +116,8 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::routes(Arc::new(openapi)))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+            ApiError::coded(
+                codes::METHOD_NOT_ALLOWED,
                 "this route does not take that method",
             )
         })

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::json::Json;
@@ -146,9 +147,8 @@ async fn member_analytics(
     .fetch_optional(&mut *conn)
     .await?;
     let row = row.ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_scored",
+        ApiError::coded(
+            codes::NOT_SCORED,
             "this member has no scores yet: run `shequn analytics fit` after importing orders",
         )
     })?;

@@ -24,6 +24,7 @@ use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row as _};
 
+use super::error::codes;
 use super::error::ApiError;
 use super::ids::{ApiKeyId, TenantId};
 use super::time::to_micros;
@@ -69,9 +70,8 @@ impl Auth {
     pub fn require_owner(&self) -> Result<(), ApiError> {
         match self.role {
             KeyRole::Owner => Ok(()),
-            KeyRole::Integration => Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "owner_key_required",
+            KeyRole::Integration => Err(ApiError::coded(
+                codes::OWNER_KEY_REQUIRED,
                 "this operation needs an owner key (shequn keys create --role owner)",
             )),
         }

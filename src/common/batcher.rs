@@ -221,7 +221,10 @@ mod tests {
                     .into_iter()
                     .map(|n| {
                         if n % 7 == 0 {
-                            Err(ApiError::conflict("seven", "multiple of seven"))
+                            Err(ApiError::conflict(
+                                super::super::error::codes::SOLD_OUT,
+                                "multiple of seven",
+                            ))
                         } else {
                             Ok(n * 2)
                         }
@@ -241,7 +244,7 @@ mod tests {
                 Ok(doubled) => assert_eq!(doubled, n * 2),
                 Err(error) => {
                     assert_eq!(n % 7, 0);
-                    assert_eq!(error.code, "seven");
+                    assert_eq!(error.code, "sold_out");
                 }
             }
         }

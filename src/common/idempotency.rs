@@ -41,6 +41,7 @@ use sqlx::Row as _;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::auth::Auth;
+use super::error::codes;
 use super::error::ApiError;
 use super::import::MAX_IMPORT_BYTES;
 use super::json::MAX_JSON_BODY_BYTES;
@@ -150,13 +151,12 @@ async fn run(
     let request_digest = hex::encode(hasher.finalize());
 
     match claim(&state, &auth, &key, &request_digest).await? {
-        Claim::Mismatch => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+        Claim::Mismatch => Err(ApiError::coded(
+            codes::IDEMPOTENCY_KEY_REUSED,
             "this Idempotency-Key was used with a different request",
         )),
         Claim::InProgress => Err(ApiError::conflict(
-            "idempotency_key_in_progress",
+            codes::IDEMPOTENCY_KEY_IN_PROGRESS,
             "a request with this Idempotency-Key is still being processed; retry shortly",
         )),
         Claim::Replay {
@@ -425,7 +425,7 @@ pub async fn redact_member(
     needles: &[&str],
 ) -> Result<u64, sqlx::Error> {
     let erased = ApiError::conflict(
-        "member_erased",
+        codes::MEMBER_ERASED,
         "the response to this request concerned a member who has since been erased",
     )
     .with_details(serde_json::json!({ "member_id": member_id }));

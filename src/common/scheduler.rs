@@ -28,6 +28,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Auth;
 use super::db::Db;
+use super::error::codes;
 use super::error::{ApiError, ApiResult};
 use super::events::NewEvent;
 use super::ids::TenantId;
@@ -479,7 +480,10 @@ async fn retry_job(
     match current.as_deref() {
         None => return Err(ApiError::not_found("job")),
         Some("done") => {
-            return Err(ApiError::conflict("job_done", "this job has already run"));
+            return Err(ApiError::conflict(
+                codes::JOB_DONE,
+                "this job has already run",
+            ));
         }
         Some(_) => {}
     }

@@ -36,6 +36,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{body_member_id, GroupId, GroupLinkId, GroupMembershipId};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -329,7 +330,7 @@ async fn insert_stay(
         .push(")");
     sql.query().execute(tx.conn()).await.map_err(|e| {
         if is_unique_violation(&e) {
-            ApiError::conflict("already_member", "the member is already in this group")
+            ApiError::conflict(codes::ALREADY_MEMBER, "the member is already in this group")
         } else {
             e.into()
         }
@@ -510,7 +511,7 @@ async fn join(
             ))
         }
         JoinOutcome::Full => Err(ApiError::conflict(
-            "group_full",
+            codes::GROUP_FULL,
             format!("the group holds its capacity of {}", group.capacity),
         )
         .with_details(json!({ "capacity": group.capacity }))),
@@ -534,7 +535,7 @@ async fn leave(
     let group = require_group(tx.conn(), &auth.tenant_id, &id).await?;
     if group.owner_member_id == member {
         return Err(ApiError::conflict(
-            "owner_cannot_leave",
+            codes::OWNER_CANNOT_LEAVE,
             "the owner cannot leave the group",
         ));
     }

@@ -21,6 +21,7 @@ use super::groups::{self, group_id, JoinOutcome};
 use super::{GroupId, GroupLinkId};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::Path;
@@ -431,7 +432,7 @@ async fn join_by_link(
         tx.commit().await?;
     }
     Err(ApiError::conflict(
-        "all_groups_full",
+        codes::ALL_GROUPS_FULL,
         "every group behind this link is full; an operator has to add a group",
     )
     .with_details(json!({ "link_id": link.id, "groups": candidates.len() })))

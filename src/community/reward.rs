@@ -14,6 +14,7 @@ use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::ledger::{self, model::Address, model::Asset, model::NewTransfer, Op};
@@ -211,7 +212,7 @@ pub async fn charge_points(
     match result.status.as_str() {
         "created" => Ok(()),
         "insufficient_funds" => Err(ApiError::conflict(
-            "insufficient_points",
+            codes::INSUFFICIENT_POINTS,
             format!("the member holds fewer than {points} points"),
         )
         .with_details(json!({ "required": points }))),

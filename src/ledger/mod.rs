@@ -17,7 +17,6 @@ pub mod verify;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -25,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::TenantId;
@@ -135,17 +135,13 @@ fn resolution_reply(mut results: Vec<TransferResult>) -> ApiResult<Json<Transfer
             .map(Json)
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("resolution without transfer"))),
         "transfer_not_found" => Err(ApiError::not_found("transfer")),
-        "already_resolved" => Err(ApiError::conflict("already_resolved", message)
+        "already_resolved" => Err(ApiError::conflict(codes::ALREADY_RESOLVED, message)
             .with_details(serde_json::to_value(&result.transfer).unwrap_or(Value::Null))),
-        "not_pending" => Err(ApiError::conflict("not_pending", message)),
-        "amount_exceeds_pending" => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "amount_exceeds_pending",
-            message,
-        )
-        .with_details(serde_json::json!({ "field": "amount" }))),
+        "not_pending" => Err(ApiError::conflict(codes::NOT_PENDING, message)),
+        "amount_exceeds_pending" => Err(ApiError::coded(codes::AMOUNT_EXCEEDS_PENDING, message)
+            .with_details(serde_json::json!({ "field": "amount" }))),
         other => Err(ApiError::conflict(
-            "resolution_failed",
+            codes::RESOLUTION_FAILED,
             format!("{other}: {message}"),
         )),
     }

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::model::{Changes, Consent, Member, Profile, STATUS_ACTIVE, STATUS_ERASED};
+use crate::common::error::codes;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::sql::{like_escape, Arg, Sql};
@@ -19,7 +20,7 @@ const COLUMNS: &str = "id, external_id, name, phone, birthday, gender, source, a
 
 fn external_id_taken() -> ApiError {
     ApiError::conflict(
-        "external_id_taken",
+        codes::EXTERNAL_ID_TAKEN,
         "another member of this tenant already has this external_id",
     )
     .with_details(serde_json::json!({ "field": "external_id" }))
@@ -209,7 +210,7 @@ pub async fn require_active(
     match status.as_deref() {
         None => Err(ApiError::not_found("member")),
         Some(STATUS_ERASED) => Err(ApiError::conflict(
-            "member_erased",
+            codes::MEMBER_ERASED,
             "this member was erased and can no longer change",
         )),
         Some(_) => Ok(()),

@@ -37,6 +37,7 @@ use super::rules::points::{self as points_rules, ExpiryPolicy};
 use super::rules::tiers::{self, Tier};
 use crate::common::auth::Auth;
 use crate::common::db::{Backend, Db, Tx};
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -1198,10 +1199,13 @@ pub async fn earn_for_paid(
             })
         }
         "exists_with_different_fields" => Err(ApiError::conflict(
-            "reference_already_earned",
+            codes::REFERENCE_ALREADY_EARNED,
             "points were already earned for this reference with another amount",
         )),
-        other => Err(ApiError::conflict("points_not_earned", other.to_owned())),
+        other => Err(ApiError::conflict(
+            codes::POINTS_NOT_EARNED,
+            other.to_owned(),
+        )),
     }
 }
 
@@ -1280,10 +1284,10 @@ async fn void_earned_points(
         }
         ("transfer_not_found", _) | ("voided", _) => Err(ApiError::not_found("earned points")),
         ("already_resolved", _) => Err(ApiError::conflict(
-            "already_resolved",
+            codes::ALREADY_RESOLVED,
             "these points were already released or voided",
         )),
-        (other, _) => Err(ApiError::conflict("not_voided", other.to_owned())),
+        (other, _) => Err(ApiError::conflict(codes::NOT_VOIDED, other.to_owned())),
     }
 }
 

@@ -32,6 +32,7 @@ use crate::common::auth::Auth;
 use crate::common::batcher::{self, Batcher};
 use crate::common::clock::Clock;
 use crate::common::db::{Backend, Db, Tx};
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -452,13 +453,13 @@ impl Campaign for Purchases {
         };
         if now < sale.starts_at {
             return Ok(claims::refuse_all(claims, || {
-                ApiError::conflict("not_started", "this flash sale has not started")
+                ApiError::conflict(codes::NOT_STARTED, "this flash sale has not started")
                     .with_details(json!({ "starts_at": micros_to_rfc3339(sale.starts_at) }))
             }));
         }
         if now >= sale.ends_at {
             return Ok(claims::refuse_all(claims, || {
-                ApiError::conflict("ended", "this flash sale has ended")
+                ApiError::conflict(codes::ENDED, "this flash sale has ended")
             }));
         }
         let members = claims.iter().map(|claim| &claim.member_id);
@@ -513,13 +514,13 @@ impl Selling<'_> {
         }
         if !self.buyers.within_limit(member, claim.qty, limit) {
             return Err(ApiError::conflict(
-                "limit_reached",
+                codes::LIMIT_REACHED,
                 format!("a member may buy at most {limit} of this flash sale"),
             ));
         }
         if claim.qty > self.available {
             return Err(
-                ApiError::conflict("sold_out", "this flash sale is sold out")
+                ApiError::conflict(codes::SOLD_OUT, "this flash sale is sold out")
                     .with_details(json!({ "available": self.available })),
             );
         }

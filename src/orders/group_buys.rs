@@ -35,6 +35,7 @@ use crate::common::auth::Auth;
 use crate::common::batcher::{self, Batcher};
 use crate::common::clock::Clock;
 use crate::common::db::{Backend, Db, Tx};
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -437,7 +438,7 @@ fn team_order(
 
 fn limit_reached(limit: i64) -> ApiError {
     ApiError::conflict(
-        "limit_reached",
+        codes::LIMIT_REACHED,
         format!(
             "a member may join at most {limit} {} of this group buy",
             if limit == 1 { "team" } else { "teams" }
@@ -708,7 +709,7 @@ impl Campaign for Joins {
         };
         if team.status != TeamStatus::Open || now >= team.expires_at {
             return Ok(claims::refuse_all(claims, || {
-                ApiError::conflict("team_closed", "this team is no longer open")
+                ApiError::conflict(codes::TEAM_CLOSED, "this team is no longer open")
                     .with_details(json!({ "status": team.status }))
             }));
         }
@@ -768,7 +769,7 @@ impl Joining<'_> {
         }
         if self.in_team.contains(member) {
             return Err(ApiError::conflict(
-                "already_in_team",
+                codes::ALREADY_IN_TEAM,
                 "this member is in this team already",
             ));
         }
@@ -780,7 +781,7 @@ impl Joining<'_> {
         }
         if self.slots <= 0 {
             return Err(ApiError::conflict(
-                "team_full",
+                codes::TEAM_FULL,
                 "this team has no slot left",
             ));
         }
@@ -864,7 +865,7 @@ pub async fn require_payable(
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order of a missing team")))?;
     if team.status != TeamStatus::Open {
         return Err(ApiError::conflict(
-            "team_closed",
+            codes::TEAM_CLOSED,
             "this order's team is closed; it can no longer be paid",
         ));
     }

@@ -27,6 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::json::Json;
@@ -255,7 +256,7 @@ async fn cancel_order(
             .await?
     {
         return Err(crate::common::error::ApiError::conflict(
-            "not_cancellable",
+            codes::NOT_CANCELLABLE,
             format!(
                 "a {} order cannot be cancelled; refund it instead",
                 order.status

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
+use crate::common::error::codes;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -228,7 +229,7 @@ async fn create_product(
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(
-                ApiError::conflict("sku_taken", "another product has this sku")
+                ApiError::conflict(codes::SKU_TAKEN, "another product has this sku")
                     .with_details(json!({ "field": "sku" })),
             )
         }

@@ -37,6 +37,7 @@ use super::body_member_id;
 use super::reward::{self, Reward, RewardSpec};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -353,7 +354,7 @@ async fn insert(tx: &mut Tx, tenant_id: &TenantId, row: &NewCheckin<'_>) -> ApiR
 
 fn already_checked_in(date: Date) -> ApiError {
     ApiError::conflict(
-        "already_checked_in",
+        codes::ALREADY_CHECKED_IN,
         format!("the member already checked in on {date}"),
     )
     .with_details(json!({ "date": date.to_string() }))
@@ -528,7 +529,7 @@ async fn make_up(
     let used = makeups_in_month(tx.conn(), tenant, &member, today).await?;
     if used >= rule.body.makeup_per_month {
         return Err(ApiError::conflict(
-            "makeup_limit_reached",
+            codes::MAKEUP_LIMIT_REACHED,
             format!(
                 "the member used {used} of {} make-ups this month",
                 rule.body.makeup_per_month

@@ -40,6 +40,7 @@ use super::reward::{self, Reward, RewardSpec};
 use super::{body_member_id, LotteryId};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -602,14 +603,14 @@ async fn enter(
     match stored.status_at(now) {
         LotteryStatus::Scheduled => {
             return Err(ApiError::conflict(
-                "lottery_not_open",
+                codes::LOTTERY_NOT_OPEN,
                 format!("entries open at {}", micros_to_rfc3339(stored.opens_at)),
             ))
         }
         LotteryStatus::Open => {}
         LotteryStatus::Closed | LotteryStatus::Drawn => {
             return Err(ApiError::conflict(
-                "lottery_closed",
+                codes::LOTTERY_CLOSED,
                 "the lottery takes no more entries",
             ))
         }
@@ -628,14 +629,14 @@ async fn enter(
         Some(row) => row.try_get("entry_count")?,
         None => {
             return Err(ApiError::conflict(
-                "lottery_closed",
+                codes::LOTTERY_CLOSED,
                 "the lottery was drawn",
             ))
         }
     };
     if count > MAX_ENTRIES {
         return Err(ApiError::conflict(
-            "lottery_full",
+            codes::LOTTERY_FULL,
             format!("a lottery takes at most {MAX_ENTRIES} entries"),
         ));
     }
@@ -651,7 +652,7 @@ async fn enter(
     let held: i64 = sql.query().fetch_one(tx.conn()).await?.try_get("n")?;
     if held >= stored.entries_per_member {
         return Err(ApiError::conflict(
-            "entry_limit_reached",
+            codes::ENTRY_LIMIT_REACHED,
             format!(
                 "the member has {held} entries (limit {})",
                 stored.entries_per_member
@@ -827,7 +828,7 @@ async fn draw_lottery(
     let closed_early = now < stored.closes_at;
     if closed_early && query.close_early != Some(true) && stored.status != StoredStatus::Drawn {
         return Err(ApiError::conflict(
-            "lottery_still_open",
+            codes::LOTTERY_STILL_OPEN,
             "entries are open until closes_at; draw then, or pass close_early=true",
         )
         .with_details(json!({ "closes_at": micros_to_rfc3339(stored.closes_at) })));
@@ -844,7 +845,7 @@ async fn draw_lottery(
         .bind(StoredStatus::Open.as_str());
     if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
         return Err(ApiError::conflict(
-            "already_drawn",
+            codes::ALREADY_DRAWN,
             "this lottery was drawn already",
         ));
     }
@@ -864,7 +865,7 @@ async fn draw_lottery(
         let wanted = usize::try_from(stored.winners).unwrap_or(0);
         if distinct < wanted {
             return Err(ApiError::conflict(
-                "not_enough_entries",
+                codes::NOT_ENOUGH_ENTRIES,
                 format!("{distinct} members entered; the draw needs {wanted}"),
             )
             .with_details(json!({ "entrants": distinct, "winners": wanted })));
@@ -951,7 +952,7 @@ async fn proof(
     let stored = fetch(&mut conn, tenant, &id).await?;
     if !stored.revealed(to_micros(state.clock.now())) {
         return Err(ApiError::conflict(
-            "not_revealed",
+            codes::NOT_REVEALED,
             "the seed is revealed with the result: after the draw (instant mode: after closing)",
         ));
     }

@@ -56,6 +56,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -713,7 +714,7 @@ async fn attribute(
         .ok_or_else(|| ApiError::validation("invite_code", "unknown invite code"))?;
     let already = || {
         ApiError::conflict(
-            "already_attributed",
+            codes::ALREADY_ATTRIBUTED,
             "this member was already attributed to an inviter; attribution is first touch and final",
         )
     };
@@ -928,7 +929,7 @@ async fn qualify(
         return match payout {
             Payout::Automatic => to_review(tx, tenant_id, referral, Reason::BudgetExhausted).await,
             Payout::Approved => Err(ApiError::conflict(
-                "budget_exhausted",
+                codes::BUDGET_EXHAUSTED,
                 "the campaign budget cannot cover this referral's rewards",
             )),
         };
@@ -1317,7 +1318,7 @@ async fn invite_code(
     let now = to_micros(tx.now());
     if !stored.running(now) {
         return Err(ApiError::conflict(
-            "campaign_not_active",
+            codes::CAMPAIGN_NOT_ACTIVE,
             "this campaign is not running; it issues no codes",
         ));
     }
@@ -1509,7 +1510,7 @@ async fn decide(
     let now = to_micros(tx.now());
     if !store::decide_review(tx.conn(), tenant_id, id.as_str(), status, note, now).await? {
         return Err(ApiError::conflict(
-            "review_already_decided",
+            codes::REVIEW_ALREADY_DECIDED,
             format!("this review is already {}", review.status),
         ));
     }

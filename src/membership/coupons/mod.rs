@@ -49,6 +49,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::{Path, Query};
@@ -111,14 +112,14 @@ pub async fn grant(
     if let Validity::Window { to, .. } = template.validity {
         if now >= to {
             return Err(ApiError::conflict(
-                "template_expired",
+                codes::TEMPLATE_EXPIRED,
                 "this template's validity window has ended",
             ));
         }
     }
     if !store::take_stock(tx.conn(), tenant_id, template_id).await? {
         return Err(ApiError::conflict(
-            "out_of_stock",
+            codes::OUT_OF_STOCK,
             "every coupon of this template has been issued",
         ));
     }
@@ -126,7 +127,7 @@ pub async fn grant(
     if held >= template.view.per_member_limit {
         store::return_stock(tx.conn(), tenant_id, template_id).await?;
         return Err(ApiError::conflict(
-            "limit_reached",
+            codes::LIMIT_REACHED,
             format!(
                 "this member already holds {held} {} of this template (limit {})",
                 if held == 1 { "coupon" } else { "coupons" },
@@ -364,7 +365,7 @@ pub async fn redeem_in(
     let position = window_position(coupon.valid_from, coupon.valid_to, now);
     if coupon.status == CouponStatus::Expired || position == WindowPosition::Expired {
         return Err(ApiError::conflict(
-            "coupon_expired",
+            codes::COUPON_EXPIRED,
             format!(
                 "this coupon expired at {}",
                 micros_to_rfc3339(coupon.valid_to)
@@ -373,7 +374,7 @@ pub async fn redeem_in(
     }
     if position == WindowPosition::NotYetValid {
         return Err(ApiError::conflict(
-            "coupon_expired",
+            codes::COUPON_EXPIRED,
             format!(
                 "this coupon is not valid before {}",
                 micros_to_rfc3339(coupon.valid_from)
@@ -391,9 +392,8 @@ pub async fn redeem_in(
         order_amount,
     )
     .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "min_spend_not_met",
+        ApiError::coded(
+            codes::MIN_SPEND_NOT_MET,
             format!(
                 "this coupon needs an order of at least {} fen",
                 rules.min_spend
@@ -452,7 +452,10 @@ pub async fn unredeem_in(
 }
 
 fn already_redeemed() -> ApiError {
-    ApiError::conflict("already_redeemed", "this coupon has already been redeemed")
+    ApiError::conflict(
+        codes::ALREADY_REDEEMED,
+        "this coupon has already been redeemed",
+    )
 }
 
 /// Undo a redemption (the order was refunded): the coupon is `active` again while its window
@@ -487,7 +490,7 @@ async fn unredeem(
     if let Some(order_ref) = &request.order_ref {
         if coupon.order_ref.as_deref() != Some(order_ref.trim()) {
             return Err(ApiError::conflict(
-                "order_mismatch",
+                codes::ORDER_MISMATCH,
                 "this coupon was redeemed on another order",
             )
             .with_details(json!({ "field": "order_ref" })));
@@ -502,7 +505,7 @@ async fn unredeem(
 }
 
 fn not_redeemed() -> ApiError {
-    ApiError::conflict("not_redeemed", "this coupon is not redeemed")
+    ApiError::conflict(codes::NOT_REDEEMED, "this coupon is not redeemed")
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

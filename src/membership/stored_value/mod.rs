@@ -39,6 +39,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::extract::Path;
@@ -93,7 +94,7 @@ async fn apply(tx: &mut Tx, tenant_id: &TenantId, ops: Vec<Op>) -> ApiResult<()>
     }
     if results.iter().any(|r| r.status == "insufficient_funds") {
         return Err(ApiError::conflict(
-            "insufficient_funds",
+            codes::INSUFFICIENT_FUNDS,
             "the wallet does not hold enough for this",
         ));
     }
@@ -137,7 +138,7 @@ async fn create_plan(
     let mut tx = state.begin().await?;
     if store::count_plans(tx.conn(), &auth.tenant_id).await? >= store::MAX_PLANS {
         return Err(ApiError::conflict(
-            "too_many_plans",
+            codes::TOO_MANY_PLANS,
             format!("a tenant holds at most {} top-up plans", store::MAX_PLANS),
         ));
     }
@@ -189,7 +190,7 @@ pub async fn topup_in(
         .ok_or_else(|| ApiError::not_found("top-up plan"))?;
     if !plan.active {
         return Err(ApiError::conflict(
-            "plan_inactive",
+            codes::PLAN_INACTIVE,
             "this top-up plan is no longer offered",
         ));
     }
@@ -199,7 +200,7 @@ pub async fn topup_in(
     let after = held.saturating_add(plan.pay).saturating_add(plan.bonus);
     if after > settings.cap {
         return Err(ApiError::conflict(
-            "stored_value_cap_exceeded",
+            codes::STORED_VALUE_CAP_EXCEEDED,
             format!(
                 "this top-up would bring the stored value to {after} fen, above the cap of {} fen",
                 settings.cap
@@ -313,7 +314,7 @@ pub async fn spend_in(
     let split =
         rules::split_spend(settings.spend_policy, amount, principal, bonus).ok_or_else(|| {
             ApiError::conflict(
-                "insufficient_funds",
+                codes::INSUFFICIENT_FUNDS,
                 format!("the wallet holds less than {amount} fen"),
             )
             .with_details(json!({
@@ -440,7 +441,7 @@ pub async fn refund_spend_in(
     }
     if amount > remaining || remaining <= 0 {
         return Err(ApiError::conflict(
-            "refund_exceeds_spend",
+            codes::REFUND_EXCEEDS_SPEND,
             format!("only {remaining} fen of this spend are left to refund"),
         )
         .with_details(json!({ "remaining": remaining.max(0) })));
@@ -528,7 +529,7 @@ pub async fn refund_topup_in(
     let (principal, bonus) = store::wallet_available(tx.conn(), tenant_id, member_id).await?;
     if principal < topup.pay {
         return Err(ApiError::conflict(
-            "insufficient_funds",
+            codes::INSUFFICIENT_FUNDS,
             format!(
                 "the wallet holds {principal} fen of principal but this top-up paid {} fen: \
                  some was spent; refund those spends first",

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::ids::TenantId;
@@ -32,7 +33,7 @@ pub async fn advance_in(
     }
     if order.status != from {
         return Err(ApiError::conflict(
-            "invalid_transition",
+            codes::INVALID_TRANSITION,
             format!("a {} order cannot become {to}", order.status),
         )
         .with_details(json!({ "status": order.status })));
@@ -40,7 +41,7 @@ pub async fn advance_in(
     let now = to_micros(tx.now());
     if !store::transition(tx.conn(), tenant_id, &order.id, from, to, stamp, now).await? {
         return Err(ApiError::conflict(
-            "invalid_transition",
+            codes::INVALID_TRANSITION,
             "this order changed state meanwhile",
         ));
     }

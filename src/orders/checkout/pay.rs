@@ -4,6 +4,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::hooks;
@@ -180,7 +181,7 @@ async fn paid_before(
         return Ok(true);
     }
     Err(ApiError::conflict(
-        "payment_reference_reused",
+        codes::PAYMENT_REFERENCE_REUSED,
         "this payment reference was used for another payment",
     ))
 }
@@ -194,14 +195,14 @@ fn require_unpaid(order: &StoredOrder, now: i64) -> ApiResult<()> {
         OrderStatus::PendingPayment => Ok(()),
         OrderStatus::Expired => Err(order_expired(order)),
         OrderStatus::Cancelled => Err(ApiError::conflict(
-            "order_cancelled",
+            codes::ORDER_CANCELLED,
             "this order was cancelled",
         )),
         OrderStatus::Paid
         | OrderStatus::Fulfilled
         | OrderStatus::Completed
         | OrderStatus::Refunded => Err(ApiError::conflict(
-            "already_paid",
+            codes::ALREADY_PAID,
             "this order was paid already",
         )),
     }
@@ -260,7 +261,7 @@ async fn record_payment(
     .await?
     {
         return Err(ApiError::conflict(
-            "already_paid",
+            codes::ALREADY_PAID,
             "this order changed state meanwhile",
         ));
     }
@@ -280,7 +281,7 @@ async fn record_payment(
 
 fn order_expired(order: &StoredOrder) -> ApiError {
     ApiError::conflict(
-        "order_expired",
+        codes::ORDER_EXPIRED,
         "the payment deadline of this order has passed; it can no longer be paid",
     )
     .with_details(json!({

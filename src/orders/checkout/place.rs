@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::ids::{MemberId, OrderId, TenantId};
 use crate::common::time::{instant_field, to_micros};
@@ -184,7 +185,7 @@ fn check_launched(product: &Product, day: &PricingDay, tier: Option<&str>) -> Ap
         return Ok(());
     }
     Err(ApiError::conflict(
-        "not_launched",
+        codes::NOT_LAUNCHED,
         format!(
             "{} opens to this member at {}",
             product.sku, access.opens_at
@@ -323,9 +324,8 @@ fn price_basket(
             .map(|t| (t.name.as_str(), t.discount_bp))
     });
     model::price(&draft.inputs, tier, coupon, burn, member_day).map_err(|e| match e {
-        PricingError::MinSpendNotMet { min_spend } => ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "min_spend_not_met",
+        PricingError::MinSpendNotMet { min_spend } => ApiError::coded(
+            codes::MIN_SPEND_NOT_MET,
             format!("this coupon needs an order of at least {min_spend} fen"),
         )
         .with_details(json!({ "field": "coupon_id", "min_spend": min_spend })),
@@ -358,7 +358,7 @@ async fn reserve_stock(
         .await?;
         if taken.rows_affected() != 1 {
             return Err(ApiError::conflict(
-                "out_of_stock",
+                codes::OUT_OF_STOCK,
                 format!("not enough stock of {}", line.sku),
             )
             .with_details(json!({ "product_id": line.product_id })));
@@ -418,7 +418,7 @@ async fn hold_points(
         .unwrap_or_default();
     if status != "created" {
         return Err(ApiError::conflict(
-            "insufficient_points",
+            codes::INSUFFICIENT_POINTS,
             "the member does not hold enough points",
         ));
     }
@@ -476,7 +476,7 @@ async fn place_external(
     if let Err(error) = store::insert(tx.conn(), tenant_id, std::slice::from_ref(&row), now).await {
         return Err(if is_unique_violation(&error) {
             ApiError::conflict(
-                "order_exists",
+                codes::ORDER_EXISTS,
                 "an order with this external_reference was ingested already",
             )
         } else {
@@ -529,7 +529,7 @@ async fn new_external_reference(
     .await?;
     if let Some(existing) = existing {
         return Err(ApiError::conflict(
-            "order_exists",
+            codes::ORDER_EXISTS,
             "an order with this external_reference was ingested already",
         )
         .with_details(json!({ "order_id": existing })));

@@ -4,6 +4,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::common::db::Tx;
+use crate::common::error::codes;
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
 use crate::common::events::NewEvent;
 use crate::common::hooks;
@@ -123,7 +124,7 @@ async fn replayed(
         return Ok(Some(existing));
     }
     Err(ApiError::conflict(
-        "refund_reference_reused",
+        codes::REFUND_REFERENCE_REUSED,
         "this refund reference was used on another order",
     ))
 }
@@ -132,7 +133,7 @@ async fn replayed(
 fn plan_refund(order: &StoredOrder, amount: Option<i64>) -> ApiResult<RefundPlan> {
     if !order.status.is_refundable() {
         return Err(ApiError::conflict(
-            "not_refundable",
+            codes::NOT_REFUNDABLE,
             format!("a {} order cannot be refunded", order.status),
         )
         .with_details(json!({ "status": order.status })));
@@ -146,7 +147,7 @@ fn plan_refund(order: &StoredOrder, amount: Option<i64>) -> ApiResult<RefundPlan
     )
     .map_err(|e| match e {
         RefundError::NothingToRefund => {
-            ApiError::conflict("nothing_to_refund", "this order was refunded in full")
+            ApiError::conflict(codes::NOTHING_TO_REFUND, "this order was refunded in full")
         }
         RefundError::TooMuch { refundable } => ApiError::validation(
             "amount",
@@ -305,7 +306,7 @@ async fn record(
     .await?;
     if updated.rows_affected() != 1 {
         return Err(ApiError::conflict(
-            "concurrent_refund",
+            codes::CONCURRENT_REFUND,
             "another refund of this order happened meanwhile; retry",
         ));
     }
@@ -328,7 +329,7 @@ async fn record(
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => Err(ApiError::conflict(
-            "refund_reference_reused",
+            codes::REFUND_REFERENCE_REUSED,
             "this refund reference is in use",
         )),
         other => {
