@@ -277,24 +277,18 @@ async fn repurchase_is_predicted_and_reminded_once_to_consenting_members(app: Te
 
     let tenant = TenantId::parse(&app.tenant_id).unwrap();
     app.clock.set("2026-03-27T23:59:00+08:00".parse().unwrap());
-    let report = shequn::daily::run_daily(&app.state, &tenant)
-        .await
-        .unwrap();
+    let report = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
     assert_eq!(
         report.repurchase_reminders, 0,
         "not yet: the 28th in Shanghai"
     );
     app.clock.set("2026-03-28T09:00:00+08:00".parse().unwrap());
-    let report = shequn::daily::run_daily(&app.state, &tenant)
-        .await
-        .unwrap();
+    let report = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
     assert_eq!(
         report.repurchase_reminders, 1,
         "a's soy; b did not consent; tea is past"
     );
-    let again = shequn::daily::run_daily(&app.state, &tenant)
-        .await
-        .unwrap();
+    let again = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
     assert_eq!(again.repurchase_reminders, 0, "once per predicted date");
     let events = app.get("/v1/events?type=member.repurchase_due").await;
     let data = events.body["data"].as_array().unwrap();
