@@ -22,8 +22,8 @@ use super::model::quality::{self, FitOutcome, ModelQuality, Quality};
 use super::model::summary::{self, Day, Purchase, TimeUnit};
 use super::model::{clv, rfm, validate, Error};
 use crate::common::db::Db;
-use crate::common::events::NewEvent;
 use crate::common::ids::TenantId;
+use crate::common::outbox::NewEvent;
 use crate::common::sql::{Arg, Sql};
 use crate::common::time::{from_micros, to_micros};
 

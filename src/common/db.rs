@@ -31,7 +31,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _};
 
-use super::events::{self, NewEvent};
+use super::outbox::{self, NewEvent};
 
 pub use super::sql::Backend;
 
@@ -169,7 +169,7 @@ impl Db {
     /// The write lock is held meanwhile, so no other transaction of this process writes at
     /// the same time and the direct connection never waits for its own process (other
     /// processes are waited for by `busy_timeout`). Events are not buffered here: `work`
-    /// appends them itself ([`crate::common::events::append_direct`]).
+    /// appends them itself ([`crate::common::outbox::append_direct`]).
     pub async fn write_direct<T, F>(&self, work: F) -> Option<anyhow::Result<T>>
     where
         F: FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
@@ -420,7 +420,7 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let events = std::mem::take(&mut self.events);
         if !events.is_empty() {
-            events::append(&mut self.inner, events, self.now).await?;
+            outbox::append(&mut self.inner, events, self.now).await?;
         }
         self.inner.commit().await
     }

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod import;
 pub mod json;
+pub mod outbox;
 pub mod pagination;
 pub mod price;
 pub mod rate_limit;

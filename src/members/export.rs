@@ -35,8 +35,8 @@ use super::model::Member;
 use super::store;
 use crate::common::db::{Backend, Db};
 use crate::common::error::ApiResult;
-use crate::common::events::Event;
 use crate::common::ids::{MemberId, TenantId};
+use crate::common::outbox::Event;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 
 /// Most rows of one list (events, orders, transfers…) in an export. A list that holds more is

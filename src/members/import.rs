@@ -21,12 +21,12 @@ use super::model::{self, Profile};
 use super::store;
 use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
-use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::import::{
     check_header, record_line, BoundedRows, RowCheck, RowErrors, TotalLimit, MAX_IMPORT_BYTES,
     MAX_ROW_BYTES,
 };
+use crate::common::outbox::NewEvent;
 use crate::common::time::to_micros;
 
 /// The columns, in order, of import and export files.

@@ -76,12 +76,12 @@ use super::import_key::{canonical_items, id_key, Content, RunCounter};
 use super::model::OrderStatus;
 use crate::common::db::{Db, Tx};
 use crate::common::error::{is_unique_violation, ApiError, ApiResult};
-use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, TenantId};
 use crate::common::import::{
     read_header, read_line_bounded, record_line, BoundedRows, OverLimit, RowCheck, RowErrors,
     TotalLimit, MAX_IMPORT_BYTES, MAX_ROW_BYTES,
 };
+use crate::common::outbox::NewEvent;
 use crate::common::sql::{Arg, Sql};
 use crate::common::time::to_micros;
 use crate::members::model::{self, Profile};

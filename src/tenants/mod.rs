@@ -14,9 +14,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::common::auth::{self, Auth};
 use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
-use crate::common::events::NewEvent;
 use crate::common::ids::{ApiKeyId, TenantId};
 use crate::common::json::Json;
+use crate::common::outbox::NewEvent;
 use crate::common::time::{micros_to_rfc3339, time_zone_named, to_micros};
 use crate::AppState;
 

@@ -17,8 +17,8 @@ use super::{
     timeout_at, write_set, Decided, TransferRow, CONCURRENT_UPDATE, RESOLUTION_INSERT,
     TRANSFER_COLUMNS, TRANSFER_INSERT,
 };
-use crate::common::events;
 use crate::common::ids::TenantId;
+use crate::common::outbox;
 use crate::common::scheduler;
 use crate::common::time::to_micros;
 use crate::ledger::model::Transfer;
@@ -116,7 +116,7 @@ pub(super) fn write_prepared(
         }
     }
     scheduler::schedule_direct(tx, tenant_id, &set.timeouts, now)?;
-    events::append_direct(tx, vec![set.event], decided.now)?;
+    outbox::append_direct(tx, vec![set.event], decided.now)?;
     Ok(())
 }
 

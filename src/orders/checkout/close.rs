@@ -5,9 +5,9 @@ use sqlx::Row as _;
 
 use crate::common::db::Tx;
 use crate::common::error::ApiResult;
-use crate::common::events::NewEvent;
 use crate::common::hooks;
 use crate::common::ids::{OrderId, TenantId};
+use crate::common::outbox::NewEvent;
 use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::time::to_micros;
 use crate::ledger::{self, Op};

@@ -34,8 +34,8 @@ use utoipa::ToSchema;
 
 use crate::common::db::Tx;
 use crate::common::error::ApiResult;
-use crate::common::events::NewEvent;
 use crate::common::ids::{MemberId, OrderId, TenantId};
+use crate::common::outbox::NewEvent;
 use crate::common::time::to_micros;
 use crate::ledger;
 use crate::ledger::model::{Address, Asset};
