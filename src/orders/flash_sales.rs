@@ -337,7 +337,7 @@ async fn list_flash_sales(
         &format!("SELECT {COLUMNS} FROM flash_sale WHERE tenant_id = "),
     );
     sql.bind(auth.tenant_id.as_str());
-    if let Some(cursor) = &query.cursor {
+    if let Some(cursor) = pagination::cursor(query.cursor.as_deref(), FlashSaleId::parse)? {
         sql.push(" AND id < ").bind(cursor.as_str());
     }
     sql.push(" ORDER BY id DESC LIMIT ").bind(limit + 1);

@@ -30,6 +30,7 @@ use crate::common::auth::Auth;
 use crate::common::error::codes;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
+use crate::common::ids::OrderId;
 use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::sql::Sql;
@@ -202,7 +203,7 @@ async fn list_orders(
     if let Some(status) = &query.status {
         sql.push(" AND status = ").bind(status.as_str());
     }
-    if let Some(cursor) = &query.cursor {
+    if let Some(cursor) = pagination::cursor(query.cursor.as_deref(), OrderId::parse)? {
         sql.push(" AND id < ").bind(cursor.as_str());
     }
     sql.push(" ORDER BY id DESC LIMIT ").bind(limit + 1);

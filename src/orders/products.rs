@@ -368,11 +368,12 @@ async fn list_products(
     Query(query): Query<ProductQuery>,
 ) -> ApiResult<Json<ProductPage>> {
     let limit = pagination::limit(query.limit, 50, 200)?;
+    let after = pagination::cursor(query.cursor.as_deref(), ProductId::parse)?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM product WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     ))
     .bind(auth.tenant_id.as_str())
-    .bind(query.cursor.unwrap_or_default())
+    .bind(after.as_ref().map(ProductId::as_str).unwrap_or_default())
     .bind(limit + 1)
     .fetch_all(state.db.read())
     .await?;

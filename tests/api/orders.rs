@@ -25,6 +25,7 @@ backend_tests!(
     group_buy_team_succeeds_when_its_members_have_paid,
     group_buy_expiry_refunds_paid_members_exactly_once_across_a_restart,
     group_buy_virtual_completion_succeeds_without_refunds,
+    order_product_and_flash_sale_lists_page_and_refuse_a_foreign_cursor,
 );
 
 async fn product(
@@ -899,4 +900,53 @@ async fn flash_sale_stays_exact_with_two_nodes_on_one_database(app: TestApp) {
     let view = app.get(&format!("/v1/flash-sales/{sale}")).await;
     assert_eq!(view.body["reserved"], 100);
     assert_eq!(view.body["available"], 0);
+}
+
+async fn order_product_and_flash_sale_lists_page_and_refuse_a_foreign_cursor(app: TestApp) {
+    let m = app.member("pager").await;
+    let mut products = Vec::new();
+    for i in 0..3 {
+        products.push(product(&app, &format!("PG{i}"), 1000, None, 10).await);
+    }
+    let ends = (app.clock_now() + SignedDuration::from_hours(1)).to_string();
+    for p in &products {
+        let sale = app
+            .post(
+                "/v1/flash-sales",
+                &json!({"product_id": p, "price": 500, "stock": 5, "ends_at": ends}),
+            )
+            .await;
+        assert_eq!(sale.status, StatusCode::CREATED, "{}", sale.body);
+        let order = app
+            .post(
+                "/v1/orders",
+                &json!({"member_id": m, "items": [{"product_id": p, "qty": 1}]}),
+            )
+            .await;
+        assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    }
+    for list in ["/v1/orders", "/v1/products", "/v1/flash-sales"] {
+        // Two pages of two and one, every item once.
+        let first = app.get(&format!("{list}?limit=2")).await;
+        assert_eq!(first.status, StatusCode::OK, "{list}: {}", first.body);
+        let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+        let second = app.get(&format!("{list}?limit=2&cursor={cursor}")).await;
+        assert_eq!(second.status, StatusCode::OK, "{list}: {}", second.body);
+        assert_eq!(second.body["data"].as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(second.body["next_cursor"], Value::Null, "{list}");
+        // A cursor this API never gave is refused, naming it, not read as a bound.
+        for bad in ["nope", "mem_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+            let refused = app.get(&format!("{list}?cursor={bad}")).await;
+            assert_eq!(
+                refused.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{list} {bad}: {}",
+                refused.body
+            );
+            assert_eq!(
+                refused.body["error"]["details"]["field"], "cursor",
+                "{list}"
+            );
+        }
+    }
 }
