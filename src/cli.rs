@@ -572,7 +572,7 @@ async fn analytics(db: &Db, command: AnalyticsCommand) -> anyhow::Result<ExitCod
         .ok_or_else(|| anyhow::anyhow!("--time-unit must be day or week"))?;
     let zone = {
         let mut conn = db.read().acquire().await?;
-        crate::membership::program::tenant_zone(&mut conn, &tenant)
+        crate::tenants::time_zone(&mut conn, &tenant)
             .await
             .map_err(|e| anyhow::anyhow!(e.message.clone()))?
     };
@@ -709,7 +709,7 @@ async fn import_orders_file(
     let reader = bar.wrap_async_read(tokio::io::BufReader::with_capacity(1 << 20, handle));
     let zone = {
         let mut conn = db.read().acquire().await?;
-        crate::membership::program::tenant_zone(&mut conn, tenant)
+        crate::tenants::time_zone(&mut conn, tenant)
             .await
             .map_err(|e| anyhow::anyhow!(e.message.clone()))?
     };

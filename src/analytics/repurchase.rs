@@ -215,7 +215,7 @@ pub async fn member_repurchase(
     let id = members::member_id(&id)?;
     let mut conn = state.db.read().acquire().await?;
     members::store::require(&mut conn, &auth.tenant_id, &id).await?;
-    let zone = crate::membership::program::tenant_zone(&mut conn, &auth.tenant_id).await?;
+    let zone = crate::tenants::time_zone(&mut conn, &auth.tenant_id).await?;
     let settings = crate::membership::program::load_settings(&mut conn, &auth.tenant_id).await?;
     let supply = crate::orders::products::days_of_supply(&mut conn, &auth.tenant_id).await?;
     let medians = sku_medians(&mut conn, &auth.tenant_id).await?;

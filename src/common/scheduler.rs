@@ -28,8 +28,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Auth;
 use super::db::Db;
-use super::error::codes;
-use super::error::{ApiError, ApiResult};
+use super::error::{codes, ApiError, ApiResult};
 use super::ids::TenantId;
 use super::json::Json;
 use super::outbox::NewEvent;

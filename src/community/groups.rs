@@ -36,8 +36,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{body_member_id, GroupId, GroupLinkId, GroupMembershipId};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
@@ -46,7 +45,7 @@ use crate::common::pagination;
 use crate::common::sql::Sql;
 use crate::common::time::{from_micros, micros_to_rfc3339, to_micros};
 use crate::members;
-use crate::membership::program::tenant_zone;
+use crate::tenants::time_zone as tenant_zone;
 use crate::AppState;
 
 /// WeChat caps a group at 500 people; the default and the largest capacity.

@@ -14,8 +14,7 @@ use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{ApiError, ApiResult};
+use crate::common::error::{codes, ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::ledger::{self, model::Address, model::Asset, model::NewTransfer, Op};
 use crate::membership::coupons::{self, model::CouponTemplateId};

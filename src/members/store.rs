@@ -8,8 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::model::{Changes, Consent, Member, Profile, STATUS_ACTIVE, STATUS_ERASED};
-use crate::common::error::codes;
-use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::sql::{like_escape, Arg, Sql};
 use crate::common::time::micros_to_rfc3339;

@@ -37,8 +37,7 @@ use super::rules::points::{self as points_rules, ExpiryPolicy};
 use super::rules::tiers::{self, Tier};
 use crate::common::auth::Auth;
 use crate::common::db::{Backend, Db, Tx};
-use crate::common::error::codes;
-use crate::common::error::{ApiError, ApiResult};
+use crate::common::error::{codes, ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
@@ -313,12 +312,6 @@ async fn update_settings(
         .execute(tx.conn())
         .await?;
     Ok(settings)
-}
-
-/// The tenant's time zone (DESIGN rule 6); kept for the callers not yet moved to
-/// [`crate::tenants::time_zone`].
-pub async fn tenant_zone(conn: &mut AnyConnection, tenant_id: &TenantId) -> ApiResult<TimeZone> {
-    crate::tenants::time_zone(conn, tenant_id).await
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -882,7 +875,7 @@ async fn put_member_day(
     }
     let mut tx = state.begin().await?;
     check_member_day_prices(tx.conn(), &auth.tenant_id, &request.prices).await?;
-    let zone = tenant_zone(tx.conn(), &auth.tenant_id).await?;
+    let zone = crate::tenants::time_zone(tx.conn(), &auth.tenant_id).await?;
     let settings = update_settings(&mut tx, &auth.tenant_id, |s| {
         s.member_day = Some(request.clone())
     })
@@ -939,7 +932,7 @@ async fn get_member_day(
 ) -> ApiResult<Json<MemberDayView>> {
     let mut conn = state.db.read().acquire().await?;
     let settings = load_settings(&mut conn, &auth.tenant_id).await?;
-    let zone = tenant_zone(&mut conn, &auth.tenant_id).await?;
+    let zone = crate::tenants::time_zone(&mut conn, &auth.tenant_id).await?;
     let today = is_member_day(&settings, state.clock.now(), &zone);
     Ok(Json(MemberDayView {
         member_day: settings.member_day,
@@ -1108,7 +1101,7 @@ pub async fn earn_for_paid(
     reference: &str,
 ) -> ApiResult<Earned> {
     let mut conn_settings = load_settings(tx.conn(), tenant_id).await?;
-    let zone = tenant_zone(tx.conn(), tenant_id).await?;
+    let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
     let member = members::store::require(tx.conn(), tenant_id, member_id).await?;
     let tier_bp = member
         .tier
@@ -1419,7 +1412,7 @@ pub const DAILY_CHUNK: i64 = 500;
 
 /// Schedule the next daily run (local midnight) if not yet scheduled.
 pub async fn schedule_daily(tx: &mut Tx, tenant_id: &TenantId) -> ApiResult<()> {
-    let zone = tenant_zone(tx.conn(), tenant_id).await?;
+    let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
     let today = calendar::local_date(tx.now(), &zone);
     let tomorrow =
         calendar::add_days(today, 1).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;

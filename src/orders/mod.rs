@@ -27,14 +27,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
-use crate::common::error::codes;
-use crate::common::error::{ApiError, ApiResult};
+use crate::common::error::{codes, ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::OrderId;
 use crate::common::json::Json;
 use crate::common::pagination;
 use crate::common::sql::Sql;
-use crate::membership::program::tenant_zone;
+use crate::tenants::time_zone as tenant_zone;
 use crate::AppState;
 use checkout::{CreateOrder, PaymentRequest, Refund, RefundRequest};
 use import::{Format, OnDuplicate, OrderImportReport};

@@ -12,8 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
-use crate::common::error::codes;
-use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::{ProductId, TenantId};
 use crate::common::json::{double_option, Json};

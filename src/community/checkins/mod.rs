@@ -37,8 +37,7 @@ use super::body_member_id;
 use super::reward::{self, Reward, RewardSpec};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{ApiError, ApiResult};
+use crate::common::error::{codes, ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
@@ -46,7 +45,7 @@ use crate::common::outbox::NewEvent;
 use crate::common::sql::Sql;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::members;
-use crate::membership::program::tenant_zone;
+use crate::tenants::time_zone as tenant_zone;
 use crate::AppState;
 use rules::{DayReward, MakeupRefusal};
 

@@ -56,8 +56,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::extract::{Path, Query};
 use crate::common::hooks::SignupAttribution;
 use crate::common::ids::{MemberId, TenantId};
@@ -71,7 +70,6 @@ use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
 use crate::membership::coupons::{self, model::CouponTemplateId};
-use crate::membership::program;
 use crate::membership::rules::calendar;
 use crate::AppState;
 use model::{
@@ -903,7 +901,7 @@ async fn qualify(
     );
     let mut cost = rules::total_cost(&due);
     if payout == Payout::Automatic {
-        let zone = program::tenant_zone(tx.conn(), tenant_id).await?;
+        let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
         let day_start = calendar::start_of_local_day(calendar::local_date(tx.now(), &zone), &zone)
             .map_err(|e| internal(e.to_string()))?;
         let today = store::qualified_since(

@@ -3,8 +3,7 @@
 use serde_json::json;
 
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{ApiError, ApiResult};
+use crate::common::error::{codes, ApiError, ApiResult};
 use crate::common::ids::TenantId;
 use crate::common::outbox::NewEvent;
 use crate::common::time::to_micros;

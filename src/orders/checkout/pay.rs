@@ -4,8 +4,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{ApiError, ApiResult};
+use crate::common::error::{codes, ApiError, ApiResult};
 use crate::common::hooks;
 use crate::common::ids::TenantId;
 use crate::common::outbox::NewEvent;

@@ -6,15 +6,14 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::ids::{MemberId, OrderId, TenantId};
 use crate::common::time::{instant_field, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
 use crate::membership::coupons::{self, model::CouponId};
-use crate::membership::program::{self, tenant_zone, ProgramSettings};
+use crate::membership::program::{self, ProgramSettings};
 use crate::membership::stored_value;
 use crate::orders::model::{
     self, BurnTerms, CouponTerms, Order, OrderLine, OrderStatus, PriceInput, Pricing, PricingError,
@@ -22,6 +21,7 @@ use crate::orders::model::{
 use crate::orders::products::{self, Product};
 use crate::orders::store::{self, NewOrder};
 use crate::tenants;
+use crate::tenants::time_zone as tenant_zone;
 
 use super::pay::after_paid;
 use super::{available_points, burn_id, emit_created, CreateOrder, ItemRequest};

@@ -4,8 +4,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::common::db::Tx;
-use crate::common::error::codes;
-use crate::common::error::{is_unique_violation, ApiError, ApiResult};
+use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::hooks;
 use crate::common::ids::{OrderRefundId, TenantId};
 use crate::common::outbox::NewEvent;
