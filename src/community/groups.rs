@@ -623,22 +623,10 @@ pub(crate) fn day_start(date: Date, zone: &TimeZone) -> ApiResult<i64> {
         .map_err(|e| ApiError::internal(anyhow::anyhow!("start of {date}: {e}")))
 }
 
-/// Members, joins and leaves per local day, joins per inviter and GMV of a group.
-#[utoipa::path(get, path = "/v1/groups/{id}/stats", tag = "community",
-    params(("id" = String, Path, description = "group id"), StatsQuery),
-    responses((status = 200, body = GroupStats), (status = 404), (status = 422)),
-    security(("api_key" = [])))]
-async fn stats(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-    Query(query): Query<StatsQuery>,
-) -> ApiResult<Json<GroupStats>> {
-    let id = group_id(&id)?;
-    let mut conn = state.db.read().acquire().await?;
-    let group = require_group(&mut conn, &auth.tenant_id, &id).await?;
-    let zone = tenant_zone(&mut conn, &auth.tenant_id).await?;
-    let today = state.clock.now().to_zoned(zone.clone()).date();
+/// The window's first and last tenant-local days: `to` defaults to `today`, `from` to
+/// [`DEFAULT_STATS_DAYS`] days ending on `to`. 422 unless `from <= to` and the window is
+/// shorter than [`MAX_STATS_DAYS`].
+fn stats_window(query: &StatsQuery, today: Date) -> ApiResult<(Date, Date)> {
     let to = match &query.to {
         Some(text) => local_date("to", text)?,
         None => today,
@@ -657,8 +645,27 @@ async fn stats(
             format!("must be on or before `to`, at most {MAX_STATS_DAYS} days in all"),
         ));
     }
-    let start = day_start(from, &zone)?;
-    let end = day_start(to.saturating_add(1.day()), &zone)?;
+    Ok((from, to))
+}
+
+/// Joins and leaves of a group in a window.
+struct Movements {
+    /// Every day of the window, with its joins and leaves.
+    by_day: Vec<DayCount>,
+    joins: i64,
+    leaves: i64,
+}
+
+/// Count the group's joins and leaves on each tenant-local day from `from` to `to`.
+async fn joins_and_leaves(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &GroupId,
+    (from, to): (Date, Date),
+    zone: &TimeZone,
+) -> ApiResult<Movements> {
+    let start = day_start(from, zone)?;
+    let end = day_start(to.saturating_add(1.day()), zone)?;
 
     let mut by_day: BTreeMap<Date, (i64, i64)> = BTreeMap::new();
     let mut day = from;
@@ -667,10 +674,10 @@ async fn stats(
         day = day.saturating_add(1.day());
     }
     let mut sql = Sql::for_conn(
-        &conn,
+        &*conn,
         "SELECT joined_at, left_at FROM group_membership WHERE tenant_id = ",
     );
-    sql.bind(auth.tenant_id.as_str())
+    sql.bind(tenant_id.as_str())
         .push(" AND group_id = ")
         .bind(id.as_str())
         .push(" AND ((joined_at >= ")
@@ -701,49 +708,7 @@ async fn stats(
             }
         }
     }
-
-    let mut sql = Sql::for_conn(
-        &conn,
-        "SELECT inviter_member_id, COUNT(*) AS joins FROM group_membership WHERE tenant_id = ",
-    );
-    sql.bind(auth.tenant_id.as_str())
-        .push(" AND group_id = ")
-        .bind(id.as_str())
-        .push(" AND inviter_member_id IS NOT NULL GROUP BY inviter_member_id ORDER BY joins DESC, inviter_member_id");
-    let joins_by_inviter = sql
-        .query()
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(InviterCount {
-                inviter_member_id: MemberId::from_db(row.try_get("inviter_member_id")?),
-                joins: row.try_get("joins")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
-    let mut sql = Sql::for_conn(
-        &conn,
-        &format!(
-            "SELECT CAST(COALESCE(SUM(o.total - o.refunded_amount), 0) AS BIGINT) AS gmv, COUNT(o.id) AS paid_orders \
-             FROM group_membership m JOIN customer_order o \
-             ON o.tenant_id = m.tenant_id AND o.member_id = m.member_id \
-             WHERE o.paid_at IS NOT NULL AND o.status IN {PAID_STATUSES} \
-             AND o.paid_at >= m.joined_at AND (m.left_at IS NULL OR o.paid_at < m.left_at) \
-             AND m.tenant_id = "
-        ),
-    );
-    sql.bind(auth.tenant_id.as_str())
-        .push(" AND m.group_id = ")
-        .bind(id.as_str());
-    let row = sql.query().fetch_one(&mut *conn).await?;
-    Ok(Json(GroupStats {
-        group_id: id,
-        members: group.member_count,
-        capacity: group.capacity,
-        from: from.to_string(),
-        to: to.to_string(),
+    Ok(Movements {
         by_day: by_day
             .into_iter()
             .map(|(date, (joins, leaves))| DayCount {
@@ -754,8 +719,93 @@ async fn stats(
             .collect(),
         joins,
         leaves,
+    })
+}
+
+/// Joins ever attributed to each inviter of the group, most first.
+async fn joins_by_inviter(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &GroupId,
+) -> ApiResult<Vec<InviterCount>> {
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "SELECT inviter_member_id, COUNT(*) AS joins FROM group_membership WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND group_id = ")
+        .bind(id.as_str())
+        .push(" AND inviter_member_id IS NOT NULL GROUP BY inviter_member_id ORDER BY joins DESC, inviter_member_id");
+    Ok(sql
+        .query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(InviterCount {
+                inviter_member_id: MemberId::from_db(row.try_get("inviter_member_id")?),
+                joins: row.try_get("joins")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?)
+}
+
+/// GMV and paid orders of the group over its whole life: paid orders placed by members
+/// while they were in it (see the module doc).
+async fn gmv(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &GroupId,
+) -> ApiResult<(i64, i64)> {
+    let mut sql = Sql::for_conn(
+        &*conn,
+        &format!(
+            "SELECT CAST(COALESCE(SUM(o.total - o.refunded_amount), 0) AS BIGINT) AS gmv, COUNT(o.id) AS paid_orders \
+             FROM group_membership m JOIN customer_order o \
+             ON o.tenant_id = m.tenant_id AND o.member_id = m.member_id \
+             WHERE o.paid_at IS NOT NULL AND o.status IN {PAID_STATUSES} \
+             AND o.paid_at >= m.joined_at AND (m.left_at IS NULL OR o.paid_at < m.left_at) \
+             AND m.tenant_id = "
+        ),
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND m.group_id = ")
+        .bind(id.as_str());
+    let row = sql.query().fetch_one(&mut *conn).await?;
+    Ok((row.try_get("gmv")?, row.try_get("paid_orders")?))
+}
+
+/// Members, joins and leaves per local day, joins per inviter and GMV of a group.
+#[utoipa::path(get, path = "/v1/groups/{id}/stats", tag = "community",
+    params(("id" = String, Path, description = "group id"), StatsQuery),
+    responses((status = 200, body = GroupStats), (status = 404), (status = 422)),
+    security(("api_key" = [])))]
+async fn stats(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(query): Query<StatsQuery>,
+) -> ApiResult<Json<GroupStats>> {
+    let id = group_id(&id)?;
+    let mut conn = state.db.read().acquire().await?;
+    let group = require_group(&mut conn, &auth.tenant_id, &id).await?;
+    let zone = tenant_zone(&mut conn, &auth.tenant_id).await?;
+    let today = state.clock.now().to_zoned(zone.clone()).date();
+    let (from, to) = stats_window(&query, today)?;
+    let movements = joins_and_leaves(&mut conn, &auth.tenant_id, &id, (from, to), &zone).await?;
+    let joins_by_inviter = joins_by_inviter(&mut conn, &auth.tenant_id, &id).await?;
+    let (gmv, paid_orders) = gmv(&mut conn, &auth.tenant_id, &id).await?;
+    Ok(Json(GroupStats {
+        group_id: id,
+        members: group.member_count,
+        capacity: group.capacity,
+        from: from.to_string(),
+        to: to.to_string(),
+        by_day: movements.by_day,
+        joins: movements.joins,
+        leaves: movements.leaves,
         joins_by_inviter,
-        gmv: row.try_get("gmv")?,
-        paid_orders: row.try_get("paid_orders")?,
+        gmv,
+        paid_orders,
     }))
 }

@@ -27,6 +27,7 @@ pub mod rules;
 use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row as _};
@@ -467,6 +468,117 @@ async fn makeups_in_month(
     Ok(sql.query().fetch_one(&mut *conn).await?.try_get("n")?)
 }
 
+/// 422 unless `date` is a day before `today` in the same month (see [`rules`]).
+fn check_makeup_date(today: Date, date: Date) -> ApiResult<()> {
+    match rules::makeup_date_allowed(today, date) {
+        Ok(()) => Ok(()),
+        Err(MakeupRefusal::NotInThePast) => Err(ApiError::validation(
+            "date",
+            "must be a day before today; check in normally for today",
+        )),
+        Err(MakeupRefusal::OtherMonth) => Err(ApiError::validation(
+            "date",
+            "must be a day of the current month",
+        )),
+    }
+}
+
+/// 422 when `date` is before the member joined (tenant-local): such a day cannot be made up.
+async fn check_not_before_joining(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    zone: &TimeZone,
+    date: Date,
+) -> ApiResult<()> {
+    let joined = members::store::require(conn, tenant_id, member_id)
+        .await?
+        .created_at
+        .parse::<jiff::Timestamp>()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("member created_at: {e}")))?
+        .to_zoned(zone.clone())
+        .date();
+    if date < joined {
+        return Err(ApiError::validation(
+            "date",
+            format!("must not be before the member joined ({joined})"),
+        ));
+    }
+    Ok(())
+}
+
+/// 409 `makeup_limit_reached` when the member used this month's make-ups.
+async fn check_makeup_limit(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    today: Date,
+    rule: &Rule,
+) -> ApiResult<()> {
+    let used = makeups_in_month(conn, tenant_id, member_id, today).await?;
+    let allowed = rule.body.makeup_per_month;
+    if used >= allowed {
+        return Err(ApiError::conflict(
+            codes::MAKEUP_LIMIT_REACHED,
+            format!("the member used {used} of {allowed} make-ups this month"),
+        )
+        .with_details(json!({ "makeup_per_month": allowed, "used": used })));
+    }
+    Ok(())
+}
+
+/// The member's check-ins in `(date, today]` with their streaks, by date.
+async fn streaks_after(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    date: Date,
+    today: Date,
+) -> ApiResult<Vec<(Date, i64)>> {
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "SELECT local_date, streak FROM checkin WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND member_id = ")
+        .bind(member_id.as_str())
+        .push(" AND local_date > ")
+        .bind(date.to_string())
+        .push(" AND local_date <= ")
+        .bind(today.to_string())
+        .push(" ORDER BY local_date");
+    let mut after: Vec<(Date, i64)> = Vec::new();
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let text: String = row.try_get("local_date")?;
+        let day: Date = text
+            .parse()
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("stored date {text}: {e}")))?;
+        after.push((day, row.try_get("streak")?));
+    }
+    Ok(after)
+}
+
+/// Write the streaks a make-up repaired.
+async fn set_streaks(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    changed: &[(Date, i64)],
+) -> ApiResult<()> {
+    for (day, new_streak) in changed {
+        let mut sql = Sql::for_conn(tx.conn(), "UPDATE checkin SET streak = ");
+        sql.bind(*new_streak)
+            .push(" WHERE tenant_id = ")
+            .bind(tenant_id.as_str())
+            .push(" AND member_id = ")
+            .bind(member_id.as_str())
+            .push(" AND local_date = ")
+            .bind(day.to_string());
+        sql.query().execute(tx.conn()).await?;
+    }
+    Ok(())
+}
+
 /// Make up a missed day earlier this month: costs `makeup_cost_points`, pays no reward, and
 /// repairs the streak of the check-ins that follow it. 409 `makeup_limit_reached`,
 /// `insufficient_points` or `already_checked_in`; 422 for a date that is not a past day of
@@ -492,71 +604,15 @@ async fn make_up(
     lock_member(&mut tx, tenant, &member).await?;
     let zone = tenant_zone(tx.conn(), tenant).await?;
     let today = tx.now().to_zoned(zone.clone()).date();
-    match rules::makeup_date_allowed(today, date) {
-        Ok(()) => {}
-        Err(MakeupRefusal::NotInThePast) => {
-            return Err(ApiError::validation(
-                "date",
-                "must be a day before today; check in normally for today",
-            ))
-        }
-        Err(MakeupRefusal::OtherMonth) => {
-            return Err(ApiError::validation(
-                "date",
-                "must be a day of the current month",
-            ))
-        }
-    }
-    // A day before the member joined cannot be made up.
-    let joined = members::store::require(tx.conn(), tenant, &member)
-        .await?
-        .created_at
-        .parse::<jiff::Timestamp>()
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("member created_at: {e}")))?
-        .to_zoned(zone.clone())
-        .date();
-    if date < joined {
-        return Err(ApiError::validation(
-            "date",
-            format!("must not be before the member joined ({joined})"),
-        ));
-    }
+    check_makeup_date(today, date)?;
+    check_not_before_joining(tx.conn(), tenant, &member, &zone, date).await?;
     let rule = load_rule(tx.conn(), tenant).await?;
     if streak_on(tx.conn(), tenant, &member, date).await?.is_some() {
         return Err(already_checked_in(date));
     }
-    let used = makeups_in_month(tx.conn(), tenant, &member, today).await?;
-    if used >= rule.body.makeup_per_month {
-        return Err(ApiError::conflict(
-            codes::MAKEUP_LIMIT_REACHED,
-            format!(
-                "the member used {used} of {} make-ups this month",
-                rule.body.makeup_per_month
-            ),
-        )
-        .with_details(json!({ "makeup_per_month": rule.body.makeup_per_month, "used": used })));
-    }
+    check_makeup_limit(tx.conn(), tenant, &member, today, &rule).await?;
     let previous = streak_on(tx.conn(), tenant, &member, rules::previous_day(date)).await?;
-    let mut sql = Sql::for_conn(
-        tx.conn(),
-        "SELECT local_date, streak FROM checkin WHERE tenant_id = ",
-    );
-    sql.bind(tenant.as_str())
-        .push(" AND member_id = ")
-        .bind(member.as_str())
-        .push(" AND local_date > ")
-        .bind(date.to_string())
-        .push(" AND local_date <= ")
-        .bind(today.to_string())
-        .push(" ORDER BY local_date");
-    let mut after: Vec<(Date, i64)> = Vec::new();
-    for row in sql.query().fetch_all(tx.conn()).await? {
-        let text: String = row.try_get("local_date")?;
-        let day: Date = text
-            .parse()
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("stored date {text}: {e}")))?;
-        after.push((day, row.try_get("streak")?));
-    }
+    let after = streaks_after(tx.conn(), tenant, &member, date, today).await?;
     let (streak, changed) = rules::recompute_after_makeup(date, previous, &after);
     let start = rules::run_start(date, streak);
     let completion = last_completion(tx.conn(), tenant, &member, start, date).await?;
@@ -575,17 +631,7 @@ async fn make_up(
     if !insert(&mut tx, tenant, &row).await? {
         return Err(already_checked_in(date));
     }
-    for (day, new_streak) in &changed {
-        let mut sql = Sql::for_conn(tx.conn(), "UPDATE checkin SET streak = ");
-        sql.bind(*new_streak)
-            .push(" WHERE tenant_id = ")
-            .bind(tenant.as_str())
-            .push(" AND member_id = ")
-            .bind(member.as_str())
-            .push(" AND local_date = ")
-            .bind(day.to_string());
-        sql.query().execute(tx.conn()).await?;
-    }
+    set_streaks(&mut tx, tenant, &member, &changed).await?;
     reward::charge_points(
         &mut tx,
         tenant,

@@ -28,7 +28,8 @@ pub mod draw;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::SignedDuration;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -338,50 +339,19 @@ fn bounded(field: &str, value: Option<i64>, default: i64, min: i64, max: i64) ->
     }
 }
 
-/// Create a lottery; the response carries the commitment to its secret seed.
-#[utoipa::path(post, path = "/v1/lotteries", tag = "community", request_body = CreateLottery,
-    responses((status = 201, body = Lottery), (status = 422)), security(("api_key" = [])))]
-async fn create_lottery(
-    State(state): State<AppState>,
-    auth: Auth,
-    Json(request): Json<CreateLottery>,
-) -> ApiResult<(StatusCode, Json<Lottery>)> {
-    let name = super::name("name", &request.name)?;
-    let mode = LotteryMode::parse(&request.mode)
-        .ok_or_else(|| ApiError::validation("mode", "must be draw or instant"))?;
-    let winners = match mode {
-        LotteryMode::Draw => {
-            let winners = request
-                .winners
-                .ok_or_else(|| ApiError::validation("winners", "is required in draw mode"))?;
-            bounded("winners", Some(winners), 1, 1, MAX_WINNERS)?
-        }
-        LotteryMode::Instant => 0,
-    };
-    let entry_cost = bounded(
-        "entry_cost_points",
-        request.entry_cost_points,
-        0,
-        0,
-        MAX_ENTRY_COST_POINTS,
-    )?;
-    let per_member = bounded(
-        "entries_per_member",
-        request.entries_per_member,
-        1,
-        1,
-        MAX_ENTRIES_PER_MEMBER,
-    )?;
-    if request.prizes.len() > MAX_PRIZES {
-        return Err(ApiError::validation(
-            "prizes",
-            format!("at most {MAX_PRIZES} prizes"),
-        ));
-    }
-    let mut parsed: Vec<(String, Option<Reward>, Option<i64>, i64)> = Vec::new();
-    for (i, prize) in request.prizes.iter().enumerate() {
+/// A validated prize of a new lottery.
+struct NewPrize {
+    name: String,
+    reward: Option<Reward>,
+    stock: Option<i64>,
+    weight: i64,
+}
+
+impl NewPrize {
+    /// The `i`-th prize of a request; errors name `prizes[i].…`.
+    fn parse(i: usize, prize: &PrizeBody) -> ApiResult<NewPrize> {
         let field = |f: &str| format!("prizes[{i}].{f}");
-        let prize_name = super::name(&field("name"), &prize.name)?;
+        let name = super::name(&field("name"), &prize.name)?;
         let reward = prize
             .reward
             .as_ref()
@@ -398,22 +368,99 @@ async fn create_lottery(
             (None, _) => None,
         };
         let weight = bounded(&field("weight"), prize.weight, 1, 1, MAX_WEIGHT)?;
-        parsed.push((prize_name, reward, stock, weight));
+        Ok(NewPrize {
+            name,
+            reward,
+            stock,
+            weight,
+        })
     }
-    if mode == LotteryMode::Instant && !parsed.iter().any(|p| p.1.is_some()) {
+}
+
+/// The terms of a new lottery that need no time zone: everything but its entry window.
+struct NewTerms {
+    name: String,
+    mode: LotteryMode,
+    winners: i64,
+    entry_cost_points: i64,
+    entries_per_member: i64,
+    prizes: Vec<NewPrize>,
+}
+
+impl NewTerms {
+    fn parse(request: &CreateLottery) -> ApiResult<NewTerms> {
+        let name = super::name("name", &request.name)?;
+        let mode = LotteryMode::parse(&request.mode)
+            .ok_or_else(|| ApiError::validation("mode", "must be draw or instant"))?;
+        let winners = match mode {
+            LotteryMode::Draw => {
+                let winners = request
+                    .winners
+                    .ok_or_else(|| ApiError::validation("winners", "is required in draw mode"))?;
+                bounded("winners", Some(winners), 1, 1, MAX_WINNERS)?
+            }
+            LotteryMode::Instant => 0,
+        };
+        let entry_cost_points = bounded(
+            "entry_cost_points",
+            request.entry_cost_points,
+            0,
+            0,
+            MAX_ENTRY_COST_POINTS,
+        )?;
+        let entries_per_member = bounded(
+            "entries_per_member",
+            request.entries_per_member,
+            1,
+            1,
+            MAX_ENTRIES_PER_MEMBER,
+        )?;
+        Ok(NewTerms {
+            name,
+            mode,
+            winners,
+            entry_cost_points,
+            entries_per_member,
+            prizes: parse_prizes(&request.prizes, mode)?,
+        })
+    }
+}
+
+/// At most [`MAX_PRIZES`] valid prizes; an instant lottery needs one with a reward.
+fn parse_prizes(prizes: &[PrizeBody], mode: LotteryMode) -> ApiResult<Vec<NewPrize>> {
+    if prizes.len() > MAX_PRIZES {
+        return Err(ApiError::validation(
+            "prizes",
+            format!("at most {MAX_PRIZES} prizes"),
+        ));
+    }
+    let parsed = prizes
+        .iter()
+        .enumerate()
+        .map(|(i, prize)| NewPrize::parse(i, prize))
+        .collect::<ApiResult<Vec<_>>>()?;
+    if mode == LotteryMode::Instant && !parsed.iter().any(|p| p.reward.is_some()) {
         return Err(ApiError::validation(
             "prizes",
             "an instant lottery needs at least one prize with a reward",
         ));
     }
-    let now = state.clock.now();
-    let zone = tenants::time_zone_in(&state.db, &auth.tenant_id).await?;
+    Ok(parsed)
+}
+
+/// When entries open and close: `opens_at` defaults to `now`, `closes_at` to
+/// [`DEFAULT_DURATION_DAYS`] later, and the window must not be empty.
+fn entry_window(
+    request: &CreateLottery,
+    now: Timestamp,
+    zone: &TimeZone,
+) -> ApiResult<(Timestamp, Timestamp)> {
     let opens_at = match &request.opens_at {
-        Some(text) => instant_field("opens_at", text, &zone)?,
+        Some(text) => instant_field("opens_at", text, zone)?,
         None => now,
     };
     let closes_at = match &request.closes_at {
-        Some(text) => instant_field("closes_at", text, &zone)?,
+        Some(text) => instant_field("closes_at", text, zone)?,
         None => opens_at
             .checked_add(SignedDuration::from_hours(24 * DEFAULT_DURATION_DAYS))
             .map_err(|_| ApiError::validation("opens_at", "is out of range"))?,
@@ -421,37 +468,53 @@ async fn create_lottery(
     if closes_at <= opens_at {
         return Err(ApiError::validation("closes_at", "must be after opens_at"));
     }
+    Ok((opens_at, closes_at))
+}
 
-    let mut seed = [0u8; draw::SEED_BYTES];
-    rand::rng().fill_bytes(&mut seed);
-    let commitment = draw::commitment(&seed);
-    let id = LotteryId::generate();
-    let mut tx = state.begin().await?;
-    for (i, prize) in parsed.iter().enumerate() {
-        if let Some(reward) = &prize.1 {
+/// 422 naming the prize when a coupon prize's template does not exist.
+async fn check_rewards_exist(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    prizes: &[NewPrize],
+) -> ApiResult<()> {
+    for (i, prize) in prizes.iter().enumerate() {
+        if let Some(reward) = &prize.reward {
             reward
-                .check_exists(tx.conn(), &auth.tenant_id, &format!("prizes[{i}].reward"))
+                .check_exists(tx.conn(), tenant_id, &format!("prizes[{i}].reward"))
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Insert the lottery row, open, with no entries and the seed it is committed to.
+async fn insert_lottery(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+    terms: &NewTerms,
+    (opens_at, closes_at): (Timestamp, Timestamp),
+    seed: &[u8],
+    commitment: &str,
+) -> ApiResult<()> {
     let mut sql = Sql::for_conn(
         tx.conn(),
         "INSERT INTO lottery (tenant_id, id, name, mode, winners, entry_cost_points, entries_per_member, \
          opens_at, closes_at, seed, commitment, status, entry_count, created_at) VALUES (",
     );
-    sql.bind(auth.tenant_id.as_str())
+    sql.bind(tenant_id.as_str())
         .push(", ")
         .bind(id.as_str())
         .push(", ")
-        .bind(name.as_str())
+        .bind(terms.name.as_str())
         .push(", ")
-        .bind(mode.as_str())
+        .bind(terms.mode.as_str())
         .push(", ")
-        .bind(winners)
+        .bind(terms.winners)
         .push(", ")
-        .bind(entry_cost)
+        .bind(terms.entry_cost_points)
         .push(", ")
-        .bind(per_member)
+        .bind(terms.entries_per_member)
         .push(", ")
         .bind(to_micros(opens_at))
         .push(", ")
@@ -459,41 +522,84 @@ async fn create_lottery(
         .push(", ")
         .bind(hex::encode(seed))
         .push(", ")
-        .bind(commitment.as_str())
+        .bind(commitment)
         .push(", ")
         .bind(StoredStatus::Open.as_str())
         .push(", 0, ")
         .bind(to_micros(tx.now()))
         .push(")");
     sql.query().execute(tx.conn()).await?;
-    for (position, (prize_name, reward, stock, weight)) in parsed.iter().enumerate() {
+    Ok(())
+}
+
+/// Insert the prizes in request order; a prize's position is its index.
+async fn insert_prizes(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+    prizes: &[NewPrize],
+) -> ApiResult<()> {
+    for (position, prize) in prizes.iter().enumerate() {
         let mut sql = Sql::for_conn(
             tx.conn(),
             "INSERT INTO lottery_prize (tenant_id, lottery_id, position, name, reward, stock, remaining, weight) VALUES (",
         );
-        sql.bind(auth.tenant_id.as_str())
+        sql.bind(tenant_id.as_str())
             .push(", ")
             .bind(id.as_str())
             .push(", ")
             .bind(i64::try_from(position).unwrap_or(0))
             .push(", ")
-            .bind(prize_name.as_str())
+            .bind(prize.name.as_str())
             .push(", ")
-            .bind(reward.as_ref().map(|r| r.to_json().to_string()))
+            .bind(prize.reward.as_ref().map(|r| r.to_json().to_string()))
             .push(", ")
-            .bind(*stock)
+            .bind(prize.stock)
             .push(", ")
-            .bind(*stock)
+            .bind(prize.stock)
             .push(", ")
-            .bind(*weight)
+            .bind(prize.weight)
             .push(")");
         sql.query().execute(tx.conn()).await?;
     }
+    Ok(())
+}
+
+/// Create a lottery; the response carries the commitment to its secret seed.
+#[utoipa::path(post, path = "/v1/lotteries", tag = "community", request_body = CreateLottery,
+    responses((status = 201, body = Lottery), (status = 422)), security(("api_key" = [])))]
+async fn create_lottery(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(request): Json<CreateLottery>,
+) -> ApiResult<(StatusCode, Json<Lottery>)> {
+    let terms = NewTerms::parse(&request)?;
+    let now = state.clock.now();
+    let zone = tenants::time_zone_in(&state.db, &auth.tenant_id).await?;
+    let window = entry_window(&request, now, &zone)?;
+
+    let mut seed = [0u8; draw::SEED_BYTES];
+    rand::rng().fill_bytes(&mut seed);
+    let commitment = draw::commitment(&seed);
+    let id = LotteryId::generate();
+    let mut tx = state.begin().await?;
+    check_rewards_exist(&mut tx, &auth.tenant_id, &terms.prizes).await?;
+    insert_lottery(
+        &mut tx,
+        &auth.tenant_id,
+        &id,
+        &terms,
+        window,
+        &seed,
+        &commitment,
+    )
+    .await?;
+    insert_prizes(&mut tx, &auth.tenant_id, &id, &terms.prizes).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
         "lottery.created",
         Some(id.as_str()),
-        json!({ "lottery_id": id, "mode": mode, "commitment": commitment }),
+        json!({ "lottery_id": id, "mode": terms.mode, "commitment": commitment }),
     ));
     let stored = fetch(tx.conn(), &auth.tenant_id, &id).await?;
     let lottery = view(tx.conn(), &auth.tenant_id, stored, to_micros(now)).await?;
@@ -580,45 +686,46 @@ async fn pay_prize(
     Ok(Some(payout))
 }
 
-/// Enter a lottery. Instant mode draws at once. 409 `lottery_not_open`, `lottery_closed`,
-/// `entry_limit_reached`, `lottery_full` or `insufficient_points`.
-#[utoipa::path(post, path = "/v1/lotteries/{id}/entries", tag = "community",
-    params(("id" = String, Path)), request_body = EntryRequest,
-    responses((status = 201, body = Entry), (status = 404), (status = 409)),
-    security(("api_key" = [])))]
-async fn enter(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-    Json(request): Json<EntryRequest>,
-) -> ApiResult<(StatusCode, Json<Entry>)> {
-    let id = lottery_id(&id)?;
-    let member = body_member_id(&request.member_id, "member")?;
-    let tenant = &auth.tenant_id;
-    let mut tx = state.begin().await?;
-    let stored = fetch(tx.conn(), tenant, &id).await?;
-    members::store::require_active(tx.conn(), tenant, &member).await?;
-    let now = to_micros(tx.now());
-    match stored.status_at(now) {
-        LotteryStatus::Scheduled => {
-            return Err(ApiError::conflict(
-                codes::LOTTERY_NOT_OPEN,
-                format!("entries open at {}", micros_to_rfc3339(stored.opens_at)),
-            ))
-        }
-        LotteryStatus::Open => {}
-        LotteryStatus::Closed | LotteryStatus::Drawn => {
-            return Err(ApiError::conflict(
-                codes::LOTTERY_CLOSED,
-                "the lottery takes no more entries",
-            ))
-        }
+/// The lottery's secret seed, decoded from the hex it is stored as.
+fn seed_bytes(stored: &Stored) -> ApiResult<Vec<u8>> {
+    hex::decode(&stored.seed).map_err(|e| ApiError::internal(anyhow::anyhow!("stored seed: {e}")))
+}
+
+impl StoredPrize {
+    /// What a winner of this prize is shown; `None` for a "no prize" slot.
+    fn won(&self) -> Option<WonPrize> {
+        self.reward.as_ref().map(|r| WonPrize {
+            position: self.view.position,
+            name: self.view.name.clone(),
+            reward: r.spec(),
+        })
     }
+}
+
+/// 409 `lottery_not_open` or `lottery_closed` unless the lottery takes entries at `now`.
+fn require_open(stored: &Stored, now: i64) -> ApiResult<()> {
+    match stored.status_at(now) {
+        LotteryStatus::Scheduled => Err(ApiError::conflict(
+            codes::LOTTERY_NOT_OPEN,
+            format!("entries open at {}", micros_to_rfc3339(stored.opens_at)),
+        )),
+        LotteryStatus::Open => Ok(()),
+        LotteryStatus::Closed | LotteryStatus::Drawn => Err(ApiError::conflict(
+            codes::LOTTERY_CLOSED,
+            "the lottery takes no more entries",
+        )),
+    }
+}
+
+/// Count the entry on the lottery's row, which holds the row's lock until the transaction
+/// ends (see the module doc), and return its 0-based index. 409 `lottery_closed` when the
+/// lottery was drawn meanwhile, `lottery_full` past [`MAX_ENTRIES`].
+async fn number_entry(tx: &mut Tx, tenant_id: &TenantId, id: &LotteryId) -> ApiResult<i64> {
     let mut sql = Sql::for_conn(
         tx.conn(),
         "UPDATE lottery SET entry_count = entry_count + 1 WHERE tenant_id = ",
     );
-    sql.bind(tenant.as_str())
+    sql.bind(tenant_id.as_str())
         .push(" AND id = ")
         .bind(id.as_str())
         .push(" AND status = ")
@@ -639,42 +746,50 @@ async fn enter(
             format!("a lottery takes at most {MAX_ENTRIES} entries"),
         ));
     }
+    Ok(count - 1)
+}
+
+/// 409 `entry_limit_reached` when the member already holds `entries_per_member` entries.
+async fn check_entry_limit(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+    member: &MemberId,
+    entries_per_member: i64,
+) -> ApiResult<()> {
     let mut sql = Sql::for_conn(
-        tx.conn(),
+        &*conn,
         "SELECT COUNT(*) AS n FROM lottery_entry WHERE tenant_id = ",
     );
-    sql.bind(tenant.as_str())
+    sql.bind(tenant_id.as_str())
         .push(" AND lottery_id = ")
         .bind(id.as_str())
         .push(" AND member_id = ")
         .bind(member.as_str());
-    let held: i64 = sql.query().fetch_one(tx.conn()).await?.try_get("n")?;
-    if held >= stored.entries_per_member {
+    let held: i64 = sql.query().fetch_one(&mut *conn).await?.try_get("n")?;
+    if held >= entries_per_member {
         return Err(ApiError::conflict(
             codes::ENTRY_LIMIT_REACHED,
-            format!(
-                "the member has {held} entries (limit {})",
-                stored.entries_per_member
-            ),
+            format!("the member has {held} entries (limit {entries_per_member})"),
         )
-        .with_details(json!({ "entries_per_member": stored.entries_per_member })));
+        .with_details(json!({ "entries_per_member": entries_per_member })));
     }
-    let index = count - 1;
-    reward::charge_points(
-        &mut tx,
-        tenant,
-        &member,
-        stored.entry_cost_points,
-        &format!("lottery:{id}:{index}"),
-        "lottery_entry",
-        &format!("lottery:{id}"),
-    )
-    .await?;
+    Ok(())
+}
+
+async fn insert_entry(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+    index: i64,
+    member: &MemberId,
+    now: i64,
+) -> ApiResult<()> {
     let mut sql = Sql::for_conn(
         tx.conn(),
         "INSERT INTO lottery_entry (tenant_id, lottery_id, entry_index, member_id, created_at) VALUES (",
     );
-    sql.bind(tenant.as_str())
+    sql.bind(tenant_id.as_str())
         .push(", ")
         .bind(id.as_str())
         .push(", ")
@@ -685,47 +800,103 @@ async fn enter(
         .bind(now)
         .push(")");
     sql.query().execute(tx.conn()).await?;
+    Ok(())
+}
+
+/// Take one unit of a prize's stock, never below zero; false when none is left.
+async fn take_prize_unit(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+    position: i64,
+) -> ApiResult<bool> {
+    let mut sql = Sql::for_conn(
+        tx.conn(),
+        "UPDATE lottery_prize SET remaining = remaining - 1 WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str())
+        .push(" AND lottery_id = ")
+        .bind(id.as_str())
+        .push(" AND position = ")
+        .bind(position)
+        .push(" AND remaining > 0");
+    Ok(sql.query().execute(tx.conn()).await?.rows_affected() == 1)
+}
+
+/// Instant mode: the entry's slot is drawn from the seed and its index; a slot with a reward
+/// still in stock takes a unit and is paid at once. Returns the prize won and its payout.
+async fn draw_instant(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    stored: &Stored,
+    index: i64,
+    member: &MemberId,
+) -> ApiResult<(Option<WonPrize>, Option<Value>)> {
+    let id = &stored.id;
+    let prizes = prizes(tx.conn(), tenant_id, id).await?;
+    let weights: Vec<u64> = slots(&prizes).iter().map(|p| p.weight).collect();
+    let seed = seed_bytes(stored)?;
+    let pick = draw::instant_pick(&seed, u64::try_from(index).unwrap_or(0), &weights);
+    let Some(won) = pick.map(|p| &prizes[p]).filter(|p| p.reward.is_some()) else {
+        return Ok((None, None));
+    };
+    if !take_prize_unit(tx, tenant_id, id, won.view.position).await? {
+        return Ok((None, None));
+    }
+    let payout = pay_prize(tx, tenant_id, id, index, member, won).await?;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "lottery.won",
+        Some(id.as_str()),
+        json!({ "lottery_id": id, "member_id": member, "entry_index": index,
+                "prize_position": won.view.position, "payout": payout }),
+    ));
+    Ok((won.won(), payout))
+}
+
+/// Enter a lottery. Instant mode draws at once. 409 `lottery_not_open`, `lottery_closed`,
+/// `entry_limit_reached`, `lottery_full` or `insufficient_points`.
+#[utoipa::path(post, path = "/v1/lotteries/{id}/entries", tag = "community",
+    params(("id" = String, Path)), request_body = EntryRequest,
+    responses((status = 201, body = Entry), (status = 404), (status = 409)),
+    security(("api_key" = [])))]
+async fn enter(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<EntryRequest>,
+) -> ApiResult<(StatusCode, Json<Entry>)> {
+    let id = lottery_id(&id)?;
+    let member = body_member_id(&request.member_id, "member")?;
+    let tenant = &auth.tenant_id;
+    let mut tx = state.begin().await?;
+    let stored = fetch(tx.conn(), tenant, &id).await?;
+    members::store::require_active(tx.conn(), tenant, &member).await?;
+    let now = to_micros(tx.now());
+    require_open(&stored, now)?;
+    let index = number_entry(&mut tx, tenant, &id).await?;
+    check_entry_limit(tx.conn(), tenant, &id, &member, stored.entries_per_member).await?;
+    reward::charge_points(
+        &mut tx,
+        tenant,
+        &member,
+        stored.entry_cost_points,
+        &format!("lottery:{id}:{index}"),
+        "lottery_entry",
+        &format!("lottery:{id}"),
+    )
+    .await?;
+    insert_entry(&mut tx, tenant, &id, index, &member, now).await?;
     tx.emit(NewEvent::new(
         tenant,
         "lottery.entered",
         Some(id.as_str()),
         json!({ "lottery_id": id, "member_id": member, "entry_index": index }),
     ));
-    let (mut prize, mut payout) = (None, None);
-    if stored.mode == LotteryMode::Instant {
-        let prizes = prizes(tx.conn(), tenant, &id).await?;
-        let weights: Vec<u64> = slots(&prizes).iter().map(|p| p.weight).collect();
-        let seed = hex::decode(&stored.seed)
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("stored seed: {e}")))?;
-        let pick = draw::instant_pick(&seed, u64::try_from(index).unwrap_or(0), &weights);
-        if let Some(won) = pick.map(|p| &prizes[p]).filter(|p| p.reward.is_some()) {
-            let mut sql = Sql::for_conn(
-                tx.conn(),
-                "UPDATE lottery_prize SET remaining = remaining - 1 WHERE tenant_id = ",
-            );
-            sql.bind(tenant.as_str())
-                .push(" AND lottery_id = ")
-                .bind(id.as_str())
-                .push(" AND position = ")
-                .bind(won.view.position)
-                .push(" AND remaining > 0");
-            if sql.query().execute(tx.conn()).await?.rows_affected() == 1 {
-                payout = pay_prize(&mut tx, tenant, &id, index, &member, won).await?;
-                prize = won.reward.as_ref().map(|r| WonPrize {
-                    position: won.view.position,
-                    name: won.view.name.clone(),
-                    reward: r.spec(),
-                });
-                tx.emit(NewEvent::new(
-                    tenant,
-                    "lottery.won",
-                    Some(id.as_str()),
-                    json!({ "lottery_id": id, "member_id": member, "entry_index": index,
-                            "prize_position": won.view.position, "payout": payout }),
-                ));
-            }
-        }
-    }
+    let (prize, payout) = match stored.mode {
+        LotteryMode::Instant => draw_instant(&mut tx, tenant, &stored, index, &member).await?,
+        LotteryMode::Draw => (None, None),
+    };
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -739,7 +910,6 @@ async fn enter(
     ))
 }
 
-/// Entries' member ids and (instant mode) prize positions, in entry order.
 /// Every entry in order: (member, prize position won, payout made at entry or at the draw).
 async fn entries(
     conn: &mut AnyConnection,
@@ -804,6 +974,125 @@ pub struct DrawQuery {
     pub close_early: Option<bool>,
 }
 
+/// Close the lottery to entries: `open` becomes `drawn` once; 409 `already_drawn` after.
+async fn mark_drawn(tx: &mut Tx, tenant_id: &TenantId, id: &LotteryId, now: i64) -> ApiResult<()> {
+    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET status = ");
+    sql.bind(StoredStatus::Drawn.as_str())
+        .push(", drawn_at = ")
+        .bind(now)
+        .push(" WHERE tenant_id = ")
+        .bind(tenant_id.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str())
+        .push(" AND status = ")
+        .bind(StoredStatus::Open.as_str());
+    if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
+        return Err(ApiError::conflict(
+            codes::ALREADY_DRAWN,
+            "this lottery was drawn already",
+        ));
+    }
+    Ok(())
+}
+
+/// What a draw decided.
+struct Outcome {
+    /// Member ids of the winners, in draw order (instant mode: of each winning entry).
+    winners: Vec<String>,
+    /// What each winner is shown.
+    drawn: Vec<DrawnWinner>,
+    /// The prize slot of each winner (draw mode) or of each entry (instant mode), as the
+    /// proof lists them.
+    outcomes: Vec<Option<usize>>,
+}
+
+/// Draw mode: draw `winners` distinct members from the entries, give out the prizes in order
+/// and pay them. 409 `not_enough_entries` when fewer members entered.
+async fn draw_winners(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    stored: &Stored,
+    seed: &[u8],
+    prizes: &[StoredPrize],
+    entries: &[StoredEntry],
+) -> ApiResult<Outcome> {
+    let members: Vec<String> = entries.iter().map(|e| e.member_id.clone()).collect();
+    let distinct = members
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let wanted = usize::try_from(stored.winners).unwrap_or(0);
+    if distinct < wanted {
+        return Err(ApiError::conflict(
+            codes::NOT_ENOUGH_ENTRIES,
+            format!("{distinct} members entered; the draw needs {wanted}"),
+        )
+        .with_details(json!({ "entrants": distinct, "winners": wanted })));
+    }
+    let chosen = draw::draw(seed, &members, wanted);
+    let outcomes = draw::assign_prizes(&slots(prizes), chosen.len());
+    let (mut winners, mut drawn) = (Vec::new(), Vec::new());
+    for (entry_index, prize) in chosen.iter().zip(&outcomes) {
+        let member = MemberId::from_db(members[*entry_index].clone());
+        let index = i64::try_from(*entry_index).unwrap_or(0);
+        let won = prize.map(|p| &prizes[p]);
+        let payout = match won {
+            Some(won) => pay_prize(tx, tenant_id, &stored.id, index, &member, won).await?,
+            None => None,
+        };
+        drawn.push(DrawnWinner {
+            member_id: member.to_string(),
+            prize: won.and_then(StoredPrize::won),
+            payout,
+        });
+        winners.push(member.to_string());
+    }
+    Ok(Outcome {
+        winners,
+        drawn,
+        outcomes,
+    })
+}
+
+/// Instant mode: every prize was drawn and paid at entry; the winners are those entries.
+fn instant_winners(prizes: &[StoredPrize], entries: &[StoredEntry]) -> Outcome {
+    let (mut winners, mut drawn) = (Vec::new(), Vec::new());
+    for entry in entries {
+        if let Some(p) = entry.prize {
+            winners.push(entry.member_id.clone());
+            drawn.push(DrawnWinner {
+                member_id: entry.member_id.clone(),
+                prize: prizes[p].won(),
+                // Instant prizes were paid at entry: show that payout.
+                payout: entry.payout.clone(),
+            });
+        }
+    }
+    Outcome {
+        winners,
+        drawn,
+        outcomes: entries.iter().map(|e| e.prize).collect(),
+    }
+}
+
+/// Keep the winners and outcomes on the lottery, for its view and its proof.
+async fn store_result(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    id: &LotteryId,
+    outcome: &Outcome,
+) -> ApiResult<()> {
+    let result = json!({ "winners": outcome.winners, "outcomes": outcome.outcomes });
+    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET result = ");
+    sql.bind(result.to_string())
+        .push(" WHERE tenant_id = ")
+        .bind(tenant_id.as_str())
+        .push(" AND id = ")
+        .bind(id.as_str());
+    sql.query().execute(tx.conn()).await?;
+    Ok(())
+}
+
 /// Draw the winners (draw mode: needs at least `winners` distinct entrants) or close an
 /// instant lottery. Closes the lottery to entries and reveals the seed; a second call is
 /// 409 `already_drawn`. Before `closes_at` only with `?close_early=true` (else 409
@@ -832,105 +1121,30 @@ async fn draw_lottery(
         )
         .with_details(json!({ "closes_at": micros_to_rfc3339(stored.closes_at) })));
     }
-    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET status = ");
-    sql.bind(StoredStatus::Drawn.as_str())
-        .push(", drawn_at = ")
-        .bind(now)
-        .push(" WHERE tenant_id = ")
-        .bind(tenant.as_str())
-        .push(" AND id = ")
-        .bind(id.as_str())
-        .push(" AND status = ")
-        .bind(StoredStatus::Open.as_str());
-    if sql.query().execute(tx.conn()).await?.rows_affected() == 0 {
-        return Err(ApiError::conflict(
-            codes::ALREADY_DRAWN,
-            "this lottery was drawn already",
-        ));
-    }
-    let seed = hex::decode(&stored.seed)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored seed: {e}")))?;
+    mark_drawn(&mut tx, tenant, &id, now).await?;
+    let seed = seed_bytes(&stored)?;
     let prizes = prizes(tx.conn(), tenant, &id).await?;
     let entries = entries(tx.conn(), tenant, &id).await?;
-    let mut winners = Vec::new();
-    let mut drawn = Vec::new();
-    let outcomes: Vec<Option<usize>>;
-    if stored.mode == LotteryMode::Draw {
-        let members: Vec<String> = entries.iter().map(|e| e.member_id.clone()).collect();
-        let distinct = members
-            .iter()
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        let wanted = usize::try_from(stored.winners).unwrap_or(0);
-        if distinct < wanted {
-            return Err(ApiError::conflict(
-                codes::NOT_ENOUGH_ENTRIES,
-                format!("{distinct} members entered; the draw needs {wanted}"),
-            )
-            .with_details(json!({ "entrants": distinct, "winners": wanted })));
+    let outcome = match stored.mode {
+        LotteryMode::Draw => {
+            draw_winners(&mut tx, tenant, &stored, &seed, &prizes, &entries).await?
         }
-        let chosen = draw::draw(&seed, &members, wanted);
-        outcomes = draw::assign_prizes(&slots(&prizes), chosen.len());
-        for (entry_index, prize) in chosen.iter().zip(&outcomes) {
-            let member = MemberId::from_db(members[*entry_index].clone());
-            let index = i64::try_from(*entry_index).unwrap_or(0);
-            let won = prize.map(|p| &prizes[p]);
-            let payout = match won {
-                Some(won) => pay_prize(&mut tx, tenant, &id, index, &member, won).await?,
-                None => None,
-            };
-            drawn.push(DrawnWinner {
-                member_id: member.to_string(),
-                prize: won.and_then(|w| {
-                    w.reward.as_ref().map(|r| WonPrize {
-                        position: w.view.position,
-                        name: w.view.name.clone(),
-                        reward: r.spec(),
-                    })
-                }),
-                payout,
-            });
-            winners.push(member.to_string());
-        }
-    } else {
-        outcomes = entries.iter().map(|e| e.prize).collect();
-        for entry in &entries {
-            if let Some(p) = entry.prize {
-                winners.push(entry.member_id.clone());
-                drawn.push(DrawnWinner {
-                    member_id: entry.member_id.clone(),
-                    prize: prizes[p].reward.as_ref().map(|r| WonPrize {
-                        position: prizes[p].view.position,
-                        name: prizes[p].view.name.clone(),
-                        reward: r.spec(),
-                    }),
-                    // Instant prizes were paid at entry: show that payout.
-                    payout: entry.payout.clone(),
-                });
-            }
-        }
-    }
-    let result = json!({ "winners": winners, "outcomes": outcomes });
-    let mut sql = Sql::for_conn(tx.conn(), "UPDATE lottery SET result = ");
-    sql.bind(result.to_string())
-        .push(" WHERE tenant_id = ")
-        .bind(tenant.as_str())
-        .push(" AND id = ")
-        .bind(id.as_str());
-    sql.query().execute(tx.conn()).await?;
+        LotteryMode::Instant => instant_winners(&prizes, &entries),
+    };
+    store_result(&mut tx, tenant, &id, &outcome).await?;
     tx.emit(NewEvent::new(
         tenant,
         "lottery.drawn",
         Some(id.as_str()),
-        json!({ "lottery_id": id, "winners": winners, "seed": stored.seed,
+        json!({ "lottery_id": id, "winners": outcome.winners, "seed": stored.seed,
                 "commitment": stored.commitment, "closed_early": closed_early }),
     ));
     tx.commit().await?;
     Ok(Json(DrawResult {
-        winners,
+        winners: outcome.winners,
         seed: stored.seed,
         commitment: stored.commitment,
-        prizes: drawn,
+        prizes: outcome.drawn,
     }))
 }
 
