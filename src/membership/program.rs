@@ -1100,34 +1100,9 @@ pub async fn earn_for_paid(
     paid_fen: i64,
     reference: &str,
 ) -> ApiResult<Earned> {
-    let mut conn_settings = load_settings(tx.conn(), tenant_id).await?;
-    let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
-    let member = members::store::require(tx.conn(), tenant_id, member_id).await?;
-    let tier_bp = member
-        .tier
-        .as_deref()
-        .and_then(|name| conn_settings.tiers.iter().find(|t| t.name == name))
-        .map(|t| t.points_multiplier_bp)
-        .unwrap_or(tiers::BP_ONE);
-    let day_bp = if is_member_day(&conn_settings, tx.now(), &zone) {
-        conn_settings
-            .member_day
-            .take()
-            .map(|d| d.points_multiplier_bp)
-            .unwrap_or(tiers::BP_ONE)
-    } else {
-        tiers::BP_ONE
-    };
-    let points = points_rules::earn_points(
-        paid_fen,
-        conn_settings.points.points_per_yuan,
-        tier_bp,
-        day_bp,
-    )
-    .map_err(|e| ApiError::validation("paid_amount", e.to_string()))?;
+    let (points, return_window_days) = points_for_paid(tx, tenant_id, member_id, paid_fen).await?;
     let id = earn_transfer_id(reference);
-    let releases =
-        tx.now() + SignedDuration::from_hours(24 * conn_settings.points.return_window_days);
+    let releases = tx.now() + SignedDuration::from_hours(24 * return_window_days);
     if points == 0 {
         return Ok(Earned {
             points: 0,
@@ -1152,19 +1127,7 @@ pub async fn earn_for_paid(
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no ledger result")))?;
     match result.status.as_str() {
         "created" => {
-            let now_micros = to_micros(tx.now());
-            scheduler::schedule(
-                tx.conn(),
-                tenant_id,
-                &[NewJob {
-                    id: format!("{RELEASE_JOB}:{id}"),
-                    kind: RELEASE_JOB,
-                    due_at: to_micros(releases),
-                    payload: json!({ "transfer_id": id }),
-                }],
-                now_micros,
-            )
-            .await?;
+            schedule_release(tx, tenant_id, &id, releases).await?;
             tx.emit(NewEvent::new(
                 tenant_id,
                 "points.earned",
@@ -1200,6 +1163,62 @@ pub async fn earn_for_paid(
             other.to_owned(),
         )),
     }
+}
+
+/// The points `paid_fen` earns the member now (points per yuan, times the multiplier of the
+/// member's tier and, on member day, the member-day multiplier), and the days they stay
+/// pending (the program's return window).
+async fn points_for_paid(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    paid_fen: i64,
+) -> ApiResult<(i64, i64)> {
+    let settings = load_settings(tx.conn(), tenant_id).await?;
+    let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
+    let member = members::store::require(tx.conn(), tenant_id, member_id).await?;
+    let tier_bp = member
+        .tier
+        .as_deref()
+        .and_then(|name| settings.tiers.iter().find(|t| t.name == name))
+        .map(|t| t.points_multiplier_bp)
+        .unwrap_or(tiers::BP_ONE);
+    let day_bp = if is_member_day(&settings, tx.now(), &zone) {
+        settings
+            .member_day
+            .as_ref()
+            .map(|d| d.points_multiplier_bp)
+            .unwrap_or(tiers::BP_ONE)
+    } else {
+        tiers::BP_ONE
+    };
+    let points =
+        points_rules::earn_points(paid_fen, settings.points.points_per_yuan, tier_bp, day_bp)
+            .map_err(|e| ApiError::validation("paid_amount", e.to_string()))?;
+    Ok((points, settings.points.return_window_days))
+}
+
+/// Schedule the [`RELEASE_JOB`] that posts the pending earning `transfer_id` at `releases`.
+async fn schedule_release(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    transfer_id: &str,
+    releases: Timestamp,
+) -> ApiResult<()> {
+    let now_micros = to_micros(tx.now());
+    scheduler::schedule(
+        tx.conn(),
+        tenant_id,
+        &[NewJob {
+            id: format!("{RELEASE_JOB}:{transfer_id}"),
+            kind: RELEASE_JOB,
+            due_at: to_micros(releases),
+            payload: json!({ "transfer_id": transfer_id }),
+        }],
+        now_micros,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Earn points for a paid amount (an order paid elsewhere); pending through the return window.

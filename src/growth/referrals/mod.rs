@@ -76,8 +76,8 @@ use model::{
     Campaign, CampaignPage, CreateCampaign, CreateReferral, Decide, Funnel, InviteCode,
     InviteCodeQuery, Leaderboard, LeaderboardQuery, NewCampaign, PageQuery, Referral,
     ReferralCampaignStatus, ReferralPage, ReferralQuery, ReferralReviewStatus,
-    ReferralRewardStatus, ReferralStatus, Review, ReviewPage, ReviewQuery, Settings, Signup,
-    Standing, UpdateCampaign, UpdateSettings,
+    ReferralRewardStatus, ReferralStatus, Review, ReviewPage, ReviewQuery, RewardView, Settings,
+    Signup, Standing, UpdateCampaign, UpdateSettings,
 };
 use rules::{Decision, QualifyOn, Reason, Reward, Role};
 use store::StoredReferral;
@@ -280,31 +280,7 @@ pub async fn on_order_refunded(
     let mut carried_rungs = Vec::new();
     match referral.status {
         ReferralStatus::Pending => {
-            for reward in store::rewards_of(tx.conn(), tenant_id, &referral.id).await? {
-                if reward.status != ReferralRewardStatus::Pending {
-                    continue;
-                }
-                void_reward(tx, tenant_id, &reward.id, &reward.kind).await?;
-                if let Some(Role::Ladder(invites)) = Role::parse(&reward.role) {
-                    store::release_rung(
-                        tx.conn(),
-                        tenant_id,
-                        &campaign.id,
-                        &referral.inviter_id,
-                        invites,
-                    )
-                    .await?;
-                    carried_rungs.push((invites, reward));
-                }
-            }
-            store::give_back(
-                tx.conn(),
-                tenant_id,
-                &referral.campaign_id,
-                referral.reward_cost,
-            )
-            .await?;
-            referral.reward_cost = 0;
+            carried_rungs = void_pending_rewards(tx, tenant_id, &campaign, &mut referral).await?;
         }
         ReferralStatus::Review => {
             store::close_reviews(tx.conn(), tenant_id, &referral.id, now).await?;
@@ -326,29 +302,79 @@ pub async fn on_order_refunded(
         return Ok(());
     }
     if !carried_rungs.is_empty() {
-        let qualified =
-            store::qualified_count(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id)
-                .await?;
-        for (invites, reward) in carried_rungs {
-            tx.emit(NewEvent::new(
-                tenant_id,
-                "referral.ladder_reward_voided",
-                Some(referral.inviter_id.as_str()),
-                json!({
-                    "reward_id": reward.id,
-                    "referral_id": referral.id,
-                    "campaign_id": campaign.id,
-                    "inviter_id": referral.inviter_id,
-                    "invites": invites,
-                    "kind": reward.kind,
-                    "amount": reward.amount,
-                    "reason": LADDER_VOID_REFERRAL_VOIDED,
-                    "qualified": qualified,
-                }),
-            ));
-        }
+        carried_rungs_voided(tx, tenant_id, &campaign, &referral, carried_rungs).await?;
     }
     settle_ladder(tx, tenant_id, &campaign, &referral.inviter_id).await
+}
+
+/// Void a pending referral's pending rewards and give its whole cost back to the budget. The
+/// ladder rungs it carried are released (the rung can be paid again) and returned with their
+/// rewards, to be announced.
+async fn void_pending_rewards(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    referral: &mut StoredReferral,
+) -> ApiResult<Vec<(i64, RewardView)>> {
+    let mut carried_rungs = Vec::new();
+    for reward in store::rewards_of(tx.conn(), tenant_id, &referral.id).await? {
+        if reward.status != ReferralRewardStatus::Pending {
+            continue;
+        }
+        void_reward(tx, tenant_id, &reward.id, &reward.kind).await?;
+        if let Some(Role::Ladder(invites)) = Role::parse(&reward.role) {
+            store::release_rung(
+                tx.conn(),
+                tenant_id,
+                &campaign.id,
+                &referral.inviter_id,
+                invites,
+            )
+            .await?;
+            carried_rungs.push((invites, reward));
+        }
+    }
+    store::give_back(
+        tx.conn(),
+        tenant_id,
+        &referral.campaign_id,
+        referral.reward_cost,
+    )
+    .await?;
+    referral.reward_cost = 0;
+    Ok(carried_rungs)
+}
+
+/// Emit `referral.ladder_reward_voided` for each rung reward the voided `referral` carried,
+/// with the inviter's qualified count after the void.
+async fn carried_rungs_voided(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    referral: &StoredReferral,
+    carried_rungs: Vec<(i64, RewardView)>,
+) -> ApiResult<()> {
+    let qualified =
+        store::qualified_count(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id).await?;
+    for (invites, reward) in carried_rungs {
+        tx.emit(NewEvent::new(
+            tenant_id,
+            "referral.ladder_reward_voided",
+            Some(referral.inviter_id.as_str()),
+            json!({
+                "reward_id": reward.id,
+                "referral_id": referral.id,
+                "campaign_id": campaign.id,
+                "inviter_id": referral.inviter_id,
+                "invites": invites,
+                "kind": reward.kind,
+                "amount": reward.amount,
+                "reason": LADDER_VOID_REFERRAL_VOIDED,
+                "qualified": qualified,
+            }),
+        ));
+    }
+    Ok(())
 }
 
 /// Why a ladder reward was voided (the `reason` of `referral.ladder_reward_voided`): the
@@ -699,7 +725,9 @@ fn event(tenant_id: &TenantId, kind: &'static str, referral: &StoredReferral) ->
     )
 }
 
-/// Attribute `invitee` to the owner of `code` and record the decision.
+/// Attribute `invitee` to the owner of `code` and record the decision: first touch wins, the
+/// fraud rules decide over the facts loaded under the campaign's lock, and the decision is
+/// acted on in the same transaction.
 async fn attribute(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -710,17 +738,11 @@ async fn attribute(
     let (campaign_id, inviter) = store::lookup_code(tx.conn(), tenant_id, code)
         .await?
         .ok_or_else(|| ApiError::validation("invite_code", "unknown invite code"))?;
-    let already = || {
-        ApiError::conflict(
-            codes::ALREADY_ATTRIBUTED,
-            "this member was already attributed to an inviter; attribution is first touch and final",
-        )
-    };
     if store::referral_of_invitee(tx.conn(), tenant_id, invitee)
         .await?
         .is_some()
     {
-        return Err(already());
+        return Err(already_attributed());
     }
     let campaign = store::lock_campaign(tx.conn(), tenant_id, &campaign_id).await?;
     let settings = store::settings(tx.conn(), tenant_id).await?;
@@ -729,31 +751,71 @@ async fn attribute(
         .await?
         .ok_or_else(|| ApiError::not_found("member"))?;
     if invited_by.is_some() {
-        return Err(already());
+        return Err(already_attributed());
     }
-    let invitee_signals = store::signals_of(tx.conn(), tenant_id, invitee).await?;
     let late_limit = now - LATE_ATTRIBUTION_WINDOW_HOURS * 3_600_000_000;
-    let already_customer = store::has_orders(tx.conn(), tenant_id, invitee).await?
-        || (lateness == Lateness::Existing && joined_at < late_limit);
-    let facts = rules::Facts {
+    let joined_before_window = lateness == Lateness::Existing && joined_at < late_limit;
+    let facts = fraud_facts(
+        tx,
+        tenant_id,
+        &campaign,
+        settings.velocity_per_hour,
+        &inviter,
+        invitee,
+        joined_before_window,
+    )
+    .await?;
+    let decision = rules::assess(&facts);
+    let mut referral = new_referral(&campaign.id, &inviter, invitee, code, decision, now);
+    record_attribution(tx, tenant_id, &referral).await?;
+    act_on_attribution(tx, tenant_id, &campaign, &mut referral, decision, now).await?;
+    Ok(referral)
+}
+
+/// 409 `already_attributed`: attribution is first touch and final.
+fn already_attributed() -> ApiError {
+    ApiError::conflict(
+        codes::ALREADY_ATTRIBUTED,
+        "this member was already attributed to an inviter; attribution is first touch and final",
+    )
+}
+
+/// What the fraud rules ([`rules::assess`]) decide an attribution over: both members'
+/// signals, whether the invitee is already a customer (an order on record, or an existing
+/// member who joined before the late-attribution window), the inviter's chain and recent
+/// attributions, and whether the invitee's device or IP was seen on another invitee.
+async fn fraud_facts(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    velocity_per_hour: i64,
+    inviter: &MemberId,
+    invitee: &MemberId,
+    joined_before_window: bool,
+) -> ApiResult<rules::Facts> {
+    let now = to_micros(tx.now());
+    let invitee_signals = store::signals_of(tx.conn(), tenant_id, invitee).await?;
+    let already_customer =
+        store::has_orders(tx.conn(), tenant_id, invitee).await? || joined_before_window;
+    Ok(rules::Facts {
         campaign_active: campaign.running(now),
         inviter_id: inviter.to_string(),
         invitee_id: invitee.to_string(),
-        inviter: store::signals_of(tx.conn(), tenant_id, &inviter).await?,
+        inviter: store::signals_of(tx.conn(), tenant_id, inviter).await?,
         invitee_already_customer: already_customer,
-        inviter_ancestors: store::ancestors(tx.conn(), tenant_id, &inviter).await?,
+        inviter_ancestors: store::ancestors(tx.conn(), tenant_id, inviter).await?,
         inviter_attributions_last_hour: store::attributions_since(
             tx.conn(),
             tenant_id,
-            &inviter,
+            inviter,
             now - 3_600_000_000,
         )
         .await?,
-        velocity_per_hour: settings.velocity_per_hour,
+        velocity_per_hour,
         device_seen_on_other_invitee: store::signal_seen_on_other_invitee(
             tx.conn(),
             tenant_id,
-            &inviter,
+            inviter,
             invitee,
             store::SignalColumn::Device,
             invitee_signals.device_id.as_deref(),
@@ -762,23 +824,33 @@ async fn attribute(
         ip_seen_on_other_invitee: store::signal_seen_on_other_invitee(
             tx.conn(),
             tenant_id,
-            &inviter,
+            inviter,
             invitee,
             store::SignalColumn::Ip,
             invitee_signals.ip.as_deref(),
         )
         .await?,
         invitee: invitee_signals,
-    };
-    let decision = rules::assess(&facts);
+    })
+}
+
+/// The referral row an attribution writes: its status and reason say what the rules decided.
+fn new_referral(
+    campaign_id: &str,
+    inviter: &MemberId,
+    invitee: &MemberId,
+    code: &str,
+    decision: Decision,
+    now: i64,
+) -> StoredReferral {
     let (status, reason) = match decision {
         Decision::Accept => (ReferralStatus::Attributed, None),
         Decision::Refuse(reason) => (ReferralStatus::Refused, Some(reason.code().to_owned())),
         Decision::Review(reason) => (ReferralStatus::Review, Some(reason.code().to_owned())),
     };
-    let mut referral = StoredReferral {
+    StoredReferral {
         id: ReferralId::generate().to_string(),
-        campaign_id: campaign.id.clone(),
+        campaign_id: campaign_id.to_owned(),
         inviter_id: inviter.clone(),
         invitee_id: invitee.clone(),
         code: code.to_owned(),
@@ -791,54 +863,81 @@ async fn attribute(
         reward_cost: 0,
         created_at: now,
         updated_at: now,
-    };
-    if let Err(error) = store::insert_referral(tx.conn(), tenant_id, &referral).await {
+    }
+}
+
+/// Insert the referral row; the invitee's one referral, ever: a concurrent attribution of the
+/// same invitee that committed first makes this one 409 `already_attributed`.
+async fn record_attribution(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    referral: &StoredReferral,
+) -> ApiResult<()> {
+    if let Err(error) = store::insert_referral(tx.conn(), tenant_id, referral).await {
         return Err(
             match error
                 .source
                 .as_ref()
                 .and_then(|s| s.downcast_ref::<sqlx::Error>())
             {
-                Some(db) if is_unique_violation(db) => already(),
+                Some(db) if is_unique_violation(db) => already_attributed(),
                 _ => error,
             },
         );
     }
+    Ok(())
+}
+
+/// Act on the decision: a refusal is only announced; a review or an acceptance sets the
+/// invitee's `invited_by`; a review is queued; an accepted referral of a `signup` campaign
+/// qualifies at once.
+async fn act_on_attribution(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    referral: &mut StoredReferral,
+    decision: Decision,
+    now: i64,
+) -> ApiResult<()> {
     match decision {
         Decision::Refuse(_) => {
-            tx.emit(event(tenant_id, "referral.refused", &referral));
+            tx.emit(event(tenant_id, "referral.refused", referral));
         }
         Decision::Review(reason) => {
-            store::set_invited_by(tx.conn(), tenant_id, invitee, &inviter).await?;
+            store::set_invited_by(
+                tx.conn(),
+                tenant_id,
+                &referral.invitee_id,
+                &referral.inviter_id,
+            )
+            .await?;
             let review_id = ReviewId::generate().to_string();
             store::insert_review(
                 tx.conn(),
                 tenant_id,
                 &review_id,
-                &referral,
+                referral,
                 reason.code(),
                 now,
             )
             .await?;
-            tx.emit(event(tenant_id, "referral.review_queued", &referral));
+            tx.emit(event(tenant_id, "referral.review_queued", referral));
         }
         Decision::Accept => {
-            store::set_invited_by(tx.conn(), tenant_id, invitee, &inviter).await?;
-            tx.emit(event(tenant_id, "referral.attributed", &referral));
+            store::set_invited_by(
+                tx.conn(),
+                tenant_id,
+                &referral.invitee_id,
+                &referral.inviter_id,
+            )
+            .await?;
+            tx.emit(event(tenant_id, "referral.attributed", referral));
             if campaign.qualify_on == QualifyOn::Signup {
-                qualify(
-                    tx,
-                    tenant_id,
-                    &campaign,
-                    &mut referral,
-                    None,
-                    Payout::Automatic,
-                )
-                .await?;
+                qualify(tx, tenant_id, campaign, referral, None, Payout::Automatic).await?;
             }
         }
     }
-    Ok(referral)
+    Ok(())
 }
 
 /// Send a qualified referral to the review queue.
@@ -869,6 +968,12 @@ async fn to_review(
 
 /// The referral qualified: check the cap and the budget, then pay (pending or posted). The
 /// caller holds the campaign's lock.
+///
+/// The steps: note the qualifying order; plan the rewards due (both sides and the ladder
+/// rungs the inviter's count now reaches); under automatic payout, send it to review when the
+/// daily cap or the budget says so; charge the budget; void duplicate rungs; claim each rung
+/// (a rung held already gives its cost back); pay what is kept; save the referral with its
+/// release date and schedule the release.
 async fn qualify(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -878,13 +983,7 @@ async fn qualify(
     payout: Payout,
 ) -> ApiResult<()> {
     let now = to_micros(tx.now());
-    if referral.qualified_at.is_none() {
-        referral.qualified_at = Some(now);
-    }
-    if let Some((order_id, amount)) = order {
-        referral.order_id = Some(order_id.to_owned());
-        referral.order_amount = Some(amount);
-    }
+    note_qualification(referral, order, now);
     let before =
         store::qualified_count(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id).await?;
     let qualified = before.saturating_add(1);
@@ -894,32 +993,14 @@ async fn qualify(
         store::ladder_rewards(tx.conn(), tenant_id, &campaign.id, &referral.inviter_id).await?
     };
     let plan = rules::ladder_plan(qualified, &campaign.ladder, &held_rungs(&ladder_rewards));
-    let mut due = rules::rewards_due(
+    let due = rules::rewards_due(
         campaign.inviter_reward.as_ref(),
         campaign.invitee_reward.as_ref(),
         &plan.pay,
     );
     let mut cost = rules::total_cost(&due);
     if payout == Payout::Automatic {
-        let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
-        let day_start = calendar::start_of_local_day(calendar::local_date(tx.now(), &zone), &zone)
-            .map_err(|e| internal(e.to_string()))?;
-        let today = store::qualified_since(
-            tx.conn(),
-            tenant_id,
-            &campaign.id,
-            &referral.inviter_id,
-            to_micros(day_start),
-        )
-        .await?;
-        let fresh = store::require_campaign(tx.conn(), tenant_id, &campaign.id).await?;
-        if let Decision::Review(reason) = rules::assess_payout(
-            campaign.inviter_daily_cap,
-            today,
-            fresh.budget,
-            fresh.spent,
-            cost,
-        ) {
+        if let Some(reason) = held_for_review(tx, tenant_id, campaign, referral, cost).await? {
             return to_review(tx, tenant_id, referral, reason).await;
         }
     }
@@ -943,7 +1024,81 @@ async fn qualify(
         qualified,
     )
     .await?;
-    // A rung holds one live reward per inviter; should it be held already, its cost goes back.
+    let kept = claim_rungs(tx, tenant_id, campaign, referral, due, &mut cost, now).await?;
+    let release_at = rewards_release_at(tx, tenant_id, campaign.qualify_on, referral, now).await?;
+    let pending = release_at.is_some();
+    pay_due(
+        tx,
+        tenant_id,
+        referral,
+        &kept,
+        &ladder_rewards,
+        pending,
+        qualified,
+    )
+    .await?;
+    save_qualified(tx, tenant_id, referral, release_at, cost, now).await
+}
+
+/// Note when the referral qualified (the first time only) and its qualifying order.
+fn note_qualification(referral: &mut StoredReferral, order: Option<(&str, i64)>, now: i64) {
+    if referral.qualified_at.is_none() {
+        referral.qualified_at = Some(now);
+    }
+    if let Some((order_id, amount)) = order {
+        referral.order_id = Some(order_id.to_owned());
+        referral.order_amount = Some(amount);
+    }
+}
+
+/// Why an automatic payout of `cost` goes to review instead ([`rules::assess_payout`]): the
+/// inviter's qualified referrals since the start of the tenant's local day reached the daily
+/// cap, or the budget as it stands now cannot cover it. `None`: pay.
+async fn held_for_review(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    referral: &StoredReferral,
+    cost: i64,
+) -> ApiResult<Option<Reason>> {
+    let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
+    let day_start = calendar::start_of_local_day(calendar::local_date(tx.now(), &zone), &zone)
+        .map_err(|e| internal(e.to_string()))?;
+    let today = store::qualified_since(
+        tx.conn(),
+        tenant_id,
+        &campaign.id,
+        &referral.inviter_id,
+        to_micros(day_start),
+    )
+    .await?;
+    let fresh = store::require_campaign(tx.conn(), tenant_id, &campaign.id).await?;
+    Ok(
+        match rules::assess_payout(
+            campaign.inviter_daily_cap,
+            today,
+            fresh.budget,
+            fresh.spent,
+            cost,
+        ) {
+            Decision::Review(reason) => Some(reason),
+            Decision::Accept | Decision::Refuse(_) => None,
+        },
+    )
+}
+
+/// Claim the rung of each ladder reward due: a rung holds one live reward per inviter, so
+/// should it be held already, that reward is dropped and its cost goes back to the budget
+/// (and off `cost`). The rewards kept, in their order.
+async fn claim_rungs(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    campaign: &store::StoredCampaign,
+    referral: &StoredReferral,
+    mut due: Vec<(Role, Reward)>,
+    cost: &mut i64,
+    now: i64,
+) -> ApiResult<Vec<(Role, Reward)>> {
     let mut kept = Vec::with_capacity(due.len());
     for (role, reward) in due.drain(..) {
         if let Role::Ladder(invites) = role {
@@ -959,14 +1114,26 @@ async fn qualify(
             .await?;
             if !claimed {
                 store::give_back(tx.conn(), tenant_id, &campaign.id, reward.cost()).await?;
-                cost -= reward.cost();
+                *cost -= reward.cost();
                 continue;
             }
         }
         kept.push((role, reward));
     }
-    // Signup rewards are final at once; order rewards wait for the return window.
-    let release_at = match campaign.qualify_on {
+    Ok(kept)
+}
+
+/// When the rewards of a referral qualifying now are released. Signup rewards are final at
+/// once (`None`); order rewards wait for the return window after the qualifying payment
+/// (`None` when it has closed already).
+async fn rewards_release_at(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    qualify_on: QualifyOn,
+    referral: &StoredReferral,
+    now: i64,
+) -> ApiResult<Option<i64>> {
+    Ok(match qualify_on {
         QualifyOn::Signup => None,
         QualifyOn::FirstPaidOrder | QualifyOn::OrderOver => {
             let settings = store::settings(tx.conn(), tenant_id).await?;
@@ -975,15 +1142,29 @@ async fn qualify(
                 to_micros(paid_at + SignedDuration::from_hours(24 * settings.return_window_days));
             (at > now).then_some(at)
         }
-    };
-    let pending = release_at.is_some();
-    for (role, reward) in &kept {
+    })
+}
+
+/// Pay each reward kept to its member (pending until the return window closes, or posted):
+/// the invitee's and the inviter's as the first attempt, a rung under its next attempt number
+/// after the inviter's `ladder_rewards` so far; each rung paid is announced with the inviter's
+/// `qualified` count.
+async fn pay_due(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    referral: &StoredReferral,
+    kept: &[(Role, Reward)],
+    ladder_rewards: &[store::LadderReward],
+    pending: bool,
+    qualified: i64,
+) -> ApiResult<()> {
+    for (role, reward) in kept {
         let (member, attempt) = match role {
             Role::Invitee => (referral.invitee_id.clone(), 1),
             Role::Inviter => (referral.inviter_id.clone(), 1),
             Role::Ladder(invites) => (
                 referral.inviter_id.clone(),
-                next_attempt(&ladder_rewards, *invites),
+                next_attempt(ladder_rewards, *invites),
             ),
         };
         pay(
@@ -992,6 +1173,20 @@ async fn qualify(
         .await?;
         ladder_paid(tx, tenant_id, referral, *role, attempt, qualified).await?;
     }
+    Ok(())
+}
+
+/// Save the qualified referral (pending until `release_at`, or rewarded at once) with the
+/// cost it charged the budget, schedule its release, and announce it.
+async fn save_qualified(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    referral: &mut StoredReferral,
+    release_at: Option<i64>,
+    cost: i64,
+    now: i64,
+) -> ApiResult<()> {
+    let pending = release_at.is_some();
     referral.status = if pending {
         ReferralStatus::Pending
     } else {

@@ -198,8 +198,9 @@ fn money(field: &str, value: i64, min: i64) -> Result<i64, ApiError> {
 }
 
 impl NewTemplate {
-    /// Validate a request field by field; date-only `valid_from` / `valid_to` are the start of
-    /// that day in `zone` (the tenant's).
+    /// Validate a request field by field, in this order (the first bad field is the one
+    /// named): name, discount, max_discount, min_spend, stock and per-member limit, validity.
+    /// Date-only `valid_from` / `valid_to` are the start of that day in `zone` (the tenant's).
     pub fn from_request(request: CreateTemplate, zone: &TimeZone) -> Result<Self, ApiError> {
         // A missing name is refused like an empty one.
         let name = text::required(
@@ -207,44 +208,11 @@ impl NewTemplate {
             request.name.as_deref().unwrap_or_default(),
             MAX_NAME_LEN,
         )?;
-        let discount = match request.kind.as_deref() {
-            Some("amount_off") => {
-                if request.percent_off_bp.is_some() {
-                    return Err(ApiError::validation(
-                        "percent_off_bp",
-                        "only with kind percent_off",
-                    ));
-                }
-                let amount = request.amount_off.ok_or_else(|| {
-                    ApiError::validation("amount_off", "is required with kind amount_off")
-                })?;
-                Discount::AmountOff(money("amount_off", amount, 1)?)
-            }
-            Some("percent_off") => {
-                if request.amount_off.is_some() {
-                    return Err(ApiError::validation(
-                        "amount_off",
-                        "only with kind amount_off",
-                    ));
-                }
-                let bp = request.percent_off_bp.ok_or_else(|| {
-                    ApiError::validation("percent_off_bp", "is required with kind percent_off")
-                })?;
-                if !(1..=FULL_BP).contains(&bp) {
-                    return Err(ApiError::validation(
-                        "percent_off_bp",
-                        "must be between 1 and 10000 basis points (10000 = 100%)",
-                    ));
-                }
-                Discount::PercentOff(bp)
-            }
-            _ => {
-                return Err(ApiError::validation(
-                    "kind",
-                    "must be amount_off or percent_off",
-                ))
-            }
-        };
+        let discount = parse_discount(
+            request.kind.as_deref(),
+            request.amount_off,
+            request.percent_off_bp,
+        )?;
         let max_discount = request
             .max_discount
             .map(|v| money("max_discount", v, 1))
@@ -253,62 +221,18 @@ impl NewTemplate {
         let total_stock = request
             .total_stock
             .ok_or_else(|| ApiError::validation("total_stock", "is required"))?;
-        if !(1..=MAX_STOCK).contains(&total_stock) {
-            return Err(ApiError::validation(
-                "total_stock",
-                format!("must be between 1 and {MAX_STOCK}"),
-            ));
-        }
-        let per_member_limit = request.per_member_limit.unwrap_or(1);
-        if !(1..=MAX_PER_MEMBER_LIMIT).contains(&per_member_limit) {
-            return Err(ApiError::validation(
-                "per_member_limit",
-                format!("must be between 1 and {MAX_PER_MEMBER_LIMIT}"),
-            ));
-        }
-        let validity = match (request.valid_days, request.valid_from, request.valid_to) {
-            (Some(days), None, None) => {
-                if !(1..=MAX_VALID_DAYS).contains(&days) {
-                    return Err(ApiError::validation(
-                        "valid_days",
-                        format!("must be between 1 and {MAX_VALID_DAYS}"),
-                    ));
-                }
-                Validity::Days(days)
-            }
-            (None, Some(from), Some(to)) => {
-                let from = to_micros(instant_field("valid_from", from.trim(), zone)?);
-                let to = to_micros(instant_field("valid_to", to.trim(), zone)?);
-                if to <= from {
-                    return Err(ApiError::validation("valid_to", "must be after valid_from"));
-                }
-                Validity::Window { from, to }
-            }
-            (None, Some(_), None) => {
-                return Err(ApiError::validation(
-                    "valid_to",
-                    "is required with valid_from",
-                ))
-            }
-            (None, None, Some(_)) => {
-                return Err(ApiError::validation(
-                    "valid_from",
-                    "is required with valid_to",
-                ))
-            }
-            (None, None, None) => {
-                return Err(ApiError::validation(
-                    "valid_days",
-                    "give valid_days, or valid_from and valid_to",
-                ))
-            }
-            (Some(_), _, _) => {
-                return Err(ApiError::validation(
-                    "valid_days",
-                    "give valid_days or valid_from and valid_to, not both",
-                ))
-            }
-        };
+        let total_stock = between("total_stock", total_stock, MAX_STOCK)?;
+        let per_member_limit = between(
+            "per_member_limit",
+            request.per_member_limit.unwrap_or(1),
+            MAX_PER_MEMBER_LIMIT,
+        )?;
+        let validity = parse_validity(
+            request.valid_days,
+            request.valid_from,
+            request.valid_to,
+            zone,
+        )?;
         Ok(NewTemplate {
             name: name.to_owned(),
             discount,
@@ -318,6 +242,108 @@ impl NewTemplate {
             per_member_limit,
             validity,
         })
+    }
+}
+
+/// `value` when it is 1 to `max`; 422 naming `field` otherwise.
+fn between(field: &str, value: i64, max: i64) -> Result<i64, ApiError> {
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation(
+            field,
+            format!("must be between 1 and {max}"),
+        ))
+    }
+}
+
+/// The discount a template's `kind` names, from the one amount field that goes with it
+/// (`amount_off` fen, or `percent_off_bp` basis points); the other must be absent.
+fn parse_discount(
+    kind: Option<&str>,
+    amount_off: Option<i64>,
+    percent_off_bp: Option<i64>,
+) -> Result<Discount, ApiError> {
+    match kind {
+        Some("amount_off") => {
+            if percent_off_bp.is_some() {
+                return Err(ApiError::validation(
+                    "percent_off_bp",
+                    "only with kind percent_off",
+                ));
+            }
+            let amount = amount_off.ok_or_else(|| {
+                ApiError::validation("amount_off", "is required with kind amount_off")
+            })?;
+            Ok(Discount::AmountOff(money("amount_off", amount, 1)?))
+        }
+        Some("percent_off") => {
+            if amount_off.is_some() {
+                return Err(ApiError::validation(
+                    "amount_off",
+                    "only with kind amount_off",
+                ));
+            }
+            let bp = percent_off_bp.ok_or_else(|| {
+                ApiError::validation("percent_off_bp", "is required with kind percent_off")
+            })?;
+            if !(1..=FULL_BP).contains(&bp) {
+                return Err(ApiError::validation(
+                    "percent_off_bp",
+                    "must be between 1 and 10000 basis points (10000 = 100%)",
+                ));
+            }
+            Ok(Discount::PercentOff(bp))
+        }
+        _ => Err(ApiError::validation(
+            "kind",
+            "must be amount_off or percent_off",
+        )),
+    }
+}
+
+/// How long a template's coupons are valid: `valid_days` from the claim, or the window
+/// `valid_from` to `valid_to` (instants or dates in `zone`); exactly one of the two forms.
+fn parse_validity(
+    valid_days: Option<i64>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+    zone: &TimeZone,
+) -> Result<Validity, ApiError> {
+    match (valid_days, valid_from, valid_to) {
+        (Some(days), None, None) => {
+            if !(1..=MAX_VALID_DAYS).contains(&days) {
+                return Err(ApiError::validation(
+                    "valid_days",
+                    format!("must be between 1 and {MAX_VALID_DAYS}"),
+                ));
+            }
+            Ok(Validity::Days(days))
+        }
+        (None, Some(from), Some(to)) => {
+            let from = to_micros(instant_field("valid_from", from.trim(), zone)?);
+            let to = to_micros(instant_field("valid_to", to.trim(), zone)?);
+            if to <= from {
+                return Err(ApiError::validation("valid_to", "must be after valid_from"));
+            }
+            Ok(Validity::Window { from, to })
+        }
+        (None, Some(_), None) => Err(ApiError::validation(
+            "valid_to",
+            "is required with valid_from",
+        )),
+        (None, None, Some(_)) => Err(ApiError::validation(
+            "valid_from",
+            "is required with valid_to",
+        )),
+        (None, None, None) => Err(ApiError::validation(
+            "valid_days",
+            "give valid_days, or valid_from and valid_to",
+        )),
+        (Some(_), _, _) => Err(ApiError::validation(
+            "valid_days",
+            "give valid_days or valid_from and valid_to, not both",
+        )),
     }
 }
 

@@ -420,6 +420,49 @@ pub async fn refund_spend_in(
             return Ok((original, false));
         }
     }
+    let (amount, split) = spend_refund_split(tx, tenant_id, member_id, spend_id, amount).await?;
+    let at = to_micros(tx.now());
+    let refund = Refund {
+        id: RefundId::generate(),
+        member_id: member_id.clone(),
+        kind: RefundKind::Spend,
+        spend_id: Some(spend_id.to_string()),
+        topup_id: None,
+        reference: reference.map(str::to_owned),
+        amount,
+        principal: split.principal,
+        bonus: split.bonus,
+        created_at: micros_to_rfc3339(at),
+    };
+    if !store::insert_refund(tx.conn(), tenant_id, &refund, at).await? {
+        let original = store::refund_by_reference(tx.conn(), tenant_id, reference.unwrap_or(""))
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("refund vanished")))?;
+        return Ok((original, false));
+    }
+    return_to_wallet(tx, tenant_id, member_id, &refund.id, spend_id, split).await?;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "wallet.refunded",
+        Some(member_id.as_str()),
+        json!({ "member_id": member_id, "refund_id": refund.id, "kind": "spend",
+                "spend_id": spend_id, "amount": amount,
+                "principal": split.principal, "bonus": split.bonus }),
+    ));
+    Ok((refund, true))
+}
+
+/// How much of the member's spend to refund (`amount`, or by default all that is not refunded
+/// yet) and its principal/bonus split in the spend's own ratio ([`rules::split_spend_refund`]).
+/// 404 for another member's spend; 422 for an amount below 1; 409 `refund_exceeds_spend` past
+/// what is left.
+async fn spend_refund_split(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    spend_id: &SpendId,
+    amount: Option<i64>,
+) -> ApiResult<(i64, Split)> {
     let spend = store::spend(tx.conn(), tenant_id, spend_id)
         .await?
         .filter(|s| s.member_id == *member_id)
@@ -449,28 +492,24 @@ pub async fn refund_spend_in(
         principal: spend.principal,
         bonus: spend.bonus,
     };
-    let split = rules::split_spend_refund(spend.amount, spent, refunded, amount);
-    let at = to_micros(tx.now());
-    let refund = Refund {
-        id: RefundId::generate(),
-        member_id: member_id.clone(),
-        kind: RefundKind::Spend,
-        spend_id: Some(spend_id.to_string()),
-        topup_id: None,
-        reference: reference.map(str::to_owned),
+    Ok((
         amount,
-        principal: split.principal,
-        bonus: split.bonus,
-        created_at: micros_to_rfc3339(at),
-    };
-    if !store::insert_refund(tx.conn(), tenant_id, &refund, at).await? {
-        let original = store::refund_by_reference(tx.conn(), tenant_id, reference.unwrap_or(""))
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("refund vanished")))?;
-        return Ok((original, false));
-    }
+        rules::split_spend_refund(spend.amount, spent, refunded, amount),
+    ))
+}
+
+/// Move a spend refund back into the member's wallet from `system:redemption`: principal and
+/// bonus as one linked chain, with ids derived from the refund.
+async fn return_to_wallet(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    member_id: &MemberId,
+    refund_id: &RefundId,
+    spend_id: &SpendId,
+    split: Split,
+) -> ApiResult<()> {
     let member = Address::member(member_id);
-    let id = refund.id.as_str();
+    let id = refund_id.as_str();
     apply(
         tx,
         tenant_id,
@@ -495,16 +534,7 @@ pub async fn refund_spend_in(
             ),
         ]),
     )
-    .await?;
-    tx.emit(NewEvent::new(
-        tenant_id,
-        "wallet.refunded",
-        Some(member_id.as_str()),
-        json!({ "member_id": member_id, "refund_id": refund.id, "kind": "spend",
-                "spend_id": spend_id, "amount": amount,
-                "principal": split.principal, "bonus": split.bonus }),
-    ));
-    Ok((refund, true))
+    .await
 }
 
 /// Refund a whole top-up inside `tx`: its principal leaves the wallet for `system:refunds`
