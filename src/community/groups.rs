@@ -100,17 +100,20 @@ pub struct Group {
 
 const GROUP_COLUMNS: &str = "id, name, owner_member_id, capacity, member_count, tags, created_at";
 
-fn group_from_row(row: &AnyRow) -> Result<Group, sqlx::Error> {
-    let tags: String = row.try_get("tags")?;
-    Ok(Group {
-        id: GroupId::from_db(row.try_get("id")?),
-        name: row.try_get("name")?,
-        owner_member_id: MemberId::from_db(row.try_get("owner_member_id")?),
-        capacity: row.try_get("capacity")?,
-        member_count: row.try_get("member_count")?,
-        tags: serde_json::from_str(&tags).unwrap_or_default(),
-        created_at: micros_to_rfc3339(row.try_get("created_at")?),
-    })
+impl Group {
+    /// A row of [`GROUP_COLUMNS`].
+    fn from_row(row: &AnyRow) -> Result<Group, sqlx::Error> {
+        let tags: String = row.try_get("tags")?;
+        Ok(Group {
+            id: GroupId::from_db(row.try_get("id")?),
+            name: row.try_get("name")?,
+            owner_member_id: MemberId::from_db(row.try_get("owner_member_id")?),
+            capacity: row.try_get("capacity")?,
+            member_count: row.try_get("member_count")?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            created_at: micros_to_rfc3339(row.try_get("created_at")?),
+        })
+    }
 }
 
 /// One group of the tenant.
@@ -127,7 +130,7 @@ pub(crate) async fn fetch_group(
         .push(" AND id = ")
         .bind(id.as_str());
     let row = sql.query().fetch_optional(&mut *conn).await?;
-    Ok(row.as_ref().map(group_from_row).transpose()?)
+    Ok(row.as_ref().map(Group::from_row).transpose()?)
 }
 
 pub(crate) async fn require_group(
@@ -248,7 +251,7 @@ async fn list_groups(
     let rows = sql.query().fetch_all(&mut *conn).await?;
     let mut data = rows
         .iter()
-        .map(group_from_row)
+        .map(Group::from_row)
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = pagination::next_cursor(&mut data, limit, |g| g.id.to_string());
     Ok(Json(GroupPage { data, next_cursor }))
@@ -267,16 +270,22 @@ pub struct Stay {
     pub left_at: Option<String>,
 }
 
-fn stay_from_row(row: &AnyRow) -> Result<Stay, sqlx::Error> {
-    let left_at: Option<i64> = row.try_get("left_at")?;
-    let inviter: Option<String> = row.try_get("inviter_member_id")?;
-    Ok(Stay {
-        group_id: GroupId::from_db(row.try_get("group_id")?),
-        member_id: MemberId::from_db(row.try_get("member_id")?),
-        inviter_member_id: inviter.map(MemberId::from_db),
-        joined_at: micros_to_rfc3339(row.try_get("joined_at")?),
-        left_at: left_at.map(micros_to_rfc3339),
-    })
+/// The columns [`Stay::from_row`] reads.
+const STAY_COLUMNS: &str = "group_id, member_id, inviter_member_id, joined_at, left_at";
+
+impl Stay {
+    /// A row of [`STAY_COLUMNS`].
+    fn from_row(row: &AnyRow) -> Result<Stay, sqlx::Error> {
+        let left_at: Option<i64> = row.try_get("left_at")?;
+        let inviter: Option<String> = row.try_get("inviter_member_id")?;
+        Ok(Stay {
+            group_id: GroupId::from_db(row.try_get("group_id")?),
+            member_id: MemberId::from_db(row.try_get("member_id")?),
+            inviter_member_id: inviter.map(MemberId::from_db),
+            joined_at: micros_to_rfc3339(row.try_get("joined_at")?),
+            left_at: left_at.map(micros_to_rfc3339),
+        })
+    }
 }
 
 /// The member's open stay in the group, if any.
@@ -288,7 +297,7 @@ pub(crate) async fn open_stay(
 ) -> ApiResult<Option<Stay>> {
     let mut sql = Sql::for_conn(
         &*conn,
-        "SELECT group_id, member_id, inviter_member_id, joined_at, left_at FROM group_membership WHERE tenant_id = ",
+        &format!("SELECT {STAY_COLUMNS} FROM group_membership WHERE tenant_id = "),
     );
     sql.bind(tenant_id.as_str())
         .push(" AND group_id = ")
@@ -297,7 +306,7 @@ pub(crate) async fn open_stay(
         .bind(member_id.as_str())
         .push(" AND left_at IS NULL");
     let row = sql.query().fetch_optional(&mut *conn).await?;
-    Ok(row.as_ref().map(stay_from_row).transpose()?)
+    Ok(row.as_ref().map(Stay::from_row).transpose()?)
 }
 
 async fn insert_stay(
@@ -547,13 +556,14 @@ async fn leave(
         .bind(id.as_str())
         .push(" AND member_id = ")
         .bind(member.as_str())
-        .push(" AND left_at IS NULL RETURNING group_id, member_id, inviter_member_id, joined_at, left_at");
+        .push(" AND left_at IS NULL RETURNING ")
+        .push(STAY_COLUMNS);
     let row = sql
         .query()
         .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| ApiError::not_found("group member"))?;
-    let stay = stay_from_row(&row)?;
+    let stay = Stay::from_row(&row)?;
     change_count(&mut tx, &auth.tenant_id, &id, -1).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,
@@ -586,6 +596,15 @@ pub struct InviterCount {
     #[schema(value_type = String)]
     pub inviter_member_id: MemberId,
     pub joins: i64,
+}
+
+impl InviterCount {
+    fn from_row(row: &AnyRow) -> Result<InviterCount, sqlx::Error> {
+        Ok(InviterCount {
+            inviter_member_id: MemberId::from_db(row.try_get("inviter_member_id")?),
+            joins: row.try_get("joins")?,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -741,13 +760,8 @@ async fn joins_by_inviter(
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|row| {
-            Ok(InviterCount {
-                inviter_member_id: MemberId::from_db(row.try_get("inviter_member_id")?),
-                joins: row.try_get("joins")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        .map(InviterCount::from_row)
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// GMV and paid orders of the group over its whole life: paid orders placed by members

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -103,6 +104,29 @@ struct StoredLink {
     created_at: i64,
 }
 
+impl StoredLink {
+    fn from_row(row: &AnyRow) -> Result<StoredLink, sqlx::Error> {
+        Ok(StoredLink {
+            id: GroupLinkId::from_db(row.try_get("id")?),
+            name: row.try_get("name")?,
+            code: row.try_get("code")?,
+            full_alerted_at: row.try_get("full_alerted_at")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+impl LinkGroup {
+    /// A row of `community_group` with `id`, `capacity` and `member_count`.
+    fn from_row(row: &AnyRow) -> Result<LinkGroup, sqlx::Error> {
+        Ok(LinkGroup {
+            group_id: GroupId::from_db(row.try_get("id")?),
+            capacity: row.try_get("capacity")?,
+            member_count: row.try_get("member_count")?,
+        })
+    }
+}
+
 async fn fetch_link(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -121,13 +145,7 @@ async fn fetch_link(
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| ApiError::not_found("group link"))?;
-    Ok(StoredLink {
-        id: GroupLinkId::from_db(row.try_get("id")?),
-        name: row.try_get("name")?,
-        code: row.try_get("code")?,
-        full_alerted_at: row.try_get("full_alerted_at")?,
-        created_at: row.try_get("created_at")?,
-    })
+    Ok(StoredLink::from_row(&row)?)
 }
 
 /// The link's groups in fill order, with their counts.
@@ -147,15 +165,10 @@ async fn link_groups(
         .bind(link_id.as_str())
         .push(" ORDER BY l.position");
     let rows = sql.query().fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(LinkGroup {
-                group_id: GroupId::from_db(row.try_get("id")?),
-                capacity: row.try_get("capacity")?,
-                member_count: row.try_get("member_count")?,
-            })
-        })
-        .collect()
+    Ok(rows
+        .iter()
+        .map(LinkGroup::from_row)
+        .collect::<Result<_, _>>()?)
 }
 
 async fn view(conn: &mut AnyConnection, tenant_id: &TenantId, link: StoredLink) -> ApiResult<Link> {

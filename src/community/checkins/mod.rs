@@ -30,6 +30,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -250,6 +251,34 @@ pub struct Checkin {
     /// Points the make-up cost.
     pub points_cost: i64,
     pub created_at: String,
+}
+
+/// The columns [`Checkin::from_row`] reads.
+const CHECKIN_COLUMNS: &str =
+    "local_date, kind, streak, cycle_day, reward, points_cost, created_at";
+
+impl Checkin {
+    /// A stored check-in of `member_id`, a row of [`CHECKIN_COLUMNS`]. The payout is not
+    /// stored with it (the check-in's event carries it); a stored reward that does not parse
+    /// is a 500.
+    fn from_row(row: &AnyRow, member_id: &MemberId) -> ApiResult<Checkin> {
+        let reward: Option<String> = row.try_get("reward")?;
+        Ok(Checkin {
+            member_id: member_id.clone(),
+            date: row.try_get("local_date")?,
+            kind: row.try_get("kind")?,
+            streak: row.try_get("streak")?,
+            cycle_day: row.try_get("cycle_day")?,
+            reward: reward
+                .as_deref()
+                .map(Reward::from_json)
+                .transpose()?
+                .map(|r| r.spec()),
+            payout: None,
+            points_cost: row.try_get("points_cost")?,
+            created_at: micros_to_rfc3339(row.try_get("created_at")?),
+        })
+    }
 }
 
 /// Take the member's check-in lock (see the module doc).
@@ -713,7 +742,7 @@ async fn calendar(
     };
     let mut sql = Sql::for_conn(
         &conn,
-        "SELECT local_date, kind, streak, cycle_day, reward, points_cost, created_at FROM checkin WHERE tenant_id = ",
+        &format!("SELECT {CHECKIN_COLUMNS} FROM checkin WHERE tenant_id = "),
     );
     sql.bind(tenant.as_str())
         .push(" AND member_id = ")
@@ -723,25 +752,13 @@ async fn calendar(
         .push(" AND local_date <= ")
         .bind(first.last_of_month().to_string())
         .push(" ORDER BY local_date");
-    let mut days = Vec::new();
-    for row in sql.query().fetch_all(&mut *conn).await? {
-        let reward: Option<String> = row.try_get("reward")?;
-        days.push(Checkin {
-            member_id: member.clone(),
-            date: row.try_get("local_date")?,
-            kind: row.try_get("kind")?,
-            streak: row.try_get("streak")?,
-            cycle_day: row.try_get("cycle_day")?,
-            reward: reward
-                .as_deref()
-                .map(Reward::from_json)
-                .transpose()?
-                .map(|r| r.spec()),
-            payout: None,
-            points_cost: row.try_get("points_cost")?,
-            created_at: micros_to_rfc3339(row.try_get("created_at")?),
-        });
-    }
+    let days = sql
+        .query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Checkin::from_row(row, &member))
+        .collect::<ApiResult<Vec<_>>>()?;
     let today_streak = streak_on(&mut conn, tenant, &member, today).await?;
     let current_streak = match today_streak {
         Some(s) => s,

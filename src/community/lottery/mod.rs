@@ -33,6 +33,7 @@ use jiff::{SignedDuration, Timestamp};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -191,6 +192,25 @@ struct Stored {
 }
 
 impl Stored {
+    fn from_row(row: &AnyRow) -> Result<Stored, sqlx::Error> {
+        Ok(Stored {
+            id: LotteryId::from_db(row.try_get("id")?),
+            name: row.try_get("name")?,
+            mode: state_column(row, "mode")?,
+            winners: row.try_get("winners")?,
+            entry_cost_points: row.try_get("entry_cost_points")?,
+            entries_per_member: row.try_get("entries_per_member")?,
+            opens_at: row.try_get("opens_at")?,
+            closes_at: row.try_get("closes_at")?,
+            seed: row.try_get("seed")?,
+            commitment: row.try_get("commitment")?,
+            status: state_column(row, "status")?,
+            entry_count: row.try_get("entry_count")?,
+            result: row.try_get("result")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
     /// Whether the seed may be shown: with the result.
     fn revealed(&self, now: i64) -> bool {
         self.status == StoredStatus::Drawn
@@ -228,28 +248,32 @@ async fn fetch(
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| ApiError::not_found("lottery"))?;
-    Ok(Stored {
-        id: LotteryId::from_db(row.try_get("id")?),
-        name: row.try_get("name")?,
-        mode: state_column(&row, "mode")?,
-        winners: row.try_get("winners")?,
-        entry_cost_points: row.try_get("entry_cost_points")?,
-        entries_per_member: row.try_get("entries_per_member")?,
-        opens_at: row.try_get("opens_at")?,
-        closes_at: row.try_get("closes_at")?,
-        seed: row.try_get("seed")?,
-        commitment: row.try_get("commitment")?,
-        status: state_column(&row, "status")?,
-        entry_count: row.try_get("entry_count")?,
-        result: row.try_get("result")?,
-        created_at: row.try_get("created_at")?,
-    })
+    Ok(Stored::from_row(&row)?)
 }
 
 /// A stored prize with its parsed reward.
 struct StoredPrize {
     view: Prize,
     reward: Option<Reward>,
+}
+
+impl StoredPrize {
+    /// A prize row; a stored reward that does not parse is a 500.
+    fn from_row(row: &AnyRow) -> ApiResult<StoredPrize> {
+        let reward: Option<String> = row.try_get("reward")?;
+        let reward = reward.as_deref().map(Reward::from_json).transpose()?;
+        Ok(StoredPrize {
+            view: Prize {
+                position: row.try_get("position")?,
+                name: row.try_get("name")?,
+                reward: reward.as_ref().map(Reward::spec),
+                stock: row.try_get("stock")?,
+                remaining: row.try_get("remaining")?,
+                weight: row.try_get("weight")?,
+            },
+            reward,
+        })
+    }
 }
 
 async fn prizes(
@@ -265,23 +289,12 @@ async fn prizes(
         .push(" AND lottery_id = ")
         .bind(id.as_str())
         .push(" ORDER BY position");
-    let mut out = Vec::new();
-    for row in sql.query().fetch_all(&mut *conn).await? {
-        let reward: Option<String> = row.try_get("reward")?;
-        let reward = reward.as_deref().map(Reward::from_json).transpose()?;
-        out.push(StoredPrize {
-            view: Prize {
-                position: row.try_get("position")?,
-                name: row.try_get("name")?,
-                reward: reward.as_ref().map(Reward::spec),
-                stock: row.try_get("stock")?,
-                remaining: row.try_get("remaining")?,
-                weight: row.try_get("weight")?,
-            },
-            reward,
-        });
-    }
-    Ok(out)
+    sql.query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(StoredPrize::from_row)
+        .collect()
 }
 
 fn slots(prizes: &[StoredPrize]) -> Vec<PrizeSlot> {
@@ -924,20 +937,13 @@ async fn entries(
         .push(" AND lottery_id = ")
         .bind(id.as_str())
         .push(" ORDER BY entry_index");
-    sql.query()
+    Ok(sql
+        .query()
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|row| {
-            let prize: Option<i64> = row.try_get("prize_position")?;
-            let payout: Option<String> = row.try_get("payout")?;
-            Ok(StoredEntry {
-                member_id: row.try_get("member_id")?,
-                prize: prize.and_then(|p| usize::try_from(p).ok()),
-                payout: payout.and_then(|p| serde_json::from_str(&p).ok()),
-            })
-        })
-        .collect()
+        .map(StoredEntry::from_row)
+        .collect::<Result<_, _>>()?)
 }
 
 /// One stored entry.
@@ -945,6 +951,18 @@ struct StoredEntry {
     member_id: String,
     prize: Option<usize>,
     payout: Option<Value>,
+}
+
+impl StoredEntry {
+    fn from_row(row: &AnyRow) -> Result<StoredEntry, sqlx::Error> {
+        let prize: Option<i64> = row.try_get("prize_position")?;
+        let payout: Option<String> = row.try_get("payout")?;
+        Ok(StoredEntry {
+            member_id: row.try_get("member_id")?,
+            prize: prize.and_then(|p| usize::try_from(p).ok()),
+            payout: payout.and_then(|p| serde_json::from_str(&p).ok()),
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
