@@ -28,6 +28,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -271,9 +272,12 @@ pub async fn load_settings(
             .bind(tenant_id.as_str())
             .fetch_optional(conn)
             .await?;
-    Ok(text
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default())
+    Ok(text.as_deref().map(settings_from_json).unwrap_or_default())
+}
+
+/// The stored settings document, or the defaults when it does not parse.
+fn settings_from_json(text: &str) -> ProgramSettings {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// Read, change and write the settings inside `tx` (row-locked on PostgreSQL).
@@ -303,7 +307,7 @@ async fn update_settings(
     .bind(tenant_id.as_str())
     .fetch_one(tx.conn())
     .await?;
-    let mut settings: ProgramSettings = serde_json::from_str(&text).unwrap_or_default();
+    let mut settings = settings_from_json(&text);
     change(&mut settings);
     sqlx::query("UPDATE program_setting SET settings = $1, updated_at = $2 WHERE tenant_id = $3")
         .bind(serde_json::to_string(&settings).map_err(ApiError::internal)?)
@@ -540,8 +544,7 @@ async fn reevaluate_chunk(
     let mut changes = Vec::new();
     for row in rows {
         let id: String = row.try_get("id")?;
-        let current: Option<String> = row.try_get("tier")?;
-        let growth: i64 = row.try_get("growth")?;
+        let (current, growth) = tier_and_growth(&row)?;
         if let Some(new) =
             tiers::evaluate_tier(current.as_deref(), growth, tiers_list, allow_downgrade)
         {
@@ -553,6 +556,11 @@ async fn reevaluate_chunk(
         set_tier(tx, tenant_id, id, from.as_deref(), to).await?;
     }
     Ok((changes.len(), next_chunk(&ids, |id| id)))
+}
+
+/// A member row's tier name (none before the first tier is set) and growth value.
+fn tier_and_growth(row: &AnyRow) -> Result<(Option<String>, i64), sqlx::Error> {
+    Ok((row.try_get("tier")?, row.try_get("growth")?))
 }
 
 async fn set_tier(
@@ -605,8 +613,7 @@ pub async fn change_growth(
     .bind(member_id.as_str())
     .fetch_one(tx.conn())
     .await?;
-    let growth: i64 = row.try_get("growth")?;
-    let tier: Option<String> = row.try_get("tier")?;
+    let (tier, growth) = tier_and_growth(&row)?;
     tx.emit(NewEvent::new(
         tenant_id,
         "member.growth_changed",

@@ -92,6 +92,21 @@ pub struct StoredTemplate {
     pub validity: Validity,
 }
 
+fn stored_template_from_row(row: &AnyRow) -> Result<StoredTemplate, sqlx::Error> {
+    let valid_days: Option<i64> = row.try_get("valid_days")?;
+    let valid_from: Option<i64> = row.try_get("valid_from")?;
+    let valid_to: Option<i64> = row.try_get("valid_to")?;
+    let validity = match (valid_days, valid_from, valid_to) {
+        (Some(days), _, _) => Validity::Days(days),
+        (None, Some(from), Some(to)) => Validity::Window { from, to },
+        _ => Validity::Days(0),
+    };
+    Ok(StoredTemplate {
+        view: template_from_row(row)?,
+        validity,
+    })
+}
+
 pub async fn fetch_template(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -104,19 +119,7 @@ pub async fn fetch_template(
     .bind(id.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let valid_days: Option<i64> = row.try_get("valid_days")?;
-    let valid_from: Option<i64> = row.try_get("valid_from")?;
-    let valid_to: Option<i64> = row.try_get("valid_to")?;
-    let validity = match (valid_days, valid_from, valid_to) {
-        (Some(days), _, _) => Validity::Days(days),
-        (None, Some(from), Some(to)) => Validity::Window { from, to },
-        _ => Validity::Days(0),
-    };
-    Ok(Some(StoredTemplate {
-        view: template_from_row(&row)?,
-        validity,
-    }))
+    Ok(row.as_ref().map(stored_template_from_row).transpose()?)
 }
 
 /// A page of templates in id (= creation) order after `after_id`.

@@ -18,6 +18,8 @@ pub const MAX_PLANS: i64 = 200;
 /// Most top-ups shown by `GET /v1/members/{id}/wallet` (newest first).
 pub const WALLET_TOPUPS_SHOWN: i64 = 100;
 
+const PLAN_COLUMNS: &str = "id, name, pay, bonus, active, created_at";
+
 fn plan_from_row(row: &AnyRow) -> Result<Plan, sqlx::Error> {
     Ok(Plan {
         id: PlanId::from_db(row.try_get("id")?),
@@ -66,10 +68,9 @@ pub async fn plan(
     tenant_id: &TenantId,
     id: &PlanId,
 ) -> Result<Option<Plan>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, name, pay, bonus, active, created_at FROM topup_plan \
-         WHERE tenant_id = $1 AND id = $2",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {PLAN_COLUMNS} FROM topup_plan WHERE tenant_id = $1 AND id = $2"
+    ))
     .bind(tenant_id.as_str())
     .bind(id.as_str())
     .fetch_optional(conn)
@@ -81,10 +82,10 @@ pub async fn plans(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
 ) -> Result<Vec<Plan>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, name, pay, bonus, active, created_at FROM topup_plan \
-         WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {PLAN_COLUMNS} FROM topup_plan WHERE tenant_id = $1 \
+         ORDER BY created_at, id LIMIT $2"
+    ))
     .bind(tenant_id.as_str())
     .bind(MAX_PLANS)
     .fetch_all(conn)
