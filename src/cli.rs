@@ -315,6 +315,7 @@ fn tenant_id(text: &str) -> anyhow::Result<TenantId> {
 async fn open(url: &str) -> anyhow::Result<Db> {
     // The commands act on orders and members too: their domains' reactions come along.
     crate::common::hooks::install(crate::server::hooks);
+    crate::orders::install_campaigns();
     let db = Db::connect(url).await?;
     db.migrate().await?;
     Ok(db)

@@ -68,6 +68,7 @@ impl AppState {
     /// Build the state and start the background executors (needs a Tokio runtime).
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
         crate::common::hooks::install(hooks);
+        orders::install_campaigns();
         Self {
             ledger: Ledger::start(db.clone(), clock.clone()),
             commerce: Commerce {

@@ -10,7 +10,8 @@
 //! process's batch waits for the row lock and then sees the first one's orders.
 //!
 //! The orders are ordinary orders (`campaign_kind = flash_sale`) with a payment deadline;
-//! paying moves units from reserved to sold, expiry or cancellation returns them to available.
+//! paying moves units from reserved to sold, expiry or cancellation returns them to available
+//! ([`FlashSaleHooks`], which the order life cycle calls).
 
 use std::sync::Arc;
 
@@ -24,10 +25,11 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::campaign::{CampaignHooks, CampaignOrder};
 use super::claims::{self, Buyers, Campaign};
 use super::model::{self, Order, OrderLine, OrderStatus};
+use super::products;
 use super::store::{self, NewOrder};
-use super::{checkout, products};
 use crate::common::auth::Auth;
 use crate::common::batcher::{self, Batcher};
 use crate::common::clock::Clock;
@@ -592,7 +594,7 @@ async fn reserve_units(
         ));
     }
     for row in rows {
-        checkout::emit_created(tx, tenant_id, row);
+        store::emit_created(tx, tenant_id, row);
     }
     Ok(())
 }
@@ -605,40 +607,60 @@ pub(super) fn placed_view(row: &NewOrder, now: i64) -> PlacedOrder {
     }
 }
 
-/// A flash-sale order was paid: its units move from reserved to sold.
-pub async fn on_paid(
-    conn: &mut AnyConnection,
-    tenant_id: &TenantId,
-    sale_id: &str,
-    qty: i64,
-) -> ApiResult<()> {
-    sqlx::query(
-        "UPDATE flash_sale SET reserved = reserved - $1, sold = sold + $1 \
-         WHERE tenant_id = $2 AND id = $3",
-    )
-    .bind(qty)
-    .bind(tenant_id.as_str())
-    .bind(sale_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What the life cycle of flash-sale orders moves in their sale's counts (see
+/// [`super::campaign`]).
+pub struct FlashSaleHooks;
+
+#[async_trait::async_trait]
+impl CampaignHooks for FlashSaleHooks {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    /// Paid: the order's units move from reserved to sold.
+    async fn on_paid(&self, tx: &mut Tx, paid: &CampaignOrder<'_>) -> ApiResult<()> {
+        let Some(sale_id) = paid.order.campaign_id.as_deref() else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE flash_sale SET reserved = reserved - $1, sold = sold + $1 \
+             WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(paid.order.qty)
+        .bind(paid.tenant_id.as_str())
+        .bind(sale_id)
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Closed unpaid: the units it reserved come back to available.
+    async fn on_closed_unpaid(&self, tx: &mut Tx, closed: &CampaignOrder<'_>) -> ApiResult<()> {
+        release(tx.conn(), closed, true).await
+    }
+
+    /// Refunded in full with restocking: the units it bought come back to available.
+    async fn on_restocked(&self, tx: &mut Tx, refunded: &CampaignOrder<'_>) -> ApiResult<()> {
+        release(tx.conn(), refunded, false).await
+    }
 }
 
 /// Units come back to available: an unpaid order closed (`unpaid`) or a paid one refunded in
 /// full with restocking.
-pub async fn release(
+async fn release(
     conn: &mut AnyConnection,
-    tenant_id: &TenantId,
-    sale_id: &str,
-    qty: i64,
+    order: &CampaignOrder<'_>,
     unpaid: bool,
 ) -> ApiResult<()> {
+    let Some(sale_id) = order.order.campaign_id.as_deref() else {
+        return Ok(());
+    };
     let column = if unpaid { "reserved" } else { "sold" };
     sqlx::query(&format!(
         "UPDATE flash_sale SET {column} = {column} - $1 WHERE tenant_id = $2 AND id = $3"
     ))
-    .bind(qty)
-    .bind(tenant_id.as_str())
+    .bind(order.order.qty)
+    .bind(order.tenant_id.as_str())
     .bind(sale_id)
     .execute(conn)
     .await?;

@@ -11,6 +11,10 @@
 //!
 //! Joins go through the batcher: concurrent joins of one team are decided together under the
 //! team's row lock, so the last slots go to exactly as many joiners as there are slots.
+//!
+//! What paying, closing and refunding a team order do to its team is [`GroupBuyHooks`], which
+//! the order life cycle calls; closing a team cancels and refunds its orders through that life
+//! cycle ([`super::checkout`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,12 +29,13 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::campaign::{CampaignHooks, CampaignOrder, CampaignRefund};
 use super::checkout::{self, RefundRequest};
 use super::claims::{self, Buyers, Campaign};
 use super::flash_sales::{placed_view, PlacedOrder};
 use super::model::{self, OrderLine, OrderStatus};
 use super::products;
-use super::store::{self, NewOrder, StoredOrder};
+use super::store::{self, NewOrder};
 use crate::common::auth::Auth;
 use crate::common::batcher::{self, Batcher};
 use crate::common::clock::Clock;
@@ -536,7 +541,7 @@ async fn open_in(
         now,
     )
     .await?;
-    checkout::emit_created(tx, tenant_id, &order);
+    store::emit_created(tx, tenant_id, &order);
     tx.emit(NewEvent::new(
         tenant_id,
         "group_buy.team_opened",
@@ -842,7 +847,7 @@ async fn take_slots(
         ));
     }
     for row in rows {
-        checkout::emit_created(tx, tenant_id, row);
+        store::emit_created(tx, tenant_id, row);
         tx.emit(NewEvent::new(
             tenant_id,
             "group_buy.team_joined",
@@ -853,91 +858,99 @@ async fn take_slots(
     Ok(())
 }
 
-/// Payment is allowed only while the team is open.
-pub async fn require_payable(
-    conn: &mut AnyConnection,
-    tenant_id: &TenantId,
-    team_id: &TeamId,
-) -> ApiResult<()> {
-    let team = fetch_team(conn, tenant_id, team_id, true)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order of a missing team")))?;
-    if team.status != TeamStatus::Open {
-        return Err(ApiError::conflict(
-            codes::TEAM_CLOSED,
-            "this order's team is closed; it can no longer be paid",
-        ));
-    }
-    Ok(())
-}
+/// What the life cycle of team orders moves in their team (see [`super::campaign`]).
+pub struct GroupBuyHooks;
 
-/// A team order was paid: the team succeeds when its paid members reach the team size.
-pub async fn on_paid(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<()> {
-    let Some(team_id) = &order.team_id else {
-        return Ok(());
-    };
-    let now = to_micros(tx.now());
-    sqlx::query(
-        "UPDATE group_team SET paid_count = paid_count + 1 WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant_id.as_str())
-    .bind(team_id.as_str())
-    .execute(tx.conn())
-    .await?;
-    let succeeded = sqlx::query(
-        "UPDATE group_team SET status = 'succeeded', closed_at = $1 \
-         WHERE tenant_id = $2 AND id = $3 AND status = 'open' AND paid_count >= team_size",
-    )
-    .bind(now)
-    .bind(tenant_id.as_str())
-    .bind(team_id.as_str())
-    .execute(tx.conn())
-    .await?;
-    if succeeded.rows_affected() == 1 {
-        tx.emit(NewEvent::new(
-            tenant_id,
-            "group_buy.team_succeeded",
-            Some(team_id.as_str()),
-            json!({ "team_id": team_id, "group_buy_id": order.campaign_id, "virtual": false }),
-        ));
+#[async_trait::async_trait]
+impl CampaignHooks for GroupBuyHooks {
+    fn kind(&self) -> &'static str {
+        KIND
     }
-    Ok(())
-}
 
-/// An unpaid team order was cancelled or expired: its slot frees while the team is open.
-pub async fn on_unpaid_closed(
-    conn: &mut AnyConnection,
-    tenant_id: &TenantId,
-    order: &StoredOrder,
-) -> ApiResult<()> {
-    if let Some(team_id) = &order.team_id {
+    /// Payment is allowed only while the team is open.
+    async fn require_payable(&self, tx: &mut Tx, order: &CampaignOrder<'_>) -> ApiResult<()> {
+        let Some(team_id) = &order.order.team_id else {
+            return Ok(());
+        };
+        let team = fetch_team(tx.conn(), order.tenant_id, team_id, true)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order of a missing team")))?;
+        if team.status != TeamStatus::Open {
+            return Err(ApiError::conflict(
+                codes::TEAM_CLOSED,
+                "this order's team is closed; it can no longer be paid",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A team order was paid: the team succeeds when its paid members reach the team size.
+    async fn on_paid(&self, tx: &mut Tx, paid: &CampaignOrder<'_>) -> ApiResult<()> {
+        let (tenant_id, order) = (paid.tenant_id, paid.order);
+        let Some(team_id) = &order.team_id else {
+            return Ok(());
+        };
+        let now = to_micros(tx.now());
         sqlx::query(
-            "UPDATE group_team SET slots_taken = slots_taken - 1 \
-             WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
+            "UPDATE group_team SET paid_count = paid_count + 1 WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id.as_str())
         .bind(team_id.as_str())
-        .execute(conn)
+        .execute(tx.conn())
         .await?;
+        let succeeded = sqlx::query(
+            "UPDATE group_team SET status = 'succeeded', closed_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND status = 'open' AND paid_count >= team_size",
+        )
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .bind(team_id.as_str())
+        .execute(tx.conn())
+        .await?;
+        if succeeded.rows_affected() == 1 {
+            tx.emit(NewEvent::new(
+                tenant_id,
+                "group_buy.team_succeeded",
+                Some(team_id.as_str()),
+                json!({ "team_id": team_id, "group_buy_id": order.campaign_id, "virtual": false }),
+            ));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// A paid team order was refunded in full while the team is open: slot and payment free up.
-pub async fn on_refunded(
-    conn: &mut AnyConnection,
-    tenant_id: &TenantId,
-    team_id: &TeamId,
-) -> ApiResult<()> {
-    sqlx::query(
-        "UPDATE group_team SET slots_taken = slots_taken - 1, paid_count = paid_count - 1 \
-         WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
-    )
-    .bind(tenant_id.as_str())
-    .bind(team_id.as_str())
-    .execute(conn)
-    .await?;
-    Ok(())
+    /// An unpaid team order was cancelled or expired: its slot frees while the team is open.
+    async fn on_closed_unpaid(&self, tx: &mut Tx, closed: &CampaignOrder<'_>) -> ApiResult<()> {
+        if let Some(team_id) = &closed.order.team_id {
+            sqlx::query(
+                "UPDATE group_team SET slots_taken = slots_taken - 1 \
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
+            )
+            .bind(closed.tenant_id.as_str())
+            .bind(team_id.as_str())
+            .execute(tx.conn())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A paid team order was refunded in full while the team is open: slot and payment free up.
+    async fn on_refunded(&self, tx: &mut Tx, refund: &CampaignRefund<'_>) -> ApiResult<()> {
+        let Some(team_id) = &refund.order.team_id else {
+            return Ok(());
+        };
+        if !refund.full {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE group_team SET slots_taken = slots_taken - 1, paid_count = paid_count - 1 \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
+        )
+        .bind(refund.tenant_id.as_str())
+        .bind(team_id.as_str())
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
 }
 
 /// The team's deadline: fail it and refund its paid members (or succeed it virtually).

@@ -4,10 +4,13 @@
 //! - [`store`]: order rows and their conditional state changes.
 //! - [`checkout`]: the life cycle — place, pay, cancel, expire, fulfil, complete, refund.
 //! - [`flash_sales`] (秒杀) and [`group_buys`] (拼团): hot paths through the batcher, deciding
-//!   their claims with one skeleton ([`claims`]).
+//!   their claims with one skeleton ([`claims`]). Their orders go through the life cycle, which
+//!   moves their campaign through hooks ([`campaign`]) and never names them: they are listed
+//!   once, in `CAMPAIGNS` below.
 //! - [`products`]: SKUs; [`import`]: order history in bulk for analytics, each order once
 //!   ([`import_key`] says when two rows are the same order).
 
+pub mod campaign;
 pub mod checkout;
 mod claims;
 pub mod flash_sales;
@@ -35,9 +38,21 @@ use crate::common::pagination;
 use crate::common::sql::Sql;
 use crate::tenants::time_zone as tenant_zone;
 use crate::AppState;
+use campaign::CampaignHooks;
 use checkout::{CreateOrder, PaymentRequest, Refund, RefundRequest};
 use import::{Format, OnDuplicate, OrderImportReport};
 use model::{Order, OrderStatus};
+
+/// The campaigns whose orders go through [`checkout`], each found by its orders'
+/// `campaign_kind`: the one list that names them for the life cycle (see [`campaign`]).
+static CAMPAIGNS: &[&dyn CampaignHooks] =
+    &[&flash_sales::FlashSaleHooks, &group_buys::GroupBuyHooks];
+
+/// Install `CAMPAIGNS` for the order life cycle. Every entry point calls it, next to
+/// `common::hooks::install`, before it acts; a second call is a no-op.
+pub fn install_campaigns() {
+    campaign::install(CAMPAIGNS);
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

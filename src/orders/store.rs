@@ -1,14 +1,15 @@
-//! Order rows: reading, inserting (one or a batch), and the conditional state changes that keep
-//! every transition exactly-once under concurrency.
+//! Order rows: reading, inserting (one or a batch) with the `order.created` event of each, and
+//! the conditional state changes that keep every transition exactly-once under concurrency.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::model::{Order, OrderLine, OrderStatus};
-use crate::common::db::Backend;
+use crate::common::db::{Backend, Tx};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, OrderId, TeamId, TenantId};
+use crate::common::outbox::NewEvent;
 use crate::common::sql::{backend_of, Arg, Sql};
 use crate::common::state::state_column;
 use crate::common::time::micros_to_rfc3339;
@@ -280,6 +281,22 @@ pub async fn insert(
         sql.query().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `order.created` for a row just inserted: checkout, flash sales and group buys each write it
+/// once their orders' rows and the units they hold are written.
+pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "order.created",
+        Some(order.id.as_str()),
+        json!({
+            "order_id": order.id, "member_id": order.member_id, "source": order.source,
+            "status": order.status, "total": order.total, "qty": order.qty,
+            "campaign_kind": order.campaign_kind, "campaign_id": order.campaign_id,
+            "team_id": order.team_id,
+        }),
+    ));
 }
 
 /// Move an order from one state to another; false when it was no longer in `from` (someone

@@ -2,7 +2,8 @@
 //! deadlines, fulfilment and refunds. Every step is one transaction that moves the order with a
 //! conditional UPDATE on its status (so each transition happens once, whatever retries or
 //! concurrent nodes do) together with its stock, coupon, points, wallet and campaign effects,
-//! and emits an event.
+//! and emits an event. A campaign's effects are its hooks ([`super::campaign`]), found by the
+//! order's `campaign_kind`: no step names a campaign.
 //!
 //! Payment deadlines are the orders' own `expires_at` column: [`expire_due`] runs on every
 //! scheduler pass of every node, finds due unpaid orders through a partial index and closes
@@ -13,7 +14,7 @@
 //! One file per step: [`place`] (checkout and external orders), [`pay`] (payment and what it
 //! means for the member), [`fulfil`] (fulfilled, completed), [`close`] (cancelled, expired at
 //! the payment deadline) and [`refund`]; this file holds the requests and what several steps
-//! share (points reserved for an order, units and coupon given back, `order.created`).
+//! share (points reserved for an order, units and coupon given back).
 
 mod close;
 mod fulfil;
@@ -28,21 +29,19 @@ pub use place::place_in;
 pub use refund::{refund_in, refunds_of};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use crate::common::db::Tx;
 use crate::common::error::ApiResult;
 use crate::common::ids::{MemberId, OrderId, TenantId};
-use crate::common::outbox::NewEvent;
 use crate::common::time::to_micros;
 use crate::ledger;
 use crate::ledger::model::{Address, Asset};
 use crate::membership::coupons::{self, model::CouponId};
+use crate::orders::campaign::{self, CampaignOrder};
 use crate::orders::model::OrderStatus;
-use crate::orders::store::{NewOrder, StoredOrder};
-use crate::orders::{flash_sales, group_buys};
+use crate::orders::store::StoredOrder;
 
 /// `POST /v1/orders`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -137,21 +136,6 @@ fn burn_id(order_id: &OrderId) -> String {
     format!("order-burn:{order_id}")
 }
 
-/// `order.created` for a row just inserted.
-pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
-    tx.emit(NewEvent::new(
-        tenant_id,
-        "order.created",
-        Some(order.id.as_str()),
-        json!({
-            "order_id": order.id, "member_id": order.member_id, "source": order.source,
-            "status": order.status, "total": order.total, "qty": order.qty,
-            "campaign_kind": order.campaign_kind, "campaign_id": order.campaign_id,
-            "team_id": order.team_id,
-        }),
-    ));
-}
-
 /// Give back the coupon an order redeemed (if it still stands redeemed on this order).
 async fn return_coupon(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -> ApiResult<bool> {
     let Some(coupon_id) = order.coupon_id.as_deref().and_then(CouponId::parse) else {
@@ -169,8 +153,8 @@ async fn return_coupon(tx: &mut Tx, tenant_id: &TenantId, order: &StoredOrder) -
     Ok(true)
 }
 
-/// Give an order's units back: product stock for checkout orders, the campaign's units for
-/// flash sales and group buys (`unpaid`: the units were reserved, not sold).
+/// Give an order's units back: the campaign's units for a campaign's orders (`unpaid`: the
+/// units were reserved, not sold), product stock for checkout orders.
 async fn release_units(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -178,32 +162,28 @@ async fn release_units(
     unpaid: bool,
 ) -> ApiResult<()> {
     let now = to_micros(tx.now());
-    match (order.campaign_kind.as_deref(), order.campaign_id.as_deref()) {
-        (Some(flash_sales::KIND), Some(sale)) => {
-            flash_sales::release(tx.conn(), tenant_id, sale, order.qty, unpaid).await
-        }
-        (Some(group_buys::KIND), _) => {
-            if unpaid {
-                group_buys::on_unpaid_closed(tx.conn(), tenant_id, order).await
-            } else {
-                Ok(())
-            }
-        }
-        _ if order.source == "checkout" => {
-            for line in order.lines() {
-                sqlx::query(
-                    "UPDATE product SET stock = stock + $1, updated_at = $2 \
-                     WHERE tenant_id = $3 AND id = $4",
-                )
-                .bind(line.qty)
-                .bind(now)
-                .bind(tenant_id.as_str())
-                .bind(line.product_id.as_str())
-                .execute(tx.conn())
-                .await?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+    if let Some(campaign) = campaign::of(order)? {
+        let order = CampaignOrder { tenant_id, order };
+        return if unpaid {
+            campaign.on_closed_unpaid(tx, &order).await
+        } else {
+            campaign.on_restocked(tx, &order).await
+        };
     }
+    if order.source != "checkout" {
+        return Ok(());
+    }
+    for line in order.lines() {
+        sqlx::query(
+            "UPDATE product SET stock = stock + $1, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(line.qty)
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .bind(line.product_id.as_str())
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
 }

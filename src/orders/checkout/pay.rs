@@ -13,15 +13,18 @@ use crate::ledger::{self, Op};
 use crate::membership::program;
 use crate::membership::rules::tiers;
 use crate::membership::stored_value;
+use crate::orders::campaign::{self, CampaignOrder};
 use crate::orders::model::OrderStatus;
 use crate::orders::store::{self, StoredOrder};
-use crate::orders::{flash_sales, group_buys};
 
 use super::{burn_id, PaymentRequest};
 
 /// What paying means for the member: points burnt for good, growth, pending earned points,
-/// and the order's campaign (flash-sale units sold, group-buy team progress). Runs for checkout
-/// payments and for external orders ingested as paid.
+/// every order hook, and the order's campaign (its [`CampaignHooks::on_paid`]: flash-sale units
+/// sold, group-buy team progress). Runs for checkout payments and for external orders ingested
+/// as paid.
+///
+/// [`CampaignHooks::on_paid`]: crate::orders::campaign::CampaignHooks::on_paid
 pub(super) async fn after_paid(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -38,12 +41,9 @@ pub(super) async fn after_paid(
         total: order.total,
     };
     hooks::registered()?.order_paid(tx, &paid).await?;
-    match (order.campaign_kind.as_deref(), order.campaign_id.as_deref()) {
-        (Some(flash_sales::KIND), Some(sale)) => {
-            flash_sales::on_paid(tx.conn(), tenant_id, sale, order.qty).await?
-        }
-        (Some(group_buys::KIND), _) => group_buys::on_paid(tx, tenant_id, order).await?,
-        _ => {}
+    if let Some(campaign) = campaign::of(order)? {
+        let in_campaign = CampaignOrder { tenant_id, order };
+        campaign.on_paid(tx, &in_campaign).await?;
     }
     tx.emit(NewEvent::new(
         tenant_id,
@@ -129,8 +129,12 @@ pub async fn pay_in(
     }
     let now = to_micros(tx.now());
     require_unpaid(&order, now)?;
-    if let Some(team_id) = &order.team_id {
-        group_buys::require_payable(tx.conn(), tenant_id, team_id).await?;
+    if let Some(campaign) = campaign::of(&order)? {
+        let payable = CampaignOrder {
+            tenant_id,
+            order: &order,
+        };
+        campaign.require_payable(tx, &payable).await?;
     }
     let spend_id = match method {
         "wallet" if order.total > 0 => Some(spend_from_wallet(tx, tenant_id, &order).await?),

@@ -24,7 +24,7 @@ use crate::tenants;
 use crate::tenants::time_zone as tenant_zone;
 
 use super::pay::after_paid;
-use super::{available_points, burn_id, emit_created, CreateOrder, ItemRequest};
+use super::{available_points, burn_id, CreateOrder, ItemRequest};
 
 /// How an order comes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +248,7 @@ async fn place_checkout(
     };
     store::insert(tx.conn(), tenant_id, std::slice::from_ref(&row), now).await?;
     let order = store::require(tx.conn(), tenant_id, row.id.as_str(), false).await?;
-    emit_created(tx, tenant_id, &row);
+    store::emit_created(tx, tenant_id, &row);
     Ok(order.view())
 }
 
@@ -484,7 +484,7 @@ async fn place_external(
         });
     }
     let mut order = store::require(tx.conn(), tenant_id, row.id.as_str(), false).await?;
-    emit_created(tx, tenant_id, &row);
+    store::emit_created(tx, tenant_id, &row);
     after_paid(tx, tenant_id, &mut order).await?;
     Ok(order.view())
 }

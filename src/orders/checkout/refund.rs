@@ -15,7 +15,7 @@ use crate::ledger::{self, Op};
 use crate::membership::program;
 use crate::membership::rules::tiers;
 use crate::membership::stored_value::{self, SpendId};
-use crate::orders::group_buys;
+use crate::orders::campaign::{self, CampaignRefund};
 use crate::orders::model::{self, OrderStatus, RefundError, RefundPlan};
 use crate::orders::store::{self, StoredOrder};
 
@@ -338,7 +338,8 @@ async fn record(
     }
 }
 
-/// `order.refunded`, every order hook, and a group-buy team's slot freed by a full refund.
+/// `order.refunded`, every order hook, then the order's campaign (a group-buy team's slot
+/// freed by a full refund).
 async fn announce(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -366,10 +367,13 @@ async fn announce(
         full: plan.full,
     };
     hooks::registered()?.order_refunded(tx, &refunded).await?;
-    if let Some(team_id) = &order.team_id {
-        if plan.full {
-            group_buys::on_refunded(tx.conn(), tenant_id, team_id).await?;
-        }
+    if let Some(campaign) = campaign::of(order)? {
+        let refund = CampaignRefund {
+            tenant_id,
+            order,
+            full: plan.full,
+        };
+        campaign.on_refunded(tx, &refund).await?;
     }
     Ok(())
 }
