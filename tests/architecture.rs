@@ -2,6 +2,10 @@
 //! none between the files of `src/common`. Domains meet through `common::hooks` registered by
 //! the composition root (`server.rs`, `cli.rs`, `daily.rs`, `lib.rs`, which may import
 //! anything and which no domain imports); a new `use crate::…` that closes a cycle fails here, naming it.
+//!
+//! Inside a domain folder the same holds for its modules where the folder says so
+//! ([`assert_no_cycle_inside`]): `src/orders`, whose life cycle (`checkout/`) moves flash sales
+//! and group buys through `orders::campaign` hooks that `orders/mod.rs` lists, never by name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -133,6 +137,181 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     None
 }
 
+/// The module a source file under `src` is (`orders/checkout/pay.rs` is `orders::checkout::pay`,
+/// `orders/mod.rs` is `orders`).
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut path: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned()
+        })
+        .collect();
+    if path.last().is_some_and(|last| last == "mod") {
+        path.pop();
+    }
+    path
+}
+
+/// The paths of a `use` tree (or of a path in code) starting at `at`: `a::b::{c, d::{e, f}}`
+/// gives `a::b::c`, `a::b::d::e` and `a::b::d::f`; `self` in braces names the prefix, `*` the
+/// module it globs, `as name` is left out. Returns the paths and where the tree ends.
+fn use_tree(text: &[u8], mut at: usize) -> (Vec<Vec<String>>, usize) {
+    let is_ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+    let word = |at: usize| -> usize { text[at..].iter().take_while(|c| is_ident(c)).count() };
+    let space = |at: usize| -> usize {
+        at + text[at..]
+            .iter()
+            .take_while(|c| c.is_ascii_whitespace())
+            .count()
+    };
+    let mut prefix: Vec<String> = Vec::new();
+    loop {
+        match text.get(at) {
+            Some(b'{') => {
+                let mut paths = Vec::new();
+                at += 1;
+                loop {
+                    at = space(at);
+                    match text.get(at) {
+                        None => return (paths, at),
+                        Some(b'}') => return (paths, at + 1),
+                        Some(b',') => at += 1,
+                        Some(_) => {
+                            let (inner, end) = use_tree(text, at);
+                            if end == at {
+                                at += 1; // not a path
+                                continue;
+                            }
+                            for path in inner {
+                                let mut full = prefix.clone();
+                                full.extend(path.into_iter().filter(|p| p != "self"));
+                                paths.push(full);
+                            }
+                            at = space(end);
+                            if text[at..].starts_with(b"as") && word(at) == 2 {
+                                at = space(at + 2);
+                                at += word(at);
+                            }
+                        }
+                    }
+                }
+            }
+            Some(b'*') => return (vec![prefix], at + 1),
+            _ => {}
+        }
+        let length = word(at);
+        if length == 0 {
+            return (
+                if prefix.is_empty() {
+                    vec![]
+                } else {
+                    vec![prefix]
+                },
+                at,
+            );
+        }
+        prefix.push(String::from_utf8_lossy(&text[at..at + length]).into_owned());
+        at += length;
+        if text[at..].starts_with(b"::") {
+            at += 2;
+        } else {
+            return (vec![prefix], at);
+        }
+    }
+}
+
+/// Every module path the code in `text` (comments and unit tests left out) names through
+/// `crate::` or `super::`, resolved from the module `own`, `use` braces expanded.
+fn named_paths(text: &str, own: &[String]) -> Vec<Vec<String>> {
+    // Unit tests may reach anywhere (and their `super::*` is their own module).
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    let code: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bytes = code.as_bytes();
+    let mut paths = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let boundary = at == 0 || {
+            let before = bytes[at - 1];
+            !(before.is_ascii_alphanumeric() || before == b'_' || before == b':' || before == b'$')
+        };
+        if boundary && (rest.starts_with(b"crate::") || rest.starts_with(b"super::")) {
+            let (found, end) = use_tree(bytes, at);
+            for path in found {
+                let mut resolved: Vec<String> = own.to_vec();
+                let mut segments = path.into_iter().peekable();
+                if segments.peek().is_some_and(|s| s == "crate") {
+                    segments.next();
+                    resolved.clear();
+                }
+                while segments.peek().is_some_and(|s| s == "super") {
+                    segments.next();
+                    resolved.pop();
+                }
+                resolved.extend(segments);
+                paths.push(resolved);
+            }
+            at = end.max(at + 1);
+        } else {
+            at += 1;
+        }
+    }
+    paths
+}
+
+/// Fail on an import cycle between the modules of the folder `src/<folder>`: its files and its
+/// subfolders, each subfolder one module. The folder's `mod.rs` is its composition: it may name
+/// every module, and no module names anything of it but the modules themselves (an item it
+/// defines or re-exports would hide a cycle through it).
+fn assert_no_cycle_inside(folder: &str) {
+    let dir = src().join(folder);
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    let unit_of = |file: &Path| module_of(file.strip_prefix(&dir).unwrap()).first().cloned();
+    let units: BTreeSet<String> = files.iter().filter_map(|f| unit_of(f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(unit) = unit_of(file) else {
+            continue; // the folder's mod.rs
+        };
+        let own = module_of(file.strip_prefix(src()).unwrap());
+        let text = std::fs::read_to_string(file).unwrap();
+        let edges = graph.entry(unit.clone()).or_default();
+        for path in named_paths(&text, &own) {
+            if path.first().map(String::as_str) != Some(folder) {
+                continue;
+            }
+            match path.get(1) {
+                Some(next) if units.contains(next) => {
+                    if *next != unit {
+                        edges.insert(next.clone());
+                    }
+                }
+                _ => panic!(
+                    "src/{folder}/{} names {}: {folder}/mod.rs is the folder's composition; \
+                     name the module that defines it instead",
+                    file.strip_prefix(&dir).unwrap().display(),
+                    path.join("::")
+                ),
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "import cycle between the modules of src/{folder}: {} (a module below must not \
+             call up by name: give it a hook that {folder}/mod.rs registers)",
+            cycle.join(" -> ")
+        );
+    }
+}
+
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
@@ -236,6 +415,11 @@ fn no_import_cycle_inside_common() {
 }
 
 #[test]
+fn no_import_cycle_inside_orders() {
+    assert_no_cycle_inside("orders");
+}
+
+#[test]
 fn the_cycle_finder_finds_cycles() {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     graph.entry("a".into()).or_default().insert("b".into());
@@ -253,5 +437,50 @@ fn the_cycle_finder_finds_cycles() {
     assert_eq!(
         common_modules("use crate::common::{db::Tx, events};"),
         BTreeSet::from(["db".to_owned(), "events".to_owned()])
+    );
+}
+
+#[test]
+fn the_path_reader_resolves_use_trees_from_the_module() {
+    let own: Vec<String> = vec!["orders".into(), "checkout".into(), "pay".into()];
+    let names = |text: &str| -> Vec<String> {
+        named_paths(text, &own)
+            .into_iter()
+            .map(|p| p.join("::"))
+            .collect()
+    };
+    assert_eq!(
+        names("use super::{burn_id, PaymentRequest};"),
+        [
+            "orders::checkout::burn_id",
+            "orders::checkout::PaymentRequest"
+        ]
+    );
+    assert_eq!(
+        names("use crate::orders::{flash_sales, group_buys as teams};\nuse super::super::claims;"),
+        [
+            "orders::flash_sales",
+            "orders::group_buys",
+            "orders::claims"
+        ]
+    );
+    assert_eq!(
+        names("use crate::orders::model::{\n    self, Order,\n    x::{A, B},\n};"),
+        [
+            "orders::model",
+            "orders::model::Order",
+            "orders::model::x::A",
+            "orders::model::x::B"
+        ]
+    );
+    assert_eq!(
+        names(
+            "let x = crate::orders::store::fetch(c); // super::gone\n#[cfg(test)]\nuse super::*;"
+        ),
+        ["orders::store::fetch"]
+    );
+    assert_eq!(
+        module_of(Path::new("orders/checkout/mod.rs")),
+        ["orders", "checkout"]
     );
 }
