@@ -20,6 +20,7 @@ use crate::common::outbox::NewEvent;
 use crate::common::pagination;
 use crate::common::price;
 use crate::common::sql::{Arg, Sql};
+use crate::common::text;
 use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::tenants;
 use crate::AppState;
@@ -85,12 +86,11 @@ pub struct Product {
     pub updated_at: String,
 }
 
+/// The text-field rule ([`text::trimmed`]), with this field's message of before the rule.
 fn check_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::validation("name", "must be 1 to 200 characters"));
-    }
-    Ok(name.to_owned())
+    text::trimmed(name, MAX_NAME_LEN)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::validation("name", "must be 1 to 200 characters"))
 }
 
 fn check_money(field: &str, value: i64) -> ApiResult<i64> {

@@ -9,6 +9,7 @@ use crate::common::hooks;
 use crate::common::ids::{OrderRefundId, TenantId};
 use crate::common::outbox::NewEvent;
 use crate::common::state::state_column;
+use crate::common::text;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
@@ -21,6 +22,9 @@ use crate::orders::store::{self, StoredOrder};
 
 use super::{available_points, release_units, return_coupon, Refund, RefundRequest};
 
+/// Longest refund reason (characters).
+const MAX_REASON_CHARS: usize = 500;
+
 /// Refund part or all of a paid order inside `tx` (see the refund arithmetic in
 /// [`model`]): money back (wallet through the ledger, external through a `refund.requested`
 /// event), burnt points back in proportion, growth and earned points for what remains,
@@ -31,13 +35,9 @@ pub async fn refund_in(
     order_id: &str,
     request: &RefundRequest,
 ) -> ApiResult<Refund> {
-    let reason = request.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::validation(
-            "reason",
-            "must be 1 to 500 characters",
-        ));
-    }
+    // The text-field rule, with this field's message of before the rule.
+    let reason = text::trimmed(&request.reason, MAX_REASON_CHARS)
+        .ok_or_else(|| ApiError::validation("reason", "must be 1 to 500 characters"))?;
     let reference = match &request.reference {
         None => None,
         Some(text) => Some(stored_value::model::reference("reference", text.trim())?),
