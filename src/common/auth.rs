@@ -26,16 +26,26 @@ use sqlx::{AnyConnection, Row as _};
 
 use super::error::codes;
 use super::error::ApiError;
-use super::ids::{ApiKeyId, TenantId};
+use super::ids::{ApiKeyId, OperatorId, TenantId};
 use super::time::to_micros;
 use crate::AppState;
 
-/// Who is calling: set by [`require_api_key`], read by handlers.
+/// Who is calling: set by [`require_api_key`] (or by the console for a signed-in operator),
+/// read by handlers.
 #[derive(Debug, Clone)]
 pub struct Auth {
     pub tenant_id: TenantId,
-    pub key_id: ApiKeyId,
+    pub caller: Caller,
     pub role: KeyRole,
+}
+
+/// Whose credential a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An API key of the merchant's systems.
+    Key(ApiKeyId),
+    /// An operator signed in to the admin console (which calls `/v1` on their behalf).
+    Operator(OperatorId),
 }
 
 /// What a key may do.
@@ -170,7 +180,7 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
     .await?;
     let Some(row) = row else { return Ok(None) };
     let auth = Auth {
-        key_id: ApiKeyId::from_db(row.try_get("id")?),
+        caller: Caller::Key(ApiKeyId::from_db(row.try_get("id")?)),
         tenant_id: TenantId::from_db(row.try_get("tenant_id")?),
         // An unknown role (written by a newer version) grants the least.
         role: KeyRole::parse(&row.try_get::<String, _>("role")?).unwrap_or(KeyRole::Integration),
@@ -214,9 +224,12 @@ pub async fn require_api_key(
     }
     match lookup(&state, key).await {
         Ok(Some(auth)) => {
-            if let Err(limited) = state.limits.check_key(&auth.tenant_id, &auth.key_id) {
-                metrics::counter!("rate_limited_total", "limit" => "per_key").increment(1);
-                return limited.into_response();
+            // A key's own budget (a key is what `lookup` finds).
+            if let Caller::Key(key_id) = &auth.caller {
+                if let Err(limited) = state.limits.check_key(&auth.tenant_id, key_id) {
+                    metrics::counter!("rate_limited_total", "limit" => "per_key").increment(1);
+                    return limited.into_response();
+                }
             }
             tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
             request.extensions_mut().insert(auth);

@@ -67,6 +67,7 @@ typed_id!(FlashSaleId, "fls");
 typed_id!(GroupBuyId, "gby");
 typed_id!(TeamId, "team");
 typed_id!(OrderRefundId, "orf");
+typed_id!(OperatorId, "op");
 
 #[cfg(test)]
 mod tests {

@@ -250,13 +250,17 @@ pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::auth::Auth;
 
-    fn auth(tenant: &TenantId) -> Auth {
-        Auth {
+    /// A caller: a tenant and one of its keys.
+    struct Caller {
+        tenant_id: TenantId,
+        key_id: ApiKeyId,
+    }
+
+    fn auth(tenant: &TenantId) -> Caller {
+        Caller {
             tenant_id: tenant.clone(),
             key_id: ApiKeyId::generate(),
-            role: crate::common::auth::KeyRole::Owner,
         }
     }
 
