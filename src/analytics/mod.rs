@@ -7,9 +7,11 @@
 //! - [`routes`]: cheap reads of the stored scores.
 //! - [`lifecycle`]: lifecycle stages and monthly cohorts.
 //! - [`repurchase`]: predicted next purchases and the reminders sent before them.
+//! - [`overview`]: the business at a glance (paid GMV, orders, new and active members by day).
 
 pub mod lifecycle;
 pub mod model;
+pub mod overview;
 pub mod repurchase;
 pub mod routes;
 pub mod scoring;

@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rfm_overview))
         .routes(routes!(clv_overview))
         .routes(routes!(cohorts))
+        .routes(routes!(super::overview::overview))
         .routes(routes!(super::repurchase::member_repurchase))
 }
 
