@@ -92,6 +92,11 @@ pub enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Console operators (the people who sign in to `/console`).
+    Operators {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// Member administration.
     Members {
         #[command(subcommand)]
@@ -274,6 +279,25 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Create an operator; prints `{"operator_id", "tenant_id", "email", "role"}`.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Their sign-in name (unique across tenants).
+        #[arg(long)]
+        email: String,
+        /// `owner` (everything), `operator` (every change but tenant administration) or
+        /// `viewer` (sees everything, changes nothing).
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Read the password from the first line of standard input (without its newline).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum MemberCommand {
     /// Import members from a CSV file (`external_id,name,phone,birthday,source,tags`).
     Import {
@@ -407,6 +431,15 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", json!({ "key_id": id, "revoked": true }));
             }
         },
+        Command::Operators {
+            command:
+                OperatorCommand::Create {
+                    tenant,
+                    email,
+                    role,
+                    password_stdin: _,
+                },
+        } => create_operator(&db, &tenant, &email, &role, now).await?,
         Command::Members {
             command: MemberCommand::Import { tenant, file },
         } => {
@@ -488,6 +521,40 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { .. } | Command::Lottery { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shequn operators create`: the password is the first line of standard input.
+async fn create_operator(
+    db: &Db,
+    tenant: &str,
+    email: &str,
+    role: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    use crate::console::operators::{self, Role};
+    let tenant = tenant_id(tenant)?;
+    anyhow::ensure!(tenants::exists(db, &tenant).await?, "no tenant {tenant}");
+    let role = Role::parse(role)
+        .ok_or_else(|| anyhow::anyhow!("--role must be owner, operator or viewer, not {role:?}"))?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let mut tx = db.begin(now).await?;
+    let operator = operators::create(tx.conn(), &tenant, email, role, password, now).await?;
+    tx.commit().await?;
+    println!(
+        "{}",
+        json!({
+            "operator_id": operator.id,
+            "tenant_id": operator.tenant_id,
+            "email": operator.email,
+            "role": operator.role,
+        })
+    );
+    Ok(())
 }
 
 /// `shequn lottery verify PROOF.json`.

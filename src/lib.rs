@@ -13,7 +13,8 @@
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
 //!   anti-fraud, leaderboards, funnels) and [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase).
-//! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics) and
+//! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
+//!   admin [`console`]) and
 //!   runs it; [`daily`] runs each tenant's day (the steps of several domains, in order, in
 //!   bounded transactions); [`cli`] is the command line that the binary exposes.
 
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod cli;
 pub mod common;
 pub mod community;
+pub mod console;
 pub mod daily;
 pub mod docs;
 pub mod growth;

@@ -29,7 +29,7 @@ use crate::common::{events, idempotency};
 use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{analytics, community, docs, growth, members, membership, ops, orders};
+use crate::{analytics, community, console, docs, growth, members, membership, ops, orders};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -109,9 +109,10 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = api().split_for_parts();
     docs::complete(&mut openapi);
-    let api = api
-        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
-        .layer(from_fn_with_state(state.clone(), require_api_key));
+    let api = api.layer(from_fn_with_state(state.clone(), idempotency::idempotency));
+    // The console calls the API in-process as its signed-in operator (no key layer).
+    let console = console::routes(state.clone(), api.clone().with_state(state.clone()));
+    let api = api.layer(from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .merge(api)
         .merge(ops::routes(Arc::new(openapi)))
@@ -122,6 +123,8 @@ pub fn app(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .with_state(state.clone())
+        .merge(console)
         .layer(from_fn_with_state(state.clone(), rate_limit::per_ip))
         .layer(axum::middleware::from_fn(ops::track_metrics))
         .layer(CatchPanicLayer::custom(
@@ -139,7 +142,6 @@ pub fn app(state: AppState) -> Router {
                 )
             }),
         )
-        .with_state(state)
 }
 
 /// How `serve` listens and limits.
@@ -289,7 +291,8 @@ pub async fn serve_connections(
     Ok(())
 }
 
-/// Periodic housekeeping: purge idempotency keys past their retention.
+/// Periodic housekeeping: purge idempotency keys past their retention, ended console sessions
+/// and sign-in failures out of their window.
 async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -298,6 +301,9 @@ async fn maintenance(state: AppState) {
             Ok(n) if n > 0 => tracing::info!(purged = n, "idempotency keys purged"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
+        }
+        if let Err(error) = console::session::sweep(&state.db, state.clock.now()).await {
+            tracing::warn!(%error, "sweeping console sessions failed");
         }
     }
 }

@@ -138,12 +138,32 @@ pub async fn list_keys(db: &Db, tenant_id: &TenantId) -> anyhow::Result<Vec<KeyI
 
 /// Revoke a key; false when no live key has that id.
 pub async fn revoke_key(db: &Db, key_id: &ApiKeyId, now: Timestamp) -> anyhow::Result<bool> {
+    revoke_key_of(db, None, key_id, now).await
+}
+
+/// Revoke a key of `tenant`, when given (the console revokes only its operator's tenant's
+/// keys); false when no such live key has that id.
+pub async fn revoke_key_of(
+    db: &Db,
+    tenant: Option<&TenantId>,
+    key_id: &ApiKeyId,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
     let mut tx = db.begin(now).await?;
-    let tenant: Option<String> = sqlx::query_scalar(
-        "UPDATE api_key SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING tenant_id",
-    )
-    .bind(to_micros(now))
-    .bind(key_id.as_str())
+    let tenant: Option<String> = match tenant {
+        None => sqlx::query_scalar(
+            "UPDATE api_key SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING tenant_id",
+        )
+        .bind(to_micros(now))
+        .bind(key_id.as_str()),
+        Some(tenant) => sqlx::query_scalar(
+            "UPDATE api_key SET revoked_at = $1 \
+             WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL RETURNING tenant_id",
+        )
+        .bind(to_micros(now))
+        .bind(key_id.as_str())
+        .bind(tenant.as_str()),
+    }
     .fetch_optional(tx.conn())
     .await?;
     let Some(tenant) = tenant else {

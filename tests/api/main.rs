@@ -7,6 +7,7 @@ mod analytics;
 mod analytics_quality;
 mod cli;
 mod community;
+mod console;
 mod coupons;
 mod crash;
 mod edge;

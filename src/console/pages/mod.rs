@@ -1,0 +1,18 @@
+//! The console's pages, one file per area of the navigation.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::i18n::Msg;
+use super::session::Signed;
+use super::view;
+
+pub mod dashboard;
+pub mod members;
+pub mod settings;
+pub mod sign_in;
+
+/// Any other `/console/…` path: 404 for a signed-in operator (the sign-in page otherwise).
+pub async fn not_found(signed: Signed) -> Response {
+    view::error_page(StatusCode::NOT_FOUND, signed.lang, signed.t(Msg::NotFound))
+}

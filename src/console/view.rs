@@ -1,0 +1,234 @@
+//! The page shell (navigation, language switch, sign-out) and the small pieces every page uses:
+//! money in yuan from fen, instants in the tenant's zone, forms that carry their CSRF token and
+//! one-time key, charts described as ECharts options, values read out of `/v1` answers.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
+
+use super::assets;
+use super::i18n::{Lang, Msg};
+use super::session::{random_token, Signed};
+
+/// The sections in the navigation, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Dashboard,
+    Members,
+    Settings,
+    Audit,
+}
+
+impl Nav {
+    const ALL: [Nav; 4] = [Nav::Dashboard, Nav::Members, Nav::Settings, Nav::Audit];
+
+    fn href(self) -> &'static str {
+        match self {
+            Nav::Dashboard => "/console/",
+            Nav::Members => "/console/members",
+            Nav::Settings => "/console/settings",
+            Nav::Audit => "/console/audit",
+        }
+    }
+
+    fn label(self) -> Msg {
+        match self {
+            Nav::Dashboard => Msg::Dashboard,
+            Nav::Members => Msg::Members,
+            Nav::Settings => Msg::Settings,
+            Nav::Audit => Msg::AuditLog,
+        }
+    }
+}
+
+fn head(lang: Lang, title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+        title { (title) " · " (Msg::Console.text(lang)) }
+        link rel="stylesheet" href=(assets::url("console.css"));
+        script src=(assets::url("htmx.min.js")) defer {}
+        script src=(assets::url("echarts.min.js")) defer {}
+        script src=(assets::url("console.js")) defer {}
+    }
+}
+
+/// A full page for a signed-in operator.
+pub fn page(signed: &Signed, active: Nav, title: &str, body: Markup) -> Response {
+    let lang = signed.lang;
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head { (head(lang, title)) }
+            body {
+                header.top {
+                    a.brand href="/console/" { (Msg::Console.text(lang)) }
+                    nav {
+                        @for item in Nav::ALL {
+                            a href=(item.href()) class=[(item == active).then_some("active")] {
+                                (item.label().text(lang))
+                            }
+                        }
+                    }
+                    div.who {
+                        span.email { (signed.operator.email) " · " (signed.t(signed.operator.role.label())) }
+                        form method="post" action="/console/language" {
+                            (csrf(signed))
+                            @for other in Lang::ALL {
+                                @if other != lang {
+                                    button.link type="submit" name="lang" value=(other.code()) { (other.name()) }
+                                }
+                            }
+                        }
+                        form method="post" action="/console/logout" {
+                            (csrf(signed))
+                            button.link type="submit" { (signed.t(Msg::SignOut)) }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    markup.into_response()
+}
+
+/// A page outside the signed-in shell (sign-in, errors).
+pub fn bare(lang: Lang, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head { (head(lang, title)) }
+            body.bare {
+                main.narrow {
+                    h1 { (Msg::Console.text(lang)) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// An error page with its status.
+pub fn error_page(status: StatusCode, lang: Lang, message: &str) -> Response {
+    let body = html! {
+        p.error role="alert" { (message) }
+        p { a href="/console/" { (Msg::Back.text(lang)) } }
+    };
+    (status, bare(lang, Msg::ErrorTitle.text(lang), body)).into_response()
+}
+
+/// The hidden fields every changing form carries: the session's CSRF token and a one-time key
+/// (so the same form submitted twice changes things once).
+pub fn csrf(signed: &Signed) -> Markup {
+    html! {
+        input type="hidden" name="csrf_token" value=(signed.csrf);
+        input type="hidden" name="form_key" value=(random_token());
+    }
+}
+
+/// A notice at the top of a page after a change: success or the API's error.
+pub fn notice(ok: bool, message: &str) -> Markup {
+    html! {
+        p class=(if ok { "notice ok" } else { "notice error" }) role="status" { (message) }
+    }
+}
+
+/// Fen as yuan: `¥12.34`, `-¥0.05`.
+pub fn money(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let abs = fen.unsigned_abs();
+    format!("{sign}¥{}.{:02}", group_thousands(abs / 100), abs % 100)
+}
+
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An RFC 3339 instant from the API, shown in the tenant's zone (`2026-12-06 20:00`); the text
+/// itself when it is not an instant.
+pub fn instant(text: &str, zone: &TimeZone) -> String {
+    match text.parse::<Timestamp>() {
+        Ok(at) => at_in(at, zone),
+        Err(_) => text.to_owned(),
+    }
+}
+
+/// An instant in the tenant's zone.
+pub fn at_in(at: Timestamp, zone: &TimeZone) -> String {
+    at.to_zoned(zone.clone())
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// A field of a `/v1` answer as text ("" for null or missing).
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A field of a `/v1` answer as an integer (0 when missing).
+pub fn int(value: &Value) -> i64 {
+    value.as_i64().unwrap_or(0)
+}
+
+/// A chart: a box that `console.js` fills with ECharts from `option` (an ECharts option
+/// object, built here so that the page states its data). `tall` doubles its height.
+pub fn chart(option: &Value, tall: bool) -> Markup {
+    html! {
+        div class=(if tall { "chart tall" } else { "chart" }) data-chart=(option.to_string()) {}
+    }
+}
+
+/// Percent with one decimal from a 0..1 float.
+pub fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+/// Inline JSON shown as preformatted text (proofs, details).
+pub fn json_block(value: &Value) -> Markup {
+    let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+    html! { pre.json { (pretty) } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_yuan_with_two_decimals() {
+        assert_eq!(money(1234), "¥12.34");
+        assert_eq!(money(0), "¥0.00");
+        assert_eq!(money(-5), "-¥0.05");
+        assert_eq!(money(123_456_789), "¥1,234,567.89");
+        assert_eq!(money(i64::MIN), "-¥92,233,720,368,547,758.08");
+    }
+
+    #[test]
+    fn instants_are_shown_in_the_tenant_zone() {
+        let shanghai = TimeZone::get("Asia/Shanghai").unwrap();
+        assert_eq!(
+            instant("2026-12-06T12:00:00Z", &shanghai),
+            "2026-12-06 20:00"
+        );
+        assert_eq!(instant("not a time", &shanghai), "not a time");
+    }
+}
