@@ -588,6 +588,10 @@ async fn set_tier(
 
 /// Largest growth adjustment an operator may make at once.
 pub const MAX_GROWTH_DELTA: u64 = 1_000_000_000;
+/// Longest reason of a growth adjustment, in bytes after trimming. It keeps this rule of its
+/// own rather than [`crate::common::text::required`] (characters, no control characters): its
+/// 422 message says bytes, and clients see that message.
+pub const MAX_GROWTH_REASON_BYTES: usize = 200;
 
 /// Change a member's growth and upgrade the tier if it now qualifies (never downgrades).
 /// Growth stays within 0 ..= i64::MAX: the update saturates at both ends instead of
@@ -691,8 +695,11 @@ async fn add_growth(
         ));
     }
     let reason = request.reason.trim();
-    if reason.is_empty() || reason.len() > 200 {
-        return Err(ApiError::validation("reason", "must be 1 to 200 bytes"));
+    if reason.is_empty() || reason.len() > MAX_GROWTH_REASON_BYTES {
+        return Err(ApiError::validation(
+            "reason",
+            format!("must be 1 to {MAX_GROWTH_REASON_BYTES} bytes"),
+        ));
     }
     let mut tx = state.begin().await?;
     change_growth(&mut tx, &auth.tenant_id, &id, request.delta, reason).await?;
