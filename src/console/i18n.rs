@@ -47,32 +47,12 @@ impl Lang {
     }
 }
 
-macro_rules! catalogue {
-    ($($key:ident => $zh:literal, $en:literal;)+) => {
-        /// One message of the console.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Msg {
-            $($key,)+
-        }
+/// A message of a catalogue: its text in a language.
+pub trait Message: Copy {
+    fn text(self, lang: Lang) -> &'static str;
 
-        impl Msg {
-            /// Every message (for the catalogue's own tests).
-            pub const ALL: &'static [Msg] = &[$(Msg::$key,)+];
-
-            /// The message in `lang`.
-            pub fn text(self, lang: Lang) -> &'static str {
-                match (self, lang) {
-                    $((Msg::$key, Lang::ZhCn) => $zh,
-                      (Msg::$key, Lang::En) => $en,)+
-                }
-            }
-        }
-    };
-}
-
-impl Msg {
     /// The message in `lang` with `{0}`, `{1}`… replaced by `values`.
-    pub fn fill(self, lang: Lang, values: &[&str]) -> String {
+    fn fill(self, lang: Lang, values: &[&str]) -> String {
         let mut text = self.text(lang).to_owned();
         for (i, value) in values.iter().enumerate() {
             text = text.replace(&format!("{{{i}}}"), value);
@@ -81,7 +61,53 @@ impl Msg {
     }
 }
 
+/// Declare a catalogue: `enum Name { Key => "中文", "English"; … }`. The shared one is
+/// [`Msg`]; a page with strings of its own declares its own catalogue beside it.
+macro_rules! catalogue {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($key:ident => $zh:literal, $en:literal;)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($key,)+
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            /// Every message (for the catalogue's own tests).
+            pub const ALL: &'static [$name] = &[$($name::$key,)+];
+        }
+
+        impl $crate::console::i18n::Message for $name {
+            fn text(self, lang: $crate::console::i18n::Lang) -> &'static str {
+                match (self, lang) {
+                    $(($name::$key, $crate::console::i18n::Lang::ZhCn) => $zh,
+                      ($name::$key, $crate::console::i18n::Lang::En) => $en,)+
+                }
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // used by the pages that declare their own catalogue
+pub(crate) use catalogue;
+
+/// Check a catalogue: every message has both languages and the same `{n}` slots in each
+/// (each catalogue's tests call this with its `ALL`).
+#[cfg(test)]
+pub fn check_catalogue<M: Message + std::fmt::Debug>(all: &[M]) {
+    for msg in all {
+        let zh = msg.text(Lang::ZhCn);
+        let en = msg.text(Lang::En);
+        assert!(!zh.trim().is_empty() && !en.trim().is_empty(), "{msg:?}");
+        for i in 0..4 {
+            let slot = format!("{{{i}}}");
+            assert_eq!(zh.contains(&slot), en.contains(&slot), "{msg:?} {slot}");
+        }
+    }
+}
+
 catalogue! {
+    /// The messages every page shares.
+    pub enum Msg {
     Console => "社群后台", "shequn console";
     SignIn => "登录", "Sign in";
     SignOut => "退出", "Sign out";
@@ -96,6 +122,10 @@ catalogue! {
     NotFound => "未找到", "Not found";
     Language => "语言", "Language";
     Dashboard => "概览", "Dashboard";
+    Program => "会员体系", "Program";
+    Products => "商品", "Products";
+    Sales => "营销活动", "Sales";
+    Community => "社群", "Community";
     Members => "会员", "Members";
     Settings => "设置", "Settings";
     AuditLog => "操作日志", "Audit log";
@@ -196,6 +226,7 @@ catalogue! {
     Units => "件数", "Units";
     Prefix => "前缀", "Prefix";
     RevokeConfirm => "吊销后使用此密钥的系统将无法访问，确定吗？", "Systems using this key will lose access. Revoke it?";
+    }
 }
 
 #[cfg(test)]
@@ -204,15 +235,7 @@ mod tests {
 
     #[test]
     fn every_message_has_both_languages_and_matching_placeholders() {
-        for msg in Msg::ALL {
-            let zh = msg.text(Lang::ZhCn);
-            let en = msg.text(Lang::En);
-            assert!(!zh.trim().is_empty() && !en.trim().is_empty(), "{msg:?}");
-            for i in 0..4 {
-                let slot = format!("{{{i}}}");
-                assert_eq!(zh.contains(&slot), en.contains(&slot), "{msg:?} {slot}");
-            }
-        }
+        check_catalogue(Msg::ALL);
     }
 
     #[test]

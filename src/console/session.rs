@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row as _};
 
-use super::i18n::{Lang, Msg};
+use super::i18n::{Lang, Message, Msg};
 use super::operators::{self, Operator, Role};
 use super::view;
 use super::Console;
@@ -127,7 +127,8 @@ impl Signed {
         }
     }
 
-    pub fn t(&self, msg: Msg) -> &'static str {
+    /// A message in the operator's language.
+    pub fn t(&self, msg: impl Message) -> &'static str {
         msg.text(self.lang)
     }
 }

@@ -10,7 +10,7 @@ use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
 use super::assets;
-use super::i18n::{Lang, Msg};
+use super::i18n::{Lang, Message as _, Msg};
 use super::session::{random_token, Signed};
 
 /// The sections in the navigation, in order.
@@ -18,17 +18,46 @@ use super::session::{random_token, Signed};
 pub enum Nav {
     Dashboard,
     Members,
+    Program,
+    Coupons,
+    Products,
+    Orders,
+    Sales,
+    Referrals,
+    Community,
+    Analytics,
     Settings,
     Audit,
 }
 
 impl Nav {
-    const ALL: [Nav; 4] = [Nav::Dashboard, Nav::Members, Nav::Settings, Nav::Audit];
+    const ALL: [Nav; 12] = [
+        Nav::Dashboard,
+        Nav::Members,
+        Nav::Program,
+        Nav::Coupons,
+        Nav::Products,
+        Nav::Orders,
+        Nav::Sales,
+        Nav::Referrals,
+        Nav::Community,
+        Nav::Analytics,
+        Nav::Settings,
+        Nav::Audit,
+    ];
 
     fn href(self) -> &'static str {
         match self {
             Nav::Dashboard => "/console/",
             Nav::Members => "/console/members",
+            Nav::Program => "/console/program",
+            Nav::Coupons => "/console/coupons",
+            Nav::Products => "/console/products",
+            Nav::Orders => "/console/orders",
+            Nav::Sales => "/console/sales",
+            Nav::Referrals => "/console/referrals",
+            Nav::Community => "/console/community",
+            Nav::Analytics => "/console/analytics",
             Nav::Settings => "/console/settings",
             Nav::Audit => "/console/audit",
         }
@@ -38,6 +67,14 @@ impl Nav {
         match self {
             Nav::Dashboard => Msg::Dashboard,
             Nav::Members => Msg::Members,
+            Nav::Program => Msg::Program,
+            Nav::Coupons => Msg::Coupons,
+            Nav::Products => Msg::Products,
+            Nav::Orders => Msg::Orders,
+            Nav::Sales => Msg::Sales,
+            Nav::Referrals => Msg::Referrals,
+            Nav::Community => Msg::Community,
+            Nav::Analytics => Msg::Analytics,
             Nav::Settings => Msg::Settings,
             Nav::Audit => Msg::AuditLog,
         }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde_json::{json, Value};
 
-use crate::console::i18n::Msg;
+use crate::console::i18n::{Message as _, Msg};
 use crate::console::session::{Refusal, Signed};
 use crate::console::view::{self, int, money, text, Nav};
 use crate::console::Console;

@@ -8,7 +8,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::console::call::audit;
-use crate::console::i18n::{Lang, Msg};
+use crate::console::i18n::{Lang, Message as _, Msg};
 use crate::console::operators::{self, normalise_email};
 use crate::console::session::{
     self, cookie, random_token, same_secret, set_cookie, with_cookie, Posted, Refusal, Signed,
