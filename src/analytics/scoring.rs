@@ -19,9 +19,9 @@ use sqlx::Row as _;
 use super::model::bgnbd::{self, BgNbdFit, BgNbdParams, Observation};
 use super::model::gamma_gamma::{self, GammaGammaFit, SpendObservation};
 use super::model::quality::{self, FitOutcome, ModelQuality, Quality};
-use super::model::summary::{self, Day, Purchase, TimeUnit};
+use super::model::summary::{self, CustomerSummary, Day, Purchase, TimeUnit};
 use super::model::{clv, rfm, validate, Error};
-use crate::common::db::Db;
+use crate::common::db::{Db, Tx};
 use crate::common::ids::TenantId;
 use crate::common::outbox::NewEvent;
 use crate::common::sql::{Arg, Sql};
@@ -186,18 +186,7 @@ pub async fn fit_and_score(
     })
     .await
     .map_err(|e| anyhow::anyhow!("the model fit stopped: {e}"))??;
-    store(
-        db,
-        tenant_id,
-        &scored.report,
-        &scored.scores,
-        &scored.cohorts,
-        &scored.stages,
-        calibration_end,
-        unit,
-        now,
-    )
-    .await?;
+    store(db, tenant_id, &scored, calibration_end, unit, now).await?;
     Ok(scored.report)
 }
 
@@ -226,24 +215,54 @@ fn score(
         "no purchases on or before {calibration_end}"
     );
     let observations: Vec<Observation> = summaries.iter().map(|s| s.observation()).collect();
-    let (bg, bg_quality) = fit_bgnbd(&observations)?;
-    // Gamma-Gamma needs repeat customers with a positive average value.
-    let spends: Vec<SpendObservation> = summaries
-        .iter()
-        .filter_map(|s| s.spend())
-        .filter(|s| s.mean_value > 0.0)
-        .collect();
-    let (gg, gg_quality) = fit_gamma_gamma(&spends)?;
+    let fits = Fits::fit(&summaries, &observations)?;
     let rfm_rows = rfm::rfm_table(purchases, end).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rfm_by_member: HashMap<&str, &rfm::RfmRow<String>> = rfm_rows
-        .iter()
-        .map(|r| (r.values.customer.as_str(), r))
-        .collect();
+    let (scores, values_missing) = member_scores(&summaries, &rfm_rows, &fits, unit);
+    let report = fits.report(&summaries, &observations, values_missing);
+    let cohorts = super::lifecycle::cohorts(purchases);
+    let stages = advocated_stages(purchases, advocates, today);
+    Ok(Scored {
+        report,
+        scores,
+        cohorts,
+        stages,
+    })
+}
 
-    let per_unit = unit.days();
-    let mut scores = Vec::with_capacity(summaries.len());
-    let mut values_missing = false;
-    for s in &summaries {
+/// Both models' fits over the calibration window (each `None` when it could not be fitted),
+/// with their verdicts.
+struct Fits {
+    bg: Option<BgNbdFit>,
+    bg_quality: Quality,
+    gg: Option<GammaGammaFit>,
+    gg_quality: Quality,
+}
+
+impl Fits {
+    fn fit(
+        summaries: &[CustomerSummary<String>],
+        observations: &[Observation],
+    ) -> anyhow::Result<Self> {
+        let (bg, bg_quality) = fit_bgnbd(observations)?;
+        // Gamma-Gamma needs repeat customers with a positive average value.
+        let spends: Vec<SpendObservation> = summaries
+            .iter()
+            .filter_map(|s| s.spend())
+            .filter(|s| s.mean_value > 0.0)
+            .collect();
+        let (gg, gg_quality) = fit_gamma_gamma(&spends)?;
+        Ok(Fits {
+            bg,
+            bg_quality,
+            gg,
+            gg_quality,
+        })
+    }
+
+    /// One customer's model values.
+    fn predict(&self, s: &CustomerSummary<String>, unit: TimeUnit) -> Prediction {
+        let (bg, gg) = (&self.bg, &self.gg);
+        let per_unit = unit.days();
         let obs = s.observation();
         let spend = s.spend().unwrap_or(SpendObservation {
             frequency: 0,
@@ -258,12 +277,11 @@ fn score(
                 [expected(30.0), expected(90.0), expected(365.0)],
             )
         });
-        let (p_alive, [expected_30, expected_90, expected_365]) =
-            prediction.unwrap_or((None, [None, None, None]));
+        let (p_alive, expected) = prediction.unwrap_or((None, [None, None, None]));
         let value = gg
             .as_ref()
             .and_then(|g| gamma_gamma::conditional_expected_average_value(&g.params, &spend).ok());
-        let lifetime = match (&bg, &gg) {
+        let lifetime = match (bg, gg) {
             (Some(b), Some(g)) => clv::customer_lifetime_value_with_spend_model(
                 &b.params,
                 &g.params,
@@ -276,73 +294,109 @@ fn score(
             .ok(),
             _ => None,
         };
-        values_missing |= value.is_none() || lifetime.is_none();
+        Prediction {
+            p_alive,
+            expected,
+            value,
+            lifetime,
+        }
+    }
+
+    /// The run's report; `values_missing` when some customer got no order value or CLV.
+    fn report(
+        self,
+        summaries: &[CustomerSummary<String>],
+        observations: &[Observation],
+        values_missing: bool,
+    ) -> FitReport {
+        let Fits {
+            bg,
+            bg_quality,
+            gg,
+            gg_quality,
+        } = self;
+        let unavailable = Unavailable {
+            prediction: bg.is_none().then(|| joined(&bg_quality)),
+            value: values_missing.then(|| {
+                if gg.is_none() {
+                    joined(&gg_quality)
+                } else if bg.is_none() {
+                    format!("CLV needs BG/NBD: {}", joined(&bg_quality))
+                } else {
+                    "the spend model gives no value for some members".to_owned()
+                }
+            }),
+        };
+        FitReport {
+            customers: summaries.len(),
+            repeat_customers: observations.iter().filter(|o| o.frequency > 0).count(),
+            bgnbd: bg.as_ref().map(|bg| BgNbdResult {
+                r: bg.params.r,
+                alpha: bg.params.alpha,
+                a: bg.params.a,
+                b: bg.params.b,
+                log_likelihood: bg.log_likelihood,
+                converged: bg.converged,
+            }),
+            gamma_gamma: gg.as_ref().map(|g| GammaGammaResult {
+                p: g.params.p,
+                q: g.params.q,
+                gamma: g.params.gamma,
+            }),
+            model_quality: quality::combine(bg_quality, gg_quality),
+            unavailable,
+        }
+    }
+}
+
+/// One customer's model values, each `None` when its model is missing or gives none:
+/// P(alive) and the expected transactions in the next 30/90/365 days (BG/NBD), the expected
+/// order value in major units (Gamma-Gamma) and the lifetime value (both).
+struct Prediction {
+    p_alive: Option<f64>,
+    expected: [Option<f64>; 3],
+    value: Option<f64>,
+    lifetime: Option<f64>,
+}
+
+/// The scores of every customer with an RFM row, and whether some customer (with or without
+/// one) got no order value or CLV.
+fn member_scores(
+    summaries: &[CustomerSummary<String>],
+    rfm_rows: &[rfm::RfmRow<String>],
+    fits: &Fits,
+    unit: TimeUnit,
+) -> (Vec<Score>, bool) {
+    let rfm_by_member: HashMap<&str, &rfm::RfmRow<String>> = rfm_rows
+        .iter()
+        .map(|r| (r.values.customer.as_str(), r))
+        .collect();
+    let mut scores = Vec::with_capacity(summaries.len());
+    let mut values_missing = false;
+    for s in summaries {
+        let prediction = fits.predict(s, unit);
+        values_missing |= prediction.value.is_none() || prediction.lifetime.is_none();
         let Some(rfm_row) = rfm_by_member.get(s.customer.as_str()) else {
             continue;
         };
-        scores.push(Score {
-            member_id: s.customer.clone(),
-            frequency: i64::from(rfm_row.values.frequency),
-            recency_days: rfm_row.values.recency_days,
-            monetary: rfm_row.values.monetary_cents,
-            r: i64::from(rfm_row.score.r),
-            f: i64::from(rfm_row.score.f),
-            m: i64::from(rfm_row.score.m),
-            segment: rfm_row.segment.as_str(),
-            p_alive,
-            expected_30,
-            expected_90,
-            expected_365,
-            // Major units → fen, rounded to the nearest fen.
-            expected_order_value: value.map(|v| (v * 100.0).round() as i64),
-            clv: lifetime.map(|v| (v * 100.0).round() as i64),
-        });
+        scores.push(Score::new(&s.customer, rfm_row, prediction));
     }
-    let unavailable = Unavailable {
-        prediction: bg.is_none().then(|| joined(&bg_quality)),
-        value: values_missing.then(|| {
-            if gg.is_none() {
-                joined(&gg_quality)
-            } else if bg.is_none() {
-                format!("CLV needs BG/NBD: {}", joined(&bg_quality))
-            } else {
-                "the spend model gives no value for some members".to_owned()
-            }
-        }),
-    };
-    let report = FitReport {
-        customers: summaries.len(),
-        repeat_customers: observations.iter().filter(|o| o.frequency > 0).count(),
-        bgnbd: bg.as_ref().map(|bg| BgNbdResult {
-            r: bg.params.r,
-            alpha: bg.params.alpha,
-            a: bg.params.a,
-            b: bg.params.b,
-            log_likelihood: bg.log_likelihood,
-            converged: bg.converged,
-        }),
-        gamma_gamma: gg.as_ref().map(|g| GammaGammaResult {
-            p: g.params.p,
-            q: g.params.q,
-            gamma: g.params.gamma,
-        }),
-        model_quality: quality::combine(bg_quality, gg_quality),
-        unavailable,
-    };
-    let cohorts = super::lifecycle::cohorts(purchases);
-    let stages: Vec<(String, &'static str)> = stages(purchases, today)
+    (scores, values_missing)
+}
+
+/// Each customer's lifecycle stage as of `today`, advocates (see [`advocates`]) marked.
+fn advocated_stages(
+    purchases: &[Purchase<String>],
+    advocates: &std::collections::HashSet<String>,
+    today: Day,
+) -> Vec<(String, &'static str)> {
+    stages(purchases, today)
         .into_iter()
         .map(|(member, stage)| {
             let invited = advocates.contains(&member);
             (member, super::lifecycle::with_advocacy(stage, invited))
         })
-        .collect();
-    Ok(Scored {
-        report,
-        scores,
-        cohorts,
-        stages,
-    })
+        .collect()
 }
 
 /// One member's stored scores; the model values are `None` when their model could not be
@@ -363,6 +417,35 @@ struct Score {
     expected_order_value: Option<i64>,
     clv: Option<i64>,
 }
+
+impl Score {
+    fn new(member_id: &str, rfm_row: &rfm::RfmRow<String>, prediction: Prediction) -> Self {
+        let Prediction {
+            p_alive,
+            expected: [expected_30, expected_90, expected_365],
+            value,
+            lifetime,
+        } = prediction;
+        Score {
+            member_id: member_id.to_owned(),
+            frequency: i64::from(rfm_row.values.frequency),
+            recency_days: rfm_row.values.recency_days,
+            monetary: rfm_row.values.monetary_cents,
+            r: i64::from(rfm_row.score.r),
+            f: i64::from(rfm_row.score.f),
+            m: i64::from(rfm_row.score.m),
+            segment: rfm_row.segment.as_str(),
+            p_alive,
+            expected_30,
+            expected_90,
+            expected_365,
+            // Major units → fen, rounded to the nearest fen.
+            expected_order_value: value.map(|v| (v * 100.0).round() as i64),
+            clv: lifetime.map(|v| (v * 100.0).round() as i64),
+        }
+    }
+}
+
 /// Members with at least one qualified referral (rewards pending or paid).
 async fn advocates(
     db: &Db,
@@ -403,20 +486,45 @@ fn stages(purchases: &[Purchase<String>], today: Day) -> Vec<(String, &'static s
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Store one run in one transaction: the fit, every member's scores (both replacing the last
+/// run's), the changed lifecycle stages, and the events.
 async fn store(
     db: &Db,
     tenant_id: &TenantId,
-    report: &FitReport,
-    scores: &[Score],
-    cohorts: &[super::lifecycle::Cohort],
-    stages: &[(String, &'static str)],
+    scored: &Scored,
     calibration_end: Date,
     unit: TimeUnit,
     now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
     let at = to_micros(now);
     let mut tx = db.begin(now).await?;
+    replace_fit(&mut tx, tenant_id, scored, calibration_end, unit, at).await?;
+    replace_scores(&mut tx, tenant_id, &scored.scores, at).await?;
+    update_stages(&mut tx, tenant_id, &scored.stages).await?;
+    let report = &scored.report;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "analytics.scored",
+        None,
+        json!({
+            "customers": report.customers,
+            "calibration_end": calibration_end.to_string(),
+            "model_quality": report.model_quality.status.as_str(),
+        }),
+    ));
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The tenant's one stored fit: its report and cohorts.
+async fn replace_fit(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    scored: &Scored,
+    calibration_end: Date,
+    unit: TimeUnit,
+    at: i64,
+) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM analytics_fit WHERE tenant_id = $1")
         .bind(tenant_id.as_str())
         .execute(tx.conn())
@@ -428,12 +536,22 @@ async fn store(
     .bind(tenant_id.as_str())
     .bind(calibration_end.to_string())
     .bind(unit_name(unit))
-    .bind(report.customers as i64)
-    .bind(serde_json::to_string(report)?)
-    .bind(serde_json::to_string(cohorts)?)
+    .bind(scored.report.customers as i64)
+    .bind(serde_json::to_string(&scored.report)?)
+    .bind(serde_json::to_string(&scored.cohorts)?)
     .bind(at)
     .execute(tx.conn())
     .await?;
+    Ok(())
+}
+
+/// Every member's scores in place of the last run's, a thousand rows per statement.
+async fn replace_scores(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    scores: &[Score],
+    at: i64,
+) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM member_score WHERE tenant_id = $1")
         .bind(tenant_id.as_str())
         .execute(tx.conn())
@@ -467,7 +585,15 @@ async fn store(
         });
         sql.query().execute(tx.conn()).await?;
     }
-    // Lifecycle stages: write the changed ones, one event per transition.
+    Ok(())
+}
+
+/// Lifecycle stages: write the changed ones, one event per transition.
+async fn update_stages(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    stages: &[(String, &'static str)],
+) -> anyhow::Result<()> {
     let current: HashMap<String, Option<String>> =
         sqlx::query("SELECT id, lifecycle_stage FROM member WHERE tenant_id = $1")
             .bind(tenant_id.as_str())
@@ -504,17 +630,6 @@ async fn store(
             json!({ "member_id": id, "from": before, "to": stage }),
         ));
     }
-    tx.emit(NewEvent::new(
-        tenant_id,
-        "analytics.scored",
-        None,
-        json!({
-            "customers": report.customers,
-            "calibration_end": calibration_end.to_string(),
-            "model_quality": report.model_quality.status.as_str(),
-        }),
-    ));
-    tx.commit().await?;
     Ok(())
 }
 

@@ -103,6 +103,31 @@ fn resolved_side(column: &str) -> String {
 /// Check every invariant for one tenant.
 pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport, sqlx::Error> {
     let mut violations = Vec::new();
+    let stored = stored_totals(pool, tenant_id).await?;
+    let recomputed = Recomputed::read(pool, tenant_id).await?;
+    let assets = check_accounts(&stored, &recomputed, &mut violations);
+    let assets = check_assets(assets, &mut violations);
+    check_resolutions(pool, tenant_id, &mut violations).await?;
+    history_lists(pool, tenant_id, &mut violations).await?;
+    let transfers: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transfer WHERE tenant_id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_one(pool)
+            .await?;
+    Ok(VerifyReport {
+        ok: violations.is_empty(),
+        tenant_id: tenant_id.to_string(),
+        transfers,
+        assets,
+        violations,
+    })
+}
+
+/// Every account's stored totals.
+async fn stored_totals(
+    pool: &AnyPool,
+    tenant_id: &TenantId,
+) -> Result<HashMap<Key, Totals>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT address, asset, debits_posted, credits_posted, debits_pending, credits_pending \
          FROM ledger_account WHERE tenant_id = $1",
@@ -122,32 +147,76 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
             },
         );
     }
+    Ok(stored)
+}
 
-    let debits = sums(pool, &side("debit_address", "t.pending = 0"), tenant_id).await?;
-    let credits = sums(pool, &side("credit_address", "t.pending = 0"), tenant_id).await?;
-    let posted_debits = sums(pool, &resolved_side("debit_address"), tenant_id).await?;
-    let posted_credits = sums(pool, &resolved_side("credit_address"), tenant_id).await?;
-    let open = "t.pending = 1 AND r.pending_id IS NULL";
-    let pending_debits = sums(pool, &side("debit_address", open), tenant_id).await?;
-    let pending_credits = sums(pool, &side("credit_address", open), tenant_id).await?;
+/// Each account's totals as the transfers and resolutions make them, per side.
+struct Recomputed {
+    /// Plain (never pending) transfers.
+    debits: HashMap<Key, i128>,
+    credits: HashMap<Key, i128>,
+    /// What resolutions posted of pending transfers.
+    posted_debits: HashMap<Key, i128>,
+    posted_credits: HashMap<Key, i128>,
+    /// Pending transfers not resolved yet.
+    pending_debits: HashMap<Key, i128>,
+    pending_credits: HashMap<Key, i128>,
+}
 
+impl Recomputed {
+    async fn read(pool: &AnyPool, tenant_id: &TenantId) -> Result<Self, sqlx::Error> {
+        let debits = sums(pool, &side("debit_address", "t.pending = 0"), tenant_id).await?;
+        let credits = sums(pool, &side("credit_address", "t.pending = 0"), tenant_id).await?;
+        let posted_debits = sums(pool, &resolved_side("debit_address"), tenant_id).await?;
+        let posted_credits = sums(pool, &resolved_side("credit_address"), tenant_id).await?;
+        let open = "t.pending = 1 AND r.pending_id IS NULL";
+        let pending_debits = sums(pool, &side("debit_address", open), tenant_id).await?;
+        let pending_credits = sums(pool, &side("credit_address", open), tenant_id).await?;
+        Ok(Recomputed {
+            debits,
+            credits,
+            posted_debits,
+            posted_credits,
+            pending_debits,
+            pending_credits,
+        })
+    }
+
+    /// One account's totals, in the order of [`wide`].
+    fn totals(&self, key: &Key) -> [i128; 4] {
+        let get = |map: &HashMap<Key, i128>, key: &Key| map.get(key).copied().unwrap_or(0);
+        [
+            get(&self.debits, key) + get(&self.posted_debits, key),
+            get(&self.credits, key) + get(&self.posted_credits, key),
+            get(&self.pending_debits, key),
+            get(&self.pending_credits, key),
+        ]
+    }
+}
+
+/// Every account, stored or named by a transfer: its stored totals against the recomputed
+/// ones, and a member account's balance against zero. Returns each asset's sums.
+fn check_accounts(
+    stored: &HashMap<Key, Totals>,
+    from_transfers: &Recomputed,
+    violations: &mut Vec<Violation>,
+) -> BTreeMap<String, WideSummary> {
     let mut keys: Vec<Key> = stored.keys().cloned().collect();
-    for map in [&debits, &credits, &pending_debits, &pending_credits] {
+    for map in [
+        &from_transfers.debits,
+        &from_transfers.credits,
+        &from_transfers.pending_debits,
+        &from_transfers.pending_credits,
+    ] {
         keys.extend(map.keys().cloned());
     }
     keys.sort();
     keys.dedup();
-    let get = |map: &HashMap<Key, i128>, key: &Key| map.get(key).copied().unwrap_or(0);
     // Every figure in i128: the sums of stored i64 totals cannot overflow there, so damaged
     // rows come out as violations, never as an arithmetic error.
     let mut assets: BTreeMap<String, WideSummary> = BTreeMap::new();
     for key in &keys {
-        let recomputed = [
-            get(&debits, key) + get(&posted_debits, key),
-            get(&credits, key) + get(&posted_credits, key),
-            get(&pending_debits, key),
-            get(&pending_credits, key),
-        ];
+        let recomputed = from_transfers.totals(key);
         let actual = stored.get(key).copied().map(wide);
         if actual != Some(recomputed) {
             violations.push(Violation {
@@ -177,6 +246,14 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
         summary.pending_credits += credits_pending;
         summary.accounts += 1;
     }
+    assets
+}
+
+/// Each asset sums to zero, and its sums fit the report. Returns the summaries as reported.
+fn check_assets(
+    assets: BTreeMap<String, WideSummary>,
+    violations: &mut Vec<Violation>,
+) -> BTreeMap<String, AssetSummary> {
     let mut asset_summaries = BTreeMap::new();
     for (asset, summary) in assets {
         let narrow = summary.narrow();
@@ -205,7 +282,16 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
             }),
         );
     }
+    asset_summaries
+}
 
+/// No pending transfer is resolved twice, and every resolution belongs to a pending transfer
+/// and posts no more than it reserved.
+async fn check_resolutions(
+    pool: &AnyPool,
+    tenant_id: &TenantId,
+    violations: &mut Vec<Violation>,
+) -> Result<(), sqlx::Error> {
     let twice = sqlx::query(
         "SELECT pending_id, COUNT(*) AS n FROM ledger_resolution WHERE tenant_id = $1 \
          GROUP BY pending_id HAVING COUNT(*) > 1",
@@ -233,19 +319,7 @@ pub async fn verify(pool: &AnyPool, tenant_id: &TenantId) -> Result<VerifyReport
             detail: json!({ "pending_id": row.try_get::<String, _>("pending_id")? }),
         });
     }
-    history_lists(pool, tenant_id, &mut violations).await?;
-    let transfers: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transfer WHERE tenant_id = $1")
-            .bind(tenant_id.as_str())
-            .fetch_one(pool)
-            .await?;
-    Ok(VerifyReport {
-        ok: violations.is_empty(),
-        tenant_id: tenant_id.to_string(),
-        transfers,
-        assets: asset_summaries,
-        violations,
-    })
+    Ok(())
 }
 
 /// An asset's sums while they are added up.

@@ -95,108 +95,187 @@ fn run_simplex<E>(
 where
     E: FnMut(&[f64]) -> f64,
 {
-    let n = start.len();
-    let nf = n as f64;
-    // Gao & Han's adaptive coefficients; for n = 2 they equal the classic 1, 2, ½, ½.
-    let reflect = 1.0;
-    let expand = 1.0 + 2.0 / nf;
-    let contract = 0.75 - 1.0 / (2.0 * nf);
-    let shrink = 1.0 - 1.0 / nf;
+    let coefficients = Coefficients::for_dimension(start.len());
+    let mut simplex = Simplex::around(eval, start, f_start, opts.initial_step);
+    let mut scratch = Scratch::new(start.len());
+    let mut used = start.len();
+    loop {
+        simplex.sort();
+        if simplex.within(opts) {
+            return (simplex.vertices[0].clone(), simplex.values[0], true, used);
+        }
+        if used >= budget {
+            return (simplex.vertices[0].clone(), simplex.values[0], false, used);
+        }
+        used += simplex.step(eval, &coefficients, &mut scratch);
+    }
+}
 
-    let mut simplex: Vec<Vec<f64>> = Vec::with_capacity(n + 1);
-    let mut values: Vec<f64> = Vec::with_capacity(n + 1);
-    simplex.push(start.to_vec());
-    values.push(f_start);
-    for i in 0..n {
-        let mut v = start.to_vec();
-        v[i] += opts.initial_step;
-        values.push(eval(&v));
-        simplex.push(v);
+/// Gao & Han's adaptive coefficients; for n = 2 they equal the classic 1, 2, ½, ½.
+struct Coefficients {
+    reflect: f64,
+    expand: f64,
+    contract: f64,
+    shrink: f64,
+}
+
+impl Coefficients {
+    fn for_dimension(n: usize) -> Self {
+        let nf = n as f64;
+        Coefficients {
+            reflect: 1.0,
+            expand: 1.0 + 2.0 / nf,
+            contract: 0.75 - 1.0 / (2.0 * nf),
+            shrink: 1.0 - 1.0 / nf,
+        }
+    }
+}
+
+/// The points a step computes, kept between steps so that no step allocates.
+struct Scratch {
+    centroid: Vec<f64>,
+    trial: Vec<f64>,
+    trial2: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(n: usize) -> Self {
+        Scratch {
+            centroid: vec![0.0; n],
+            trial: vec![0.0; n],
+            trial2: vec![0.0; n],
+        }
+    }
+}
+
+/// The n + 1 vertices of a simplex in n dimensions and the objective at each; after
+/// [`Simplex::sort`], best first.
+struct Simplex {
+    vertices: Vec<Vec<f64>>,
+    values: Vec<f64>,
+}
+
+impl Simplex {
+    /// `start` and one vertex `step` further along each coordinate (n evaluations).
+    fn around<E>(eval: &mut E, start: &[f64], f_start: f64, step: f64) -> Self
+    where
+        E: FnMut(&[f64]) -> f64,
+    {
+        let n = start.len();
+        let mut vertices: Vec<Vec<f64>> = Vec::with_capacity(n + 1);
+        let mut values: Vec<f64> = Vec::with_capacity(n + 1);
+        vertices.push(start.to_vec());
+        values.push(f_start);
+        for i in 0..n {
+            let mut v = start.to_vec();
+            v[i] += step;
+            values.push(eval(&v));
+            vertices.push(v);
+        }
+        Simplex { vertices, values }
     }
 
-    let mut centroid = vec![0.0; n];
-    let mut trial = vec![0.0; n];
-    let mut trial2 = vec![0.0; n];
-    let mut used = n;
-    loop {
-        // Order vertices from best to worst.
+    /// Order vertices from best to worst.
+    fn sort(&mut self) {
+        let n = self.vertices.len() - 1;
         let mut order: Vec<usize> = (0..=n).collect();
-        order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
-        simplex = order.iter().map(|&i| simplex[i].clone()).collect();
-        values = order.iter().map(|&i| values[i]).collect();
+        order.sort_by(|&i, &j| self.values[i].total_cmp(&self.values[j]));
+        self.vertices = order.iter().map(|&i| self.vertices[i].clone()).collect();
+        self.values = order.iter().map(|&i| self.values[i]).collect();
+    }
 
+    /// Whether the (sorted) simplex meets both tolerances.
+    fn within(&self, opts: &Options) -> bool {
+        let (simplex, values) = (&self.vertices, &self.values);
+        let n = simplex.len() - 1;
         let f_spread = values[n] - values[0];
         let x_spread = simplex[1..]
             .iter()
             .flat_map(|v| v.iter().zip(&simplex[0]).map(|(a, b)| (a - b).abs()))
             .fold(0.0f64, f64::max);
-        if f_spread <= opts.f_tol && x_spread <= opts.x_tol {
-            return (simplex[0].clone(), values[0], true, used);
-        }
-        if used >= budget {
-            return (simplex[0].clone(), values[0], false, used);
-        }
+        f_spread <= opts.f_tol && x_spread <= opts.x_tol
+    }
 
-        for (j, c) in centroid.iter_mut().enumerate() {
-            *c = simplex[..n].iter().map(|v| v[j]).sum::<f64>() / nf;
+    fn replace_worst(&mut self, point: &[f64], value: f64) {
+        let n = self.vertices.len() - 1;
+        self.vertices[n].copy_from_slice(point);
+        self.values[n] = value;
+    }
+
+    /// One step on the sorted simplex: reflect the worst vertex through the centroid of the
+    /// others, then expand, contract or shrink. Returns the evaluations used.
+    fn step<E>(&mut self, eval: &mut E, c: &Coefficients, scratch: &mut Scratch) -> usize
+    where
+        E: FnMut(&[f64]) -> f64,
+    {
+        let n = self.vertices.len() - 1;
+        let nf = n as f64;
+        let Scratch {
+            centroid,
+            trial,
+            trial2,
+        } = scratch;
+        for (j, value) in centroid.iter_mut().enumerate() {
+            *value = self.vertices[..n].iter().map(|v| v[j]).sum::<f64>() / nf;
         }
-        let worst = &simplex[n];
+        let worst = &self.vertices[n];
         for j in 0..n {
-            trial[j] = centroid[j] + reflect * (centroid[j] - worst[j]);
+            trial[j] = centroid[j] + c.reflect * (centroid[j] - worst[j]);
         }
-        let f_reflect = eval(&trial);
-        used += 1;
+        let f_reflect = eval(trial);
 
-        if f_reflect < values[0] {
+        if f_reflect < self.values[0] {
             for j in 0..n {
-                trial2[j] = centroid[j] + expand * (trial[j] - centroid[j]);
+                trial2[j] = centroid[j] + c.expand * (trial[j] - centroid[j]);
             }
-            let f_expand = eval(&trial2);
-            used += 1;
+            let f_expand = eval(trial2);
             if f_expand < f_reflect {
-                simplex[n].copy_from_slice(&trial2);
-                values[n] = f_expand;
+                self.replace_worst(trial2, f_expand);
             } else {
-                simplex[n].copy_from_slice(&trial);
-                values[n] = f_reflect;
+                self.replace_worst(trial, f_reflect);
             }
-            continue;
+            return 2;
         }
-        if f_reflect < values[n - 1] {
-            simplex[n].copy_from_slice(&trial);
-            values[n] = f_reflect;
-            continue;
+        if f_reflect < self.values[n - 1] {
+            self.replace_worst(trial, f_reflect);
+            return 1;
         }
         // Contraction: outside if the reflected point beats the worst, else inside.
-        let outside = f_reflect < values[n];
+        let outside = f_reflect < self.values[n];
         for j in 0..n {
             trial2[j] = if outside {
-                centroid[j] + contract * (trial[j] - centroid[j])
+                centroid[j] + c.contract * (trial[j] - centroid[j])
             } else {
-                centroid[j] + contract * (simplex[n][j] - centroid[j])
+                centroid[j] + c.contract * (self.vertices[n][j] - centroid[j])
             };
         }
-        let f_contract = eval(&trial2);
-        used += 1;
+        let f_contract = eval(trial2);
         let accept = if outside {
             f_contract <= f_reflect
         } else {
-            f_contract < values[n]
+            f_contract < self.values[n]
         };
         if accept {
-            simplex[n].copy_from_slice(&trial2);
-            values[n] = f_contract;
-            continue;
+            self.replace_worst(trial2, f_contract);
+            return 2;
         }
-        // Shrink every vertex towards the best one.
-        let best = simplex[0].clone();
+        self.shrink(eval, c.shrink) + 2
+    }
+
+    /// Shrink every vertex towards the best one. Returns the evaluations used (n).
+    fn shrink<E>(&mut self, eval: &mut E, shrink: f64) -> usize
+    where
+        E: FnMut(&[f64]) -> f64,
+    {
+        let n = self.vertices.len() - 1;
+        let best = self.vertices[0].clone();
         for i in 1..=n {
-            for j in 0..n {
-                simplex[i][j] = best[j] + shrink * (simplex[i][j] - best[j]);
+            for (x, b) in self.vertices[i].iter_mut().zip(&best) {
+                *x = b + shrink * (*x - b);
             }
-            values[i] = eval(&simplex[i]);
-            used += 1;
+            self.values[i] = eval(&self.vertices[i]);
         }
+        n
     }
 }
 
