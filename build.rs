@@ -1,9 +1,13 @@
-//! Build script: tells the test suite whether PostgreSQL tests can run.
+//! Build script: tells the test suite whether PostgreSQL tests and browser tests can run.
 //!
 //! When `SHEQUN_TEST_POSTGRES_URL` is unset (or empty) at build time, it sets the cfg
 //! `shequn_no_postgres`, and the PostgreSQL variants of the API tests are marked
 //! `#[ignore]`, so `cargo test` reports them as ignored instead of passing without running.
 //! Cargo reruns this script, and rebuilds the crate, whenever the variable changes.
+//!
+//! Likewise `SHEQUN_TEST_CHROMEDRIVER` (the path of Debian's `chromedriver`; `.ci/run` installs
+//! `chromium` and `chromium-driver` and sets it): unset, the cfg `shequn_no_browser` marks the
+//! browser tests ignored.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(shequn_no_postgres)");
@@ -12,5 +16,11 @@ fn main() {
     let configured = std::env::var_os("SHEQUN_TEST_POSTGRES_URL").is_some_and(|v| !v.is_empty());
     if !configured {
         println!("cargo::rustc-cfg=shequn_no_postgres");
+    }
+    println!("cargo::rustc-check-cfg=cfg(shequn_no_browser)");
+    println!("cargo::rerun-if-env-changed=SHEQUN_TEST_CHROMEDRIVER");
+    let browser = std::env::var_os("SHEQUN_TEST_CHROMEDRIVER").is_some_and(|v| !v.is_empty());
+    if !browser {
+        println!("cargo::rustc-cfg=shequn_no_browser");
     }
 }

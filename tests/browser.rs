@@ -1,0 +1,337 @@
+//! The console in a real browser: Debian's `chromium` driven through `chromedriver` (WebDriver,
+//! with fantoccini) against the `shequn` binary serving a fresh SQLite file.
+//!
+//! It signs in through the form, opens every page the navigation offers and a member's page,
+//! saves a screenshot of each at desktop and phone width under `target/screenshots/`, switches
+//! the language, and asserts that no page is an error page, that the browser loaded nothing
+//! from any host but the server under test, and that it logged no error (a script error, a
+//! refused Content Security Policy, a failed load).
+//!
+//! Needs `SHEQUN_TEST_CHROMEDRIVER` (the chromedriver path) at build time; without it the test
+//! is reported as ignored. `.ci/run` installs `chromium` and `chromium-driver` and sets it.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "browser-test-2026";
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn shequn(database_url: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shequn"))
+        .args(args)
+        .env("SHEQUN_DATABASE_URL", database_url)
+        .env("SHEQUN_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shequn");
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "shequn {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// chromedriver's log of the browser's console (`POST /session/{id}/se/log`).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
+    }
+}
+
+struct Console {
+    client: Client,
+    origin: String,
+    shots: PathBuf,
+    problems: Vec<String>,
+}
+
+impl Console {
+    async fn open(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.origin))
+            .await
+            .unwrap();
+    }
+
+    /// Wait (up to 10 s) until `script` returns `expected`: a click that submits a form
+    /// returns before the next page has loaded.
+    async fn wait_for(&self, script: &str, expected: Value) {
+        let started = Instant::now();
+        loop {
+            let value = self.client.execute(script, vec![]).await.unwrap_or(Value::Null);
+            if value == expected {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{script} is {value}, not {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Every URL the page loaded (the document and its resources).
+    async fn loaded(&self) -> Vec<String> {
+        let value = self
+            .client
+            .execute(
+                "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Check the current page: not an error page, nothing from elsewhere, no logged error;
+    /// then screenshots at desktop and phone width.
+    async fn check_page(&mut self, name: &str) {
+        // Let the charts draw.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(error) = self.client.find(Locator::Css("p.error[role=alert]")).await {
+            let text = error.text().await.unwrap_or_default();
+            self.problems.push(format!("{name}: error page: {text}"));
+        }
+        for url in self.loaded().await {
+            if !url.starts_with(&self.origin) {
+                self.problems.push(format!("{name}: loaded {url} from another host"));
+            }
+        }
+        for (width, height, kind) in [(1280, 900, "desktop"), (390, 844, "phone")] {
+            self.client.set_window_size(width, height).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(self.shots.join(format!("{name}-{kind}.png")), png).unwrap();
+        }
+        self.client.set_window_size(1280, 900).await.unwrap();
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
+        for entry in log.as_array().cloned().unwrap_or_default() {
+            if entry["level"] == "SEVERE" {
+                self.problems.push(format!("{name}: browser logged {}", entry["message"]));
+            }
+        }
+    }
+}
+
+fn target_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("target"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    shequn_no_browser,
+    ignore = "SHEQUN_TEST_CHROMEDRIVER not set: browser test skipped"
+)]
+async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", work.path().join("console.db").display());
+    let created: Value =
+        serde_json::from_str(&shequn(&database, &["tenants", "create", "豆浆工坊"], None)).unwrap();
+    let tenant = created["tenant_id"].as_str().unwrap();
+    shequn(
+        &database,
+        &[
+            "operators", "create", "--tenant", tenant, "--email", "ops@soy.example", "--role",
+            "owner", "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let csv = work.path().join("members.csv");
+    std::fs::write(
+        &csv,
+        "external_id,name,phone,birthday,source,tags\n\
+         c-1,王小明,+8613800000001,1990-05-01,xiaohongshu,vip|soy\n\
+         c-2,Li Hua,+8613800000002,,store,\n",
+    )
+    .unwrap();
+    let imported: Value = serde_json::from_str(&shequn(
+        &database,
+        &["members", "import", "--tenant", tenant, csv.to_str().unwrap()],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(imported["created"], 2, "{imported}");
+
+    let port = free_port();
+    let _server = Process(
+        Command::new(env!("CARGO_BIN_EXE_shequn"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("SHEQUN_DATABASE_URL", &database)
+            .env("SHEQUN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let driver_port = free_port();
+    let driver_path = option_env!("SHEQUN_TEST_CHROMEDRIVER").unwrap_or("chromedriver");
+    let _driver = Process(
+        Command::new(driver_path)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_for_port(port);
+    wait_for_port(driver_port);
+
+    let mut capabilities = Capabilities::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900",
+                         "--lang=zh-CN"] }),
+    );
+    capabilities.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a WebDriver session");
+    let shots = target_dir().join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut console = Console {
+        client,
+        origin: format!("http://127.0.0.1:{port}"),
+        shots,
+        problems: Vec::new(),
+    };
+
+    // Without a session every console page leads to the sign-in form.
+    console.open("/console/members").await;
+    assert_eq!(console.path().await, "/console/login");
+    console.check_page("login").await;
+    let form = console.client.form(Locator::Css("form[action='/console/login']")).await.unwrap();
+    form.set_by_name("email", "ops@soy.example").await.unwrap();
+    form.set_by_name("password", PASSWORD).await.unwrap();
+    form.submit().await.unwrap();
+    assert_eq!(console.path().await, "/console/");
+    console.check_page("dashboard").await;
+
+    // Every section of the navigation.
+    let mut sections = Vec::new();
+    for link in console.client.find_all(Locator::Css("header.top nav a")).await.unwrap() {
+        sections.push(link.attr("href").await.unwrap().unwrap());
+    }
+    assert!(sections.len() >= 4, "{sections:?}");
+    for href in &sections {
+        console.open(href).await;
+        let name = href.trim_start_matches("/console").trim_matches('/').replace('/', "-");
+        let name = if name.is_empty() { "dashboard".to_owned() } else { name };
+        console.check_page(&name).await;
+    }
+
+    // A member found by search, and their page.
+    console.open("/console/members?q=%E7%8E%8B").await;
+    let member = console
+        .client
+        .find(Locator::Css("table tbody tr td a"))
+        .await
+        .expect("the member found by name");
+    assert_eq!(member.text().await.unwrap(), "王小明");
+    member.click().await.unwrap();
+    assert!(console.path().await.starts_with("/console/members/mem_"));
+    let page = console.client.source().await.unwrap();
+    assert!(page.contains("vip") && page.contains("+8613800000001"));
+    console.check_page("member").await;
+
+    // The language switch, remembered for the operator.
+    let html_lang = "return document.documentElement.lang;";
+    assert_eq!(console.client.execute(html_lang, vec![]).await.unwrap(), "zh-CN");
+    console
+        .client
+        .find(Locator::Css("form[action='/console/language'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    console.wait_for(html_lang, json!("en")).await;
+    console.open("/console/members").await;
+    assert_eq!(console.client.execute(html_lang, vec![]).await.unwrap(), "en");
+    console.check_page("members-en").await;
+
+    // Signing out ends the session.
+    console
+        .client
+        .find(Locator::Css("form[action='/console/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    console.wait_for("return location.pathname;", json!("/console/login")).await;
+    console.open("/console/").await;
+    assert_eq!(console.path().await, "/console/login");
+
+    let problems = std::mem::take(&mut console.problems);
+    console.client.close().await.unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
