@@ -85,6 +85,8 @@ fn head(lang: Lang, title: &str) -> Markup {
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
+        // No favicon request: the browser would ask the server for /favicon.ico.
+        link rel="icon" href="data:,";
         meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
         title { (title) " · " (Msg::Console.text(lang)) }
         link rel="stylesheet" href=(assets::url("console.css"));
