@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::{AnyConnection, FromRow as _, Row as _};
 
 use super::engine::{apply_ops, AccountKey, Book, Links, Op, Totals};
 use super::model::{Address, Asset, Balance, NewTransfer, Transfer, TransferResult};
@@ -80,7 +80,9 @@ const TRANSFER_COLUMNS: &str = "t.id, t.debit_address, t.credit_address, t.asset
     t.code, t.reference, t.metadata, t.pending, t.timeout_at, t.linked, t.created_at, \
     r.kind AS resolution_kind, r.amount AS resolution_amount, r.resolved_at";
 
-/// A transfer row with its resolution's columns, as either driver reads it.
+/// A transfer row with its resolution's columns, as either driver reads it (sqlx by column
+/// name through the derived `FromRow`, rusqlite by position in `direct`).
+#[derive(sqlx::FromRow)]
 struct TransferRow {
     id: String,
     debit_address: String,
@@ -130,24 +132,17 @@ impl TransferRow {
 
 /// A transfer row (with its resolution, if any) as the API shows it.
 pub fn transfer_from_row(row: &AnyRow) -> Result<Transfer, sqlx::Error> {
-    Ok(TransferRow {
-        id: row.try_get("id")?,
-        debit_address: row.try_get("debit_address")?,
-        credit_address: row.try_get("credit_address")?,
-        asset: row.try_get("asset")?,
-        amount: row.try_get("amount")?,
-        code: row.try_get("code")?,
-        reference: row.try_get("reference")?,
-        metadata: row.try_get("metadata")?,
-        pending: row.try_get("pending")?,
-        timeout_at: row.try_get("timeout_at")?,
-        linked: row.try_get("linked")?,
-        created_at: row.try_get("created_at")?,
-        resolution_kind: row.try_get("resolution_kind")?,
-        resolution_amount: row.try_get("resolution_amount")?,
-        resolved_at: row.try_get("resolved_at")?,
-    }
-    .into_transfer())
+    Ok(TransferRow::from_row(row)?.into_transfer())
+}
+
+/// An account's four totals, from a row that selects them under their column names.
+pub(super) fn totals_from_row(row: &AnyRow) -> Result<Totals, sqlx::Error> {
+    Ok(Totals {
+        debits_posted: row.try_get("debits_posted")?,
+        credits_posted: row.try_get("credits_posted")?,
+        debits_pending: row.try_get("debits_pending")?,
+        credits_pending: row.try_get("credits_pending")?,
+    })
 }
 
 fn push_list<'a>(sql: &mut Sql, values: impl IntoIterator<Item = &'a str>) {
@@ -320,12 +315,7 @@ async fn select_accounts(
         }
         for row in sql.query().fetch_all(&mut *conn).await? {
             let asset: String = row.try_get("asset")?;
-            let totals = Totals {
-                debits_posted: row.try_get("debits_posted")?,
-                credits_posted: row.try_get("credits_posted")?,
-                debits_pending: row.try_get("debits_pending")?,
-                credits_pending: row.try_get("credits_pending")?,
-            };
+            let totals = totals_from_row(&row)?;
             insert(
                 row.try_get("address")?,
                 &asset,
@@ -1021,13 +1011,14 @@ pub async fn balances(
     for row in rows {
         let asset: String = row.try_get("asset")?;
         if let Some(asset) = Asset::parse(&asset) {
+            let totals = totals_from_row(&row)?;
             by_asset.insert(
                 asset,
                 Balance::from_totals(
-                    row.try_get("debits_posted")?,
-                    row.try_get("credits_posted")?,
-                    row.try_get("debits_pending")?,
-                    row.try_get("credits_pending")?,
+                    totals.debits_posted,
+                    totals.credits_posted,
+                    totals.debits_pending,
+                    totals.credits_pending,
                 ),
             );
         }

@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Row as _};
 use utoipa::ToSchema;
 
 use super::engine::Totals;
+use super::store::totals_from_row;
 use crate::common::ids::TenantId;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -139,12 +140,7 @@ async fn stored_totals(
     for row in &rows {
         stored.insert(
             (row.try_get("address")?, row.try_get("asset")?),
-            Totals {
-                debits_posted: row.try_get("debits_posted")?,
-                credits_posted: row.try_get("credits_posted")?,
-                debits_pending: row.try_get("debits_pending")?,
-                credits_pending: row.try_get("credits_pending")?,
-            },
+            totals_from_row(row)?,
         );
     }
     Ok(stored)
