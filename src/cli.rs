@@ -406,31 +406,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let created = tenants::create(&db, &name, now).await?;
             println!("{}", serde_json::to_string(&created)?);
         }
-        Command::Keys { command } => match command {
-            KeyCommand::Create { tenant, role } => {
-                let role = KeyRole::parse(&role).ok_or_else(|| {
-                    anyhow::anyhow!("--role must be owner or integration, not {role:?}")
-                })?;
-                let (key_id, api_key) =
-                    tenants::create_key(&db, &tenant_id(&tenant)?, role, now).await?;
-                println!(
-                    "{}",
-                    json!({ "key_id": key_id, "api_key": api_key, "role": role })
-                );
-            }
-            KeyCommand::List { tenant } => {
-                let keys = tenants::list_keys(&db, &tenant_id(&tenant)?).await?;
-                println!("{}", json!({ "data": keys }));
-            }
-            KeyCommand::Revoke { key_id } => {
-                let id = ApiKeyId::parse(&key_id)
-                    .ok_or_else(|| anyhow::anyhow!("{key_id:?} is not a key id (key_…)"))?;
-                if !tenants::revoke_key(&db, &id, now).await? {
-                    anyhow::bail!("no live key {key_id}");
-                }
-                println!("{}", json!({ "key_id": id, "revoked": true }));
-            }
-        },
+        Command::Keys { command } => keys(&db, command, now).await?,
         Command::Operators {
             command:
                 OperatorCommand::Create {
@@ -448,39 +424,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = import_file(&db, &tenant, &file).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
-        Command::Jobs { command } => match command {
-            JobCommand::List {
-                tenant,
-                status,
-                limit,
-            } => {
-                let tenant = tenant_id(&tenant)?;
-                anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
-                let status = status
-                    .map(|s| {
-                        serde_json::from_value::<JobState>(json!(s)).map_err(|_| {
-                            anyhow::anyhow!("--status must be due, done or parked, not {s:?}")
-                        })
-                    })
-                    .transpose()?;
-                anyhow::ensure!(
-                    (1..=scheduler::MAX_JOBS_PAGE).contains(&limit),
-                    "--limit must be 1 to {}",
-                    scheduler::MAX_JOBS_PAGE
-                );
-                let jobs = scheduler::list(db.read(), &tenant, status, false, limit).await?;
-                println!("{}", json!({ "data": jobs }));
-            }
-            JobCommand::RunDaily { tenant, date } => {
-                let tenant = tenant_id(&tenant)?;
-                anyhow::ensure!(tenants::exists(&db, &tenant).await?, "no tenant {tenant}");
-                let state = crate::AppState::new(db.clone(), Arc::new(SystemClock));
-                let run = crate::daily::run_daily_on_demand(&state, &tenant, date.as_deref())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-                println!("{}", serde_json::to_string(&run)?);
-            }
-        },
+        Command::Jobs { command } => jobs(&db, command).await?,
         Command::Ledger {
             command: LedgerCommand::Verify { tenant },
         } => {
@@ -521,6 +465,74 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { .. } | Command::Lottery { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shequn keys …`.
+async fn keys(db: &Db, command: KeyCommand, now: Timestamp) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create { tenant, role } => {
+            let role = KeyRole::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("--role must be owner or integration, not {role:?}")
+            })?;
+            let (key_id, api_key) =
+                tenants::create_key(db, &tenant_id(&tenant)?, role, now).await?;
+            println!(
+                "{}",
+                json!({ "key_id": key_id, "api_key": api_key, "role": role })
+            );
+        }
+        KeyCommand::List { tenant } => {
+            let keys = tenants::list_keys(db, &tenant_id(&tenant)?).await?;
+            println!("{}", json!({ "data": keys }));
+        }
+        KeyCommand::Revoke { key_id } => {
+            let id = ApiKeyId::parse(&key_id)
+                .ok_or_else(|| anyhow::anyhow!("{key_id:?} is not a key id (key_…)"))?;
+            if !tenants::revoke_key(db, &id, now).await? {
+                anyhow::bail!("no live key {key_id}");
+            }
+            println!("{}", json!({ "key_id": id, "revoked": true }));
+        }
+    }
+    Ok(())
+}
+
+/// `shequn jobs …`.
+async fn jobs(db: &Db, command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::List {
+            tenant,
+            status,
+            limit,
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            anyhow::ensure!(tenants::exists(db, &tenant).await?, "no tenant {tenant}");
+            let status = status
+                .map(|s| {
+                    serde_json::from_value::<JobState>(json!(s)).map_err(|_| {
+                        anyhow::anyhow!("--status must be due, done or parked, not {s:?}")
+                    })
+                })
+                .transpose()?;
+            anyhow::ensure!(
+                (1..=scheduler::MAX_JOBS_PAGE).contains(&limit),
+                "--limit must be 1 to {}",
+                scheduler::MAX_JOBS_PAGE
+            );
+            let jobs = scheduler::list(db.read(), &tenant, status, false, limit).await?;
+            println!("{}", json!({ "data": jobs }));
+        }
+        JobCommand::RunDaily { tenant, date } => {
+            let tenant = tenant_id(&tenant)?;
+            anyhow::ensure!(tenants::exists(db, &tenant).await?, "no tenant {tenant}");
+            let state = crate::AppState::new(db.clone(), Arc::new(SystemClock));
+            let run = crate::daily::run_daily_on_demand(&state, &tenant, date.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("{}", serde_json::to_string(&run)?);
+        }
+    }
+    Ok(())
 }
 
 /// `shequn operators create`: the password is the first line of standard input.
