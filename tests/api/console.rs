@@ -23,6 +23,7 @@ backend_tests!(
     tags_are_changed_and_members_erased_through_the_api,
     the_overview_counts_local_days_exactly,
     owners_create_and_revoke_keys_and_add_operators,
+    the_cli_creates_operators_from_a_password_on_stdin,
 );
 
 const PASSWORD: &str = "soymilk-2026";
@@ -663,4 +664,80 @@ async fn owners_create_and_revoke_keys_and_add_operators(app: TestApp) {
         )
         .await;
     assert!(location(&bad_zone).contains("error="));
+}
+
+/// `shequn operators create … --password-stdin` with `stdin`: (exit code, stdout, stderr).
+fn create_operator_cli(
+    app: &TestApp,
+    email: &str,
+    role: &str,
+    stdin: &str,
+) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shequn"))
+        .args([
+            "operators",
+            "create",
+            "--tenant",
+            &app.tenant_id,
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .env("SHEQUN_DATABASE_URL", &app.database_url)
+        .env("SHEQUN_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shequn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn the_cli_creates_operators_from_a_password_on_stdin(app: TestApp) {
+    // The first line, without its newline, is the password; what follows is ignored.
+    let (code, out, err) = create_operator_cli(
+        &app,
+        "Cli@Shop.example",
+        "viewer",
+        "cli-password-9\nignored\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["email"], "cli@shop.example");
+    assert_eq!(created["role"], "viewer");
+    assert_eq!(created["tenant_id"], app.tenant_id.as_str());
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser
+            .sign_in("cli@shop.example", "cli-password-9")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+
+    let (code, _, err) =
+        create_operator_cli(&app, "cli@shop.example", "owner", "another-password-1\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = create_operator_cli(&app, "weak@shop.example", "owner", "short\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("too weak"), "{err}");
+    let (code, _, err) =
+        create_operator_cli(&app, "role@shop.example", "admin", "cli-password-9\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("--role"), "{err}");
 }
