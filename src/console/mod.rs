@@ -63,6 +63,8 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .route("/console/", get(pages::dashboard::page))
         .merge(pages::members::routes())
         .merge(pages::settings::routes())
+        .merge(pages::referrals::routes())
+        .merge(pages::analytics::routes())
         .route(
             "/console/{*rest}",
             get(pages::not_found).post(pages::not_found),

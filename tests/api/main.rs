@@ -8,6 +8,7 @@ mod analytics_quality;
 mod cli;
 mod community;
 mod console;
+mod console_insight;
 mod coupons;
 mod crash;
 mod edge;

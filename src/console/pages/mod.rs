@@ -7,8 +7,10 @@ use super::i18n::Msg;
 use super::session::Signed;
 use super::view;
 
+pub mod analytics;
 pub mod dashboard;
 pub mod members;
+pub mod referrals;
 pub mod settings;
 pub mod sign_in;
 
