@@ -31,16 +31,11 @@ pub enum Nav {
 }
 
 impl Nav {
-    const ALL: [Nav; 12] = [
+    /// The sections shown; a section joins when its pages exist.
+    const ALL: [Nav; 6] = [
         Nav::Dashboard,
         Nav::Members,
-        Nav::Program,
-        Nav::Coupons,
-        Nav::Products,
-        Nav::Orders,
-        Nav::Sales,
         Nav::Referrals,
-        Nav::Community,
         Nav::Analytics,
         Nav::Settings,
         Nav::Audit,
