@@ -144,6 +144,7 @@ fn day_of(starts: &[i64], at: i64) -> Option<usize> {
     Some(starts.partition_point(|&start| start <= at) - 1)
 }
 
+/// The overview of the period ending today: each day's figures, the period's, the best sellers.
 async fn compute(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -153,123 +154,201 @@ async fn compute(
 ) -> ApiResult<Overview> {
     let today = now.to_zoned(zone.clone()).date();
     let (dates, starts) = day_starts(zone, today, days)?;
-    let (from, to) = (starts[0], starts[starts.len() - 1]);
-    let mut daily = vec![Figures::default(); dates.len()];
-    let mut active: Vec<BTreeSet<String>> = vec![BTreeSet::new(); dates.len()];
-    let mut products: HashMap<(Option<String>, Option<String>), TopProduct> = HashMap::new();
+    let mut tally = Tally::new(dates.len());
+    tally.paid_orders(conn, tenant_id, &starts).await?;
+    tally.refunds(conn, tenant_id, &starts).await?;
+    tally.new_members(conn, tenant_id, &starts).await?;
+    tally.checkins(conn, tenant_id, &dates).await?;
+    Ok(tally.overview(zone, days, &dates))
+}
 
-    let orders = sqlx::query(
-        "SELECT member_id, total, paid_at, items FROM customer_order \
-         WHERE tenant_id = $1 AND paid_at >= $2 AND paid_at < $3",
-    )
-    .bind(tenant_id.as_str())
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &orders {
-        let Some(day) = day_of(&starts, row.try_get("paid_at")?) else {
-            continue;
-        };
-        let figures = &mut daily[day];
-        figures.paid_gmv = figures.paid_gmv.saturating_add(row.try_get("total")?);
-        figures.paid_orders += 1;
-        active[day].insert(row.try_get("member_id")?);
-        let items: String = row.try_get("items")?;
-        count_lines(&mut products, &items);
-    }
+/// Products by (product id, SKU), as [`count_lines`] adds them up.
+type ProductTally = HashMap<(Option<String>, Option<String>), TopProduct>;
 
-    let refunds: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT created_at, amount FROM order_refund \
-         WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3",
-    )
-    .bind(tenant_id.as_str())
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (at, amount) in refunds {
-        if let Some(day) = day_of(&starts, at) {
-            daily[day].refunded = daily[day].refunded.saturating_add(amount);
+/// The period's figures while its rows are read: each day's, the members active on each day,
+/// the products sold.
+struct Tally {
+    daily: Vec<Figures>,
+    active: Vec<BTreeSet<String>>,
+    products: ProductTally,
+}
+
+impl Tally {
+    fn new(days: usize) -> Self {
+        Tally {
+            daily: vec![Figures::default(); days],
+            active: vec![BTreeSet::new(); days],
+            products: HashMap::new(),
         }
     }
 
-    let joined: Vec<i64> = sqlx::query_scalar(
-        "SELECT created_at FROM member WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3",
-    )
-    .bind(tenant_id.as_str())
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
-    for at in joined {
-        if let Some(day) = day_of(&starts, at) {
-            daily[day].new_members += 1;
+    /// Orders paid in the period: GMV, count, their members active, their lines sold.
+    async fn paid_orders(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant_id: &TenantId,
+        starts: &[i64],
+    ) -> ApiResult<()> {
+        let (from, to) = period_bounds(starts);
+        let orders = sqlx::query(
+            "SELECT member_id, total, paid_at, items FROM customer_order \
+             WHERE tenant_id = $1 AND paid_at >= $2 AND paid_at < $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &orders {
+            let Some(day) = day_of(starts, row.try_get("paid_at")?) else {
+                continue;
+            };
+            let figures = &mut self.daily[day];
+            figures.paid_gmv = figures.paid_gmv.saturating_add(row.try_get("total")?);
+            figures.paid_orders += 1;
+            self.active[day].insert(row.try_get("member_id")?);
+            let items: String = row.try_get("items")?;
+            count_lines(&mut self.products, &items);
         }
+        Ok(())
     }
 
-    let first_date = dates[0].to_string();
-    let last_date = dates[dates.len() - 1].to_string();
-    let checkins: Vec<(String, String)> = sqlx::query_as(
-        "SELECT member_id, local_date FROM checkin \
-         WHERE tenant_id = $1 AND local_date >= $2 AND local_date <= $3",
-    )
-    .bind(tenant_id.as_str())
-    .bind(&first_date)
-    .bind(&last_date)
-    .fetch_all(&mut *conn)
-    .await?;
-    let index: HashMap<String, usize> = dates
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.to_string(), i))
-        .collect();
-    for (member, date) in checkins {
-        if let Some(&day) = index.get(&date) {
-            active[day].insert(member);
+    /// Refunds made in the period.
+    async fn refunds(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant_id: &TenantId,
+        starts: &[i64],
+    ) -> ApiResult<()> {
+        let (from, to) = period_bounds(starts);
+        let refunds: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT created_at, amount FROM order_refund \
+             WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (at, amount) in refunds {
+            if let Some(day) = day_of(starts, at) {
+                self.daily[day].refunded = self.daily[day].refunded.saturating_add(amount);
+            }
         }
+        Ok(())
     }
 
-    let mut period = Figures::default();
-    let mut everyone = BTreeSet::new();
-    for (figures, members) in daily.iter_mut().zip(&active) {
-        figures.active_members = members.len() as i64;
-        period.paid_gmv = period.paid_gmv.saturating_add(figures.paid_gmv);
-        period.paid_orders += figures.paid_orders;
-        period.refunded = period.refunded.saturating_add(figures.refunded);
-        period.new_members += figures.new_members;
-        everyone.extend(members.iter().cloned());
+    /// Members created in the period.
+    async fn new_members(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant_id: &TenantId,
+        starts: &[i64],
+    ) -> ApiResult<()> {
+        let (from, to) = period_bounds(starts);
+        let joined: Vec<i64> = sqlx::query_scalar(
+            "SELECT created_at FROM member WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
+        for at in joined {
+            if let Some(day) = day_of(starts, at) {
+                self.daily[day].new_members += 1;
+            }
+        }
+        Ok(())
     }
-    period.active_members = everyone.len() as i64;
 
-    let mut top_products: Vec<TopProduct> = products.into_values().collect();
-    top_products.sort_by(|a, b| {
-        (b.units, b.sales, &a.sku, &a.product_id).cmp(&(a.units, a.sales, &b.sku, &b.product_id))
-    });
-    top_products.truncate(TOP_PRODUCTS);
-
-    Ok(Overview {
-        time_zone: zone.iana_name().unwrap_or("UTC").to_owned(),
-        days,
-        from: first_date,
-        to: last_date,
-        today: daily[daily.len() - 1].clone(),
-        period,
-        daily: dates
+    /// Check-ins on the period's local dates: their members active.
+    async fn checkins(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant_id: &TenantId,
+        dates: &[Date],
+    ) -> ApiResult<()> {
+        let checkins: Vec<(String, String)> = sqlx::query_as(
+            "SELECT member_id, local_date FROM checkin \
+             WHERE tenant_id = $1 AND local_date >= $2 AND local_date <= $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(dates[0].to_string())
+        .bind(dates[dates.len() - 1].to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        let index: HashMap<String, usize> = dates
             .iter()
-            .zip(daily)
-            .map(|(date, figures)| Day {
-                date: date.to_string(),
-                figures,
-            })
-            .collect(),
-        top_products,
-    })
+            .enumerate()
+            .map(|(i, d)| (d.to_string(), i))
+            .collect();
+        for (member, date) in checkins {
+            if let Some(&day) = index.get(&date) {
+                self.active[day].insert(member);
+            }
+        }
+        Ok(())
+    }
+
+    /// The overview: each day's active members counted, the period summed, the best sellers.
+    fn overview(self, zone: &TimeZone, days: i64, dates: &[Date]) -> Overview {
+        let Tally {
+            mut daily,
+            active,
+            products,
+        } = self;
+        let mut period = Figures::default();
+        let mut everyone = BTreeSet::new();
+        for (figures, members) in daily.iter_mut().zip(&active) {
+            figures.active_members = members.len() as i64;
+            period.paid_gmv = period.paid_gmv.saturating_add(figures.paid_gmv);
+            period.paid_orders += figures.paid_orders;
+            period.refunded = period.refunded.saturating_add(figures.refunded);
+            period.new_members += figures.new_members;
+            everyone.extend(members.iter().cloned());
+        }
+        period.active_members = everyone.len() as i64;
+
+        let mut top_products: Vec<TopProduct> = products.into_values().collect();
+        top_products.sort_by(|a, b| {
+            (b.units, b.sales, &a.sku, &a.product_id).cmp(&(
+                a.units,
+                a.sales,
+                &b.sku,
+                &b.product_id,
+            ))
+        });
+        top_products.truncate(TOP_PRODUCTS);
+
+        Overview {
+            time_zone: zone.iana_name().unwrap_or("UTC").to_owned(),
+            days,
+            from: dates[0].to_string(),
+            to: dates[dates.len() - 1].to_string(),
+            today: daily[daily.len() - 1].clone(),
+            period,
+            daily: dates
+                .iter()
+                .zip(daily)
+                .map(|(date, figures)| Day {
+                    date: date.to_string(),
+                    figures,
+                })
+                .collect(),
+            top_products,
+        }
+    }
+}
+
+/// The period's first instant and the instant after it (micros).
+fn period_bounds(starts: &[i64]) -> (i64, i64) {
+    (starts[0], starts[starts.len() - 1])
 }
 
 /// Add an order's lines (its `items` JSON) to the product tally. Lines name a product id (orders
 /// placed here) or only a SKU (imported history); a line that is not an object is skipped.
-fn count_lines(products: &mut HashMap<(Option<String>, Option<String>), TopProduct>, items: &str) {
+fn count_lines(products: &mut ProductTally, items: &str) {
     let Ok(Value::Array(lines)) = serde_json::from_str::<Value>(items) else {
         return;
     };
