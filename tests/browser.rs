@@ -51,7 +51,12 @@ fn shequn(database_url: &str, args: &[&str], stdin: Option<&str>) -> String {
         .spawn()
         .expect("run shequn");
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     let output = child.wait_with_output().unwrap();
     assert!(
@@ -65,7 +70,10 @@ fn shequn(database_url: &str, args: &[&str], stdin: Option<&str>) -> String {
 fn wait_for_port(port: u16) {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "port {port} never opened");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "port {port} never opened"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -80,7 +88,10 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
@@ -111,7 +122,11 @@ impl Console {
     async fn wait_for(&self, script: &str, expected: Value) {
         let started = Instant::now();
         loop {
-            let value = self.client.execute(script, vec![]).await.unwrap_or(Value::Null);
+            let value = self
+                .client
+                .execute(script, vec![])
+                .await
+                .unwrap_or(Value::Null);
             if value == expected {
                 return;
             }
@@ -156,7 +171,8 @@ impl Console {
         }
         for url in self.loaded().await {
             if !url.starts_with(&self.origin) {
-                self.problems.push(format!("{name}: loaded {url} from another host"));
+                self.problems
+                    .push(format!("{name}: loaded {url} from another host"));
             }
         }
         for (width, height, kind) in [(1280, 900, "desktop"), (390, 844, "phone")] {
@@ -169,7 +185,8 @@ impl Console {
         let log = self.client.issue_cmd(BrowserLog).await.unwrap();
         for entry in log.as_array().cloned().unwrap_or_default() {
             if entry["level"] == "SEVERE" {
-                self.problems.push(format!("{name}: browser logged {}", entry["message"]));
+                self.problems
+                    .push(format!("{name}: browser logged {}", entry["message"]));
             }
         }
     }
@@ -196,8 +213,15 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     shequn(
         &database,
         &[
-            "operators", "create", "--tenant", tenant, "--email", "ops@soy.example", "--role",
-            "owner", "--password-stdin",
+            "operators",
+            "create",
+            "--tenant",
+            tenant,
+            "--email",
+            "ops@soy.example",
+            "--role",
+            "owner",
+            "--password-stdin",
         ],
         Some(&format!("{PASSWORD}\n")),
     );
@@ -211,7 +235,13 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     .unwrap();
     let imported: Value = serde_json::from_str(&shequn(
         &database,
-        &["members", "import", "--tenant", tenant, csv.to_str().unwrap()],
+        &[
+            "members",
+            "import",
+            "--tenant",
+            tenant,
+            csv.to_str().unwrap(),
+        ],
         None,
     ))
     .unwrap();
@@ -268,7 +298,11 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     console.open("/console/members").await;
     assert_eq!(console.path().await, "/console/login");
     console.check_page("login").await;
-    let form = console.client.form(Locator::Css("form[action='/console/login']")).await.unwrap();
+    let form = console
+        .client
+        .form(Locator::Css("form[action='/console/login']"))
+        .await
+        .unwrap();
     form.set_by_name("email", "ops@soy.example").await.unwrap();
     form.set_by_name("password", PASSWORD).await.unwrap();
     form.submit().await.unwrap();
@@ -277,14 +311,26 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
 
     // Every section of the navigation.
     let mut sections = Vec::new();
-    for link in console.client.find_all(Locator::Css("header.top nav a")).await.unwrap() {
+    for link in console
+        .client
+        .find_all(Locator::Css("header.top nav a"))
+        .await
+        .unwrap()
+    {
         sections.push(link.attr("href").await.unwrap().unwrap());
     }
     assert!(sections.len() >= 4, "{sections:?}");
     for href in &sections {
         console.open(href).await;
-        let name = href.trim_start_matches("/console").trim_matches('/').replace('/', "-");
-        let name = if name.is_empty() { "dashboard".to_owned() } else { name };
+        let name = href
+            .trim_start_matches("/console")
+            .trim_matches('/')
+            .replace('/', "-");
+        let name = if name.is_empty() {
+            "dashboard".to_owned()
+        } else {
+            name
+        };
         console.check_page(&name).await;
     }
 
@@ -304,7 +350,10 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
 
     // The language switch, remembered for the operator.
     let html_lang = "return document.documentElement.lang;";
-    assert_eq!(console.client.execute(html_lang, vec![]).await.unwrap(), "zh-CN");
+    assert_eq!(
+        console.client.execute(html_lang, vec![]).await.unwrap(),
+        "zh-CN"
+    );
     console
         .client
         .find(Locator::Css("form[action='/console/language'] button"))
@@ -315,7 +364,10 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
         .unwrap();
     console.wait_for(html_lang, json!("en")).await;
     console.open("/console/members").await;
-    assert_eq!(console.client.execute(html_lang, vec![]).await.unwrap(), "en");
+    assert_eq!(
+        console.client.execute(html_lang, vec![]).await.unwrap(),
+        "en"
+    );
     console.check_page("members-en").await;
 
     // Signing out ends the session.
@@ -327,7 +379,9 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
         .click()
         .await
         .unwrap();
-    console.wait_for("return location.pathname;", json!("/console/login")).await;
+    console
+        .wait_for("return location.pathname;", json!("/console/login"))
+        .await;
     console.open("/console/").await;
     assert_eq!(console.path().await, "/console/login");
 
