@@ -62,6 +62,8 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .route("/console", get(pages::dashboard::redirect))
         .route("/console/", get(pages::dashboard::page))
         .merge(pages::members::routes())
+        .merge(pages::program::routes())
+        .merge(pages::shop::routes())
         .merge(pages::settings::routes())
         .merge(pages::referrals::routes())
         .merge(pages::analytics::routes())

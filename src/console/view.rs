@@ -32,9 +32,13 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 6] = [
+    const ALL: [Nav; 10] = [
         Nav::Dashboard,
         Nav::Members,
+        Nav::Program,
+        Nav::Coupons,
+        Nav::Products,
+        Nav::Orders,
         Nav::Referrals,
         Nav::Analytics,
         Nav::Settings,
@@ -182,6 +186,29 @@ pub fn money(fen: i64) -> String {
     format!("{sign}¥{}.{:02}", group_thousands(abs / 100), abs % 100)
 }
 
+/// Yuan typed by an operator as fen: `12`, `12.3`, `12.34`, `¥12.34`, `1,234.50` (commas and
+/// surrounding spaces ignored). `None` for anything else: a sign, more than two decimals, no
+/// digits, or more than `i64` holds.
+pub fn parse_yuan(typed: &str) -> Option<i64> {
+    let cleaned: String = typed
+        .trim()
+        .trim_start_matches(['¥', '￥'])
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    let (whole, fraction) = match cleaned.split_once('.') {
+        Some((whole, fraction)) => (whole, fraction),
+        None => (cleaned.as_str(), ""),
+    };
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 2 {
+        return None;
+    }
+    let yuan: i64 = whole.parse().ok()?;
+    let fen: i64 = format!("{fraction:0<2}").parse().ok()?;
+    yuan.checked_mul(100)?.checked_add(fen)
+}
+
 fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -232,6 +259,22 @@ pub fn chart(option: &Value, tall: bool) -> Markup {
     }
 }
 
+/// Text for a URL path segment or query value, percent-encoded.
+pub fn encode(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// A definition list of facts; an empty value shows as a dash.
+pub fn facts(items: &[(&str, String)]) -> Markup {
+    html! {
+        dl.facts {
+            @for (label, value) in items {
+                dt { (label) } dd { @if value.is_empty() { span.muted { "—" } } @else { (value) } }
+            }
+        }
+    }
+}
+
 /// Percent with one decimal from a 0..1 float.
 pub fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
@@ -254,6 +297,30 @@ mod tests {
         assert_eq!(money(-5), "-¥0.05");
         assert_eq!(money(123_456_789), "¥1,234,567.89");
         assert_eq!(money(i64::MIN), "-¥92,233,720,368,547,758.08");
+    }
+
+    #[test]
+    fn typed_yuan_become_fen_or_nothing() {
+        assert_eq!(parse_yuan("12"), Some(1200));
+        assert_eq!(parse_yuan(" 12.3 "), Some(1230));
+        assert_eq!(parse_yuan("¥12.34"), Some(1234));
+        assert_eq!(parse_yuan("1,234.05"), Some(123_405));
+        assert_eq!(parse_yuan("0.01"), Some(1));
+        assert_eq!(parse_yuan("12."), Some(1200));
+        for bad in [
+            "",
+            "abc",
+            "-1",
+            "+1",
+            "1.234",
+            ".5",
+            "1e3",
+            "1.2.3",
+            "92233720368547758.08",
+        ] {
+            assert_eq!(parse_yuan(bad), None, "{bad}");
+        }
+        assert_eq!(parse_yuan("92233720368547758.07"), Some(i64::MAX));
     }
 
     #[test]

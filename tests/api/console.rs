@@ -2,17 +2,15 @@
 //! throttle on failed sign-ins, every page answering for a signed-in operator, and the
 //! overview it draws (`GET /v1/analytics/overview`).
 
-use std::collections::BTreeMap;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 use shequn::common::ids::TenantId;
-use shequn::console::operators::{self, Role};
+use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::support::{Reply, TestApp};
+use crate::console_support::{html, location, operator, Browser, PASSWORD};
+use crate::support::TestApp;
 
 backend_tests!(
     a_good_sign_in_opens_a_session_that_sign_out_ends,
@@ -25,124 +23,6 @@ backend_tests!(
     owners_create_and_revoke_keys_and_add_operators,
     the_cli_creates_operators_from_a_password_on_stdin,
 );
-
-const PASSWORD: &str = "soymilk-2026";
-
-async fn operator(app: &TestApp, tenant: &str, email: &str, role: Role) {
-    let mut tx = app.state.begin().await.unwrap();
-    let tenant = TenantId::parse(tenant).unwrap();
-    operators::create(tx.conn(), &tenant, email, role, PASSWORD, app.clock_now())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-}
-
-/// A cookie jar over the test router.
-struct Browser<'a> {
-    app: &'a TestApp,
-    cookies: BTreeMap<String, String>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Browser {
-            app,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Reply {
-        let mut builder = Request::builder().method(method).uri(path);
-        if !self.cookies.is_empty() {
-            let line: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            builder = builder.header("cookie", line.join("; "));
-        }
-        let request = match form {
-            Some(fields) => {
-                let body = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(fields)
-                    .finish();
-                builder
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(Body::from(body))
-                    .unwrap()
-            }
-            None => builder.body(Body::empty()).unwrap(),
-        };
-        let reply = self.app.send(request).await;
-        for value in reply.headers.get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        reply
-    }
-
-    async fn get(&mut self, path: &str) -> Reply {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        self.send(Method::POST, path, Some(fields)).await
-    }
-
-    /// Sign in through the form; the answer to the POST.
-    async fn sign_in(&mut self, email: &str, password: &str) -> Reply {
-        let form = self.get("/console/login").await;
-        assert_eq!(form.status, StatusCode::OK);
-        let token = hidden(&html(&form), "csrf_token");
-        self.post(
-            "/console/login",
-            &[
-                ("email", email),
-                ("password", password),
-                ("csrf_token", &token),
-            ],
-        )
-        .await
-    }
-
-    /// The session's CSRF token, read off a page's forms.
-    async fn csrf(&mut self) -> String {
-        let page = self.get("/console/members").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
-        hidden(&html(&page), "csrf_token")
-    }
-}
-
-fn html(reply: &Reply) -> String {
-    match &reply.body {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The value of the first hidden input named `name`.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[at..].split('"').next().unwrap().to_owned()
-}
-
-fn location(reply: &Reply) -> &str {
-    reply
-        .headers
-        .get("location")
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or("")
-}
 
 async fn a_good_sign_in_opens_a_session_that_sign_out_ends(app: TestApp) {
     operator(&app, &app.tenant_id, "Owner@Shop.example", Role::Owner).await;

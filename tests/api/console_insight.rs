@@ -2,139 +2,21 @@
 //! funnel, leaderboard and review queue (approved and rejected through the API), the
 //! analytics page before and after a fit, roles and tenant isolation.
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use shequn::common::ids::TenantId;
-use shequn::console::operators::{self, Role};
+use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::support::{Reply, TestApp};
+use crate::console_support::{html, location, operator, Browser};
+use crate::support::TestApp;
 
 backend_tests!(
     referral_pages_show_the_funnel_and_leaderboard_and_decide_reviews,
     referral_pages_keep_other_tenants_campaigns_and_reviews_out,
     analytics_page_says_how_to_fit_then_shows_segments_clv_cohorts_and_quality,
 );
-
-const PASSWORD: &str = "soymilk-2026";
-
-async fn operator(app: &TestApp, tenant: &str, email: &str, role: Role) {
-    let mut tx = app.state.begin().await.unwrap();
-    let tenant = TenantId::parse(tenant).unwrap();
-    operators::create(tx.conn(), &tenant, email, role, PASSWORD, app.clock_now())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-}
-
-/// A cookie jar over the test router (as in `console.rs`).
-struct Browser<'a> {
-    app: &'a TestApp,
-    cookies: BTreeMap<String, String>,
-}
-
-impl<'a> Browser<'a> {
-    /// A browser signed in as `email`.
-    async fn signed_in(app: &'a TestApp, email: &str) -> Browser<'a> {
-        let mut browser = Browser {
-            app,
-            cookies: BTreeMap::new(),
-        };
-        let form = browser.get("/console/login").await;
-        let token = hidden(&html(&form), "csrf_token");
-        let reply = browser
-            .post(
-                "/console/login",
-                &[
-                    ("email", email),
-                    ("password", PASSWORD),
-                    ("csrf_token", &token),
-                ],
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", html(&reply));
-        browser
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Reply {
-        let mut builder = Request::builder().method(method).uri(path);
-        if !self.cookies.is_empty() {
-            let line: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            builder = builder.header("cookie", line.join("; "));
-        }
-        let request = match form {
-            Some(fields) => {
-                let body = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(fields)
-                    .finish();
-                builder
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(Body::from(body))
-                    .unwrap()
-            }
-            None => builder.body(Body::empty()).unwrap(),
-        };
-        let reply = self.app.send(request).await;
-        for value in reply.headers.get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        reply
-    }
-
-    async fn get(&mut self, path: &str) -> Reply {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        self.send(Method::POST, path, Some(fields)).await
-    }
-
-    /// The session's CSRF token, read off a page's forms.
-    async fn csrf(&mut self) -> String {
-        let page = self.get("/console/referrals").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
-        hidden(&html(&page), "csrf_token")
-    }
-}
-
-fn html(reply: &Reply) -> String {
-    match &reply.body {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The value of the first hidden input named `name`.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[at..].split('"').next().unwrap().to_owned()
-}
-
-fn location(reply: &Reply) -> &str {
-    reply
-        .headers
-        .get("location")
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or("")
-}
 
 /// A signup campaign with an inviter `i` and three invitees: `j1` accepted, `j2` queued for a
 /// shared device, `j3` for a shared IP. Returns (campaign, inviter, review of j2, review of j3).

@@ -9,6 +9,8 @@ mod cli;
 mod community;
 mod console;
 mod console_insight;
+mod console_shop;
+mod console_support;
 mod coupons;
 mod crash;
 mod edge;

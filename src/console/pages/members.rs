@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::console::i18n::Msg;
 use crate::console::session::{Change, Refusal, Signed};
-use crate::console::view::{self, csrf, instant, int, money, notice, text, Nav};
+use crate::console::view::{self, csrf, facts, instant, int, money, notice, text, Nav};
 use crate::console::Console;
 use crate::members::model::RFM_SEGMENTS;
 
@@ -85,9 +85,7 @@ async fn list(
     let mut path = format!("/v1/members?limit=50&{}", params.query(&[]));
     if !params.cursor.is_empty() {
         path.push_str("&cursor=");
-        path.push_str(
-            &form_urlencoded::byte_serialize(params.cursor.as_bytes()).collect::<String>(),
-        );
+        path.push_str(&view::encode(&params.cursor));
     }
     let answer = console.get(&signed, &path).await;
     let sources = console.get(&signed, "/v1/members/sources").await;
@@ -168,16 +166,6 @@ pub struct OneParams {
     error: String,
 }
 
-fn facts(items: &[(&str, String)]) -> Markup {
-    html! {
-        dl.facts {
-            @for (label, value) in items {
-                dt { (label) } dd { @if value.is_empty() { span.muted { "—" } } @else { (value) } }
-            }
-        }
-    }
-}
-
 fn yes_no(signed: &Signed, value: &Value) -> String {
     signed
         .t(if value.as_bool() == Some(true) {
@@ -195,7 +183,7 @@ async fn one(
     Path(member_id): Path<String>,
     Query(params): Query<OneParams>,
 ) -> Result<Response, Refusal> {
-    let encoded: String = form_urlencoded::byte_serialize(member_id.as_bytes()).collect();
+    let encoded: String = view::encode(&member_id);
     let member = console
         .get(&signed, &format!("/v1/members/{encoded}"))
         .await;
@@ -453,14 +441,11 @@ fn coupons_table(signed: &Signed, page: &Value) -> Markup {
 
 /// Back to the member's page with a notice.
 fn back(member_id: &str, ok: bool, message: &str) -> Response {
-    let encoded: String = form_urlencoded::byte_serialize(member_id.as_bytes()).collect();
+    let encoded: String = view::encode(&member_id);
     let query = if ok {
         "done=saved".to_owned()
     } else {
-        format!(
-            "error={}",
-            form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
-        )
+        format!("error={}", view::encode(&message))
     };
     Redirect::to(&format!("/console/members/{encoded}?{query}")).into_response()
 }
@@ -484,7 +469,7 @@ async fn change_tags(
         .filter(|t| !t.trim().is_empty())
         .collect();
     let remove: Vec<String> = posted.form.remove.into_iter().collect();
-    let encoded: String = form_urlencoded::byte_serialize(member_id.as_bytes()).collect();
+    let encoded: String = view::encode(&member_id);
     let answer = console
         .call(
             &posted.signed,
@@ -512,7 +497,7 @@ async fn erase(
     if posted.form.confirm_id.trim() != member_id {
         return back(&member_id, false, posted.signed.t(Msg::EraseMismatch));
     }
-    let encoded: String = form_urlencoded::byte_serialize(member_id.as_bytes()).collect();
+    let encoded: String = view::encode(&member_id);
     let answer = console
         .call(
             &posted.signed,

@@ -10,8 +10,10 @@ use super::view;
 pub mod analytics;
 pub mod dashboard;
 pub mod members;
+pub mod program;
 pub mod referrals;
 pub mod settings;
+pub mod shop;
 pub mod sign_in;
 
 /// Any other `/console/…` path: 404 for a signed-in operator (the sign-in page otherwise).

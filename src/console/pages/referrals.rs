@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::console::i18n::Msg;
 use crate::console::session::{Change, Refusal, Signed};
-use crate::console::view::{self, csrf, instant, int, notice, text, Nav};
+use crate::console::view::{self, csrf, encode, instant, int, notice, text, Nav};
 use crate::console::Console;
 
 crate::console::i18n::catalogue! {
@@ -66,11 +66,6 @@ pub fn routes() -> Router<Console> {
             "/console/referrals/{campaign_id}/reviews/{review_id}/{decision}",
             post(decide),
         )
-}
-
-/// A path segment, percent-encoded.
-fn encode(segment: &str) -> String {
-    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
 #[derive(Debug, Default, Deserialize)]

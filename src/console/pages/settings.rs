@@ -157,10 +157,7 @@ fn back(ok: bool, message: &str) -> Response {
     let query = if ok {
         "done=saved".to_owned()
     } else {
-        format!(
-            "error={}",
-            form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
-        )
+        format!("error={}", view::encode(&message))
     };
     Redirect::to(&format!("/console/settings?{query}")).into_response()
 }
