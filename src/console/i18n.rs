@@ -140,6 +140,7 @@ catalogue! {
     NextPage => "下一页", "Next page";
     FirstPage => "第一页", "First page";
     Name => "姓名", "Name";
+    Title => "名称", "Name";
     Phone => "手机号", "Phone";
     ExternalId => "外部编号", "External id";
     Tier => "等级", "Tier";

@@ -275,6 +275,32 @@ pub fn facts(items: &[(&str, String)]) -> Markup {
     }
 }
 
+/// Basis points as a percentage without trailing zeros (`1500` → `15%`, `1550` → `15.5%`,
+/// `1505` → `15.05%`).
+pub fn basis_points(bp: i64) -> String {
+    format!("{}%", fixed(bp, 100))
+}
+
+/// A multiplier in basis points (`10000` → `×1`, `15000` → `×1.5`).
+pub fn multiplier(bp: i64) -> String {
+    format!("×{}", fixed(bp, 10_000))
+}
+
+/// `value / scale` in decimals, trailing zeros dropped.
+fn fixed(value: i64, scale: i64) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let (whole, rest) = (
+        value.unsigned_abs() / scale as u64,
+        value.unsigned_abs() % scale as u64,
+    );
+    if rest == 0 {
+        return format!("{sign}{whole}");
+    }
+    let width = scale.to_string().len() - 1;
+    let decimals = format!("{rest:0width$}");
+    format!("{sign}{whole}.{}", decimals.trim_end_matches('0'))
+}
+
 /// Percent with one decimal from a 0..1 float.
 pub fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
@@ -297,6 +323,17 @@ mod tests {
         assert_eq!(money(-5), "-¥0.05");
         assert_eq!(money(123_456_789), "¥1,234,567.89");
         assert_eq!(money(i64::MIN), "-¥92,233,720,368,547,758.08");
+    }
+
+    #[test]
+    fn basis_points_read_as_percentages_and_multipliers() {
+        assert_eq!(basis_points(1500), "15%");
+        assert_eq!(basis_points(1550), "15.5%");
+        assert_eq!(basis_points(1505), "15.05%");
+        assert_eq!(basis_points(-5), "-0.05%");
+        assert_eq!(multiplier(10_000), "×1");
+        assert_eq!(multiplier(15_000), "×1.5");
+        assert_eq!(multiplier(12_345), "×1.2345");
     }
 
     #[test]

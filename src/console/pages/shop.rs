@@ -292,10 +292,7 @@ impl TemplateForm {
 /// A template's discount in words: `¥5.00` or `15.5%`, with its cap.
 fn discount(t: &Value) -> String {
     let base = match t["kind"].as_str() {
-        Some("percent_off") => {
-            let bp = int(&t["percent_off_bp"]);
-            format!("{}.{:02}%", bp / 100, bp % 100).replace(".00%", "%")
-        }
+        Some("percent_off") => view::basis_points(int(&t["percent_off_bp"])),
         _ => money(int(&t["amount_off"])),
     };
     match t["max_discount"].as_i64() {
@@ -349,7 +346,7 @@ async fn coupons_page(
                 summary { (t(ShopMsg::NewTemplate)) }
                 form.stack id="coupon-template-form" method="post" action="/console/coupons" {
                     (csrf(signed))
-                    label { (signed.t(Msg::Name)) input type="text" name="name" required maxlength="100" value=(typed.name); }
+                    label { (signed.t(Msg::Title)) input type="text" name="name" required maxlength="100" value=(typed.name); }
                     label { (t(ShopMsg::Kind))
                         select name="kind" {
                             option value="amount_off" selected[typed.kind != "percent_off"] { (t(ShopMsg::AmountOff)) }
@@ -371,7 +368,7 @@ async fn coupons_page(
         section.panel {
             table id="coupon-templates" {
                 thead { tr {
-                    th { (signed.t(Msg::Name)) } th { (t(ShopMsg::Discount)) } th.num.hide-narrow { (t(ShopMsg::MinSpend)) }
+                    th { (signed.t(Msg::Title)) } th { (t(ShopMsg::Discount)) } th.num.hide-narrow { (t(ShopMsg::MinSpend)) }
                     th.num { (t(ShopMsg::Issued)) } th.num { (t(ShopMsg::Remaining)) }
                     th.num.hide-narrow { (t(ShopMsg::PerMemberLimit)) } th.hide-narrow { (t(ShopMsg::Validity)) }
                 } }
@@ -514,7 +511,7 @@ async fn products_page(
                 summary { (t(ShopMsg::NewProduct)) }
                 form.stack id="product-form" method="post" action="/console/products" {
                     (csrf(signed))
-                    label { (signed.t(Msg::Name)) input type="text" name="name" required maxlength="200" value=(typed.name); }
+                    label { (signed.t(Msg::Title)) input type="text" name="name" required maxlength="200" value=(typed.name); }
                     label { (t(ShopMsg::Sku)) input type="text" name="sku" required maxlength="64" value=(typed.sku); }
                     label { (t(ShopMsg::ListPrice)) input type="text" name="price" required inputmode="decimal" value=(typed.price); }
                     label { (t(ShopMsg::MemberPrice)) input type="text" name="member_price" inputmode="decimal" value=(typed.member_price); }
@@ -527,7 +524,7 @@ async fn products_page(
         section.panel {
             table id="products" {
                 thead { tr {
-                    th { (signed.t(Msg::Name)) } th.hide-narrow { (t(ShopMsg::Sku)) } th.num { (signed.t(Msg::Price)) }
+                    th { (signed.t(Msg::Title)) } th.hide-narrow { (t(ShopMsg::Sku)) } th.num { (signed.t(Msg::Price)) }
                     th.num.hide-narrow { (t(ShopMsg::MemberPrice)) } th.num { (t(ShopMsg::Stock)) }
                 } }
                 tbody {
