@@ -348,6 +348,56 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     assert!(page.contains("vip") && page.contains("+8613800000001"));
     console.check_page("member").await;
 
+    // A coupon template created through its form, then found in the list.
+    console.open("/console/coupons").await;
+    console
+        .client
+        .find(Locator::Css("details.panel > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let form = console
+        .client
+        .form(Locator::Css("#coupon-template-form"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "满30减3（浏览器）").await.unwrap();
+    form.set_by_name("value", "3").await.unwrap();
+    form.set_by_name("min_spend", "30").await.unwrap();
+    form.set_by_name("total_stock", "500").await.unwrap();
+    form.set_by_name("valid_days", "14").await.unwrap();
+    form.submit().await.unwrap();
+    console
+        .wait_for(
+            "return location.search.startsWith('?created=cpt_');",
+            json!(true),
+        )
+        .await;
+    let created = console
+        .client
+        .execute(
+            "return new URLSearchParams(location.search).get('created');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let row = console
+        .client
+        .find(Locator::Css(&format!(
+            "tr[data-template-id='{}']",
+            created.as_str().unwrap()
+        )))
+        .await
+        .expect("the new template in the list");
+    let row_text = row.text().await.unwrap();
+    assert!(
+        row_text.contains("满30减3（浏览器）") && row_text.contains("¥3.00"),
+        "{row_text}"
+    );
+    console.check_page("coupons-created").await;
+
     // The language switch, remembered for the operator.
     let html_lang = "return document.documentElement.lang;";
     assert_eq!(
