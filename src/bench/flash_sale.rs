@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sqlx::Row as _;
 
-use super::BenchOptions;
+use super::{percentile, BenchOptions};
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::Db;
 use crate::common::ids::{ProductId, TenantId};
@@ -125,14 +125,6 @@ fn round2(x: f64) -> f64 {
 }
 
 /// The `p`th percentile of sorted microsecond latencies, in milliseconds.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
 async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {
     let id = ProductId::generate().to_string();
     let now = to_micros(jiff::Timestamp::now());
@@ -317,7 +309,7 @@ async fn check(db: &Db, tenant: &TenantId, sale: &str, stock: i64) -> anyhow::Re
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use crate::bench::percentile;
 
     #[test]
     fn percentiles_pick_the_nearest_rank() {

@@ -2,6 +2,7 @@
 //! path against the same kind of database in one process and one run, checks exactness after
 //! both, and prints one JSON object as its last line.
 
+pub mod console_pages;
 pub mod flash_sale;
 pub mod ledger;
 
@@ -34,4 +35,13 @@ pub async fn open_database(
     let db = crate::common::db::Db::connect(&url).await?;
     db.migrate().await?;
     Ok((db, temp))
+}
+
+/// The `p`th percentile of sorted microseconds, in milliseconds (nearest rank).
+pub fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
