@@ -65,6 +65,7 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .merge(pages::program::routes())
         .merge(pages::shop::routes())
         .merge(pages::settings::routes())
+        .merge(pages::sales::routes())
         .merge(pages::referrals::routes())
         .merge(pages::analytics::routes())
         .route(

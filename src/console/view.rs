@@ -32,13 +32,14 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 10] = [
+    const ALL: [Nav; 11] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Program,
         Nav::Coupons,
         Nav::Products,
         Nav::Orders,
+        Nav::Sales,
         Nav::Referrals,
         Nav::Analytics,
         Nav::Settings,

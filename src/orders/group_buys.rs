@@ -32,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::campaign::{CampaignHooks, CampaignOrder, CampaignRefund};
 use super::checkout::{self, RefundRequest};
 use super::claims::{self, Buyers, Campaign};
-use super::flash_sales::{placed_view, PlacedOrder};
+use super::flash_sales::{placed_view, ListQuery, PlacedOrder};
 use super::model::{self, OrderLine, OrderStatus};
 use super::products;
 use super::store::{self, NewOrder};
@@ -48,7 +48,7 @@ use crate::common::outbox::NewEvent;
 use crate::common::pagination;
 use crate::common::price;
 use crate::common::scheduler::{self, Job, NewJob};
-use crate::common::sql::backend_of;
+use crate::common::sql::{backend_of, Sql};
 use crate::common::state::{state_column, state_enum};
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::members;
@@ -64,7 +64,7 @@ const MAX_BATCH: usize = 500;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_group_buy))
+        .routes(routes!(create_group_buy, list_group_buys))
         .routes(routes!(get_group_buy))
         .routes(routes!(open_team, list_teams))
         .routes(routes!(get_team))
@@ -199,16 +199,17 @@ impl BuyRow {
     }
 }
 
+const BUY_COLUMNS: &str = "id, product_id, price, team_size, duration_secs, per_member_limit, \
+    virtual_completion, payment_timeout_secs, created_at";
+
 async fn fetch_buy(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
     id: &GroupBuyId,
 ) -> ApiResult<BuyRow> {
-    let row = sqlx::query(
-        "SELECT id, product_id, price, team_size, duration_secs, per_member_limit, \
-         virtual_completion, payment_timeout_secs, created_at FROM group_buy \
-         WHERE tenant_id = $1 AND id = $2",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {BUY_COLUMNS} FROM group_buy WHERE tenant_id = $1 AND id = $2"
+    ))
     .bind(tenant_id.as_str())
     .bind(id.as_str())
     .fetch_optional(conn)
@@ -395,6 +396,40 @@ async fn get_group_buy(
     Ok(Json(
         fetch_buy(&mut conn, &auth.tenant_id, &id).await?.view(),
     ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupBuyPage {
+    pub data: Vec<GroupBuy>,
+    pub next_cursor: Option<String>,
+}
+
+/// Group buys, newest first.
+#[utoipa::path(get, path = "/v1/group-buys", tag = "orders", params(ListQuery),
+    responses((status = 200, body = GroupBuyPage), (status = 422)), security(("api_key" = [])))]
+async fn list_group_buys(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<GroupBuyPage>> {
+    let limit = pagination::limit(query.limit, 50, 200)?;
+    let mut conn = state.db.read().acquire().await?;
+    let mut sql = Sql::for_conn(
+        &conn,
+        &format!("SELECT {BUY_COLUMNS} FROM group_buy WHERE tenant_id = "),
+    );
+    sql.bind(auth.tenant_id.as_str());
+    if let Some(cursor) = pagination::cursor(query.cursor.as_deref(), GroupBuyId::parse)? {
+        sql.push(" AND id < ").bind(cursor.as_str());
+    }
+    sql.push(" ORDER BY id DESC LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut data: Vec<GroupBuy> = rows
+        .iter()
+        .map(|row| buy_from_row(row).map(|buy| buy.view()))
+        .collect::<Result<_, _>>()?;
+    let next_cursor = pagination::next_cursor(&mut data, limit, |buy| buy.id.clone());
+    Ok(Json(GroupBuyPage { data, next_cursor }))
 }
 
 fn team_line(buy: &BuyRow, product: &products::Product) -> OrderLine {

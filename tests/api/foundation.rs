@@ -248,6 +248,9 @@ async fn openapi_covers_every_route_and_docs_work_offline(app: TestApp) {
         ("/v1/analytics/rfm", "get"),
         ("/v1/analytics/clv", "get"),
         ("/v1/members/{id}/analytics", "get"),
+        ("/v1/flash-sales", "get"),
+        ("/v1/group-buys", "get"),
+        ("/v1/group-buys/{id}/teams", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -9,6 +9,7 @@ mod cli;
 mod community;
 mod console;
 mod console_insight;
+mod console_sales;
 mod console_shop;
 mod console_support;
 mod coupons;

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use futures::future::join_all;
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::support::TestApp;
+use crate::support::{build, TestApp};
 
 backend_tests!(
     checkout_prices_in_order_pays_from_the_wallet_and_refunds_partially,
@@ -26,6 +26,7 @@ backend_tests!(
     group_buy_expiry_refunds_paid_members_exactly_once_across_a_restart,
     group_buy_virtual_completion_succeeds_without_refunds,
     order_product_and_flash_sale_lists_page_and_refuse_a_foreign_cursor,
+    group_buys_are_listed_newest_first_in_pages_of_their_own_tenant,
 );
 
 async fn product(
@@ -949,4 +950,85 @@ async fn order_product_and_flash_sale_lists_page_and_refuse_a_foreign_cursor(app
             );
         }
     }
+}
+
+async fn group_buys_are_listed_newest_first_in_pages_of_their_own_tenant(app: TestApp) {
+    assert_eq!(app.get("/v1/group-buys").await.body["data"], json!([]));
+    let mut created = Vec::new();
+    for size in 2..5 {
+        created.push(group_buy(&app, size, false).await);
+    }
+    // Another tenant's group buy is never listed here, nor ours there.
+    let (_, other_key) = app.other_tenant().await;
+    let as_other = |method: Method, path: &str, body: Option<Value>| {
+        app.send(build(method, path, Some(&other_key), body.as_ref(), None))
+    };
+    let product = as_other(
+        Method::POST,
+        "/v1/products",
+        Some(json!({"name": "x", "sku": "X", "price": 5000, "stock": 1})),
+    )
+    .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+    let theirs = as_other(
+        Method::POST,
+        "/v1/group-buys",
+        Some(
+            json!({"product_id": product.body["id"], "price": 2990, "team_size": 2,
+                    "duration_secs": 3600}),
+        ),
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
+    let their_list = as_other(Method::GET, "/v1/group-buys", None).await;
+    assert_eq!(their_list.status, StatusCode::OK, "{}", their_list.body);
+    assert_eq!(their_list.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(their_list.body["data"][0]["id"], theirs.body["id"]);
+
+    let first = app.get("/v1/group-buys?limit=2").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let ids = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first.body), [created[2].clone(), created[1].clone()]);
+    assert_eq!(first.body["data"][0]["team_size"], 4);
+    assert_eq!(first.body["data"][0]["price"], 2990);
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let second = app
+        .get(&format!("/v1/group-buys?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(ids(&second.body), [created[0].clone()]);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    let all = app.get("/v1/group-buys").await;
+    assert_eq!(
+        ids(&all.body),
+        [created[2].clone(), created[1].clone(), created[0].clone()]
+    );
+    assert_eq!(all.body["next_cursor"], Value::Null);
+
+    for bad in [
+        "/v1/group-buys?cursor=nope",
+        "/v1/group-buys?cursor=fls_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "/v1/group-buys?cursor=mem_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "/v1/group-buys?limit=0",
+        "/v1/group-buys?limit=201",
+    ] {
+        let refused = app.get(bad).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            refused.body
+        );
+    }
+    let refused = app.get("/v1/group-buys?cursor=nope").await;
+    assert_eq!(refused.body["error"]["details"]["field"], "cursor");
+    let unknown = app.get("/v1/group-buys?colour=red").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
 }

@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod members;
 pub mod program;
 pub mod referrals;
+pub mod sales;
 pub mod settings;
 pub mod shop;
 pub mod sign_in;
