@@ -105,6 +105,8 @@ impl WebDriverCompatibleCommand for BrowserLog {
 struct Console {
     client: Client,
     origin: String,
+    /// The tenant's API key, for the calls a merchant's system would make.
+    key: String,
     shots: PathBuf,
     problems: Vec<String>,
 }
@@ -136,6 +138,26 @@ impl Console {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A `/v1` call made from the page (same origin) with the tenant's API key, as a
+    /// merchant's system would make it; the answer's body.
+    async fn api(&self, method: &str, path: &str, body: Value) -> Value {
+        let answer = self
+            .client
+            .execute_async(
+                "const [method, path, key, body, done] = arguments;
+                 fetch(path, {method, body: JSON.stringify(body), headers: {
+                     'authorization': 'Bearer ' + key, 'content-type': 'application/json'}})
+                   .then(r => r.json().then(json => done({status: r.status, body: json})))
+                   .catch(e => done({status: 0, body: String(e)}));",
+                vec![json!(method), json!(path), json!(self.key), body],
+            )
+            .await
+            .unwrap();
+        let status = answer["status"].as_u64().unwrap_or_default();
+        assert!((200..300).contains(&status), "{method} {path}: {answer}");
+        answer["body"].clone()
     }
 
     async fn path(&self) -> String {
@@ -290,6 +312,7 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     let mut console = Console {
         client,
         origin: format!("http://127.0.0.1:{port}"),
+        key: created["api_key"].as_str().unwrap().to_owned(),
         shots,
         problems: Vec::new(),
     };
@@ -397,6 +420,71 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
         "{row_text}"
     );
     console.check_page("coupons-created").await;
+
+    // A flash sale launched through its form; its live view moves after a purchase through
+    // the API (htmx refreshes it every 2 s).
+    let product = console
+        .api(
+            "POST",
+            "/v1/products",
+            json!({"name": "鲜豆浆 1L", "sku": "SOY-1L", "price": 1290, "stock": 100}),
+        )
+        .await;
+    let product = product["id"].as_str().unwrap().to_owned();
+    console.open("/console/sales").await;
+    console
+        .client
+        .find(Locator::Css("#flash-sale-form"))
+        .await
+        .unwrap();
+    console
+        .client
+        .execute(
+            "document.querySelector('#flash-sale-form').closest('details').open = true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let form = console
+        .client
+        .form(Locator::Css("#flash-sale-form"))
+        .await
+        .unwrap();
+    form.set_by_name("product_id", &product).await.unwrap();
+    form.set_by_name("price", "9.90").await.unwrap();
+    form.set_by_name("stock", "10").await.unwrap();
+    form.set_by_name("ends_at", "2030-01-01T00:00")
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    console
+        .wait_for(
+            "return location.pathname.startsWith('/console/sales/flash/');",
+            json!(true),
+        )
+        .await;
+    let sale = console.path().await.rsplit('/').next().unwrap().to_owned();
+    let live = "return document.querySelector('#flash-sale-live').dataset.reserved;";
+    console.wait_for(live, json!("0")).await;
+    console.check_page("flash-sale").await;
+    let buyer = console
+        .api("POST", "/v1/members", json!({"external_id": "flash-buyer"}))
+        .await;
+    let order = console
+        .api(
+            "POST",
+            &format!("/v1/flash-sales/{sale}/orders"),
+            json!({"member_id": buyer["id"], "qty": 2}),
+        )
+        .await;
+    assert!(order["id"].is_string(), "{order}");
+    console.wait_for(live, json!("2")).await;
+    console
+        .wait_for(
+            "return document.querySelector('#flash-sale-live').dataset.available;",
+            json!("8"),
+        )
+        .await;
 
     // The language switch, remembered for the operator.
     let html_lang = "return document.documentElement.lang;";
