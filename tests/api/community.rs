@@ -1,7 +1,7 @@
 //! Communities: groups and their capacity under concurrent joins, join links, statistics,
 //! check-ins (one per tenant-local day, cycles that cannot be replayed, make-ups), and
 //! lotteries (stock under concurrent instant entries, the draw and its proof, verified by
-//! the real `shequn lottery verify`).
+//! the real `shequn lottery verify`), and the paged lists of lotteries and join links.
 
 use std::process::Command;
 use std::sync::Arc;
