@@ -66,6 +66,7 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .merge(pages::shop::routes())
         .merge(pages::settings::routes())
         .merge(pages::referrals::routes())
+        .merge(pages::community::routes())
         .merge(pages::analytics::routes())
         .route(
             "/console/{*rest}",

@@ -32,7 +32,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 10] = [
+    const ALL: [Nav; 11] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Program,
@@ -40,6 +40,7 @@ impl Nav {
         Nav::Products,
         Nav::Orders,
         Nav::Referrals,
+        Nav::Community,
         Nav::Analytics,
         Nav::Settings,
         Nav::Audit,
