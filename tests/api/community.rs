@@ -28,6 +28,7 @@ backend_tests!(
     lottery_verify_accepts_the_proof_and_rejects_a_tampered_one,
     lotteries_are_listed_newest_first_by_status_and_page,
     group_links_are_listed_with_their_groups_fill_state,
+    group_members_are_listed_in_join_order_and_paged,
 );
 
 fn at(text: &str) -> Timestamp {
@@ -1005,7 +1006,7 @@ async fn lotteries_are_listed_newest_first_by_status_and_page(app: TestApp) {
     let (open, scheduled, drawn) = (open.as_str(), scheduled.as_str(), drawn.as_str());
     let member = app.member("entrant").await;
     assert_eq!(
-        enter(&app, &drawn, &member).await.status,
+        enter(&app, drawn, &member).await.status,
         StatusCode::CREATED
     );
     let reply = app
@@ -1142,5 +1143,68 @@ async fn group_links_are_listed_with_their_groups_fill_state(app: TestApp) {
         theirs.body["data"],
         json!([]),
         "another tenant's links are never listed"
+    );
+}
+
+async fn group_members_are_listed_in_join_order_and_paged(app: TestApp) {
+    let owner = app.member("owner").await;
+    let id = group(&app, &owner, 10).await;
+    let (m1, m2, m3) = (
+        app.member("m1").await,
+        app.member("m2").await,
+        app.member("m3").await,
+    );
+    for member in [&m1, &m2] {
+        let reply = app
+            .post(
+                &format!("/v1/groups/{id}/members"),
+                &json!({"member_id": member, "inviter_member_id": owner}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let left = app.delete(&format!("/v1/groups/{id}/members/{m1}")).await;
+    assert_eq!(left.status, StatusCode::OK, "{:?}", left.body);
+    let rejoined = app
+        .post(
+            &format!("/v1/groups/{id}/members"),
+            &json!({"member_id": m3}),
+        )
+        .await;
+    assert_eq!(rejoined.status, StatusCode::CREATED);
+
+    let members = |reply: &Reply| -> Vec<String> {
+        reply.body["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{:?}", reply.body))
+            .iter()
+            .map(|stay| stay["member_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = app.get(&format!("/v1/groups/{id}/members")).await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    assert_eq!(
+        members(&all),
+        [owner.as_str(), m2.as_str(), m3.as_str()],
+        "those in the group now, in join order"
+    );
+    assert_eq!(all.body["data"][1]["inviter_member_id"], owner.as_str());
+    assert_eq!(all.body["data"][1]["left_at"], Value::Null);
+    let first = app.get(&format!("/v1/groups/{id}/members?limit=2")).await;
+    assert_eq!(members(&first), [owner.as_str(), m2.as_str()]);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get(&format!("/v1/groups/{id}/members?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(members(&rest), [m3.as_str()]);
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+    list_refuses_bad_pages_with_422(&app, &format!("/v1/groups/{id}/members")).await;
+
+    let (_, other_key) = app.other_tenant().await;
+    let theirs = get_as(&app, &other_key, &format!("/v1/groups/{id}/members")).await;
+    assert_eq!(
+        theirs.status,
+        StatusCode::NOT_FOUND,
+        "another tenant's group is 404"
     );
 }

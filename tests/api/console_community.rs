@@ -20,8 +20,8 @@ backend_tests!(
 
 /// Groups `宝妈群` (capacity 2, full: its owner and a member brought by `friend`) and `读书会`
 /// (room for 9 more), and a join link `门店活码` over both. Returns (full group, group with
-/// room, link code, friend).
-async fn groups_and_link(app: &TestApp) -> (String, String, String, String) {
+/// room, link code, friend, the member friend brought).
+async fn groups_and_link(app: &TestApp) -> (String, String, String, String, String) {
     let owner = app.member("owner").await;
     let mut groups = Vec::new();
     for (name, capacity) in [("宝妈群", 2), ("读书会", 10)] {
@@ -51,7 +51,7 @@ async fn groups_and_link(app: &TestApp) -> (String, String, String, String) {
         .await;
     assert_eq!(link.status, StatusCode::CREATED, "{:?}", link.body);
     let code = link.body["code"].as_str().unwrap().to_owned();
-    (groups[0].clone(), groups[1].clone(), code, friend)
+    (groups[0].clone(), groups[1].clone(), code, friend, member)
 }
 
 /// A draw-mode lottery `周年抽奖` with `entrants` entries made through the API.
@@ -104,7 +104,7 @@ async fn rule(app: &TestApp) -> Value {
 
 async fn community_page_shows_groups_links_and_rule_and_saves_the_rule(app: TestApp) {
     operator(&app, &app.tenant_id, "ops@shop.example", Role::Operator).await;
-    let (full, roomy, code, friend) = groups_and_link(&app).await;
+    let (full, roomy, code, friend, member) = groups_and_link(&app).await;
     let mut ops = Browser::signed_in(&app, "ops@shop.example").await;
 
     let page = ops.get("/console/community").await;
@@ -143,6 +143,11 @@ async fn community_page_shows_groups_links_and_rule_and_saves_the_rule(app: Test
     assert!(
         text.contains(&format!("/console/members/{friend}")),
         "who brought whom"
+    );
+    assert!(text.contains(r#"id="group-members""#));
+    assert!(
+        text.contains(&format!("/console/members/{member}")),
+        "the members now"
     );
 
     let link = ops.get(&format!("/console/community/links/{code}")).await;
@@ -356,7 +361,7 @@ async fn lottery_is_created_drawn_and_proved_through_the_console(app: TestApp) {
 }
 
 async fn community_pages_keep_other_tenants_out_and_viewers_from_changing(app: TestApp) {
-    let (full, _, code, _) = groups_and_link(&app).await;
+    let (full, _, code, _, _) = groups_and_link(&app).await;
     let lottery = lottery_with_entries(&app, 1).await;
     operator(&app, &app.tenant_id, "viewer@shop.example", Role::Viewer).await;
     let (other_tenant, _) = app.other_tenant().await;

@@ -2,8 +2,8 @@
 //! lotteries (抽奖) on one page, with the forms that change the rule and create a lottery.
 //! Below it:
 //!
-//! - `/console/community/groups/{id}`: a group's facts, its joins and leaves per day as a
-//!   chart, its GMV (paid orders placed by members while they were in it) and who brought how
+//! - `/console/community/groups/{id}`: a group's facts, its members now (who brought them,
+//!   when they joined), its joins and leaves per day as a chart, its GMV (paid orders placed by members while they were in it) and who brought how
 //!   many members;
 //! - `/console/community/links/{code}`: how full each group behind a join link is, in the
 //!   order the link fills them;
@@ -843,15 +843,30 @@ async fn create_lottery(
 // ---------------------------------------------------------------------------------------------
 // A group
 
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupParams {
+    /// The members page's cursor.
+    #[serde(default)]
+    cursor: String,
+}
+
 /// `GET /console/community/groups/{id}`.
 async fn group(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
+    Query(params): Query<GroupParams>,
 ) -> Result<Response, Refusal> {
     let base = format!("/v1/groups/{}", encode(&id));
     let group = found(&signed, console.get(&signed, &base).await)?;
-    let stats = console.get(&signed, &format!("{base}/stats")).await;
+    let (stats_path, members_path) = (
+        format!("{base}/stats"),
+        page_path(&format!("{base}/members"), &params.cursor, ""),
+    );
+    let (stats, members) = tokio::join!(
+        console.get(&signed, &stats_path),
+        console.get(&signed, &members_path),
+    );
     let s = &stats.body;
     let t = |m: CommunityMsg| signed.t(m);
     let body = html! {
@@ -882,6 +897,7 @@ async fn group(
                 }
             }
         }
+        (members_section(&signed, &text(&group["id"]), &members, &params.cursor))
         @if stats.ok() {
             section.panel {
                 h2 { (t(CommunityMsg::JoinsLeaves)) }
@@ -899,6 +915,41 @@ async fn group(
         &text(&group["name"]),
         body,
     ))
+}
+
+/// The members in the group now, with who brought them and when they joined, paged.
+fn members_section(signed: &Signed, group_id: &str, answer: &Answer, cursor: &str) -> Markup {
+    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
+    let base = format!("/console/community/groups/{}", encode(group_id));
+    html! {
+        section.panel id="group-members" {
+            h2 { (signed.t(Msg::Members)) }
+            @if !answer.ok() { (notice(false, &answer.message())) }
+            @else if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            @else {
+                table {
+                    thead { tr {
+                        th { (signed.t(Msg::Members)) } th { (signed.t(CommunityMsg::Inviter)) } th { (signed.t(Msg::Joined)) }
+                    } }
+                    tbody {
+                        @for stay in &rows {
+                            tr {
+                                td { (member_link(&text(&stay["member_id"]))) }
+                                td { @if stay["inviter_member_id"].is_string() { (member_link(&text(&stay["inviter_member_id"]))) } }
+                                td { (instant(&text(&stay["joined_at"]), &signed.zone)) }
+                            }
+                        }
+                    }
+                }
+            }
+            div.pager {
+                @if !cursor.is_empty() { a href=(base) { (signed.t(Msg::FirstPage)) } }
+                @if let Some(next) = answer.body["next_cursor"].as_str() {
+                    a href=(format!("{base}?cursor={}", encode(next))) { (signed.t(Msg::NextPage)) }
+                }
+            }
+        }
+    }
 }
 
 /// Joins and leaves per day as two bar series.
