@@ -63,7 +63,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_group, list_groups))
         .routes(routes!(get_group))
-        .routes(routes!(join))
+        .routes(routes!(join, list_members))
         .routes(routes!(leave))
         .routes(routes!(stats))
 }
@@ -286,6 +286,55 @@ impl Stay {
             left_at: left_at.map(micros_to_rfc3339),
         })
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StayPage {
+    /// Members in the group now, in the order they joined.
+    pub data: Vec<Stay>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The members in a group now (their open stays), in the order they joined.
+#[utoipa::path(get, path = "/v1/groups/{id}/members", tag = "community",
+    params(("id" = String, Path, description = "group id"), PageQuery),
+    responses((status = 200, body = StayPage), (status = 404), (status = 422)),
+    security(("api_key" = [])))]
+async fn list_members(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<StayPage>> {
+    let id = group_id(&id)?;
+    let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), GroupMembershipId::parse)?;
+    let mut conn = state.db.read().acquire().await?;
+    require_group(&mut conn, &auth.tenant_id, &id).await?;
+    let mut sql = Sql::for_conn(
+        &conn,
+        &format!("SELECT id, {STAY_COLUMNS} FROM group_membership WHERE tenant_id = "),
+    );
+    sql.bind(auth.tenant_id.as_str())
+        .push(" AND group_id = ")
+        .bind(id.as_str())
+        .push(" AND left_at IS NULL");
+    if let Some(cursor) = &cursor {
+        sql.push(" AND id > ").bind(cursor.as_str());
+    }
+    // Stay ids are time-ordered, so id order is join order.
+    sql.push(" ORDER BY id LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut stays = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<String, _>("id")?, Stay::from_row(row)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let next_cursor = pagination::next_cursor(&mut stays, limit, |(id, _)| id.clone());
+    Ok(Json(StayPage {
+        data: stays.into_iter().map(|(_, stay)| stay).collect(),
+        next_cursor,
+    }))
 }
 
 /// The member's open stay in the group, if any.

@@ -8,6 +8,8 @@
 //! scanning the code twice is harmless. Each group's capacity is kept exactly by
 //! [`groups::join_in`](super::groups); the link only decides the order in which groups are tried.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use rand::Rng as _;
@@ -18,15 +20,16 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::groups::{self, group_id, JoinOutcome};
+use super::groups::{self, group_id, JoinOutcome, PageQuery};
 use super::{GroupId, GroupLinkId};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{codes, ApiError, ApiResult};
-use crate::common::extract::Path;
+use crate::common::extract::{Path, Query};
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
 use crate::common::outbox::NewEvent;
+use crate::common::pagination;
 use crate::common::sql::Sql;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::AppState;
@@ -35,10 +38,12 @@ use crate::AppState;
 pub const MAX_LINK_GROUPS: usize = 100;
 /// Characters of a link code: lowercase letters and digits, about 82 bits of randomness.
 pub const CODE_LEN: usize = 16;
+/// Largest page of `GET /v1/group-links`.
+pub const MAX_PAGE: i64 = 200;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_link))
+        .routes(routes!(create_link, list_links))
         .routes(routes!(get_link))
         .routes(routes!(add_groups))
         .routes(routes!(join_by_link))
@@ -78,6 +83,7 @@ pub struct AddGroups {
 pub struct LinkGroup {
     #[schema(value_type = String)]
     pub group_id: GroupId,
+    pub name: String,
     pub capacity: i64,
     pub member_count: i64,
 }
@@ -116,11 +122,18 @@ impl StoredLink {
     }
 }
 
+/// The columns [`StoredLink::from_row`] reads.
+const LINK_COLUMNS: &str = "id, name, code, full_alerted_at, created_at";
+
+/// The columns [`LinkGroup::from_row`] reads, of `community_group g`.
+const LINK_GROUP_COLUMNS: &str = "g.id, g.name, g.capacity, g.member_count";
+
 impl LinkGroup {
-    /// A row of `community_group` with `id`, `capacity` and `member_count`.
+    /// A row of [`LINK_GROUP_COLUMNS`].
     fn from_row(row: &AnyRow) -> Result<LinkGroup, sqlx::Error> {
         Ok(LinkGroup {
             group_id: GroupId::from_db(row.try_get("id")?),
+            name: row.try_get("name")?,
             capacity: row.try_get("capacity")?,
             member_count: row.try_get("member_count")?,
         })
@@ -137,7 +150,7 @@ async fn fetch_link(
     }
     let mut sql = Sql::for_conn(
         &*conn,
-        "SELECT id, name, code, full_alerted_at, created_at FROM group_link WHERE tenant_id = ",
+        &format!("SELECT {LINK_COLUMNS} FROM group_link WHERE tenant_id = "),
     );
     sql.bind(tenant_id.as_str()).push(" AND code = ").bind(code);
     let row = sql
@@ -156,9 +169,11 @@ async fn link_groups(
 ) -> ApiResult<Vec<LinkGroup>> {
     let mut sql = Sql::for_conn(
         &*conn,
-        "SELECT g.id, g.capacity, g.member_count FROM group_link_group l \
-         JOIN community_group g ON g.tenant_id = l.tenant_id AND g.id = l.group_id \
-         WHERE l.tenant_id = ",
+        &format!(
+            "SELECT {LINK_GROUP_COLUMNS} FROM group_link_group l \
+             JOIN community_group g ON g.tenant_id = l.tenant_id AND g.id = l.group_id \
+             WHERE l.tenant_id = "
+        ),
     );
     sql.bind(tenant_id.as_str())
         .push(" AND l.link_id = ")
@@ -171,16 +186,57 @@ async fn link_groups(
         .collect::<Result<_, _>>()?)
 }
 
-async fn view(conn: &mut AnyConnection, tenant_id: &TenantId, link: StoredLink) -> ApiResult<Link> {
-    let groups = link_groups(conn, tenant_id, &link.id).await?;
-    Ok(Link {
+/// The groups behind each link of a page, in fill order, in one query.
+async fn groups_by_link(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    links: &[StoredLink],
+) -> ApiResult<HashMap<String, Vec<LinkGroup>>> {
+    let mut by_link: HashMap<String, Vec<LinkGroup>> = HashMap::new();
+    if links.is_empty() {
+        return Ok(by_link);
+    }
+    let mut sql = Sql::for_conn(
+        &*conn,
+        &format!(
+            "SELECT l.link_id, {LINK_GROUP_COLUMNS} FROM group_link_group l \
+             JOIN community_group g ON g.tenant_id = l.tenant_id AND g.id = l.group_id \
+             WHERE l.tenant_id = "
+        ),
+    );
+    sql.bind(tenant_id.as_str()).push(" AND l.link_id IN (");
+    for (i, link) in links.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(link.id.as_str());
+    }
+    sql.push(") ORDER BY l.link_id, l.position");
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let link: String = row.try_get("link_id")?;
+        by_link
+            .entry(link)
+            .or_default()
+            .push(LinkGroup::from_row(&row)?);
+    }
+    Ok(by_link)
+}
+
+/// What the API shows of a link and its groups.
+fn view_of(link: StoredLink, groups: Vec<LinkGroup>) -> Link {
+    Link {
         all_full: groups.iter().all(|g| g.member_count >= g.capacity),
         id: link.id,
         code: link.code,
         name: link.name,
         groups,
         created_at: micros_to_rfc3339(link.created_at),
-    })
+    }
+}
+
+async fn view(conn: &mut AnyConnection, tenant_id: &TenantId, link: StoredLink) -> ApiResult<Link> {
+    let groups = link_groups(conn, tenant_id, &link.id).await?;
+    Ok(view_of(link, groups))
 }
 
 /// Parse the requested group ids: known in the tenant (404), no repeats (422).
@@ -324,6 +380,50 @@ async fn get_link(
     let mut conn = state.db.read().acquire().await?;
     let link = fetch_link(&mut conn, &auth.tenant_id, &code).await?;
     Ok(Json(view(&mut conn, &auth.tenant_id, link).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkPage {
+    pub data: Vec<Link>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The tenant's join links, oldest first, each with its groups' fill state.
+#[utoipa::path(get, path = "/v1/group-links", tag = "community", params(PageQuery),
+    responses((status = 200, body = LinkPage), (status = 422)), security(("api_key" = [])))]
+async fn list_links(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<LinkPage>> {
+    let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), GroupLinkId::parse)?;
+    let mut conn = state.db.read().acquire().await?;
+    let mut sql = Sql::for_conn(
+        &conn,
+        &format!("SELECT {LINK_COLUMNS} FROM group_link WHERE tenant_id = "),
+    );
+    sql.bind(auth.tenant_id.as_str());
+    if let Some(cursor) = &cursor {
+        sql.push(" AND id > ").bind(cursor.as_str());
+    }
+    sql.push(" ORDER BY id LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut links = rows
+        .iter()
+        .map(StoredLink::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = pagination::next_cursor(&mut links, limit, |l| l.id.to_string());
+    let mut groups = groups_by_link(&mut conn, &auth.tenant_id, &links).await?;
+    let data = links
+        .into_iter()
+        .map(|link| {
+            let of_link = groups.remove(link.id.as_str()).unwrap_or_default();
+            view_of(link, of_link)
+        })
+        .collect();
+    Ok(Json(LinkPage { data, next_cursor }))
 }
 
 /// Append groups to a link (after the existing ones).

@@ -32,7 +32,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 11] = [
+    const ALL: [Nav; 12] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Program,
@@ -41,6 +41,7 @@ impl Nav {
         Nav::Orders,
         Nav::Sales,
         Nav::Referrals,
+        Nav::Community,
         Nav::Analytics,
         Nav::Settings,
         Nav::Audit,

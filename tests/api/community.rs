@@ -1,7 +1,7 @@
 //! Communities: groups and their capacity under concurrent joins, join links, statistics,
 //! check-ins (one per tenant-local day, cycles that cannot be replayed, make-ups), and
 //! lotteries (stock under concurrent instant entries, the draw and its proof, verified by
-//! the real `shequn lottery verify`).
+//! the real `shequn lottery verify`), and the paged lists of lotteries and join links.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use shequn::community::lottery::draw;
 
 use crate::backend_tests;
-use crate::support::{Reply, TestApp};
+use crate::support::{build, Reply, TestApp};
 
 backend_tests!(
     join_link_routes_to_the_first_group_with_room_and_reports_all_full,
@@ -26,6 +26,9 @@ backend_tests!(
     concurrent_instant_entries_give_out_exactly_the_stock,
     draw_is_deterministic_and_its_proof_checks_out,
     lottery_verify_accepts_the_proof_and_rejects_a_tampered_one,
+    lotteries_are_listed_newest_first_by_status_and_page,
+    group_links_are_listed_with_their_groups_fill_state,
+    group_members_are_listed_in_join_order_and_paged,
 );
 
 fn at(text: &str) -> Timestamp {
@@ -944,4 +947,264 @@ async fn lottery_verify_accepts_the_proof_and_rejects_a_tampered_one(app: TestAp
     let mut reordered = proof.clone();
     reordered["entries"].as_array_mut().unwrap().reverse();
     assert_ne!(verify_with_binary(&reordered).0, 0);
+}
+
+/// GET `path` with another tenant's key.
+async fn get_as(app: &TestApp, key: &str, path: &str) -> Reply {
+    app.send(build(Method::GET, path, Some(key), None, None))
+        .await
+}
+
+fn ids(reply: &Reply) -> Vec<String> {
+    reply.body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", reply.body))
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn list_refuses_bad_pages_with_422(app: &TestApp, path: &str) {
+    for query in ["limit=0", "limit=201", "cursor=not-a-cursor", "cursor="] {
+        let reply = app.get(&format!("{path}?{query}")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {:?}",
+            reply.body
+        );
+    }
+}
+
+async fn lotteries_are_listed_newest_first_by_status_and_page(app: TestApp) {
+    let now = app.clock_now();
+    let hours = |h: i64| {
+        now.checked_add(jiff::SignedDuration::from_hours(h))
+            .unwrap()
+            .to_string()
+    };
+    let created_open = lottery(
+        &app,
+        json!({"name": "开业抽奖", "mode": "draw", "winners": 1,
+               "prizes": [{"name": "一等奖", "reward": {"points": 50}, "stock": 1}]}),
+    )
+    .await;
+    let created_scheduled = lottery(
+        &app,
+        json!({"name": "转盘", "mode": "instant", "opens_at": hours(24), "closes_at": hours(48),
+               "prizes": [{"name": "5积分", "reward": {"points": 5}, "stock": 10, "weight": 3},
+                          {"name": "谢谢参与", "reward": null, "weight": 7}]}),
+    )
+    .await;
+    let created_drawn = lottery(
+        &app,
+        json!({"name": "周年抽奖", "mode": "draw", "winners": 1}),
+    )
+    .await;
+    let [open, scheduled, drawn] = [&created_open, &created_scheduled, &created_drawn]
+        .map(|l| l["id"].as_str().unwrap().to_owned());
+    let (open, scheduled, drawn) = (open.as_str(), scheduled.as_str(), drawn.as_str());
+    let member = app.member("entrant").await;
+    assert_eq!(
+        enter(&app, drawn, &member).await.status,
+        StatusCode::CREATED
+    );
+    let reply = app
+        .post(
+            &format!("/v1/lotteries/{drawn}/draw?close_early=true"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+
+    let all = app.get("/v1/lotteries").await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    assert_eq!(ids(&all), [drawn, scheduled, open], "newest first");
+    assert_eq!(all.body["next_cursor"], Value::Null);
+    // Each row is what GET /v1/lotteries/{id} shows, prizes included.
+    let one = app.get(&format!("/v1/lotteries/{scheduled}")).await;
+    assert_eq!(all.body["data"][1], one.body);
+    assert_eq!(all.body["data"][1]["prizes"].as_array().unwrap().len(), 2);
+    assert_eq!(all.body["data"][0]["entry_count"], 1);
+
+    let first = app.get("/v1/lotteries?limit=2").await;
+    assert_eq!(ids(&first), [drawn, scheduled]);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(&format!("/v1/lotteries?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(ids(&second), [open]);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+
+    for (status, expected) in [
+        ("open", vec![open]),
+        ("scheduled", vec![scheduled]),
+        ("drawn", vec![&drawn]),
+        ("closed", vec![]),
+    ] {
+        let reply = app.get(&format!("/v1/lotteries?status={status}")).await;
+        assert_eq!(ids(&reply), expected, "{status}");
+    }
+    // Past both closing times, the two undrawn lotteries are closed.
+    app.clock.advance(jiff::SignedDuration::from_hours(24 * 8));
+    let closed = app.get("/v1/lotteries?status=closed").await;
+    assert_eq!(ids(&closed), [scheduled, open]);
+    assert_eq!(closed.body["data"][0]["status"], "closed");
+    let paged = app.get("/v1/lotteries?status=closed&limit=1").await;
+    assert_eq!(ids(&paged), [scheduled]);
+    let cursor = paged.body["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get(&format!(
+            "/v1/lotteries?status=closed&limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(ids(&rest), [open]);
+
+    let bad = app.get("/v1/lotteries?status=finished").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["error"]["details"]["field"], "status");
+    list_refuses_bad_pages_with_422(&app, "/v1/lotteries").await;
+
+    let (_, other_key) = app.other_tenant().await;
+    let theirs = get_as(&app, &other_key, "/v1/lotteries").await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(
+        ids(&theirs).is_empty(),
+        "another tenant's lotteries are never listed"
+    );
+    let theirs = get_as(&app, &other_key, &format!("/v1/lotteries?cursor={open}")).await;
+    assert!(ids(&theirs).is_empty());
+}
+
+async fn group_links_are_listed_with_their_groups_fill_state(app: TestApp) {
+    let owner = app.member("owner").await;
+    let small = group(&app, &owner, 2).await;
+    let large = group(&app, &owner, 3).await;
+    let mut codes = Vec::new();
+    for (name, groups) in [
+        ("门店活码", vec![&small, &large]),
+        ("直播活码", vec![&large]),
+    ] {
+        let reply = app
+            .post(
+                "/v1/group-links",
+                &json!({"name": name, "group_ids": groups}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        codes.push(reply.body["code"].as_str().unwrap().to_owned());
+    }
+    let member = app.member("m1").await;
+    let joined = app
+        .post(
+            &format!("/v1/group-links/{}/join", codes[0]),
+            &json!({"member_id": member}),
+        )
+        .await;
+    assert_eq!(joined.body["group_id"], small.as_str());
+
+    let all = app.get("/v1/group-links").await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    let rows = all.body["data"].as_array().unwrap();
+    let listed: Vec<&str> = rows.iter().map(|l| l["code"].as_str().unwrap()).collect();
+    assert_eq!(
+        listed,
+        [codes[0].as_str(), codes[1].as_str()],
+        "oldest first"
+    );
+    assert_eq!(
+        rows[0]["groups"],
+        json!([
+            {"group_id": small, "name": "宝妈群", "capacity": 2, "member_count": 2},
+            {"group_id": large, "name": "宝妈群", "capacity": 3, "member_count": 1},
+        ]),
+        "each group's fill state, in fill order"
+    );
+    assert_eq!(rows[0]["all_full"], false);
+    assert_eq!(rows[1]["groups"][0]["group_id"], large.as_str());
+    // Each row is what GET /v1/group-links/{code} shows.
+    let one = app.get(&format!("/v1/group-links/{}", codes[1])).await;
+    assert_eq!(rows[1], one.body);
+
+    let first = app.get("/v1/group-links?limit=1").await;
+    assert_eq!(first.body["data"][0]["code"], codes[0].as_str());
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(&format!("/v1/group-links?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(second.body["data"][0]["code"], codes[1].as_str());
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    list_refuses_bad_pages_with_422(&app, "/v1/group-links").await;
+
+    let (_, other_key) = app.other_tenant().await;
+    let theirs = get_as(&app, &other_key, "/v1/group-links").await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert_eq!(
+        theirs.body["data"],
+        json!([]),
+        "another tenant's links are never listed"
+    );
+}
+
+async fn group_members_are_listed_in_join_order_and_paged(app: TestApp) {
+    let owner = app.member("owner").await;
+    let id = group(&app, &owner, 10).await;
+    let (m1, m2, m3) = (
+        app.member("m1").await,
+        app.member("m2").await,
+        app.member("m3").await,
+    );
+    for member in [&m1, &m2] {
+        let reply = app
+            .post(
+                &format!("/v1/groups/{id}/members"),
+                &json!({"member_id": member, "inviter_member_id": owner}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let left = app.delete(&format!("/v1/groups/{id}/members/{m1}")).await;
+    assert_eq!(left.status, StatusCode::OK, "{:?}", left.body);
+    let rejoined = app
+        .post(
+            &format!("/v1/groups/{id}/members"),
+            &json!({"member_id": m3}),
+        )
+        .await;
+    assert_eq!(rejoined.status, StatusCode::CREATED);
+
+    let members = |reply: &Reply| -> Vec<String> {
+        reply.body["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{:?}", reply.body))
+            .iter()
+            .map(|stay| stay["member_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = app.get(&format!("/v1/groups/{id}/members")).await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    assert_eq!(
+        members(&all),
+        [owner.as_str(), m2.as_str(), m3.as_str()],
+        "those in the group now, in join order"
+    );
+    assert_eq!(all.body["data"][1]["inviter_member_id"], owner.as_str());
+    assert_eq!(all.body["data"][1]["left_at"], Value::Null);
+    let first = app.get(&format!("/v1/groups/{id}/members?limit=2")).await;
+    assert_eq!(members(&first), [owner.as_str(), m2.as_str()]);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get(&format!("/v1/groups/{id}/members?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(members(&rest), [m3.as_str()]);
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+    list_refuses_bad_pages_with_422(&app, &format!("/v1/groups/{id}/members")).await;
+
+    let (_, other_key) = app.other_tenant().await;
+    let theirs = get_as(&app, &other_key, &format!("/v1/groups/{id}/members")).await;
+    assert_eq!(
+        theirs.status,
+        StatusCode::NOT_FOUND,
+        "another tenant's group is 404"
+    );
 }

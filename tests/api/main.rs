@@ -8,6 +8,7 @@ mod analytics_quality;
 mod cli;
 mod community;
 mod console;
+mod console_community;
 mod console_insight;
 mod console_sales;
 mod console_shop;

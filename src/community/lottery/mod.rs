@@ -26,6 +26,8 @@
 
 pub mod draw;
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::tz::TimeZone;
@@ -47,6 +49,7 @@ use crate::common::extract::{Path, Query};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::json::Json;
 use crate::common::outbox::NewEvent;
+use crate::common::pagination;
 use crate::common::sql::Sql;
 use crate::common::state::{state_column, state_enum};
 use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
@@ -70,6 +73,8 @@ pub const MAX_WEIGHT: i64 = 1_000_000;
 pub const MAX_ENTRY_COST_POINTS: i64 = 1_000_000;
 /// Default length of a lottery when `closes_at` is not given.
 pub const DEFAULT_DURATION_DAYS: i64 = 7;
+/// Largest page of `GET /v1/lotteries`.
+pub const MAX_PAGE: i64 = 200;
 
 state_enum! {
     /// A lottery's state as stored: `open` until it is drawn (draw mode) or closed (instant
@@ -96,7 +101,7 @@ state_enum! {
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_lottery))
+        .routes(routes!(create_lottery, list_lotteries))
         .routes(routes!(get_lottery))
         .routes(routes!(enter))
         .routes(routes!(draw_lottery))
@@ -230,6 +235,10 @@ impl Stored {
     }
 }
 
+/// The columns [`Stored::from_row`] reads.
+const LOTTERY_COLUMNS: &str = "id, name, mode, winners, entry_cost_points, entries_per_member, \
+     opens_at, closes_at, seed, commitment, status, entry_count, result, created_at";
+
 async fn fetch(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -237,8 +246,7 @@ async fn fetch(
 ) -> ApiResult<Stored> {
     let mut sql = Sql::for_conn(
         &*conn,
-        "SELECT id, name, mode, winners, entry_cost_points, entries_per_member, opens_at, closes_at, \
-         seed, commitment, status, entry_count, result, created_at FROM lottery WHERE tenant_id = ",
+        &format!("SELECT {LOTTERY_COLUMNS} FROM lottery WHERE tenant_id = "),
     );
     sql.bind(tenant_id.as_str())
         .push(" AND id = ")
@@ -321,7 +329,16 @@ async fn view(
     now: i64,
 ) -> ApiResult<Lottery> {
     let prizes = prizes(conn, tenant_id, &stored.id).await?;
-    Ok(Lottery {
+    Ok(view_of(
+        stored,
+        prizes.into_iter().map(|p| p.view).collect(),
+        now,
+    ))
+}
+
+/// What the API shows of a stored lottery and its prizes at `now`.
+fn view_of(stored: Stored, prizes: Vec<Prize>, now: i64) -> Lottery {
+    Lottery {
         status: stored.status_at(now),
         seed: stored.revealed(now).then(|| stored.seed.clone()),
         drawn_winners: result_winners(&stored),
@@ -329,7 +346,7 @@ async fn view(
         name: stored.name,
         mode: stored.mode,
         winners: stored.winners,
-        prizes: prizes.into_iter().map(|p| p.view).collect(),
+        prizes,
         entry_cost_points: stored.entry_cost_points,
         entries_per_member: stored.entries_per_member,
         opens_at: micros_to_rfc3339(stored.opens_at),
@@ -337,7 +354,7 @@ async fn view(
         entry_count: stored.entry_count,
         commitment: stored.commitment,
         created_at: micros_to_rfc3339(stored.created_at),
-    })
+    }
 }
 
 fn bounded(field: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> ApiResult<i64> {
@@ -634,6 +651,134 @@ async fn get_lottery(
     let stored = fetch(&mut conn, &auth.tenant_id, &id).await?;
     let now = to_micros(state.clock.now());
     Ok(Json(view(&mut conn, &auth.tenant_id, stored, now).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only the lotteries in this status now: `scheduled`, `open`, `closed` or `drawn`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LotteryPage {
+    pub data: Vec<Lottery>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Keep the lotteries that are in `status` at `now`: the stored state and the entry window
+/// read the way [`Stored::status_at`] reads them.
+fn push_status(sql: &mut Sql, status: LotteryStatus, now: i64) {
+    match status {
+        LotteryStatus::Drawn => {
+            sql.push(" AND status = ")
+                .bind(StoredStatus::Drawn.as_str());
+        }
+        LotteryStatus::Scheduled => {
+            sql.push(" AND status = ")
+                .bind(StoredStatus::Open.as_str())
+                .push(" AND opens_at > ")
+                .bind(now);
+        }
+        LotteryStatus::Open => {
+            sql.push(" AND status = ")
+                .bind(StoredStatus::Open.as_str())
+                .push(" AND opens_at <= ")
+                .bind(now)
+                .push(" AND closes_at > ")
+                .bind(now);
+        }
+        LotteryStatus::Closed => {
+            sql.push(" AND status = ")
+                .bind(StoredStatus::Open.as_str())
+                .push(" AND closes_at <= ")
+                .bind(now);
+        }
+    }
+}
+
+/// The prizes of a page of lotteries in one query, by lottery id.
+async fn prizes_by_lottery(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    lotteries: &[Stored],
+) -> ApiResult<HashMap<String, Vec<Prize>>> {
+    let mut by_lottery: HashMap<String, Vec<Prize>> = HashMap::new();
+    if lotteries.is_empty() {
+        return Ok(by_lottery);
+    }
+    let mut sql = Sql::for_conn(
+        &*conn,
+        "SELECT lottery_id, position, name, reward, stock, remaining, weight FROM lottery_prize \
+         WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str()).push(" AND lottery_id IN (");
+    for (i, lottery) in lotteries.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(lottery.id.as_str());
+    }
+    sql.push(") ORDER BY lottery_id, position");
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let lottery: String = row.try_get("lottery_id")?;
+        let prize = StoredPrize::from_row(&row)?.view;
+        by_lottery.entry(lottery).or_default().push(prize);
+    }
+    Ok(by_lottery)
+}
+
+/// The tenant's lotteries, newest first; `status` keeps those in that status now.
+#[utoipa::path(get, path = "/v1/lotteries", tag = "community", params(ListQuery),
+    responses((status = 200, body = LotteryPage), (status = 422)), security(("api_key" = [])))]
+async fn list_lotteries(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<LotteryPage>> {
+    let limit = pagination::limit(query.limit, 50, MAX_PAGE)?;
+    let cursor = pagination::cursor(query.cursor.as_deref(), LotteryId::parse)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(LotteryStatus::parse(text).ok_or_else(|| {
+            ApiError::validation("status", "must be scheduled, open, closed or drawn")
+        })?),
+    };
+    let now = to_micros(state.clock.now());
+    let mut conn = state.db.read().acquire().await?;
+    let mut sql = Sql::for_conn(
+        &conn,
+        &format!("SELECT {LOTTERY_COLUMNS} FROM lottery WHERE tenant_id = "),
+    );
+    sql.bind(auth.tenant_id.as_str());
+    if let Some(status) = status {
+        push_status(&mut sql, status, now);
+    }
+    if let Some(cursor) = &cursor {
+        sql.push(" AND id < ").bind(cursor.as_str());
+    }
+    sql.push(" ORDER BY id DESC LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut stored = rows
+        .iter()
+        .map(Stored::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = pagination::next_cursor(&mut stored, limit, |s| s.id.to_string());
+    let mut prizes = prizes_by_lottery(&mut conn, &auth.tenant_id, &stored).await?;
+    let data = stored
+        .into_iter()
+        .map(|s| {
+            let of_lottery = prizes.remove(s.id.as_str()).unwrap_or_default();
+            view_of(s, of_lottery, now)
+        })
+        .collect();
+    Ok(Json(LotteryPage { data, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@ use super::session::Signed;
 use super::view;
 
 pub mod analytics;
+pub mod community;
 pub mod dashboard;
 pub mod members;
 pub mod program;
