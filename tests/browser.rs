@@ -147,7 +147,7 @@ impl Console {
             .client
             .execute_async(
                 "const [method, path, key, body, done] = arguments;
-                 fetch(path, {method, body: JSON.stringify(body), headers: {
+                 fetch(path, {method, body: body === null ? undefined : JSON.stringify(body), headers: {
                      'authorization': 'Bearer ' + key, 'content-type': 'application/json'}})
                    .then(r => r.json().then(json => done({status: r.status, body: json})))
                    .catch(e => done({status: 0, body: String(e)}));",
@@ -453,6 +453,7 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     form.set_by_name("product_id", &product).await.unwrap();
     form.set_by_name("price", "9.90").await.unwrap();
     form.set_by_name("stock", "10").await.unwrap();
+    form.set_by_name("per_member_limit", "2").await.unwrap();
     form.set_by_name("ends_at", "2030-01-01T00:00")
         .await
         .unwrap();
@@ -485,6 +486,78 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
             json!("8"),
         )
         .await;
+
+    // A lottery drawn from its page; the proof shown and downloaded as a file.
+    let lottery = console
+        .api(
+            "POST",
+            "/v1/lotteries",
+            json!({"name": "周年抽奖", "mode": "draw", "winners": 1}),
+        )
+        .await;
+    let lottery = lottery["id"].as_str().unwrap().to_owned();
+    for entrant in ["lottery-1", "lottery-2", "lottery-3"] {
+        let member = console
+            .api("POST", "/v1/members", json!({"external_id": entrant}))
+            .await;
+        console
+            .api(
+                "POST",
+                &format!("/v1/lotteries/{lottery}/entries"),
+                json!({"member_id": member["id"]}),
+            )
+            .await;
+    }
+    console
+        .open(&format!("/console/community/lotteries/{lottery}"))
+        .await;
+    console
+        .client
+        .find(Locator::Css("input[name='close_early']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    console
+        .client
+        .find(Locator::Css("#lottery-draw"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    console
+        .wait_for(
+            "return document.querySelector('#proof-download') !== null;",
+            json!(true),
+        )
+        .await;
+    console.check_page("lottery-drawn").await;
+    let download = console
+        .client
+        .execute_async(
+            "const done = arguments[0];
+             fetch(document.querySelector('#proof-download').href)
+               .then(r => r.json().then(proof => done({
+                   disposition: r.headers.get('content-disposition'), proof})));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        download["disposition"],
+        format!("attachment; filename=\"lottery-{lottery}-proof.json\""),
+        "{download}"
+    );
+    let proof = console
+        .api(
+            "GET",
+            &format!("/v1/lotteries/{lottery}/proof"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(download["proof"], proof);
 
     // The language switch, remembered for the operator.
     let html_lang = "return document.documentElement.lang;";
