@@ -103,8 +103,15 @@ pub async fn ensure(db: &Db, members: usize) -> anyhow::Result<Login> {
     let started = std::time::Instant::now();
     let tenant_id = generate(db, members, now).await?;
     let mut tx = db.begin(Timestamp::now()).await?;
-    let operator =
-        operators::create(tx.conn(), &tenant_id, DEMO_EMAIL, Role::Owner, &password, now).await?;
+    let operator = operators::create(
+        tx.conn(),
+        &tenant_id,
+        DEMO_EMAIL,
+        Role::Owner,
+        &password,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(
         tenant = %tenant_id,
@@ -149,6 +156,7 @@ struct ProductSpec {
     weight: u32,
 }
 
+#[rustfmt::skip]
 const PRODUCTS: &[ProductSpec] = &[
     ProductSpec { sku: "SOY-ORIGINAL", name: "原味现磨豆浆 500ml", price: 600, member_price: Some(550), days_of_supply: 1, weight: 30 },
     ProductSpec { sku: "SOY-BLACK", name: "黑豆浆 500ml", price: 800, member_price: Some(700), days_of_supply: 1, weight: 14 },
@@ -178,7 +186,16 @@ const GIVEN: &[&str] = &[
     "超", "秀", "霞", "平", "刚", "英", "华", "玲", "婷", "雪", "慧", "晨", "宇", "欣", "怡", "佳",
     "梓", "浩", "然", "思", "雨", "萱", "琳", "博",
 ];
-const TAGS: &[&str] = &["早餐党", "上班族", "宝妈", "健身", "无糖偏好", "学生", "夜班", "团长候选"];
+const TAGS: &[&str] = &[
+    "早餐党",
+    "上班族",
+    "宝妈",
+    "健身",
+    "无糖偏好",
+    "学生",
+    "夜班",
+    "团长候选",
+];
 /// Channels and how many members come from each (referred members come through invites).
 const SOURCES: &[(&str, u32)] = &[
     ("store", 36),
@@ -350,9 +367,9 @@ impl Calendar {
     /// A time of day people buy breakfast and lunch, minutes after midnight.
     fn shop_minutes(rng: &mut StdRng) -> i64 {
         match rng.random_range(0..100) {
-            0..=59 => rng.random_range(390..570),    // 6:30–9:30
-            60..=84 => rng.random_range(660..810),   // 11:00–13:30
-            _ => rng.random_range(1020..1230),       // 17:00–20:30
+            0..=59 => rng.random_range(390..570),  // 6:30–9:30
+            60..=84 => rng.random_range(660..810), // 11:00–13:30
+            _ => rng.random_range(1020..1230),     // 17:00–20:30
         }
     }
 }
@@ -468,7 +485,8 @@ fn plan_acts(rng: &mut StdRng, cal: &Calendar, members: &[MemberPlan]) -> Vec<(T
                 acts.push((at, Act::TopUp(i)));
             }
         }
-        let group_at = joined.max(groups_open) + SignedDuration::from_mins(rng.random_range(3..240));
+        let group_at =
+            joined.max(groups_open) + SignedDuration::from_mins(rng.random_range(3..240));
         if rng.random_bool(0.12) && group_at < cal.now {
             acts.push((group_at, Act::GroupJoin(i)));
         }
@@ -641,7 +659,10 @@ impl Replay {
         };
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// Call `/v1` and expect success.
@@ -960,7 +981,9 @@ impl Replay {
     fn basket(&mut self, i: usize) -> Vec<(usize, i64)> {
         let plan = &self.plans[i];
         let (favourite, size) = (plan.favourite, plan.basket);
-        let lines = (size + self.rng.random::<f64>() - 0.5).round().clamp(1.0, 4.0) as usize;
+        let lines = (size + self.rng.random::<f64>() - 0.5)
+            .round()
+            .clamp(1.0, 4.0) as usize;
         let mut basket = vec![(favourite, 1 + i64::from(self.rng.random_bool(0.25)))];
         let weights: Vec<(usize, u32)> = PRODUCTS
             .iter()
@@ -1034,7 +1057,11 @@ impl Replay {
         let order_id = text(&order["id"])?;
         let total = order["total"].as_i64().unwrap_or(0);
         self.known.payments += 1;
-        let method = if total <= wallet { "wallet" } else { "external" };
+        let method = if total <= wallet {
+            "wallet"
+        } else {
+            "external"
+        };
         self.post(
             &format!("/v1/orders/{order_id}/payments"),
             json!({"method": method, "reference": format!("demo-pay-{}", self.known.payments)}),
@@ -1053,7 +1080,15 @@ impl Replay {
         }
         // Sized so that the first groups fill up and the last still has room.
         let capacity = (self.plans.len() * 12 / 100 / 5).clamp(20, 500);
-        let names = ["徐汇一群", "徐汇二群", "静安一群", "浦东一群", "浦东二群", "闵行一群", "长宁一群"];
+        let names = [
+            "徐汇一群",
+            "徐汇二群",
+            "静安一群",
+            "浦东一群",
+            "浦东二群",
+            "闵行一群",
+            "长宁一群",
+        ];
         let mut group_ids = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let owner = self.member(k % members).context("no owner")?;
@@ -1081,7 +1116,9 @@ impl Replay {
             return Ok(());
         };
         let mut body = json!({"member_id": member});
-        let inviter = self.plans[i].inviter.filter(|who| self.known.in_groups[*who]);
+        let inviter = self.plans[i]
+            .inviter
+            .filter(|who| self.known.in_groups[*who]);
         if let Some(inviter) = inviter.and_then(|who| self.member(who)) {
             body["inviter_member_id"] = json!(inviter);
         }
@@ -1096,7 +1133,10 @@ impl Replay {
         if status == StatusCode::CONFLICT {
             return Ok(());
         }
-        anyhow::ensure!(status.is_success(), "group join answered {status}: {answer}");
+        anyhow::ensure!(
+            status.is_success(),
+            "group join answered {status}: {answer}"
+        );
         self.known.in_groups[i] = true;
         Ok(())
     }
@@ -1111,7 +1151,11 @@ impl Replay {
     }
 
     async fn open_lottery(&mut self, cal: &Calendar) -> anyhow::Result<()> {
-        let prize = self.known.prize_template.clone().context("no prize coupon")?;
+        let prize = self
+            .known
+            .prize_template
+            .clone()
+            .context("no prize coupon")?;
         let closes = cal.now + SignedDuration::from_hours(72);
         let lottery = self
             .post(
@@ -1261,7 +1305,10 @@ impl Replay {
         if status == StatusCode::CONFLICT {
             return Ok(());
         }
-        anyhow::ensure!(status.is_success(), "flash-sale order answered {status}: {answer}");
+        anyhow::ensure!(
+            status.is_success(),
+            "flash-sale order answered {status}: {answer}"
+        );
         if self.rng.random_bool(0.85) {
             self.pay_external(&text(&answer["order_id"])?).await?;
         }
@@ -1305,10 +1352,7 @@ impl Replay {
             seconds = started.elapsed().as_secs_f64(),
             "demo jobs ran"
         );
-        let yesterday = cal
-            .today
-            .checked_sub(1.day())
-            .context("no yesterday")?;
+        let yesterday = cal.today.checked_sub(1.day()).context("no yesterday")?;
         let report = crate::analytics::scoring::fit_and_score(
             &state.db,
             &self.auth.tenant_id,
