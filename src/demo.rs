@@ -1018,13 +1018,12 @@ impl Replay {
             Some(held.remove(at))
         });
         let wallet = self.known.wallets.get(&i).copied().unwrap_or(0);
-        if coupon.is_some() || wallet > 0 {
-            if self
+        if (coupon.is_some() || wallet > 0)
+            && self
                 .checkout(i, &member, &items, coupon.as_ref(), wallet)
                 .await?
-            {
-                return Ok(());
-            }
+        {
+            return Ok(());
         }
         self.post(
             "/v1/orders",

@@ -441,11 +441,11 @@ fn coupons_table(signed: &Signed, page: &Value) -> Markup {
 
 /// Back to the member's page with a notice.
 fn back(member_id: &str, ok: bool, message: &str) -> Response {
-    let encoded: String = view::encode(&member_id);
+    let encoded: String = view::encode(member_id);
     let query = if ok {
         "done=saved".to_owned()
     } else {
-        format!("error={}", view::encode(&message))
+        format!("error={}", view::encode(message))
     };
     Redirect::to(&format!("/console/members/{encoded}?{query}")).into_response()
 }

@@ -157,7 +157,7 @@ fn back(ok: bool, message: &str) -> Response {
     let query = if ok {
         "done=saved".to_owned()
     } else {
-        format!("error={}", view::encode(&message))
+        format!("error={}", view::encode(message))
     };
     Redirect::to(&format!("/console/settings?{query}")).into_response()
 }
