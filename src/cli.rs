@@ -29,7 +29,8 @@ use crate::{members, server, tenants};
 )]
 pub struct Cli {
     /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`; default
-    /// `sqlite://shequn.db` (benchmarks default to a temporary SQLite file instead).
+    /// `sqlite://shequn.db` (`serve --demo` defaults to `sqlite://shequn-demo.db`, benchmarks
+    /// to a temporary SQLite file).
     #[arg(long, global = true, env = "SHEQUN_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Log filter, e.g. `info`, `debug`, `shequn=debug,sqlx=warn`.
@@ -74,6 +75,15 @@ pub enum Command {
         /// Longest pause, in seconds, while a request body is being sent.
         #[arg(long, env = "SHEQUN_BODY_READ_TIMEOUT", default_value_t = 60)]
         body_read_timeout: u64,
+        /// Serve a demo: on first start make a demo tenant (a soy-milk and fresh-food brand with
+        /// members, orders and campaigns), then print `console: …`, `email: …` and
+        /// `password: …` (a new password each start). The database defaults to
+        /// `sqlite://shequn-demo.db`.
+        #[arg(long)]
+        demo: bool,
+        /// Members of the demo tenant (with `--demo`, when it is made).
+        #[arg(long, hide = true, default_value_t = crate::demo::DEFAULT_MEMBERS)]
+        demo_members: usize,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -358,6 +368,9 @@ async fn open(url: &str) -> anyhow::Result<Db> {
 
 /// The database when none is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://shequn.db";
+/// The database of `serve --demo` when none is given: its own file, so that the demo never
+/// mixes with a real `shequn.db`.
+pub const DEMO_DATABASE_URL: &str = "sqlite://shequn-demo.db";
 
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Bench { command } = &cli.command {
@@ -369,7 +382,12 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     {
         return verify_lottery(proof);
     }
-    let url = cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
+    let demo = matches!(cli.command, Command::Serve { demo: true, .. });
+    let url = cli.database_url.as_deref().unwrap_or(if demo {
+        DEMO_DATABASE_URL
+    } else {
+        DEFAULT_DATABASE_URL
+    });
     let db = open(url).await?;
     let now = Timestamp::now();
     match cli.command {
@@ -382,12 +400,16 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             auth_failures_per_ip,
             header_read_timeout,
             body_read_timeout,
+            demo,
+            demo_members,
         } => {
-            if let Some(created) = tenants::ensure_default(&db, now).await? {
-                println!(
-                    "Created tenant \"default\" ({}). Its API key, shown only this once:\n  {}\nTry:\n  curl -s -H \"Authorization: Bearer {}\" http://{listen}/v1/members",
-                    created.tenant_id, created.api_key, created.api_key
-                );
+            if !demo {
+                if let Some(created) = tenants::ensure_default(&db, now).await? {
+                    println!(
+                        "Created tenant \"default\" ({}). Its API key, shown only this once:\n  {}\nTry:\n  curl -s -H \"Authorization: Bearer {}\" http://{listen}/v1/members",
+                        created.tenant_id, created.api_key, created.api_key
+                    );
+                }
             }
             let config = server::ServeConfig {
                 listen,
@@ -403,7 +425,11 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     body_idle: std::time::Duration::from_secs(body_read_timeout.max(1)),
                 },
             };
-            server::serve(db, config).await?;
+            if demo {
+                serve_demo(db, config, demo_members).await?;
+            } else {
+                server::serve(db, config).await?;
+            }
         }
         Command::Migrate => {
             println!(
@@ -476,6 +502,21 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { .. } | Command::Lottery { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shequn serve --demo`: the demo tenant (made on first start), the three lines that say
+/// where and how to sign in (on stdout, before serving; the address is the bound one, so
+/// `--listen 127.0.0.1:0` prints the port it got), then the server.
+async fn serve_demo(db: Db, config: server::ServeConfig, members: usize) -> anyhow::Result<()> {
+    let login = crate::demo::ensure(&db, members).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    println!("console: http://{address}/console/");
+    println!("email: {}", login.email);
+    println!("password: {}", login.password);
+    server::serve_on(listener, db, config).await
 }
 
 /// `shequn keys …`.

@@ -16,7 +16,8 @@
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
 //!   admin [`console`]) and
 //!   runs it; [`daily`] runs each tenant's day (the steps of several domains, in order, in
-//!   bounded transactions); [`cli`] is the command line that the binary exposes.
+//!   bounded transactions); [`cli`] is the command line that the binary exposes; [`demo`]
+//!   makes the demo tenant of `shequn serve --demo` through the API.
 
 pub mod analytics;
 pub mod bench;
@@ -25,6 +26,7 @@ pub mod common;
 pub mod community;
 pub mod console;
 pub mod daily;
+pub mod demo;
 pub mod docs;
 pub mod growth;
 pub mod ledger;

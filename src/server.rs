@@ -187,10 +187,21 @@ impl Default for Timeouts {
 
 /// Run the server until SIGTERM or Ctrl-C, then finish in-flight requests.
 pub async fn serve(db: Db, config: ServeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve_on(listener, db, config).await
+}
+
+/// [`serve`] on a listener bound already (its address may differ from `config.listen`, e.g.
+/// port 0 made concrete, which the caller can print before serving).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    db: Db,
+    config: ServeConfig,
+) -> anyhow::Result<()> {
     let mut state = AppState::new(db, Arc::new(SystemClock));
     state.limits = Arc::new(RateLimits::new(&config.limits));
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %config.listen, backend = state.db.backend().name(), "shequn listening");
+    let listen = listener.local_addr()?;
+    tracing::info!(%listen, backend = state.db.backend().name(), "shequn listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let metrics = match config.metrics_listen {
         Some(address) => {

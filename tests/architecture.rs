@@ -23,7 +23,9 @@ const DOMAINS: &[&str] = &[
 ];
 
 /// The modules that wire the domains together; no domain may import them.
-const COMPOSITION: &[&str] = &["server", "cli", "daily", "bench", "docs", "ops", "console"];
+const COMPOSITION: &[&str] = &[
+    "server", "cli", "daily", "bench", "docs", "ops", "console", "demo",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -184,6 +184,35 @@ pub async fn create(
     })
 }
 
+/// Give an operator a new password and end their sessions (whoever held the old password is
+/// signed out).
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    id: &OperatorId,
+    password: &str,
+) -> Result<(), CreateError> {
+    if !strong_enough(password) {
+        return Err(CreateError::WeakPassword);
+    }
+    let password = password.to_owned();
+    let hashed = tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| CreateError::Hash(e.to_string()))??;
+    sqlx::query("UPDATE operator SET password_hash = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(hashed)
+        .bind(tenant_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM console_session WHERE tenant_id = $1 AND operator_id = $2")
+        .bind(tenant_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The columns [`from_row`] reads.
 pub const COLUMNS: &str = "id, tenant_id, email, role, language, created_at";
 

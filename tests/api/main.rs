@@ -15,6 +15,7 @@ mod console_shop;
 mod console_support;
 mod coupons;
 mod crash;
+mod demo;
 mod edge;
 mod foundation;
 mod hardening_data;
