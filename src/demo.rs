@@ -1366,6 +1366,11 @@ impl Replay {
             quality = report.model_quality.status.as_str(),
             "demo analytics fitted"
         );
+        // The planner's statistics for the tables just filled (the server's connections
+        // were opened while they were empty).
+        let mut tx = state.db.begin(cal.now).await?;
+        sqlx::query("ANALYZE").execute(tx.conn()).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

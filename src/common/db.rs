@@ -331,7 +331,13 @@ fn checkpoint_in_background(
 // `secure_delete` overwrites with zeros what a delete or an update frees, so that an erased
 // member's name or phone does not live on in free space of the file's pages (DESIGN rule 10).
 // It costs writes of freed space, not reads.
-const SQLITE_PRAGMAS: [&str; 9] = [
+//
+// `optimize = 0x10002` (as SQLite advises for long-lived connections) gathers the planner's
+// statistics for tables that have none or whose size changed a lot, bounded by
+// `analysis_limit`: without them the planner guesses, and on a grown file it guessed a
+// group's GMV through the orders' `paid_at` index (3.2 s on the demo) instead of the
+// member's orders (5 ms).
+const SQLITE_PRAGMAS: [&str; 11] = [
     "PRAGMA secure_delete = ON",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
@@ -341,6 +347,8 @@ const SQLITE_PRAGMAS: [&str; 9] = [
     "PRAGMA mmap_size = 268435456",
     "PRAGMA temp_store = MEMORY",
     "PRAGMA wal_autocheckpoint = 0",
+    "PRAGMA analysis_limit = 1000",
+    "PRAGMA optimize = 0x10002",
 ];
 
 fn sqlite_pool(max: u32) -> AnyPoolOptions {
