@@ -14,6 +14,7 @@
 //! | birthday perks | [`program::grant_birthday_perks`] | one per chunk of members |
 //! | repurchase reminders | [`repurchase::run_reminders`] | one for the SKU medians, one per chunk of reminders |
 //! | tier requalification | [`program::requalify_tiers`] | one per chunk of members, one for the day's notice |
+//! | segment history | [`segments::routes::record_counts`] | one for every segment's count of the day (replaced by a repeat) |
 //! | analytics refresh | [`scoring::fit_and_score`] | reads without the write lock; the model fit on the blocking pool; one to replace the scores |
 //!
 //! A chunk is at most [`program::DAILY_CHUNK`] (500) members or accounts, taken in id (or
@@ -60,6 +61,7 @@ use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::time::to_micros;
 use crate::membership::program::{self, DAILY_JOB};
 use crate::membership::rules::calendar;
+use crate::segments;
 use crate::AppState;
 
 /// The day's route: `POST /v1/jobs/daily`.
@@ -76,6 +78,8 @@ pub struct DailyReport {
     pub birthday_perks: usize,
     pub requalified: usize,
     pub repurchase_reminders: usize,
+    /// Segments whose count for the day was recorded (their history).
+    pub segments_counted: usize,
 }
 
 /// The day's program work for one tenant as of now: points expiry and warnings, birthday
@@ -118,6 +122,8 @@ pub async fn run_daily_at(
         at,
     )
     .await?;
+    let today = at.to_zoned(zone.clone()).date();
+    let segments_counted = segments::routes::record_counts(state, tenant_id, today).await?;
     Ok(DailyReport {
         points_expired: expired.points,
         members_expired: expired.members,
@@ -125,6 +131,7 @@ pub async fn run_daily_at(
         birthday_perks,
         requalified,
         repurchase_reminders,
+        segments_counted,
     })
 }
 

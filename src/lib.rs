@@ -11,8 +11,9 @@
 //!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks, stored
 //!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`]
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
-//!   anti-fraud, leaderboards, funnels) and [`analytics`] (RFM, lifetime value,
-//!   cohorts, lifecycle, repurchase).
+//!   anti-fraud, leaderboards, funnels), [`analytics`] (RFM, lifetime value,
+//!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
+//!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
 //!   admin [`console`]) and
 //!   runs it; [`daily`] runs each tenant's day (the steps of several domains, in order, in
@@ -34,6 +35,7 @@ pub mod members;
 pub mod membership;
 pub mod ops;
 pub mod orders;
+pub mod segments;
 pub mod server;
 pub mod tenants;
 

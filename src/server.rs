@@ -29,7 +29,9 @@ use crate::common::{events, idempotency};
 use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
-use crate::{analytics, community, console, docs, growth, members, membership, ops, orders};
+use crate::{
+    analytics, community, console, docs, growth, members, membership, ops, orders, segments,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -41,6 +43,10 @@ pub struct AppState {
     pub commerce: Commerce,
     /// Rate limits; all off unless `serve` (or a test) sets them.
     pub limits: Arc<RateLimits>,
+    /// This node's segment indexes.
+    pub segments: segments::Registry,
+    /// The same, as the members domain sees it (`GET /v1/members?segment=`).
+    pub audiences: Arc<dyn crate::common::hooks::Audiences>,
 }
 
 /// The batchers of the hot commerce paths.
@@ -69,6 +75,7 @@ impl AppState {
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
         crate::common::hooks::install(hooks);
         orders::install_campaigns();
+        let segments = segments::Registry::new(db.clone(), clock.clone());
         Self {
             ledger: Ledger::start(db.clone(), clock.clone()),
             commerce: Commerce {
@@ -80,6 +87,8 @@ impl AppState {
             clock,
             key_cache: Arc::new(KeyCache::default()),
             limits: Arc::new(RateLimits::off()),
+            audiences: Arc::new(segments.clone()),
+            segments,
         }
     }
 
@@ -98,6 +107,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(crate::daily::routes())
         .merge(orders::routes())
         .merge(analytics::routes())
+        .merge(segments::routes())
         .merge(community::routes())
         .merge(growth::routes())
         .merge(events::routes())

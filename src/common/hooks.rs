@@ -145,6 +145,22 @@ pub trait MemberHooks: Send + Sync {
     }
 }
 
+/// Audiences (saved segments) as a lower domain sees them: `GET /v1/members?segment=` lists a
+/// segment's members without the members domain knowing the segments domain. The composition
+/// root puts the segments registry in the application state behind this trait.
+#[async_trait]
+pub trait Audiences: Send + Sync {
+    /// Up to `limit` member ids of saved segment `segment_id` whose ids sort after `after`, in
+    /// id order; `None` when the tenant has no such segment.
+    async fn page(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ApiResult<Option<Vec<String>>>;
+}
+
 /// Every domain's hooks, in the order they run.
 #[derive(Default)]
 pub struct Hooks {

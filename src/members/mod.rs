@@ -295,6 +295,9 @@ pub struct ListQuery {
     pub created_after: Option<String>,
     /// RFC 3339 instant or date; exclusive.
     pub created_before: Option<String>,
+    /// Members of this saved segment (`seg_…`) now, active only; not combined with the other
+    /// filters.
+    pub segment: Option<String>,
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
@@ -347,6 +350,42 @@ async fn list_members(
             "q",
             format!("must be at most {MAX_QUERY_CHARS} characters"),
         ));
+    }
+    if let Some(segment) = &query.segment {
+        let others = [
+            &query.tag,
+            &query.source,
+            &query.q,
+            &query.status,
+            &query.rfm_segment,
+            &query.created_after,
+            &query.created_before,
+        ];
+        if others.iter().any(|f| f.is_some()) {
+            return Err(ApiError::validation(
+                "segment",
+                "cannot be combined with other filters: put them in the segment's rule",
+            ));
+        }
+        let after = cursor.as_ref().map(|c| c.as_str());
+        let limit_ids = usize::try_from(limit + 1).unwrap_or(usize::MAX);
+        let ids = state
+            .audiences
+            .page(&auth.tenant_id, segment, after, limit_ids)
+            .await?
+            .ok_or_else(|| ApiError::not_found("segment"))?;
+        let mut data = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut conn = state.db.read().acquire().await?;
+            let filter = store::Filter {
+                ids: Some(ids),
+                ..Default::default()
+            };
+            store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?
+        };
+        let next_cursor = pagination::next_cursor(&mut data, limit, |m| m.id.to_string());
+        return Ok(Json(MemberPage { data, next_cursor }));
     }
     let mut conn = state.db.read().acquire().await?;
     let zone = tenants::time_zone(&mut conn, &auth.tenant_id).await?;
