@@ -30,5 +30,6 @@ mod orders;
 mod prices;
 mod program;
 mod referrals;
+mod segments;
 mod stored_value;
 mod tenant_settings;
