@@ -100,7 +100,7 @@ pub async fn build(
         let (number, facts) = profile(&row, zone)?;
         let idx = index.add(number);
         index.set_profile(idx, &facts);
-        if index.len() % 1_000_000 == 0 {
+        if index.len().is_multiple_of(1_000_000) {
             progress("members", index.len());
         }
     }

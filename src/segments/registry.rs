@@ -57,12 +57,15 @@ impl Fresh {
     }
 }
 
+/// A tenant's index, built on first use.
+type Slot = Arc<tokio::sync::Mutex<Option<Fresh>>>;
+
 /// The indexes of this node.
 #[derive(Clone)]
 pub struct Registry {
     db: Db,
     clock: Arc<dyn Clock>,
-    tenants: Arc<std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<Option<Fresh>>>>>>,
+    tenants: Arc<std::sync::Mutex<HashMap<TenantId, Slot>>>,
 }
 
 impl Registry {
@@ -79,7 +82,7 @@ impl Registry {
         &self.db
     }
 
-    fn slot(&self, tenant_id: &TenantId) -> Arc<tokio::sync::Mutex<Option<Fresh>>> {
+    fn slot(&self, tenant_id: &TenantId) -> Slot {
         let mut tenants = self
             .tenants
             .lock()

@@ -463,7 +463,7 @@ async fn members_page(
         ids: Some(ids),
         ..Default::default()
     };
-    Ok(member_store::list(&mut conn, tenant_id, &filter, limit as i64).await?)
+    member_store::list(&mut conn, tenant_id, &filter, limit as i64).await
 }
 
 /// A segment's members now, in id order, each once across pages (members who join while a
