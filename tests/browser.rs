@@ -160,6 +160,17 @@ impl Console {
         answer["body"].clone()
     }
 
+    /// Click the first element `css` finds.
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("{css}: {error}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
     async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_owned()
     }
@@ -373,14 +384,7 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
 
     // A coupon template created through its form, then found in the list.
     console.open("/console/coupons").await;
-    console
-        .client
-        .find(Locator::Css("details.panel > summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    console.click("details.panel > summary").await;
     let form = console
         .client
         .form(Locator::Css("#coupon-template-form"))
@@ -511,22 +515,8 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     console
         .open(&format!("/console/community/lotteries/{lottery}"))
         .await;
-    console
-        .client
-        .find(Locator::Css("input[name='close_early']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    console
-        .client
-        .find(Locator::Css("#lottery-draw"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    console.click("input[name='close_early']").await;
+    console.click("#lottery-draw").await;
     console
         .wait_for(
             "return document.querySelector('#proof-download') !== null;",
@@ -566,13 +556,8 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
         "zh-CN"
     );
     console
-        .client
-        .find(Locator::Css("form[action='/console/language'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click("form[action='/console/language'] button")
+        .await;
     console.wait_for(html_lang, json!("en")).await;
     console.open("/console/members").await;
     assert_eq!(
@@ -582,14 +567,7 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     console.check_page("members-en").await;
 
     // Signing out ends the session.
-    console
-        .client
-        .find(Locator::Css("form[action='/console/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    console.click("form[action='/console/logout'] button").await;
     console
         .wait_for("return location.pathname;", json!("/console/login"))
         .await;

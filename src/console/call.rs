@@ -14,7 +14,8 @@ use tower::ServiceExt as _;
 
 use super::i18n::Msg;
 use super::operators::Operator;
-use super::session::Signed;
+use super::session::{Refusal, Signed};
+use super::view::encode;
 use super::Console;
 use crate::common::ids::TenantId;
 use crate::common::time::to_micros;
@@ -49,6 +50,35 @@ impl Answer {
         }
         message
     }
+
+    /// The body of a `/v1` read of one thing; a 404 page when the API does not know it (another
+    /// tenant's, or not an id at all: 404 or 422), the API's own answer for anything else that
+    /// went wrong.
+    pub fn found(self, signed: &Signed) -> Result<Value, Refusal> {
+        if self.status == StatusCode::NOT_FOUND || self.status == StatusCode::UNPROCESSABLE_ENTITY {
+            return Err(Refusal::Page(
+                StatusCode::NOT_FOUND,
+                signed.lang,
+                signed.t(Msg::NotFound).to_owned(),
+            ));
+        }
+        if !self.ok() {
+            return Err(Refusal::Page(self.status, signed.lang, self.message()));
+        }
+        Ok(self.body)
+    }
+}
+
+/// The rows a console page shows of a cursor-paged `/v1` list at a time.
+pub const PAGE: usize = 50;
+
+/// One page of a cursor-paged `/v1` list: its rows, the cursor of the next page, and the API's
+/// complaint when it refused.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub rows: Vec<Value>,
+    pub next: Option<String>,
+    pub error: Option<String>,
 }
 
 impl Console {
@@ -108,6 +138,23 @@ impl Console {
     /// GET `path` as `signed`.
     pub async fn get(&self, signed: &Signed, path: &str) -> Answer {
         self.call(signed, Method::GET, path, None, None).await
+    }
+
+    /// [`PAGE`] rows of the `/v1` list at `base` (which may carry a filter query), from `cursor`
+    /// ("" for the first page).
+    pub async fn list(&self, signed: &Signed, base: &str, cursor: &str) -> ListPage {
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let mut path = format!("{base}{separator}limit={PAGE}");
+        if !cursor.is_empty() {
+            path.push_str("&cursor=");
+            path.push_str(&encode(cursor));
+        }
+        let answer = self.get(signed, &path).await;
+        ListPage {
+            error: (!answer.ok()).then(|| answer.message()),
+            rows: answer.body["data"].as_array().cloned().unwrap_or_default(),
+            next: answer.body["next_cursor"].as_str().map(str::to_owned),
+        }
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {

@@ -139,6 +139,8 @@ catalogue! {
     Filter => "筛选", "Filter";
     NextPage => "下一页", "Next page";
     FirstPage => "第一页", "First page";
+    BadYuan => "{0}：请输入金额（元），最多两位小数", "{0}: type an amount in yuan with at most two decimals";
+    BadWhole => "{0}：请输入整数", "{0}: type a whole number";
     Name => "姓名", "Name";
     Title => "名称", "Name";
     Phone => "手机号", "Phone";

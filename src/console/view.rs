@@ -10,7 +10,7 @@ use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
 use super::assets;
-use super::i18n::{Lang, Message as _, Msg};
+use super::i18n::{Lang, Message, Msg};
 use super::session::{random_token, Signed};
 
 /// The sections in the navigation, in order.
@@ -174,6 +174,34 @@ pub fn csrf(signed: &Signed) -> Markup {
     }
 }
 
+/// A page shown again because its form could not be used (unreadable, or refused by the API):
+/// 422.
+pub fn unprocessable(mut page: Response) -> Response {
+    *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    page
+}
+
+/// A member's id as a link to their page.
+pub fn member_link(member_id: &str) -> Markup {
+    html! { a href=(format!("/console/members/{}", encode(member_id))) { (member_id) } }
+}
+
+/// The first-page and next-page links under a cursor-paged list. `base` is the page's address,
+/// with the query it keeps (a filter) if any; `param` the query parameter that carries this
+/// list's cursor; `cursor` the one shown now ("" on the first page); `next` the API's next
+/// cursor, if there is a next page.
+pub fn pager(signed: &Signed, base: &str, param: &str, cursor: &str, next: Option<&str>) -> Markup {
+    let separator = if base.contains('?') { '&' } else { '?' };
+    html! {
+        div.pager {
+            @if !cursor.is_empty() { a href=(base) { (signed.t(Msg::FirstPage)) } }
+            @if let Some(next) = next {
+                a href=(format!("{base}{separator}{param}={}", encode(next))) { (signed.t(Msg::NextPage)) }
+            }
+        }
+    }
+}
+
 /// A notice at the top of a page after a change: success or the API's error.
 pub fn notice(ok: bool, message: &str) -> Markup {
     html! {
@@ -209,6 +237,62 @@ pub fn parse_yuan(typed: &str) -> Option<i64> {
     let yuan: i64 = whole.parse().ok()?;
     let fen: i64 = format!("{fraction:0<2}").parse().ok()?;
     yuan.checked_mul(100)?.checked_add(fen)
+}
+
+/// A form field the page could not read, in words.
+pub type Unreadable = String;
+
+/// What was typed into a form field, read by `read` once trimmed: `Some(None)` when it is
+/// empty, `None` when `read` cannot read it.
+pub fn field<T>(typed: &str, read: impl FnOnce(&str) -> Option<T>) -> Option<Option<T>> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Some(None);
+    }
+    read(typed).map(Some)
+}
+
+/// A whole number typed into a form field: `Some(None)` when empty, `None` when it is not one.
+pub fn whole_number(typed: &str) -> Option<Option<i64>> {
+    field(typed, |t| t.parse().ok())
+}
+
+/// `problem` (a message with one slot, such as [`Msg::BadYuan`]) said of the field labelled
+/// `label`.
+pub fn unreadable(signed: &Signed, problem: impl Message, label: impl Message) -> Unreadable {
+    problem.fill(signed.lang, &[signed.t(label)])
+}
+
+/// Yuan ([`parse_yuan`]) typed into the field labelled `label`, as fen; empty is `None`.
+pub fn optional_yuan(
+    signed: &Signed,
+    label: impl Message,
+    typed: &str,
+) -> Result<Option<i64>, Unreadable> {
+    field(typed, parse_yuan).ok_or_else(|| unreadable(signed, Msg::BadYuan, label))
+}
+
+/// Yuan typed into the field labelled `label`, as fen; empty is unreadable.
+pub fn required_yuan(signed: &Signed, label: impl Message, typed: &str) -> Result<i64, Unreadable> {
+    optional_yuan(signed, label, typed)?.ok_or_else(|| unreadable(signed, Msg::BadYuan, label))
+}
+
+/// A whole number typed into the field labelled `label`; empty is `None`.
+pub fn optional_whole(
+    signed: &Signed,
+    label: impl Message,
+    typed: &str,
+) -> Result<Option<i64>, Unreadable> {
+    whole_number(typed).ok_or_else(|| unreadable(signed, Msg::BadWhole, label))
+}
+
+/// A whole number typed into the field labelled `label`; empty is unreadable.
+pub fn required_whole(
+    signed: &Signed,
+    label: impl Message,
+    typed: &str,
+) -> Result<i64, Unreadable> {
+    optional_whole(signed, label, typed)?.ok_or_else(|| unreadable(signed, Msg::BadWhole, label))
 }
 
 fn group_thousands(n: u64) -> String {

@@ -9,7 +9,7 @@ use shequn::common::ids::TenantId;
 use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::console_support::{html, location, operator, Browser, PASSWORD};
+use crate::console_support::{html, location, operator, Browser, OtherTenant, PASSWORD};
 use crate::support::TestApp;
 
 backend_tests!(
@@ -234,19 +234,16 @@ async fn changes_need_the_session_csrf_token_and_a_role_that_may_change(app: Tes
 }
 
 async fn an_operator_sees_only_their_tenant(app: TestApp) {
-    let (other_tenant, other_key) = app.other_tenant().await;
+    let them = OtherTenant::new(&app).await;
     operator(&app, &app.tenant_id, "owner@a.example", Role::Owner).await;
-    let reply = app
-        .send(crate::support::build(
-            Method::POST,
+    let reply = them
+        .post(
             "/v1/members",
-            Some(&other_key),
-            Some(&json!({"external_id": "theirs", "name": "Theirs"})),
-            None,
-        ))
+            &json!({"external_id": "theirs", "name": "Theirs"}),
+        )
         .await;
     let theirs = reply.body["id"].as_str().unwrap().to_owned();
-    let keys = shequn::tenants::list_keys(&app.state.db, &TenantId::parse(&other_tenant).unwrap())
+    let keys = shequn::tenants::list_keys(&app.state.db, &TenantId::parse(&them.id).unwrap())
         .await
         .unwrap();
     let their_key = keys[0].key_id.to_string();
@@ -277,7 +274,7 @@ async fn an_operator_sees_only_their_tenant(app: TestApp) {
         )
         .await;
     assert_eq!(revoke.status, StatusCode::NOT_FOUND);
-    let still = shequn::tenants::list_keys(&app.state.db, &TenantId::parse(&other_tenant).unwrap())
+    let still = shequn::tenants::list_keys(&app.state.db, &TenantId::parse(&them.id).unwrap())
         .await
         .unwrap();
     assert!(still[0].revoked_at.is_none());
@@ -431,15 +428,9 @@ async fn the_overview_counts_local_days_exactly(app: TestApp) {
     let reply = app.get("/v1/analytics/overview?days=x").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     // Another tenant sees none of it.
-    let (_, other_key) = app.other_tenant().await;
-    let theirs = app
-        .send(crate::support::build(
-            Method::GET,
-            "/v1/analytics/overview",
-            Some(&other_key),
-            None,
-            None,
-        ))
+    let theirs = OtherTenant::new(&app)
+        .await
+        .get("/v1/analytics/overview")
         .await;
     assert_eq!(theirs.body["period"]["paid_orders"], 0);
 }

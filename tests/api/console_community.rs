@@ -9,7 +9,7 @@ use shequn::community::lottery::draw;
 use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::console_support::{html, location, operator, Browser};
+use crate::console_support::{html, location, operator, Browser, OtherTenant};
 use crate::support::TestApp;
 
 backend_tests!(
@@ -364,8 +364,7 @@ async fn community_pages_keep_other_tenants_out_and_viewers_from_changing(app: T
     let (full, _, code, _, _) = groups_and_link(&app).await;
     let lottery = lottery_with_entries(&app, 1).await;
     operator(&app, &app.tenant_id, "viewer@shop.example", Role::Viewer).await;
-    let (other_tenant, _) = app.other_tenant().await;
-    operator(&app, &other_tenant, "owner@other.example", Role::Owner).await;
+    let them = OtherTenant::new(&app).await;
 
     let mut viewer = Browser::signed_in(&app, "viewer@shop.example").await;
     let page = viewer.get("/console/community").await;
@@ -406,7 +405,7 @@ async fn community_pages_keep_other_tenants_out_and_viewers_from_changing(app: T
         1
     );
 
-    let mut other = Browser::signed_in(&app, "owner@other.example").await;
+    let mut other = them.owner().await;
     let text = html(&other.get("/console/community").await);
     assert!(!text.contains("宝妈群") && !text.contains("门店活码") && !text.contains("周年抽奖"));
     for path in [

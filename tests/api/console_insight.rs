@@ -9,7 +9,7 @@ use shequn::common::ids::TenantId;
 use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::console_support::{html, location, operator, Browser};
+use crate::console_support::{html, location, operator, Browser, OtherTenant};
 use crate::support::TestApp;
 
 backend_tests!(
@@ -170,9 +170,7 @@ async fn referral_pages_show_the_funnel_and_leaderboard_and_decide_reviews(app: 
 
 async fn referral_pages_keep_other_tenants_campaigns_and_reviews_out(app: TestApp) {
     let (campaign, _, review, _) = campaign_with_reviews(&app).await;
-    let (other_tenant, _) = app.other_tenant().await;
-    operator(&app, &other_tenant, "owner@other.example", Role::Owner).await;
-    let mut other = Browser::signed_in(&app, "owner@other.example").await;
+    let mut other = OtherTenant::new(&app).await.owner().await;
     let list = html(&other.get("/console/referrals").await);
     assert!(!list.contains(&campaign) && !list.contains("老带新春季"));
     let page = other.get(&format!("/console/referrals/{campaign}")).await;

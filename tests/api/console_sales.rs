@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::console_support::{hidden, html, location, operator, Browser};
+use crate::console_support::{hidden, html, location, operator, Browser, OtherTenant};
 use crate::support::TestApp;
 
 backend_tests!(
@@ -489,8 +489,7 @@ async fn viewers_see_the_sales_without_forms_and_their_posts_change_nothing(app:
 }
 
 async fn another_tenants_sales_are_not_found(app: TestApp) {
-    let (other_tenant, _) = app.other_tenant().await;
-    operator(&app, &other_tenant, "owner@other.example", Role::Owner).await;
+    let them = OtherTenant::new(&app).await;
     let product = soy_milk(&app).await;
     let ends = (app.clock_now() + SignedDuration::from_hours(1)).to_string();
     let sale = app
@@ -512,7 +511,7 @@ async fn another_tenants_sales_are_not_found(app: TestApp) {
         buy.body["id"].as_str().unwrap(),
     );
 
-    let mut other = Browser::signed_in(&app, "owner@other.example").await;
+    let mut other = them.owner().await;
     let list = html(&other.get("/console/sales").await);
     assert!(!list.contains(sale) && !list.contains(buy), "{list}");
     for path in [

@@ -8,7 +8,7 @@ use serde_json::json;
 use shequn::console::operators::Role;
 
 use crate::backend_tests;
-use crate::console_support::{hidden, html, location, operator, Browser};
+use crate::console_support::{hidden, html, location, operator, Browser, OtherTenant};
 use crate::support::TestApp;
 
 backend_tests!(
@@ -336,39 +336,27 @@ async fn products_and_orders_are_shown_and_refunded_through_the_console(app: Tes
 
 async fn shop_pages_keep_roles_and_tenants_apart(app: TestApp) {
     operator(&app, &app.tenant_id, "viewer@shop.example", Role::Viewer).await;
-    let (_other_tenant, other_key) = app.other_tenant().await;
-    let theirs = app
-        .send(crate::support::build(
-            Method::POST,
+    let them = OtherTenant::new(&app).await;
+    let theirs = them
+        .post(
             "/v1/products",
-            Some(&other_key),
-            Some(&json!({"name": "Their soy", "sku": "T-1", "price": 100, "stock": 5})),
-            None,
-        ))
+            &json!({"name": "Their soy", "sku": "T-1", "price": 100, "stock": 5}),
+        )
         .await;
     assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
     let their_product = theirs.body["id"].as_str().unwrap().to_owned();
-    let their_member = app
-        .send(crate::support::build(
-            Method::POST,
-            "/v1/members",
-            Some(&other_key),
-            Some(&json!({"external_id": "t-1"})),
-            None,
-        ))
+    let their_member = them
+        .post("/v1/members", &json!({"external_id": "t-1"}))
         .await
         .body["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let their_order = app
-        .send(crate::support::build(
-            Method::POST,
+    let their_order = them
+        .post(
             "/v1/orders",
-            Some(&other_key),
-            Some(&json!({"member_id": their_member, "items": [{"product_id": their_product, "qty": 1}]})),
-            None,
-        ))
+            &json!({"member_id": their_member, "items": [{"product_id": their_product, "qty": 1}]}),
+        )
         .await;
     assert_eq!(
         their_order.status,
@@ -378,14 +366,8 @@ async fn shop_pages_keep_roles_and_tenants_apart(app: TestApp) {
     );
     let their_order = their_order.body["id"].as_str().unwrap().to_owned();
 
-    let their_stock = app
-        .send(crate::support::build(
-            Method::GET,
-            &format!("/v1/products/{their_product}"),
-            Some(&other_key),
-            None,
-            None,
-        ))
+    let their_stock = them
+        .get(&format!("/v1/products/{their_product}"))
         .await
         .body["stock"]
         .clone();
@@ -449,15 +431,7 @@ async fn shop_pages_keep_roles_and_tenants_apart(app: TestApp) {
         "{}",
         location(&refund)
     );
-    let still = app
-        .send(crate::support::build(
-            Method::GET,
-            &format!("/v1/products/{their_product}"),
-            Some(&other_key),
-            None,
-            None,
-        ))
-        .await;
+    let still = them.get(&format!("/v1/products/{their_product}")).await;
     assert_eq!(still.body["stock"], their_stock);
 }
 

@@ -1,6 +1,7 @@
-//! What every console test uses: operators made straight in the database, a cookie-jar
-//! "browser" over the test router (sign-in, GET, form POST), and readers for the answers
-//! (page text, hidden inputs, the redirect's location).
+//! What every console test uses: operators made straight in the database, another tenant to
+//! keep apart (its data made with its API key, its owner signed in), a cookie-jar "browser"
+//! over the test router (sign-in, GET, form POST), and readers for the answers (page text,
+//! hidden inputs, the redirect's location).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 use shequn::common::ids::TenantId;
 use shequn::console::operators::{self, Role};
 
-use crate::support::{Reply, TestApp};
+use crate::support::{build, Reply, TestApp};
 
 /// The password of every test operator.
 pub const PASSWORD: &str = "soymilk-2026";
@@ -23,6 +24,46 @@ pub async fn operator(app: &TestApp, tenant: &str, email: &str, role: Role) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+}
+
+/// Another tenant beside the test's own, for checking that the console keeps them apart.
+pub struct OtherTenant<'a> {
+    app: &'a TestApp,
+    pub id: String,
+    /// Its API key.
+    pub key: String,
+}
+
+impl<'a> OtherTenant<'a> {
+    /// The owner [`OtherTenant::owner`] adds.
+    pub const OWNER: &'static str = "owner@other.example";
+
+    /// A new tenant with its API key.
+    pub async fn new(app: &'a TestApp) -> OtherTenant<'a> {
+        let (id, key) = app.other_tenant().await;
+        OtherTenant { app, id, key }
+    }
+
+    /// Call `/v1` with the other tenant's key.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.app
+            .send(build(method, path, Some(&self.key), body, None))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Add the tenant's owner, [`OtherTenant::OWNER`], and sign them in.
+    pub async fn owner(&self) -> Browser<'a> {
+        operator(self.app, &self.id, Self::OWNER, Role::Owner).await;
+        Browser::signed_in(self.app, Self::OWNER).await
+    }
 }
 
 /// A cookie jar over the test router.

@@ -26,10 +26,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::console::call::Answer;
+use crate::console::call::{Answer, ListPage};
 use crate::console::i18n::{Lang, Message as _, Msg};
 use crate::console::session::{Change, Refusal, Signed};
-use crate::console::view::{self, csrf, encode, instant, int, money, notice, text, Nav};
+use crate::console::view::{
+    self, csrf, encode, instant, int, member_link, money, notice, pager, text, unprocessable, Nav,
+};
 use crate::console::Console;
 
 crate::console::i18n::catalogue! {
@@ -109,9 +111,6 @@ crate::console::i18n::catalogue! {
     }
 }
 
-/// The rows of a list shown on the overview (each list has its own pager).
-const PAGE: i64 = 50;
-
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/console/community", get(overview))
@@ -190,14 +189,7 @@ fn parse_reward(words: &str) -> Option<Option<Value>> {
 
 /// A whole number typed into `field`; empty is `None`.
 fn optional_whole(typed: &str, field: CommunityMsg) -> Result<Option<i64>, Unreadable> {
-    let typed = typed.trim();
-    if typed.is_empty() {
-        return Ok(None);
-    }
-    typed
-        .parse()
-        .map(Some)
-        .map_err(|_| Unreadable::Whole(field))
+    view::whole_number(typed).ok_or(Unreadable::Whole(field))
 }
 
 fn whole(typed: &str, field: CommunityMsg) -> Result<i64, Unreadable> {
@@ -212,20 +204,18 @@ fn optional_time(
     field: CommunityMsg,
     zone: &TimeZone,
 ) -> Result<Option<String>, Unreadable> {
-    let typed = typed.trim();
-    if typed.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(at) = typed.parse::<Timestamp>() {
-        return Ok(Some(at.to_string()));
-    }
-    typed
-        .replacen(' ', "T", 1)
-        .parse::<jiff::civil::DateTime>()
-        .ok()
-        .and_then(|local| local.to_zoned(zone.clone()).ok())
-        .map(|zoned| Some(zoned.timestamp().to_string()))
-        .ok_or(Unreadable::Time(field))
+    let read = |typed: &str| {
+        if let Ok(at) = typed.parse::<Timestamp>() {
+            return Some(at.to_string());
+        }
+        typed
+            .replacen(' ', "T", 1)
+            .parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|local| local.to_zoned(zone.clone()).ok())
+            .map(|zoned| zoned.timestamp().to_string())
+    };
+    view::field(typed, read).ok_or(Unreadable::Time(field))
 }
 
 /// The non-empty, trimmed lines of a list box with their 1-based numbers.
@@ -403,22 +393,6 @@ impl LotteryForm {
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 
-/// A `/v1` read of one thing: a 404 page when the API does not know it (another tenant's, or
-/// not an id at all), the API's refusal otherwise.
-fn found(signed: &Signed, answer: Answer) -> Result<Value, Refusal> {
-    if answer.status == StatusCode::NOT_FOUND || answer.status == StatusCode::UNPROCESSABLE_ENTITY {
-        return Err(Refusal::Page(
-            StatusCode::NOT_FOUND,
-            signed.lang,
-            signed.t(Msg::NotFound).to_owned(),
-        ));
-    }
-    if !answer.ok() {
-        return Err(Refusal::Page(answer.status, signed.lang, answer.message()));
-    }
-    Ok(answer.body)
-}
-
 /// A reward in words of the operator's language.
 fn reward_label(signed: &Signed, reward: &Value) -> String {
     if let Some(points) = reward["points"].as_i64() {
@@ -452,10 +426,6 @@ fn mode_label(signed: &Signed, mode: &str) -> String {
     }
 }
 
-fn member_link(member_id: &str) -> Markup {
-    html! { a href=(format!("/console/members/{}", encode(member_id))) { (member_id) } }
-}
-
 /// `members / capacity` with a meter, and a badge when full.
 fn fill(signed: &Signed, group: &Value) -> Markup {
     let (members, capacity) = (int(&group["member_count"]), int(&group["capacity"]));
@@ -464,32 +434,6 @@ fn fill(signed: &Signed, group: &Value) -> Markup {
         " " (members) " / " (capacity)
         @if members >= capacity { " " span.badge.bad { (signed.t(CommunityMsg::Full)) } }
     }
-}
-
-/// First-page and next-page links of one list of the overview, keeping its filter.
-fn pager(signed: &Signed, param: &str, cursor: &str, next: Option<&str>, keep: &str) -> Markup {
-    let base = format!("/console/community{keep}");
-    let separator = if keep.is_empty() { '?' } else { '&' };
-    html! {
-        div.pager {
-            @if !cursor.is_empty() { a href=(base) { (signed.t(Msg::FirstPage)) } }
-            @if let Some(next) = next {
-                a href=(format!("{base}{separator}{param}={}", encode(next))) { (signed.t(Msg::NextPage)) }
-            }
-        }
-    }
-}
-
-/// `base?limit=50[&cursor=…][&status=…]`.
-fn page_path(base: &str, cursor: &str, status: &str) -> String {
-    let mut path = format!("{base}?limit={PAGE}");
-    if !cursor.is_empty() {
-        path.push_str(&format!("&cursor={}", encode(cursor)));
-    }
-    if !status.is_empty() {
-        path.push_str(&format!("&status={}", encode(status)));
-    }
-    path
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,6 +453,17 @@ pub struct OverviewParams {
     /// `rule` after the check-in rule was saved.
     #[serde(default)]
     saved: String,
+}
+
+impl OverviewParams {
+    /// The lotteries' filter as a query (`?status=…`), "" without one.
+    fn filter(&self) -> String {
+        if self.status.is_empty() {
+            String::new()
+        } else {
+            format!("?status={}", encode(&self.status))
+        }
+    }
 }
 
 /// What the overview shows besides the data: a notice, and forms as they were typed when they
@@ -539,14 +494,12 @@ async fn overview_page(
     params: &OverviewParams,
     shown: Shown,
 ) -> Response {
-    let groups_path = page_path("/v1/groups", &params.groups_cursor, "");
-    let links_path = page_path("/v1/group-links", &params.links_cursor, "");
-    let lotteries_path = page_path("/v1/lotteries", &params.lotteries_cursor, &params.status);
+    let lotteries_base = format!("/v1/lotteries{}", params.filter());
     let (groups, links, rule, lotteries) = tokio::join!(
-        console.get(signed, &groups_path),
-        console.get(signed, &links_path),
+        console.list(signed, "/v1/groups", &params.groups_cursor),
+        console.list(signed, "/v1/group-links", &params.links_cursor),
         console.get(signed, "/v1/checkin-rule"),
-        console.get(signed, &lotteries_path),
+        console.list(signed, &lotteries_base, &params.lotteries_cursor),
     );
     let body = html! {
         @if let Some((ok, message)) = &shown.notice { (notice(*ok, message)) }
@@ -558,12 +511,11 @@ async fn overview_page(
     view::page(signed, Nav::Community, signed.t(CommunityMsg::Title), body)
 }
 
-fn groups_section(signed: &Signed, answer: &Answer, cursor: &str) -> Markup {
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
+fn groups_section(signed: &Signed, list: &ListPage, cursor: &str) -> Markup {
     html! {
         section.panel id="groups" {
             h2 { (signed.t(CommunityMsg::Groups)) }
-            @if !answer.ok() { (notice(false, &answer.message())) }
+            @if let Some(error) = &list.error { (notice(false, error)) }
             table {
                 thead { tr {
                     th { (signed.t(CommunityMsg::GroupName)) } th { (signed.t(CommunityMsg::Fill)) }
@@ -571,7 +523,7 @@ fn groups_section(signed: &Signed, answer: &Answer, cursor: &str) -> Markup {
                     th.hide-narrow { (signed.t(Msg::Created)) }
                 } }
                 tbody {
-                    @for g in &rows {
+                    @for g in &list.rows {
                         tr {
                             td { a href=(format!("/console/community/groups/{}", encode(&text(&g["id"])))) { (text(&g["name"])) } }
                             td { (fill(signed, g)) }
@@ -584,25 +536,24 @@ fn groups_section(signed: &Signed, answer: &Answer, cursor: &str) -> Markup {
                     }
                 }
             }
-            @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "groups_cursor", cursor, answer.body["next_cursor"].as_str(), ""))
+            @if list.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            (pager(signed, "/console/community", "groups_cursor", cursor, list.next.as_deref()))
         }
     }
 }
 
-fn links_section(signed: &Signed, answer: &Answer, cursor: &str) -> Markup {
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
+fn links_section(signed: &Signed, list: &ListPage, cursor: &str) -> Markup {
     html! {
         section.panel id="links" {
             h2 { (signed.t(CommunityMsg::Links)) }
-            @if !answer.ok() { (notice(false, &answer.message())) }
+            @if let Some(error) = &list.error { (notice(false, error)) }
             table {
                 thead { tr {
                     th { (signed.t(CommunityMsg::GroupName)) } th { (signed.t(CommunityMsg::Code)) }
                     th { (signed.t(CommunityMsg::LinkGroups)) }
                 } }
                 tbody {
-                    @for l in &rows {
+                    @for l in &list.rows {
                         @let code = text(&l["code"]);
                         tr {
                             td { a href=(format!("/console/community/links/{}", encode(&code))) { (text(&l["name"])) } }
@@ -623,8 +574,8 @@ fn links_section(signed: &Signed, answer: &Answer, cursor: &str) -> Markup {
                     }
                 }
             }
-            @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "links_cursor", cursor, answer.body["next_cursor"].as_str(), ""))
+            @if list.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            (pager(signed, "/console/community", "links_cursor", cursor, list.next.as_deref()))
         }
     }
 }
@@ -676,21 +627,16 @@ fn rule_section(signed: &Signed, answer: &Answer, typed: Option<&RuleForm>) -> M
 
 fn lotteries_section(
     signed: &Signed,
-    answer: &Answer,
+    list: &ListPage,
     params: &OverviewParams,
     typed: Option<&LotteryForm>,
 ) -> Markup {
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
-    let keep = if params.status.is_empty() {
-        String::new()
-    } else {
-        format!("?status={}", encode(&params.status))
-    };
+    let base = format!("/console/community{}", params.filter());
     let t = |m: CommunityMsg| signed.t(m);
     html! {
         section.panel id="lotteries" {
             h2 { (t(CommunityMsg::Lotteries)) }
-            @if !answer.ok() { (notice(false, &answer.message())) }
+            @if let Some(error) = &list.error { (notice(false, error)) }
             form.filters method="get" action="/console/community" {
                 label { (signed.t(Msg::Status))
                     select name="status" {
@@ -708,7 +654,7 @@ fn lotteries_section(
                     th.num { (t(CommunityMsg::Entries)) } th.hide-narrow { (t(CommunityMsg::ClosesAt)) }
                 } }
                 tbody {
-                    @for l in &rows {
+                    @for l in &list.rows {
                         tr {
                             td { a href=(format!("/console/community/lotteries/{}", encode(&text(&l["id"])))) { (text(&l["name"])) } }
                             td { (mode_label(signed, &text(&l["mode"]))) }
@@ -719,8 +665,8 @@ fn lotteries_section(
                     }
                 }
             }
-            @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "lotteries_cursor", &params.lotteries_cursor, answer.body["next_cursor"].as_str(), &keep))
+            @if list.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            (pager(signed, &base, "lotteries_cursor", &params.lotteries_cursor, list.next.as_deref()))
             @if signed.operator.role.may_change() {
                 (lottery_form(signed, typed))
             }
@@ -758,12 +704,6 @@ fn lottery_form(signed: &Signed, typed: Option<&LotteryForm>) -> Markup {
             }
         }
     }
-}
-
-/// A form shown again because it could not be used: 422 with the page.
-fn unprocessable(mut page: Response) -> Response {
-    *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    page
 }
 
 /// `POST /console/community/checkin-rule`: `PUT /v1/checkin-rule`.
@@ -858,14 +798,11 @@ async fn group(
     Query(params): Query<GroupParams>,
 ) -> Result<Response, Refusal> {
     let base = format!("/v1/groups/{}", encode(&id));
-    let group = found(&signed, console.get(&signed, &base).await)?;
-    let (stats_path, members_path) = (
-        format!("{base}/stats"),
-        page_path(&format!("{base}/members"), &params.cursor, ""),
-    );
+    let group = console.get(&signed, &base).await.found(&signed)?;
+    let (stats_path, members_path) = (format!("{base}/stats"), format!("{base}/members"));
     let (stats, members) = tokio::join!(
         console.get(&signed, &stats_path),
-        console.get(&signed, &members_path),
+        console.list(&signed, &members_path, &params.cursor),
     );
     let s = &stats.body;
     let t = |m: CommunityMsg| signed.t(m);
@@ -918,21 +855,20 @@ async fn group(
 }
 
 /// The members in the group now, with who brought them and when they joined, paged.
-fn members_section(signed: &Signed, group_id: &str, answer: &Answer, cursor: &str) -> Markup {
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
+fn members_section(signed: &Signed, group_id: &str, list: &ListPage, cursor: &str) -> Markup {
     let base = format!("/console/community/groups/{}", encode(group_id));
     html! {
         section.panel id="group-members" {
             h2 { (signed.t(Msg::Members)) }
-            @if !answer.ok() { (notice(false, &answer.message())) }
-            @else if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            @if let Some(error) = &list.error { (notice(false, error)) }
+            @else if list.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
             @else {
                 table {
                     thead { tr {
                         th { (signed.t(Msg::Members)) } th { (signed.t(CommunityMsg::Inviter)) } th { (signed.t(Msg::Joined)) }
                     } }
                     tbody {
-                        @for stay in &rows {
+                        @for stay in &list.rows {
                             tr {
                                 td { (member_link(&text(&stay["member_id"]))) }
                                 td { @if stay["inviter_member_id"].is_string() { (member_link(&text(&stay["inviter_member_id"]))) } }
@@ -942,12 +878,7 @@ fn members_section(signed: &Signed, group_id: &str, answer: &Answer, cursor: &st
                     }
                 }
             }
-            div.pager {
-                @if !cursor.is_empty() { a href=(base) { (signed.t(Msg::FirstPage)) } }
-                @if let Some(next) = answer.body["next_cursor"].as_str() {
-                    a href=(format!("{base}?cursor={}", encode(next))) { (signed.t(Msg::NextPage)) }
-                }
-            }
+            (pager(signed, &base, "cursor", cursor, list.next.as_deref()))
         }
     }
 }
@@ -1005,7 +936,7 @@ async fn link(
     Path(code): Path<String>,
 ) -> Result<Response, Refusal> {
     let path = format!("/v1/group-links/{}", encode(&code));
-    let link = found(&signed, console.get(&signed, &path).await)?;
+    let link = console.get(&signed, &path).await.found(&signed)?;
     let groups = link["groups"].as_array().cloned().unwrap_or_default();
     let t = |m: CommunityMsg| signed.t(m);
     let body = html! {
@@ -1069,7 +1000,7 @@ async fn lottery(
     Query(params): Query<LotteryParams>,
 ) -> Result<Response, Refusal> {
     let base = format!("/v1/lotteries/{}", encode(&id));
-    let lottery = found(&signed, console.get(&signed, &base).await)?;
+    let lottery = console.get(&signed, &base).await.found(&signed)?;
     // The proof exists once the seed is revealed; before, the page says when it will.
     let proof = if lottery["seed"].is_string() {
         Some(console.get(&signed, &format!("{base}/proof")).await)
@@ -1237,7 +1168,7 @@ async fn proof_file(
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
     let path = format!("/v1/lotteries/{}/proof", encode(&id));
-    let proof = found(&signed, console.get(&signed, &path).await)?;
+    let proof = console.get(&signed, &path).await.found(&signed)?;
     let filename = proof_filename(&text(&proof["lottery_id"]));
     let json = serde_json::to_string_pretty(&proof).map_err(|e| Refusal::Failed(e.into()))?;
     Ok((

@@ -3,7 +3,7 @@
 //! check-ins, referral code and analytics; erasure after typing the member's id.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -186,18 +186,9 @@ async fn one(
     let encoded: String = view::encode(&member_id);
     let member = console
         .get(&signed, &format!("/v1/members/{encoded}"))
-        .await;
-    if member.status == StatusCode::NOT_FOUND || member.status == StatusCode::UNPROCESSABLE_ENTITY {
-        return Err(Refusal::Page(
-            StatusCode::NOT_FOUND,
-            signed.lang,
-            signed.t(Msg::NotFound).to_owned(),
-        ));
-    }
-    if !member.ok() {
-        return Err(Refusal::Page(member.status, signed.lang, member.message()));
-    }
-    let m = &member.body;
+        .await
+        .found(&signed)?;
+    let m = &member;
     let base = format!("/v1/members/{encoded}");
     let paths = [
         format!("{base}/balances"),

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 use crate::console::i18n::Msg;
 use crate::console::session::{Change, Refusal, Signed};
-use crate::console::view::{self, csrf, encode, instant, int, notice, text, Nav};
+use crate::console::view::{
+    self, csrf, encode, instant, int, member_link, notice, pager, text, Nav,
+};
 use crate::console::Console;
 
 crate::console::i18n::catalogue! {
@@ -80,16 +82,11 @@ async fn list(
     signed: Signed,
     Query(params): Query<ListParams>,
 ) -> Result<Response, Refusal> {
-    let mut path = "/v1/referral-campaigns?limit=50".to_owned();
-    if !params.cursor.is_empty() {
-        path.push_str("&cursor=");
-        path.push_str(&encode(&params.cursor));
-    }
-    let answer = console.get(&signed, &path).await;
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
-    let next = answer.body["next_cursor"].as_str().map(str::to_owned);
+    let list = console
+        .list(&signed, "/v1/referral-campaigns", &params.cursor)
+        .await;
     let body = html! {
-        @if !answer.ok() { (notice(false, &answer.message())) }
+        @if let Some(error) = &list.error { (notice(false, error)) }
         section.panel {
             table {
                 thead { tr {
@@ -98,7 +95,7 @@ async fn list(
                     th.hide-narrow { (signed.t(ReferralMsg::StartsAt)) } th.hide-narrow { (signed.t(ReferralMsg::EndsAt)) }
                 } }
                 tbody {
-                    @for c in &rows {
+                    @for c in &list.rows {
                         tr {
                             td { a href=(format!("/console/referrals/{}", encode(&text(&c["id"])))) {
                                 @let name = text(&c["name"]);
@@ -114,15 +111,8 @@ async fn list(
                     }
                 }
             }
-            @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            div.pager {
-                @if !params.cursor.is_empty() {
-                    a href="/console/referrals" { (signed.t(Msg::FirstPage)) }
-                }
-                @if let Some(next) = next {
-                    a href=(format!("/console/referrals?cursor={}", encode(&next))) { (signed.t(Msg::NextPage)) }
-                }
-            }
+            @if list.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            (pager(&signed, "/console/referrals", "cursor", &params.cursor, list.next.as_deref()))
         }
     };
     Ok(view::page(
@@ -170,23 +160,7 @@ async fn one(
     Query(params): Query<OneParams>,
 ) -> Result<Response, Refusal> {
     let base = format!("/v1/referral-campaigns/{}", encode(&campaign_id));
-    let campaign = console.get(&signed, &base).await;
-    if campaign.status == StatusCode::NOT_FOUND
-        || campaign.status == StatusCode::UNPROCESSABLE_ENTITY
-    {
-        return Err(Refusal::Page(
-            StatusCode::NOT_FOUND,
-            signed.lang,
-            signed.t(Msg::NotFound).to_owned(),
-        ));
-    }
-    if !campaign.ok() {
-        return Err(Refusal::Page(
-            campaign.status,
-            signed.lang,
-            campaign.message(),
-        ));
-    }
+    let campaign = console.get(&signed, &base).await.found(&signed)?;
     let (funnel_path, board_path) = (
         format!("{base}/funnel"),
         format!("{base}/leaderboard?limit=20"),
@@ -197,7 +171,7 @@ async fn one(
         // The queue is the tenant's; this page shows the part that belongs to its campaign.
         console.get(&signed, "/v1/referral-reviews?status=pending&limit=200"),
     );
-    let c = &campaign.body;
+    let c = &campaign;
     let id = text(&c["id"]);
     let reviews: Vec<Value> = reviews.body["data"]
         .as_array()
@@ -285,10 +259,6 @@ fn funnel_panel(signed: &Signed, f: &Value) -> Markup {
             dt { (signed.t(ReferralMsg::KFactor)) } dd { (k_factor) }
         }
     }
-}
-
-fn member_link(member_id: &str) -> Markup {
-    html! { a href=(format!("/console/members/{}", encode(member_id))) { (member_id) } }
 }
 
 fn leaderboard_table(signed: &Signed, board: &Value) -> Markup {

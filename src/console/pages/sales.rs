@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -29,11 +29,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::console::call::Answer;
 use crate::console::i18n::{Message as _, Msg};
 use crate::console::session::{Change, Refusal, Signed};
 use crate::console::view::{
-    self, csrf, encode, facts, instant, int, money, notice, parse_yuan, text, Nav,
+    self, csrf, encode, facts, instant, int, member_link, money, notice, optional_whole, pager,
+    required_whole, required_yuan, text, unprocessable, unreadable, Nav, Unreadable,
 };
 use crate::console::Console;
 
@@ -60,8 +60,6 @@ crate::console::i18n::catalogue! {
         Hours => "{0} 小时", "{0} h";
         Create => "创建", "Create";
         Created => "已创建", "Created";
-        BadYuan => "{0}：请输入金额（元），最多两位小数", "{0}: type an amount in yuan with at most two decimals";
-        BadWhole => "{0}：请输入整数", "{0}: type a whole number";
         BadTime => "{0}：请选择日期和时间", "{0}: pick a date and a time";
         EndsBeforeStarts => "结束时间必须晚于开始时间", "The end must come after the start";
         Scheduled => "未开始", "Scheduled";
@@ -110,34 +108,6 @@ async fn to_list() -> Redirect {
 // ---------------------------------------------------------------------------------------------
 // Reading what the operator typed
 
-/// A form field the page could not read, in words.
-type Unreadable = String;
-
-fn yuan(signed: &Signed, label: SalesMsg, typed: &str) -> Result<i64, Unreadable> {
-    parse_yuan(typed).ok_or_else(|| SalesMsg::BadYuan.fill(signed.lang, &[signed.t(label)]))
-}
-
-/// A whole number typed into a field; empty is `None`.
-fn optional_whole(
-    signed: &Signed,
-    label: SalesMsg,
-    typed: &str,
-) -> Result<Option<i64>, Unreadable> {
-    let typed = typed.trim();
-    if typed.is_empty() {
-        return Ok(None);
-    }
-    typed
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| SalesMsg::BadWhole.fill(signed.lang, &[signed.t(label)]))
-}
-
-fn whole(signed: &Signed, label: SalesMsg, typed: &str) -> Result<i64, Unreadable> {
-    optional_whole(signed, label, typed)?
-        .ok_or_else(|| SalesMsg::BadWhole.fill(signed.lang, &[signed.t(label)]))
-}
-
 /// What a `datetime-local` input sends (`2026-12-06T20:00`, seconds optional) read as a time in
 /// `zone`. A local time that occurs twice or never (around a summer-time change) takes the
 /// earlier reading, as clocks do.
@@ -152,12 +122,8 @@ fn optional_time(
     label: SalesMsg,
     typed: &str,
 ) -> Result<Option<Timestamp>, Unreadable> {
-    if typed.trim().is_empty() {
-        return Ok(None);
-    }
-    local_instant(typed, &signed.zone)
-        .map(Some)
-        .ok_or_else(|| SalesMsg::BadTime.fill(signed.lang, &[signed.t(label)]))
+    view::field(typed, |typed| local_instant(typed, &signed.zone))
+        .ok_or_else(|| unreadable(signed, SalesMsg::BadTime, label))
 }
 
 fn product_of(signed: &Signed, typed: &str) -> Result<String, Unreadable> {
@@ -195,11 +161,11 @@ impl FlashForm {
         );
         body.insert(
             "price".into(),
-            yuan(signed, SalesMsg::FlashPrice, &self.price)?.into(),
+            required_yuan(signed, SalesMsg::FlashPrice, &self.price)?.into(),
         );
         body.insert(
             "stock".into(),
-            whole(signed, SalesMsg::SaleStock, &self.stock)?.into(),
+            required_whole(signed, SalesMsg::SaleStock, &self.stock)?.into(),
         );
         if let Some(limit) =
             optional_whole(signed, SalesMsg::PerMemberLimit, &self.per_member_limit)?
@@ -208,7 +174,7 @@ impl FlashForm {
         }
         let starts = optional_time(signed, SalesMsg::StartsAt, &self.starts_at)?;
         let ends = optional_time(signed, SalesMsg::EndsAt, &self.ends_at)?
-            .ok_or_else(|| SalesMsg::BadTime.fill(signed.lang, &[signed.t(SalesMsg::EndsAt)]))?;
+            .ok_or_else(|| unreadable(signed, SalesMsg::BadTime, SalesMsg::EndsAt))?;
         if let Some(starts) = starts {
             if ends <= starts {
                 return Err(signed.t(SalesMsg::EndsBeforeStarts).to_owned());
@@ -241,11 +207,11 @@ pub struct GroupForm {
 impl GroupForm {
     /// The `POST /v1/group-buys` body, or what the page could not read.
     fn body(&self, signed: &Signed) -> Result<Value, Unreadable> {
-        let hours = whole(signed, SalesMsg::DurationHours, &self.duration_hours)?;
+        let hours = required_whole(signed, SalesMsg::DurationHours, &self.duration_hours)?;
         // Out of range hours are the API's to refuse; only a product past i64 is the page's.
-        let duration_secs = hours.checked_mul(3600).ok_or_else(|| {
-            SalesMsg::BadWhole.fill(signed.lang, &[signed.t(SalesMsg::DurationHours)])
-        })?;
+        let duration_secs = hours
+            .checked_mul(3600)
+            .ok_or_else(|| unreadable(signed, Msg::BadWhole, SalesMsg::DurationHours))?;
         let mut body = Map::new();
         body.insert(
             "product_id".into(),
@@ -253,11 +219,11 @@ impl GroupForm {
         );
         body.insert(
             "price".into(),
-            yuan(signed, SalesMsg::GroupPrice, &self.price)?.into(),
+            required_yuan(signed, SalesMsg::GroupPrice, &self.price)?.into(),
         );
         body.insert(
             "team_size".into(),
-            whole(signed, SalesMsg::TeamSize, &self.team_size)?.into(),
+            required_whole(signed, SalesMsg::TeamSize, &self.team_size)?.into(),
         );
         body.insert("duration_secs".into(), duration_secs.into());
         if let Some(limit) =
@@ -342,51 +308,6 @@ fn window(signed: &Signed, sale: &Value) -> String {
     )
 }
 
-fn member_link(member_id: &str) -> Markup {
-    html! { a href=(format!("/console/members/{}", encode(member_id))) { (member_id) } }
-}
-
-/// 404 for an id the API does not know in this tenant (or could not read); the API's own
-/// answer for anything else that went wrong.
-fn found(signed: &Signed, answer: Answer) -> Result<Value, Refusal> {
-    if answer.status == StatusCode::NOT_FOUND || answer.status == StatusCode::UNPROCESSABLE_ENTITY {
-        return Err(Refusal::Page(
-            StatusCode::NOT_FOUND,
-            signed.lang,
-            signed.t(Msg::NotFound).to_owned(),
-        ));
-    }
-    if !answer.ok() {
-        return Err(Refusal::Page(answer.status, signed.lang, answer.message()));
-    }
-    Ok(answer.body)
-}
-
-/// A page shown again because its form could not be used: 422.
-fn unprocessable(mut page: Response) -> Response {
-    *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    page
-}
-
-/// A cursor-paged `/v1` list: its rows, the next cursor and the API's complaint.
-async fn page_of(
-    console: &Console,
-    signed: &Signed,
-    base: &str,
-    cursor: &str,
-) -> (Vec<Value>, Option<String>, Option<String>) {
-    let mut path = format!("{base}?limit=50");
-    if !cursor.is_empty() {
-        path.push_str("&cursor=");
-        path.push_str(&encode(cursor));
-    }
-    let answer = console.get(signed, &path).await;
-    let error = (!answer.ok()).then(|| answer.message());
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
-    let next = answer.body["next_cursor"].as_str().map(str::to_owned);
-    (rows, next, error)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The list page and its forms
 
@@ -423,10 +344,10 @@ async fn sales_page(
     params: &ListParams,
     typed: &Typed,
 ) -> Response {
-    let (products, (sales, next_sale, sales_error), (buys, next_buy, buys_error)) = tokio::join!(
+    let (products, sales, buys) = tokio::join!(
         Products::load(console, signed),
-        page_of(console, signed, "/v1/flash-sales", &params.flash_cursor),
-        page_of(console, signed, "/v1/group-buys", &params.group_cursor),
+        console.list(signed, "/v1/flash-sales", &params.flash_cursor),
+        console.list(signed, "/v1/group-buys", &params.group_cursor),
     );
     let names = products.names();
     let t = |m: SalesMsg| signed.t(m);
@@ -434,8 +355,8 @@ async fn sales_page(
     let body = html! {
         @if let Some(error) = &typed.flash_refused { (notice(false, error)) }
         @if let Some(error) = &typed.group_refused { (notice(false, error)) }
-        @if let Some(error) = &sales_error { (notice(false, error)) }
-        @if let Some(error) = &buys_error { (notice(false, error)) }
+        @if let Some(error) = &sales.error { (notice(false, error)) }
+        @if let Some(error) = &buys.error { (notice(false, error)) }
         h2 { (t(SalesMsg::FlashSales)) }
         @if may_change { (flash_form(signed, &products, typed)) }
         section.panel {
@@ -446,7 +367,7 @@ async fn sales_page(
                     th.num.hide-narrow { (signed.t(Msg::Available)) } th.hide-narrow { (t(SalesMsg::Window)) } th { (signed.t(Msg::Status)) }
                 } }
                 tbody {
-                    @for s in &sales {
+                    @for s in &sales.rows {
                         @let id = text(&s["id"]);
                         tr data-flash-sale-id=(id) {
                             td { a href=(format!("/console/sales/flash/{}", encode(&id))) { (product_name(&names, &text(&s["product_id"]))) } }
@@ -461,8 +382,8 @@ async fn sales_page(
                     }
                 }
             }
-            @if sales.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "flash_cursor", &params.flash_cursor, next_sale.as_deref()))
+            @if sales.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            (pager(signed, "/console/sales", "flash_cursor", &params.flash_cursor, sales.next.as_deref()))
         }
         h2 { (t(SalesMsg::GroupBuys)) }
         @if may_change { (group_form(signed, &products, typed)) }
@@ -474,7 +395,7 @@ async fn sales_page(
                     th.hide-narrow { (t(SalesMsg::VirtualCompletion)) } th.hide-narrow { (signed.t(Msg::Created)) }
                 } }
                 tbody {
-                    @for b in &buys {
+                    @for b in &buys.rows {
                         @let id = text(&b["id"]);
                         tr data-group-buy-id=(id) {
                             td { a href=(format!("/console/sales/group-buys/{}", encode(&id))) { (product_name(&names, &text(&b["product_id"]))) } }
@@ -488,22 +409,11 @@ async fn sales_page(
                     }
                 }
             }
-            @if buys.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "group_cursor", &params.group_cursor, next_buy.as_deref()))
+            @if buys.rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
+            (pager(signed, "/console/sales", "group_cursor", &params.group_cursor, buys.next.as_deref()))
         }
     };
     view::page(signed, Nav::Sales, signed.t(Msg::Sales), body)
-}
-
-fn pager(signed: &Signed, name: &str, cursor: &str, next: Option<&str>) -> Markup {
-    html! {
-        div.pager {
-            @if !cursor.is_empty() { a href="/console/sales" { (signed.t(Msg::FirstPage)) } }
-            @if let Some(next) = next {
-                a href=(format!("/console/sales?{name}={}", encode(next))) { (signed.t(Msg::NextPage)) }
-            }
-        }
-    }
 }
 
 /// Whole hours as "N h", anything else in seconds.
@@ -680,12 +590,10 @@ async fn flash_sale(
     Path(sale_id): Path<String>,
     Query(params): Query<OneParams>,
 ) -> Result<Response, Refusal> {
-    let sale = found(
-        &signed,
-        console
-            .get(&signed, &format!("/v1/flash-sales/{}", encode(&sale_id)))
-            .await,
-    )?;
+    let sale = console
+        .get(&signed, &format!("/v1/flash-sales/{}", encode(&sale_id)))
+        .await
+        .found(&signed)?;
     let product_id = text(&sale["product_id"]);
     let product = console
         .get(&signed, &format!("/v1/products/{}", encode(&product_id)))
@@ -726,12 +634,10 @@ async fn live(
     signed: Signed,
     Path(sale_id): Path<String>,
 ) -> Result<Response, Refusal> {
-    let sale = found(
-        &signed,
-        console
-            .get(&signed, &format!("/v1/flash-sales/{}", encode(&sale_id)))
-            .await,
-    )?;
+    let sale = console
+        .get(&signed, &format!("/v1/flash-sales/{}", encode(&sale_id)))
+        .await
+        .found(&signed)?;
     Ok(live_panel(&signed, &sale).into_response())
 }
 
@@ -802,7 +708,7 @@ async fn group_buy(
     Query(params): Query<OneParams>,
 ) -> Result<Response, Refusal> {
     let base = format!("/v1/group-buys/{}", encode(&group_buy_id));
-    let buy = found(&signed, console.get(&signed, &base).await)?;
+    let buy = console.get(&signed, &base).await.found(&signed)?;
     let product_id = text(&buy["product_id"]);
     let (teams_path, product_path) = (
         format!("{base}/teams?limit=100"),

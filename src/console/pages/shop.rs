@@ -8,7 +8,7 @@
 //! is created in either case.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,10 +16,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::console::call::ListPage;
 use crate::console::i18n::{Message as _, Msg};
 use crate::console::session::{Change, Refusal, Signed};
 use crate::console::view::{
-    self, csrf, encode, facts, instant, int, money, notice, parse_yuan, text, Nav,
+    self, csrf, encode, facts, instant, int, member_link, money, notice, optional_whole,
+    optional_yuan, pager, parse_yuan, required_whole, required_yuan, text, unprocessable,
+    unreadable, Nav, Unreadable,
 };
 use crate::console::Console;
 use crate::orders::model::OrderStatus;
@@ -46,9 +49,7 @@ crate::console::i18n::catalogue! {
         Discount => "优惠", "Discount";
         Create => "创建", "Create";
         Created => "已创建", "Created";
-        BadYuan => "{0}：请输入金额（元），最多两位小数", "{0}: type an amount in yuan with at most two decimals";
         BadPercent => "{0}：请输入 0.01 到 100 之间的百分比", "{0}: type a percentage from 0.01 to 100";
-        BadWhole => "{0}：请输入整数", "{0}: type a whole number";
         DaysFromClaim => "领取后 {0} 天", "{0} days from the claim";
         NewProduct => "新建商品", "New product";
         Sku => "SKU", "SKU";
@@ -133,73 +134,6 @@ impl Outcome {
     }
 }
 
-/// A cursor-paged `/v1` list: its rows and the next cursor.
-async fn page_of(
-    console: &Console,
-    signed: &Signed,
-    base: &str,
-    cursor: &str,
-) -> (Vec<Value>, Option<String>, Option<String>) {
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let mut path = format!("{base}{separator}limit=50");
-    if !cursor.is_empty() {
-        path.push_str("&cursor=");
-        path.push_str(&encode(cursor));
-    }
-    let answer = console.get(signed, &path).await;
-    let error = (!answer.ok()).then(|| answer.message());
-    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
-    let next = answer.body["next_cursor"].as_str().map(str::to_owned);
-    (rows, next, error)
-}
-
-fn pager(signed: &Signed, base: &str, cursor: &str, next: Option<&str>) -> Markup {
-    let separator = if base.contains('?') { '&' } else { '?' };
-    html! {
-        div.pager {
-            @if !cursor.is_empty() { a href=(base) { (signed.t(Msg::FirstPage)) } }
-            @if let Some(next) = next {
-                a href=(format!("{base}{separator}cursor={}", encode(next))) { (signed.t(Msg::NextPage)) }
-            }
-        }
-    }
-}
-
-/// A form field the page could not read, in words.
-type Unreadable = String;
-
-/// Yuan typed into `field` (labelled `label`) as fen; empty is `None`.
-fn optional_yuan(signed: &Signed, label: ShopMsg, typed: &str) -> Result<Option<i64>, Unreadable> {
-    if typed.trim().is_empty() {
-        return Ok(None);
-    }
-    parse_yuan(typed)
-        .map(Some)
-        .ok_or_else(|| ShopMsg::BadYuan.fill(signed.lang, &[signed.t(label)]))
-}
-
-fn required_yuan(signed: &Signed, label: ShopMsg, typed: &str) -> Result<i64, Unreadable> {
-    optional_yuan(signed, label, typed)?
-        .ok_or_else(|| ShopMsg::BadYuan.fill(signed.lang, &[signed.t(label)]))
-}
-
-/// A whole number typed into a field; empty is `None`.
-fn optional_whole(signed: &Signed, label: ShopMsg, typed: &str) -> Result<Option<i64>, Unreadable> {
-    let typed = typed.trim();
-    if typed.is_empty() {
-        return Ok(None);
-    }
-    typed
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ShopMsg::BadWhole.fill(signed.lang, &[signed.t(label)]))
-}
-
-fn required_whole(signed: &Signed, label: ShopMsg, typed: &str) -> Result<i64, Unreadable> {
-    optional_whole(signed, label, typed)?
-        .ok_or_else(|| ShopMsg::BadWhole.fill(signed.lang, &[signed.t(label)]))
-}
-
 /// Put `value` under `key` when it is there.
 fn put<T: Into<Value>>(body: &mut Map<String, Value>, key: &str, value: Option<T>) {
     if let Some(value) = value {
@@ -245,9 +179,7 @@ impl TemplateForm {
             // A percentage with up to two decimals is basis points read as yuan: 15.5% = 1550.
             let bp = parse_yuan(&self.value)
                 .filter(|bp| (1..=10_000).contains(bp))
-                .ok_or_else(|| {
-                    ShopMsg::BadPercent.fill(signed.lang, &[signed.t(ShopMsg::Discount)])
-                })?;
+                .ok_or_else(|| unreadable(signed, ShopMsg::BadPercent, ShopMsg::Discount))?;
             body.insert("percent_off_bp".into(), bp.into());
         } else {
             let fen = required_yuan(signed, ShopMsg::Discount, &self.value)?;
@@ -336,7 +268,7 @@ async fn coupons_page(
     typed: &TemplateForm,
     outcome: Outcome,
 ) -> Response {
-    let (rows, next, error) = page_of(console, signed, "/v1/coupon-templates", cursor).await;
+    let ListPage { rows, next, error } = console.list(signed, "/v1/coupon-templates", cursor).await;
     let t = |m: ShopMsg| signed.t(m);
     let body = html! {
         (outcome.show(signed))
@@ -387,7 +319,7 @@ async fn coupons_page(
                 }
             }
             @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "/console/coupons", cursor, next.as_deref()))
+            (pager(signed, "/console/coupons", "cursor", cursor, next.as_deref()))
         }
     };
     view::page(signed, Nav::Coupons, t(ShopMsg::CouponTemplates), body)
@@ -421,12 +353,6 @@ async fn create_template(
     }
     let outcome = Outcome::Refused(answer.message());
     unprocessable(coupons_page(&console, signed, "", &posted.form, outcome).await)
-}
-
-/// A form shown again because it could not be used: 422 with the page.
-fn unprocessable(mut page: Response) -> Response {
-    *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    page
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,7 +426,7 @@ async fn products_page(
     typed: &ProductForm,
     outcome: Outcome,
 ) -> Response {
-    let (rows, next, error) = page_of(console, signed, "/v1/products", cursor).await;
+    let ListPage { rows, next, error } = console.list(signed, "/v1/products", cursor).await;
     let t = |m: ShopMsg| signed.t(m);
     let may_change = signed.operator.role.may_change();
     let body = html! {
@@ -549,7 +475,7 @@ async fn products_page(
                 }
             }
             @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(signed, "/console/products", cursor, next.as_deref()))
+            (pager(signed, "/console/products", "cursor", cursor, next.as_deref()))
         }
     };
     view::page(signed, Nav::Products, signed.t(Msg::Products), body)
@@ -647,10 +573,6 @@ impl OrderParams {
     }
 }
 
-fn member_link(member_id: &str) -> Markup {
-    html! { a href=(format!("/console/members/{}", encode(member_id))) { (member_id) } }
-}
-
 /// `GET /console/orders`.
 async fn orders(
     State(console): State<Console>,
@@ -663,7 +585,7 @@ async fn orders(
     } else {
         format!("/v1/orders?{query}")
     };
-    let (rows, next, error) = page_of(&console, &signed, &api, &params.cursor).await;
+    let ListPage { rows, next, error } = console.list(&signed, &api, &params.cursor).await;
     let t = |m: ShopMsg| signed.t(m);
     let here = if query.is_empty() {
         "/console/orders".to_owned()
@@ -705,7 +627,7 @@ async fn orders(
                 }
             }
             @if rows.is_empty() { p.muted { (signed.t(Msg::NoneYet)) } }
-            (pager(&signed, &here, &params.cursor, next.as_deref()))
+            (pager(&signed, &here, "cursor", &params.cursor, next.as_deref()))
         }
     };
     Ok(view::page(
@@ -737,17 +659,8 @@ async fn order(
         console.get(&signed, &base),
         console.get(&signed, &refunds_path)
     );
-    if order.status == StatusCode::NOT_FOUND || order.status == StatusCode::UNPROCESSABLE_ENTITY {
-        return Err(Refusal::Page(
-            StatusCode::NOT_FOUND,
-            signed.lang,
-            signed.t(Msg::NotFound).to_owned(),
-        ));
-    }
-    if !order.ok() {
-        return Err(Refusal::Page(order.status, signed.lang, order.message()));
-    }
-    let o = &order.body;
+    let order = order.found(&signed)?;
+    let o = &order;
     let t = |m: ShopMsg| signed.t(m);
     let lines = o["items"].as_array().cloned().unwrap_or_default();
     let refunds = refunds.body["data"].as_array().cloned().unwrap_or_default();
