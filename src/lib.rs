@@ -29,6 +29,7 @@ pub mod console;
 pub mod daily;
 pub mod demo;
 pub mod docs;
+pub mod engagement;
 pub mod growth;
 pub mod ledger;
 pub mod members;

@@ -30,7 +30,8 @@ use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
 use crate::{
-    analytics, community, console, docs, growth, members, membership, ops, orders, segments,
+    analytics, community, console, docs, engagement, growth, members, membership, ops, orders,
+    segments,
 };
 
 /// What every handler can reach.
@@ -108,6 +109,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(orders::routes())
         .merge(analytics::routes())
         .merge(segments::routes())
+        .merge(engagement::routes())
         .merge(community::routes())
         .merge(growth::routes())
         .merge(events::routes())
