@@ -20,6 +20,8 @@ const DOMAINS: &[&str] = &[
     "analytics",
     "community",
     "growth",
+    "segments",
+    "engagement",
 ];
 
 /// The modules that wire the domains together; no domain may import them.

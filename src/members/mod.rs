@@ -320,7 +320,8 @@ fn instant_param(name: &str, value: Option<&str>, zone: &TimeZone) -> ApiResult<
 
 /// List members, filtered, in a stable order with cursor pagination.
 #[utoipa::path(get, path = "/v1/members", tag = "members", params(ListQuery),
-    responses((status = 200, body = MemberPage)), security(("api_key" = [])))]
+    responses((status = 200, body = MemberPage), (status = 404, description = "no such segment"),
+              (status = 422)), security(("api_key" = [])))]
 async fn list_members(
     State(state): State<AppState>,
     auth: Auth,
