@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         (name = "membership", description = "Tiers, growth, points rules, member day, birthday perks, stored value (储值, 充值送)"),
         (name = "orders", description = "Products, checkout, payments, refunds, flash sales (秒杀), group buys (拼团), order-history import"),
         (name = "analytics", description = "RFM, lifetime value, repurchase prediction"),
+        (name = "engagement", description = "Messages through the gate (consent, frequency cap, quiet hours), webhooks, event export"),
         (name = "segments", description = "Audiences (人群): rules over tags, source, tier, scores, groups, referrals, orders and points; preview, saved segments, their members and export"),
         (name = "ledger", description = "Double-entry balances: points, stored value, commissions"),
         (name = "membership", description = "The membership program: coupon templates, claims, redemption"),

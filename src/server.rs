@@ -410,6 +410,7 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
         orders::checkout::ORDER_EXPIRY_JOB => orders::checkout::expire_job(state, job).await,
         referrals::RELEASE_JOB => referrals::release_job(state, job).await,
+        engagement::messages::RELEASE_JOB => engagement::messages::release_job(state, job).await,
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }

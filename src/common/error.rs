@@ -219,6 +219,7 @@ pub mod codes {
         409,
         "The member used every check-in make-up of the month.",
     );
+    pub const MESSAGE_NOT_REQUESTED: ErrorCode = error_code("message_not_requested", 409, "The message was deferred or suppressed by the gate, never handed to a gateway: it takes no delivery status (`details.status` is its state).");
     pub const MEMBER_ERASED: ErrorCode = error_code("member_erased", 409, "The member was erased: the operation (or the replayed response) concerns an erased member.");
     pub const NOT_CANCELLABLE: ErrorCode = error_code(
         "not_cancellable",
@@ -406,6 +407,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::LOTTERY_STILL_OPEN,
     codes::MAKEUP_LIMIT_REACHED,
     codes::MEMBER_ERASED,
+    codes::MESSAGE_NOT_REQUESTED,
     codes::NOT_CANCELLABLE,
     codes::NOT_ENOUGH_ENTRIES,
     codes::NOT_LAUNCHED,

@@ -30,6 +30,7 @@ use crate::common::text;
 use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::members::model::Member;
 use crate::members::store as member_store;
+use crate::members::MemberPage;
 use crate::AppState;
 
 /// Members in a preview's sample.
@@ -437,13 +438,6 @@ async fn delete_segment(
     ));
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberPage {
-    pub data: Vec<Member>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// Member ids of a page of `rule` after `after`, and the members read for them in id order.

@@ -26,6 +26,7 @@ mod jobs;
 mod ledger;
 mod member_export;
 mod members;
+mod messages;
 mod orders;
 mod prices;
 mod program;
