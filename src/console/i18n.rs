@@ -127,6 +127,7 @@ catalogue! {
     Sales => "营销活动", "Sales";
     Community => "社群", "Community";
     Members => "会员", "Members";
+    Segments => "人群", "Segments";
     Settings => "设置", "Settings";
     AuditLog => "操作日志", "Audit log";
     Search => "搜索", "Search";

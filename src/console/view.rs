@@ -18,6 +18,7 @@ use super::session::{random_token, Signed};
 pub enum Nav {
     Dashboard,
     Members,
+    Segments,
     Program,
     Coupons,
     Products,
@@ -32,9 +33,10 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 12] = [
+    const ALL: [Nav; 13] = [
         Nav::Dashboard,
         Nav::Members,
+        Nav::Segments,
         Nav::Program,
         Nav::Coupons,
         Nav::Products,
@@ -51,6 +53,7 @@ impl Nav {
         match self {
             Nav::Dashboard => "/console/",
             Nav::Members => "/console/members",
+            Nav::Segments => "/console/segments",
             Nav::Program => "/console/program",
             Nav::Coupons => "/console/coupons",
             Nav::Products => "/console/products",
@@ -68,6 +71,7 @@ impl Nav {
         match self {
             Nav::Dashboard => Msg::Dashboard,
             Nav::Members => Msg::Members,
+            Nav::Segments => Msg::Segments,
             Nav::Program => Msg::Program,
             Nav::Coupons => Msg::Coupons,
             Nav::Products => Msg::Products,

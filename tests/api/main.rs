@@ -11,6 +11,7 @@ mod console;
 mod console_community;
 mod console_insight;
 mod console_sales;
+mod console_segments;
 mod console_shop;
 mod console_support;
 mod coupons;

@@ -14,6 +14,7 @@ pub mod members;
 pub mod program;
 pub mod referrals;
 pub mod sales;
+pub mod segments;
 pub mod settings;
 pub mod shop;
 pub mod sign_in;
