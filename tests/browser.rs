@@ -340,7 +340,10 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     form.set_by_name("email", "ops@soy.example").await.unwrap();
     form.set_by_name("password", PASSWORD).await.unwrap();
     form.submit().await.unwrap();
-    assert_eq!(console.path().await, "/console/");
+    // The sign-in checks the password (argon2, slow in a debug build): wait for the dashboard.
+    console
+        .wait_for("return location.pathname;", json!("/console/"))
+        .await;
     console.check_page("dashboard").await;
 
     // Every section of the navigation.
@@ -377,7 +380,12 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
         .expect("the member found by name");
     assert_eq!(member.text().await.unwrap(), "王小明");
     member.click().await.unwrap();
-    assert!(console.path().await.starts_with("/console/members/mem_"));
+    console
+        .wait_for(
+            "return location.pathname.startsWith('/console/members/mem_');",
+            json!(true),
+        )
+        .await;
     let page = console.client.source().await.unwrap();
     assert!(page.contains("vip") && page.contains("+8613800000001"));
     console.check_page("member").await;
