@@ -38,15 +38,18 @@ fn birthday(text: Option<&str>) -> Option<(i8, i8)> {
     Some((date.month(), date.day()))
 }
 
-fn profile(row: &AnyRow, zone: &TimeZone) -> Result<(u128, Facts), sqlx::Error> {
+/// A member row's facts; `None` for an id that is not `mem_` + 32 hex digits (never written by
+/// shequn; such a row is left out of audiences rather than failing the whole index).
+fn profile(row: &AnyRow, zone: &TimeZone) -> Result<Option<(u128, Facts)>, sqlx::Error> {
     let id: String = row.try_get("id")?;
-    let number = id_number(&id).ok_or_else(|| {
-        sqlx::Error::Decode(format!("member id {id} is not mem_ + 32 hex").into())
-    })?;
+    let Some(number) = id_number(&id) else {
+        tracing::warn!(member = %id, "segment index: member id of an unknown shape left out");
+        return Ok(None);
+    };
     let status: String = row.try_get("status")?;
     let consent: i64 = row.try_get("consent_marketing")?;
     let birthday_text: Option<String> = row.try_get("birthday")?;
-    Ok((
+    Ok(Some((
         number,
         Facts {
             active: status == STATUS_ACTIVE,
@@ -59,7 +62,7 @@ fn profile(row: &AnyRow, zone: &TimeZone) -> Result<(u128, Facts), sqlx::Error> 
             birthday: birthday(birthday_text.as_deref()),
             ..Facts::default()
         },
-    ))
+    )))
 }
 
 /// What a whole build read, for the log and the benchmark.
@@ -97,7 +100,9 @@ pub async fn build(
     sql.bind(tenant).push(" ORDER BY id");
     let mut rows = sql.query().fetch(pool);
     while let Some(row) = rows.try_next().await? {
-        let (number, facts) = profile(&row, zone)?;
+        let Some((number, facts)) = profile(&row, zone)? else {
+            continue;
+        };
         let idx = index.add(number);
         index.set_profile(idx, &facts);
         if index.len().is_multiple_of(1_000_000) {
@@ -248,7 +253,9 @@ pub async fn reload(
         let mut found = std::collections::HashSet::new();
         for row in sql.query().fetch_all(pool).await? {
             let id: String = row.try_get("id")?;
-            let (_, profile) = profile(&row, zone)?;
+            let Some((_, profile)) = profile(&row, zone)? else {
+                continue;
+            };
             found.insert(id.clone());
             facts.insert(id, profile);
         }
