@@ -357,6 +357,39 @@ pub async fn reload(
     Ok(read)
 }
 
+/// The members whose points accounts the transfers `ids` moved (a ledger event names
+/// transfers, not accounts).
+pub async fn points_members(
+    db: &Db,
+    tenant_id: &TenantId,
+    ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut members = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let mut sql = Sql::new(
+            "SELECT debit_address, credit_address FROM ledger_transfer \
+             WHERE asset = 'points' AND tenant_id = ",
+        );
+        sql.bind(tenant_id.as_str()).push(" AND id IN (");
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(id.as_str());
+        }
+        sql.push(")");
+        for row in sql.query().fetch_all(db.read()).await? {
+            for column in 0..2 {
+                let address: String = row.try_get(column)?;
+                if let Some(member) = address.strip_prefix("member:") {
+                    members.push(member.to_owned());
+                }
+            }
+        }
+    }
+    Ok(members)
+}
+
 /// Read every member's scores again (after a scoring run).
 pub async fn reload_scores(
     db: &Db,

@@ -4,7 +4,8 @@
 //! Before it answers, a query reads the tenant's events after the last one the index has seen
 //! (one indexed read of `event`, empty when nothing changed) and reads again the members they
 //! name: any member id in the event's subject or data (`member_id`, `inviter_id`, `member` of
-//! a points release…). A scoring run (`analytics.scored`) reloads every member's scores; a
+//! a points release…, and the points accounts of the transfers a `ledger.transfers_committed`
+//! event lists). A scoring run (`analytics.scored`) reloads every member's scores; a
 //! change that touches many members at once without naming them (a time-zone change, a new
 //! tier ladder, an order import) or more than [`MAX_REPLAY`] events rebuild the index. A
 //! change is therefore seen by the next query on any node, well within the 2 seconds the
@@ -199,6 +200,8 @@ impl Registry {
             return Ok(true);
         }
         let mut members = BTreeSet::new();
+        // Transfers named by `ledger.transfers_committed` (ids only): their accounts are read.
+        let mut transfers = BTreeSet::new();
         let mut scores = false;
         let mut last = fresh.seq;
         for row in &rows {
@@ -216,8 +219,15 @@ impl Registry {
             }
             let data: String = row.try_get("data")?;
             if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                if kind == "ledger.transfers_committed" {
+                    transfer_ids(&value, &mut transfers);
+                }
                 member_ids(&value, &mut members);
             }
+        }
+        if !transfers.is_empty() {
+            let ids: Vec<String> = transfers.into_iter().collect();
+            members.extend(load::points_members(&self.db, tenant_id, &ids).await?);
         }
         if scores {
             load::reload_scores(&self.db, tenant_id, &mut fresh.index).await?;
@@ -226,6 +236,20 @@ impl Registry {
         load::reload(&self.db, tenant_id, &fresh.zone, &mut fresh.index, &ids).await?;
         fresh.seq = last;
         Ok(false)
+    }
+}
+
+/// The transfer ids of a `ledger.transfers_committed` event (`created`, `resolved[].id`).
+fn transfer_ids(value: &Value, out: &mut BTreeSet<String>) {
+    for id in value["created"].as_array().into_iter().flatten() {
+        if let Some(id) = id.as_str() {
+            out.insert(id.to_owned());
+        }
+    }
+    for resolved in value["resolved"].as_array().into_iter().flatten() {
+        if let Some(id) = resolved["id"].as_str() {
+            out.insert(id.to_owned());
+        }
     }
 }
 
