@@ -75,6 +75,11 @@ pub enum Command {
         /// Longest pause, in seconds, while a request body is being sent.
         #[arg(long, env = "SHEQUN_BODY_READ_TIMEOUT", default_value_t = 60)]
         body_read_timeout: u64,
+        /// Webhook retry schedule: seconds to wait after the 1st, 2nd… failed attempt; a
+        /// delivery fails after the last.
+        #[arg(long, env = "SHEQUN_WEBHOOK_RETRY_SECS",
+              default_value = crate::engagement::webhooks::DEFAULT_RETRY_SECS)]
+        webhook_retry_secs: crate::engagement::webhooks::worker::RetrySchedule,
         /// Serve a demo: on first start make a demo tenant (a soy-milk and fresh-food brand with
         /// members, orders and campaigns), then print `console: …`, `email: …` and
         /// `password: …` (a new password each start). The database defaults to
@@ -400,6 +405,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             auth_failures_per_ip,
             header_read_timeout,
             body_read_timeout,
+            webhook_retry_secs,
             demo,
             demo_members,
         } => {
@@ -424,6 +430,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     header_read: std::time::Duration::from_secs(header_read_timeout.max(1)),
                     body_idle: std::time::Duration::from_secs(body_read_timeout.max(1)),
                 },
+                webhook_retry: webhook_retry_secs.0,
             };
             if demo {
                 serve_demo(db, config, demo_members).await?;

@@ -33,3 +33,4 @@ mod referrals;
 mod segments;
 mod stored_value;
 mod tenant_settings;
+mod webhooks;
