@@ -265,6 +265,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// Webhook deliveries to a loopback receiver: the worker against one delivery at a time.
+    Webhooks {
+        /// Events per side.
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        /// Endpoints, each subscribed to every event.
+        #[arg(long, default_value_t = 8)]
+        endpoints: usize,
+    },
     /// The server time of every console page (p50 / p99) on the database given by
     /// `--database-url` (the demo's, say), signed in as an existing operator.
     ConsolePages {
@@ -679,6 +688,20 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
                 duration: std::time::Duration::from_secs(*seconds),
                 concurrency: *concurrency,
             })
+            .await?
+        }
+        BenchCommand::Webhooks { events, endpoints } => {
+            crate::bench::webhooks::run(
+                crate::bench::BenchOptions {
+                    database_url,
+                    duration: std::time::Duration::from_secs(0),
+                    concurrency: 0,
+                },
+                crate::bench::webhooks::Options {
+                    events: *events,
+                    endpoints: *endpoints,
+                },
+            )
             .await?
         }
         BenchCommand::ConsolePages {
