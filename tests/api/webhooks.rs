@@ -28,6 +28,7 @@ backend_tests!(
     webhooks_gone_and_five_failing_days_disable_the_endpoint,
     webhooks_tenants_never_see_each_others_endpoints_or_events,
     webhooks_metadata_addresses_are_refused,
+    webhooks_two_nodes_attempt_each_delivery_once_and_a_dead_claim_expires,
 );
 
 /// One request the receiver got.
@@ -766,5 +767,68 @@ async fn webhooks_metadata_addresses_are_refused(app: TestApp) {
         shequn::engagement::webhooks::safety::resolve_safely("localhost")
             .await
             .is_ok()
+    );
+}
+
+async fn webhooks_two_nodes_attempt_each_delivery_once_and_a_dead_claim_expires(app: TestApp) {
+    let receiver = Receiver::start().await;
+    let (id, _) = endpoint(&app, &receiver.url("shared"), json!(["member.created"])).await;
+    let (id2, _) = endpoint(&app, &receiver.url("second"), json!(["member.created"])).await;
+    for i in 0..40 {
+        app.member(&format!("m{i}")).await;
+    }
+    // Two nodes on the same database, each with its own pools, passing at the same time.
+    let other_db = Db::connect(&app.database_url).await.unwrap();
+    let other = AppState::new(other_db, Arc::new(app.clock.clone()));
+    let (a, b) = tokio::join!(run_due_deliveries(&app.state), run_due_deliveries(&other));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.created + b.created, 80, "{a:?} {b:?}");
+    assert_eq!(a.attempted + b.attempted, 80, "{a:?} {b:?}");
+    for path in ["shared", "second"] {
+        let ids: Vec<String> = receiver
+            .got(path)
+            .iter()
+            .map(|r| header(r, "webhook-id").to_owned())
+            .collect();
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!((ids.len(), unique.len()), (40, 40), "{path}");
+        // Each endpoint's events arrive in event order when nothing failed.
+        let seqs: Vec<i64> = ids
+            .iter()
+            .map(|id| id.rsplit('_').next().unwrap().parse().unwrap())
+            .collect();
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(seqs, sorted, "{path}");
+    }
+    assert_eq!(deliveries(&app, &id).await.len(), 40);
+    assert_eq!(deliveries(&app, &id2).await.len(), 40);
+
+    // A node that claimed a delivery and died: nobody attempts it until the claim expires, then
+    // another node does.
+    app.member("late").await;
+    run_due_deliveries(&app.state).await.ok();
+    let before = receiver.got("shared").len();
+    assert_eq!(before, 41);
+    let now = shequn::common::time::to_micros(app.clock_now());
+    sqlx::query(
+        "UPDATE webhook_delivery SET status = 'pending', claim = 'dead-node', locked_until = $1, \
+         next_attempt_at = $2 WHERE endpoint_id = $3 AND event_seq = \
+         (SELECT MAX(event_seq) FROM webhook_delivery WHERE endpoint_id = $3)",
+    )
+    .bind(now + 60_000_000)
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *app.state.db.write_conn().await.unwrap())
+    .await
+    .unwrap();
+    assert_eq!(run_due_deliveries(&other).await.unwrap().attempted, 0);
+    app.clock.advance(SignedDuration::from_secs(61));
+    assert_eq!(run_due_deliveries(&other).await.unwrap().attempted, 1);
+    let got = receiver.got("shared");
+    assert_eq!(got.len(), 42);
+    assert_eq!(
+        header(&got[40], "webhook-id"),
+        header(&got[41], "webhook-id")
     );
 }
