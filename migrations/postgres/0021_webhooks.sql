@@ -17,6 +17,10 @@ CREATE TABLE webhook_endpoint (
     disabled_reason TEXT,
     -- whsec_ + base64 of 32 random bytes.
     secret TEXT NOT NULL,
+    -- The secret before the last rotation, which also signs until previous_secret_until
+    -- (micros), so that receivers can switch without dropping deliveries.
+    previous_secret TEXT,
+    previous_secret_until BIGINT,
     -- The last outbox seq fanned out to this endpoint.
     event_cursor BIGINT NOT NULL,
     -- Start of the current run of failed attempts (micros); NULL after a success.

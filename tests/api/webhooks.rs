@@ -340,7 +340,17 @@ async fn webhooks_signed_filtered_deliveries_and_endpoint_api(app: TestApp) {
     let got = receiver.got("members");
     assert_eq!(got.len(), 3);
     assert!(verifies(&got[2], &new_secret));
-    assert!(!verifies(&got[2], &secret));
+    // For a day the old secret signs too (two signatures in the header), then no more.
+    assert!(verifies(&got[2], &secret));
+    assert_eq!(header(&got[2], "webhook-signature").split(' ').count(), 2);
+    app.clock.advance(SignedDuration::from_hours(25));
+    app.member("carl").await;
+    run_due_deliveries(&app.state).await.unwrap();
+    let got = receiver.got("members");
+    assert_eq!(got.len(), 4);
+    assert!(verifies(&got[3], &new_secret));
+    assert!(!verifies(&got[3], &secret));
+    assert_eq!(header(&got[3], "webhook-signature").split(' ').count(), 1);
 
     // A test goes to that endpoint only, whatever its types.
     let all_before = receiver.got("all").len();
@@ -353,9 +363,9 @@ async fn webhooks_signed_filtered_deliveries_and_endpoint_api(app: TestApp) {
     assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.body);
     run_due_deliveries(&app.state).await.unwrap();
     let got = receiver.got("members");
-    assert_eq!(got.len(), 4);
-    assert_eq!(body_of(&got[3])["type"], "webhook.test");
-    assert_eq!(body_of(&got[3])["data"]["test_id"], test.body["test_id"]);
+    assert_eq!(got.len(), 5);
+    assert_eq!(body_of(&got[4])["type"], "webhook.test");
+    assert_eq!(body_of(&got[4])["data"]["test_id"], test.body["test_id"]);
     let all_types: Vec<String> = receiver.types("all")[all_before..].to_vec();
     assert!(
         !all_types.contains(&"webhook.test".to_owned()),

@@ -9,7 +9,8 @@
 //! | [`safety`] | which addresses an endpoint may reach (no cloud metadata services) |
 //!
 //! Secrets are shown once: in the answer that creates the endpoint and in the answer of
-//! `rotate-secret`; `GET` never shows them. Rotation replaces the secret at once.
+//! `rotate-secret`; `GET` never shows them. After a rotation the old secret keeps signing beside
+//! the new one for 24 hours (the Standard Webhooks header takes several signatures).
 
 pub mod safety;
 pub mod signing;
@@ -50,6 +51,8 @@ pub const MAX_ENDPOINTS: i64 = 100;
 pub const MAX_EVENT_TYPES: usize = 200;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// How long the secret before a rotation keeps signing beside the new one (24 h).
+pub const ROTATION_OVERLAP_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// Largest page of endpoints or deliveries.
 pub const MAX_PAGE: i64 = 200;
 
@@ -423,7 +426,8 @@ async fn delete_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Replace the endpoint's secret at once; the answer shows the new one.
+/// Replace the endpoint's secret; the answer shows the new one. For 24 hours deliveries carry
+/// two signatures (`v1,<new> v1,<old>`), so a receiver still holding the old secret verifies.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
     params(("id" = String, Path, description = "endpoint id")),
     responses((status = 200, body = WebhookEndpoint), (status = 404)), security(("api_key" = [])))]
@@ -436,12 +440,14 @@ async fn rotate_secret(
     let current = find(tx.conn(), &auth.tenant_id, &id).await?;
     let secret = signing::new_secret();
     sqlx::query(
-        "UPDATE webhook_endpoint SET secret = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+        "UPDATE webhook_endpoint SET previous_secret = secret, previous_secret_until = $5, \
+         secret = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
     )
     .bind(&secret)
     .bind(to_micros(tx.now()))
     .bind(auth.tenant_id.as_str())
     .bind(current.id.as_str())
+    .bind(to_micros(tx.now()).saturating_add(ROTATION_OVERLAP_MICROS))
     .execute(tx.conn())
     .await?;
     tx.emit(NewEvent::new(

@@ -349,6 +349,8 @@ struct Claimed {
     endpoint_id: String,
     url: String,
     secret: String,
+    /// The secret before a rotation, while it still signs.
+    previous_secret: Option<String>,
     message_id: String,
     body: String,
     attempts: i64,
@@ -478,7 +480,8 @@ async fn claim(
     }
     let rows = sqlx::query(
         "SELECT d.id, d.endpoint_id, d.message_id, d.body, d.attempts, d.round_failures, \
-         e.url, e.secret FROM webhook_delivery d JOIN webhook_endpoint e \
+         e.url, e.secret, e.previous_secret, e.previous_secret_until \
+         FROM webhook_delivery d JOIN webhook_endpoint e \
          ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id \
          WHERE d.tenant_id = $1 AND d.claim = $2 AND d.status = 'pending' \
          ORDER BY d.event_seq, d.id",
@@ -494,6 +497,12 @@ async fn claim(
                 endpoint_id: row.try_get("endpoint_id")?,
                 url: row.try_get("url")?,
                 secret: row.try_get("secret")?,
+                previous_secret: row
+                    .try_get::<Option<i64>, _>("previous_secret_until")?
+                    .filter(|until| *until > now_micros)
+                    .map(|_| row.try_get::<Option<String>, _>("previous_secret"))
+                    .transpose()?
+                    .flatten(),
                 message_id: row.try_get("message_id")?,
                 body: row.try_get("body")?,
                 attempts: row.try_get("attempts")?,
@@ -528,7 +537,7 @@ async fn attempt(client: &reqwest::Client, at: Timestamp, delivery: &Claimed) ->
         return finish(None, Some(format!("refused: the URL {unsafe_url}")));
     }
     let timestamp = at.as_second();
-    let Some(signature) = signing::sign(
+    let Some(mut signature) = signing::sign(
         &delivery.secret,
         &delivery.message_id,
         timestamp,
@@ -536,6 +545,17 @@ async fn attempt(client: &reqwest::Client, at: Timestamp, delivery: &Claimed) ->
     ) else {
         return finish(None, Some("the endpoint's secret is malformed".into()));
     };
+    if let Some(previous) = delivery.previous_secret.as_deref().and_then(|secret| {
+        signing::sign(
+            secret,
+            &delivery.message_id,
+            timestamp,
+            delivery.body.as_bytes(),
+        )
+    }) {
+        signature.push(' ');
+        signature.push_str(&previous);
+    }
     let sent = client
         .post(&delivery.url)
         .header("content-type", "application/json")
