@@ -75,6 +75,11 @@ pub enum Command {
         /// Longest pause, in seconds, while a request body is being sent.
         #[arg(long, env = "SHEQUN_BODY_READ_TIMEOUT", default_value_t = 60)]
         body_read_timeout: u64,
+        /// Webhook retry schedule: seconds to wait after the 1st, 2nd… failed attempt; a
+        /// delivery fails after the last.
+        #[arg(long, env = "SHEQUN_WEBHOOK_RETRY_SECS",
+              default_value = crate::engagement::webhooks::DEFAULT_RETRY_SECS)]
+        webhook_retry_secs: crate::engagement::webhooks::worker::RetrySchedule,
         /// Serve a demo: on first start make a demo tenant (a soy-milk and fresh-food brand with
         /// members, orders and campaigns), then print `console: …`, `email: …` and
         /// `password: …` (a new password each start). The database defaults to
@@ -260,6 +265,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// Webhook deliveries to a loopback receiver: the worker against one delivery at a time.
+    Webhooks {
+        /// Events per side.
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        /// Endpoints, each subscribed to every event.
+        #[arg(long, default_value_t = 8)]
+        endpoints: usize,
+    },
     /// The server time of every console page (p50 / p99) on the database given by
     /// `--database-url` (the demo's, say), signed in as an existing operator.
     ConsolePages {
@@ -400,6 +414,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             auth_failures_per_ip,
             header_read_timeout,
             body_read_timeout,
+            webhook_retry_secs,
             demo,
             demo_members,
         } => {
@@ -424,6 +439,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     header_read: std::time::Duration::from_secs(header_read_timeout.max(1)),
                     body_idle: std::time::Duration::from_secs(body_read_timeout.max(1)),
                 },
+                webhook_retry: webhook_retry_secs.0,
             };
             if demo {
                 serve_demo(db, config, demo_members).await?;
@@ -672,6 +688,20 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
                 duration: std::time::Duration::from_secs(*seconds),
                 concurrency: *concurrency,
             })
+            .await?
+        }
+        BenchCommand::Webhooks { events, endpoints } => {
+            crate::bench::webhooks::run(
+                crate::bench::BenchOptions {
+                    database_url,
+                    duration: std::time::Duration::from_secs(0),
+                    concurrency: 0,
+                },
+                crate::bench::webhooks::Options {
+                    events: *events,
+                    endpoints: *endpoints,
+                },
+            )
             .await?
         }
         BenchCommand::ConsolePages {

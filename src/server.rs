@@ -48,6 +48,8 @@ pub struct AppState {
     pub segments: segments::Registry,
     /// The same, as the members domain sees it (`GET /v1/members?segment=`).
     pub audiences: Arc<dyn crate::common::hooks::Audiences>,
+    /// How this node delivers webhooks (retry schedule, HTTP client).
+    pub webhooks: Arc<engagement::webhooks::Config>,
 }
 
 /// The batchers of the hot commerce paths.
@@ -90,6 +92,7 @@ impl AppState {
             limits: Arc::new(RateLimits::off()),
             audiences: Arc::new(segments.clone()),
             segments,
+            webhooks: Arc::new(engagement::webhooks::Config::default()),
         }
     }
 
@@ -164,6 +167,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub limits: RateLimitConfig,
     pub timeouts: Timeouts,
+    /// Webhook retry schedule (`--webhook-retry-secs`).
+    pub webhook_retry: Vec<Duration>,
 }
 
 impl ServeConfig {
@@ -174,6 +179,7 @@ impl ServeConfig {
             metrics_listen: None,
             limits: RateLimitConfig::defaults(),
             timeouts: Timeouts::default(),
+            webhook_retry: engagement::webhooks::Config::default().retry,
         }
     }
 }
@@ -212,6 +218,9 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let mut state = AppState::new(db, Arc::new(SystemClock));
     state.limits = Arc::new(RateLimits::new(&config.limits));
+    state.webhooks = Arc::new(engagement::webhooks::Config::new(
+        config.webhook_retry.clone(),
+    ));
     let listen = listener.local_addr()?;
     tracing::info!(%listen, backend = state.db.backend().name(), "shequn listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -235,6 +244,7 @@ pub async fn serve_on(
     let housekeeping = RateLimits::spawn_housekeeping(state.limits.clone());
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let scheduler = tokio::spawn(scheduler_loop(state.clone()));
+    let webhooks = tokio::spawn(webhook_loop(state.clone()));
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -246,6 +256,7 @@ pub async fn serve_on(
     housekeeping.abort();
     maintenance.abort();
     scheduler.abort();
+    webhooks.abort();
     state.db.close().await;
     tracing::info!("shequn stopped");
     Ok(())
@@ -340,6 +351,20 @@ async fn scheduler_loop(state: AppState) {
         tick.tick().await;
         if let Err(error) = run_due_jobs(&state).await {
             tracing::warn!(%error, "scheduler pass failed");
+        }
+    }
+}
+
+/// How often each node fans out new events to webhook endpoints and attempts due deliveries.
+pub const WEBHOOK_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn webhook_loop(state: AppState) {
+    let mut tick = tokio::time::interval(WEBHOOK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = engagement::webhooks::run_due_deliveries(&state).await {
+            tracing::warn!(error = format!("{error:#}"), "webhook pass failed");
         }
     }
 }

@@ -362,6 +362,16 @@ pub mod codes {
         422,
         "The Idempotency-Key was used with a different request body.",
     );
+    pub const UNSAFE_URL: ErrorCode = error_code(
+        "unsafe_url",
+        422,
+        "The webhook URL reaches a link-local or cloud-metadata address (169.254.0.0/16, fd00:ec2::254, metadata.google.internal…), which is never called.",
+    );
+    pub const ENDPOINT_DISABLED: ErrorCode = error_code(
+        "endpoint_disabled",
+        409,
+        "The webhook endpoint is disabled; enable it (PATCH `status`) first.",
+    );
     pub const MIN_SPEND_NOT_MET: ErrorCode = error_code(
         "min_spend_not_met",
         422,
@@ -391,6 +401,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::CONCURRENT_REFUND,
     codes::COUPON_EXPIRED,
     codes::ENDED,
+    codes::ENDPOINT_DISABLED,
     codes::ENTRY_LIMIT_REACHED,
     codes::EXTERNAL_ID_TAKEN,
     codes::GROUP_FULL,
@@ -444,6 +455,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::IDEMPOTENCY_KEY_REUSED,
     codes::INVALID_TEXT,
     codes::MIN_SPEND_NOT_MET,
+    codes::UNSAFE_URL,
     codes::VALIDATION_FAILED,
     codes::RATE_LIMITED,
     codes::INTERNAL,

@@ -187,6 +187,11 @@ pub const EVENT_TYPES: &[EventType] = &[
     event_type("wallet.refunded", "A wallet spend was refunded, or a top-up refunded (`kind`), with bonus claw-back.", &["member_id", "refund_id", "kind", "spend_id", "amount", "principal", "bonus", "topup_id", "bonus_clawed_back"]),
     event_type("wallet.spent", "Stored value was spent, principal and bonus.", &["member_id", "spend_id", "amount", "principal", "bonus"]),
     event_type("wallet.topped_up", "A member topped up stored value under a plan.", &["member_id", "topup_id", "plan_id", "pay", "bonus"]),
+    event_type("webhook.test", "A test event sent with POST /v1/webhook-endpoints/{id}/test; delivered to that endpoint only.", &["endpoint_id", "test_id"]),
+    event_type("webhook_endpoint.created", "A webhook endpoint was registered.", &["endpoint_id", "event_types"]),
+    event_type("webhook_endpoint.deleted", "A webhook endpoint was deleted with its deliveries.", &["endpoint_id"]),
+    event_type("webhook_endpoint.disabled", "A webhook endpoint was disabled: by an operator, because it answered 410 Gone (`gone`), or because every attempt failed for 5 days (`failing`).", &["endpoint_id", "reason"]),
+    event_type("webhook_endpoint.updated", "A webhook endpoint changed; `fields` names what (url, event_types, description, status, secret).", &["endpoint_id", "fields"]),
 ];
 
 /// The catalogue entry of `kind`.

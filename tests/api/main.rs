@@ -35,3 +35,4 @@ mod referrals;
 mod segments;
 mod stored_value;
 mod tenant_settings;
+mod webhooks;
