@@ -164,6 +164,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub limits: RateLimitConfig,
     pub timeouts: Timeouts,
+    /// Export every outbox event to NATS JetStream at this URL (`None`: no export).
+    pub nats_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -174,6 +176,7 @@ impl ServeConfig {
             metrics_listen: None,
             limits: RateLimitConfig::defaults(),
             timeouts: Timeouts::default(),
+            nats_url: None,
         }
     }
 }
@@ -235,6 +238,13 @@ pub async fn serve_on(
     let housekeeping = RateLimits::spawn_housekeeping(state.limits.clone());
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let scheduler = tokio::spawn(scheduler_loop(state.clone()));
+    let export = config.nats_url.clone().map(|url| {
+        tokio::spawn(engagement::export::run(
+            state.clone(),
+            url,
+            engagement::export::ExportConfig::default(),
+        ))
+    });
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -246,6 +256,9 @@ pub async fn serve_on(
     housekeeping.abort();
     maintenance.abort();
     scheduler.abort();
+    if let Some(export) = export {
+        export.abort();
+    }
     state.db.close().await;
     tracing::info!("shequn stopped");
     Ok(())
