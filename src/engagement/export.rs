@@ -44,10 +44,11 @@ use crate::AppState;
 pub const DEFAULT_STREAM: &str = "SHEQUN_EVENTS";
 /// The first token of every subject, unless configured otherwise.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "shequn";
-/// Events read and published per batch (one cursor write per batch).
+/// Events read and published per batch (one cursor write per batch), unless configured
+/// otherwise.
 pub const BATCH: i64 = 500;
 /// Events one pass exports for one tenant before it moves on to the next tenant.
-pub const MAX_PER_TENANT_PASS: i64 = 20 * BATCH;
+pub const MAX_PER_TENANT_PASS: i64 = 10_000;
 /// How long a node keeps a tenant's export to itself after its last pass over it.
 pub const LEASE: Duration = Duration::from_secs(30);
 /// The wait between passes when every tenant is exported.
@@ -71,6 +72,10 @@ pub struct ExportConfig {
     pub max_age: Duration,
     /// This node's name on the lease rows.
     pub node: String,
+    /// Events per batch: all published before their acks are awaited, then one cursor write.
+    /// 1 is the naive export (publish, await the ack, write the cursor, for each event) that
+    /// the benchmark compares with.
+    pub batch: i64,
 }
 
 impl Default for ExportConfig {
@@ -82,6 +87,7 @@ impl Default for ExportConfig {
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::ZERO,
             node: format!("node_{}", uuid::Uuid::new_v4().simple()),
+            batch: BATCH,
         }
     }
 }
@@ -249,7 +255,8 @@ impl Exporter {
                 pass.more = true;
                 return Ok(());
             }
-            let events = outbox::list(db.read(), tenant_id, cursor, BATCH, None, None).await?;
+            let batch = self.config.batch.clamp(1, outbox::MAX_EVENTS_PAGE);
+            let events = outbox::list(db.read(), tenant_id, cursor, batch, None, None).await?;
             if events.is_empty() {
                 return Ok(());
             }
@@ -271,7 +278,7 @@ impl Exporter {
             if let Some(error) = failure {
                 return Err(error);
             }
-            if events.len() < BATCH as usize {
+            if (events.len() as i64) < batch {
                 return Ok(());
             }
         }

@@ -54,6 +54,7 @@ nats_tests!(
     events_written_during_a_connection_cut_are_exported_once,
     subjects_and_ids_keep_tenants_apart,
     one_node_exports_a_tenant_at_a_time,
+    a_refused_publish_keeps_the_cursor_and_the_stream_is_made_again,
 );
 
 /// The NATS server of the tests. Set means it must be reachable: a test never passes by
@@ -566,4 +567,133 @@ async fn one_node_exports_a_tenant_at_a_time(app: TestApp) {
         .expect("pass");
     assert_eq!((kept_out.published, kept_out.busy), (0, 1));
     delete_stream(&a).await;
+}
+
+async fn a_refused_publish_keeps_the_cursor_and_the_stream_is_made_again(app: TestApp) {
+    let exporter = exporter(test_config("node-a")).await;
+    members(&app, &app.key, "m", 2).await;
+    exporter
+        .export_once(&app.state.db, app.clock_now())
+        .await
+        .expect("pass");
+    let before = cursor(&app, &exporter, &app.tenant_id)
+        .await
+        .expect("cursor");
+
+    // The stream disappears under a connected exporter: its publishes are refused (no stream
+    // answers on the subjects), so the pass fails and the cursor stays.
+    exporter
+        .jetstream()
+        .delete_stream(&exporter.config().stream)
+        .await
+        .expect("delete");
+    members(&app, &app.key, "n", 2).await;
+    let failed = exporter.export_once(&app.state.db, app.clock_now()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        cursor(&app, &exporter, &app.tenant_id).await,
+        Some(before),
+        "no ack, no progress"
+    );
+
+    // The next pass makes the stream again and goes on from the cursor.
+    let pass = exporter
+        .export_once(&app.state.db, app.clock_now())
+        .await
+        .expect("pass");
+    let head = events(&app, &app.key)
+        .await
+        .last()
+        .and_then(|e| e["seq"].as_i64())
+        .expect("head");
+    assert_eq!(pass.published, (head - before) as u64);
+    let ids = ids(&messages(&exporter).await);
+    let expected: BTreeSet<String> = (before + 1..=head)
+        .map(|seq| message_id(&app.tenant_id, seq))
+        .collect();
+    assert_eq!(ids, expected);
+    delete_stream(&exporter).await;
+}
+
+/// Events exported per second, batched (the exporter's default) next to the naive export
+/// (publish, await the ack, write the cursor, for each event) on the same database and NATS
+/// server. Ignored by default; run with
+/// `cargo test --test api event_export::throughput -- --ignored --nocapture`
+/// (`SHEQUN_EXPORT_BENCH_EVENTS`, default 20000, sets the outbox size).
+mod throughput {
+    use super::*;
+    use crate::support::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark: run with --ignored --nocapture"]
+    async fn sqlite() {
+        measure(TestApp::new(Backend::Sqlite).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark: run with --ignored --nocapture"]
+    async fn postgres() {
+        measure(TestApp::new(Backend::Postgres).await).await;
+    }
+
+    async fn measure(app: TestApp) {
+        let events: i64 = std::env::var("SHEQUN_EXPORT_BENCH_EVENTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(20_000);
+        let tenant = shequn::common::ids::TenantId::from_db(app.tenant_id.clone());
+        let mut written = 0;
+        while written < events {
+            let mut tx = app.state.begin().await.expect("tx");
+            for _ in 0..1000.min(events - written) {
+                tx.emit(shequn::common::outbox::NewEvent::new(
+                    &tenant,
+                    "member.updated",
+                    None,
+                    json!({ "member_id": "mem_bench", "fields": ["name"], "via": "api" }),
+                ));
+                written += 1;
+            }
+            tx.commit().await.expect("commit");
+        }
+        let head: i64 = sqlx::query_scalar("SELECT event_seq FROM tenant WHERE id = $1")
+            .bind(&app.tenant_id)
+            .fetch_one(app.state.db.read())
+            .await
+            .expect("head");
+        assert!(head > events);
+        for (name, batch) in [("batched", shequn::engagement::export::BATCH), ("naive", 1)] {
+            let exporter = exporter(ExportConfig {
+                batch,
+                ..test_config(name)
+            })
+            .await;
+            let started = std::time::Instant::now();
+            let mut published = 0;
+            while published < head as u64 {
+                let pass = exporter
+                    .export_once(&app.state.db, app.clock_now())
+                    .await
+                    .expect("pass");
+                assert!(pass.published > 0, "no progress");
+                published += pass.published;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            // The exactness check: every event in the stream once, the cursor at the head.
+            let mut stream = exporter
+                .jetstream()
+                .get_stream(&exporter.config().stream)
+                .await
+                .expect("stream");
+            let count = stream.info().await.expect("info").state.messages;
+            assert_eq!(count, head as u64);
+            assert_eq!(cursor(&app, &exporter, &app.tenant_id).await, Some(head));
+            println!(
+                "{:?} {name} (batch {batch}): {head} events in {seconds:.2} s = {:.0} events/s",
+                app.backend,
+                head as f64 / seconds
+            );
+            delete_stream(&exporter).await;
+        }
+    }
 }
