@@ -55,7 +55,18 @@ nats_tests!(
     subjects_and_ids_keep_tenants_apart,
     one_node_exports_a_tenant_at_a_time,
     a_refused_publish_keeps_the_cursor_and_the_stream_is_made_again,
+    the_serve_loop_exports_events_as_they_are_written,
 );
+
+#[test]
+fn serve_refuses_a_nats_url_that_is_not_one() {
+    let (code, _, stderr) = crate::support::shequn(
+        "sqlite::memory:",
+        &["serve", "--nats-url", "http://127.0.0.1:4222"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a NATS server address"), "{stderr}");
+}
 
 /// The NATS server of the tests. Set means it must be reachable: a test never passes by
 /// skipping its server.
@@ -613,6 +624,40 @@ async fn a_refused_publish_keeps_the_cursor_and_the_stream_is_made_again(app: Te
         .collect();
     assert_eq!(ids, expected);
     delete_stream(&exporter).await;
+}
+
+async fn the_serve_loop_exports_events_as_they_are_written(app: TestApp) {
+    let config = test_config("node-a");
+    let reader = exporter(config.clone()).await;
+    let running = tokio::spawn(shequn::engagement::export::run(
+        app.state.clone(),
+        nats_url(),
+        config,
+    ));
+    members(&app, &app.key, "m", 3).await;
+    let head = events(&app, &app.key)
+        .await
+        .last()
+        .and_then(|e| e["seq"].as_i64())
+        .expect("head");
+    // The loop runs on its own; wait (bounded) until the stream holds the outbox.
+    let mut seen = 0;
+    for _ in 0..200 {
+        if let Ok(mut stream) = reader.jetstream().get_stream(&reader.config().stream).await {
+            seen = stream.info().await.map_or(0, |info| info.state.messages);
+            if seen >= head as u64 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    assert_eq!(seen, head as u64);
+    assert_eq!(
+        ids(&messages(&reader).await),
+        expected_ids(&app.tenant_id, head)
+    );
+    delete_stream(&reader).await;
 }
 
 /// Events exported per second, batched (the exporter's default) next to the naive export
