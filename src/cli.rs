@@ -80,6 +80,10 @@ pub enum Command {
         #[arg(long, env = "SHEQUN_WEBHOOK_RETRY_SECS",
               default_value = crate::engagement::webhooks::DEFAULT_RETRY_SECS)]
         webhook_retry_secs: crate::engagement::webhooks::worker::RetrySchedule,
+        /// Export every outbox event to NATS JetStream at this URL (`nats://host:4222`), stream
+        /// `SHEQUN_EVENTS`, subjects `shequn.<tenant_id>.<event type>`; off when unset.
+        #[arg(long, env = "SHEQUN_NATS_URL", value_parser = parse_nats_url)]
+        nats_url: Option<String>,
         /// Serve a demo: on first start make a demo tenant (a soy-milk and fresh-food brand with
         /// members, orders and campaigns), then print `console: …`, `email: …` and
         /// `password: …` (a new password each start). The database defaults to
@@ -382,6 +386,13 @@ async fn open(url: &str) -> anyhow::Result<Db> {
 
 /// The database when none is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://shequn.db";
+/// `--nats-url`: a NATS server address (`nats://host:port`, `tls://…`, credentials allowed).
+fn parse_nats_url(text: &str) -> Result<String, String> {
+    text.parse::<async_nats::ServerAddr>()
+        .map(|_| text.to_owned())
+        .map_err(|error| format!("not a NATS server address: {error}"))
+}
+
 /// The database of `serve --demo` when none is given: its own file, so that the demo never
 /// mixes with a real `shequn.db`.
 pub const DEMO_DATABASE_URL: &str = "sqlite://shequn-demo.db";
@@ -415,6 +426,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             header_read_timeout,
             body_read_timeout,
             webhook_retry_secs,
+            nats_url,
             demo,
             demo_members,
         } => {
@@ -440,6 +452,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     body_idle: std::time::Duration::from_secs(body_read_timeout.max(1)),
                 },
                 webhook_retry: webhook_retry_secs.0,
+                nats_url,
             };
             if demo {
                 serve_demo(db, config, demo_members).await?;

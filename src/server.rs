@@ -169,6 +169,8 @@ pub struct ServeConfig {
     pub timeouts: Timeouts,
     /// Webhook retry schedule (`--webhook-retry-secs`).
     pub webhook_retry: Vec<Duration>,
+    /// Export every outbox event to NATS JetStream at this URL (`None`: no export).
+    pub nats_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -180,6 +182,7 @@ impl ServeConfig {
             limits: RateLimitConfig::defaults(),
             timeouts: Timeouts::default(),
             webhook_retry: engagement::webhooks::Config::default().retry,
+            nats_url: None,
         }
     }
 }
@@ -245,6 +248,13 @@ pub async fn serve_on(
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let scheduler = tokio::spawn(scheduler_loop(state.clone()));
     let webhooks = tokio::spawn(webhook_loop(state.clone()));
+    let export = config.nats_url.clone().map(|url| {
+        tokio::spawn(engagement::export::run(
+            state.clone(),
+            url,
+            engagement::export::ExportConfig::default(),
+        ))
+    });
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -257,6 +267,9 @@ pub async fn serve_on(
     maintenance.abort();
     scheduler.abort();
     webhooks.abort();
+    if let Some(export) = export {
+        export.abort();
+    }
     state.db.close().await;
     tracing::info!("shequn stopped");
     Ok(())

@@ -18,6 +18,7 @@ mod coupons;
 mod crash;
 mod demo;
 mod edge;
+mod event_export;
 mod foundation;
 mod hardening_data;
 mod idempotency;
