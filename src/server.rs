@@ -71,6 +71,8 @@ pub fn hooks() -> Hooks {
         // Referrals: attribution at signup, qualification on payment, void on refund.
         .member(referrals::hooks::ReferralHooks)
         .order(referrals::hooks::ReferralHooks)
+        // Messages: an erased member's message variables are cleared.
+        .member(engagement::messages::MessageHooks)
 }
 
 impl AppState {

@@ -15,7 +15,7 @@
 //! | [`OrderHooks::on_closed`] | when an unpaid order is cancelled or expires | — |
 //! | [`MemberHooks::check_signup`] | before a member is created, outside the transaction | referrals (signup fields) |
 //! | [`MemberHooks::on_created`] | after a member row is written | membership (first tier), referrals (attribution) |
-//! | [`MemberHooks::on_erased`] | when a member's personal data is erased | referrals (device and IP) |
+//! | [`MemberHooks::on_erased`] | when a member's personal data is erased | referrals (device and IP), messages (variables) |
 //!
 //! The registry is process-wide because it is the same in every process: the list of domains
 //! compiled into the binary. Every entry point (`AppState::new`, the CLI) installs it before it

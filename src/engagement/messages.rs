@@ -614,6 +614,29 @@ pub async fn release_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+// --- erasure -------------------------------------------------------------------------------
+
+/// The member hooks of messages: an erased member's message variables (which may carry their
+/// name or other personal values a template needed) are cleared; the rows stay for the cap's
+/// and the automations' counts.
+pub struct MessageHooks;
+
+#[async_trait::async_trait]
+impl crate::common::hooks::MemberHooks for MessageHooks {
+    async fn on_erased(
+        &self,
+        tx: &mut Tx,
+        member: &crate::common::hooks::MemberErased<'_>,
+    ) -> ApiResult<()> {
+        sqlx::query("UPDATE message SET variables = '{}' WHERE tenant_id = $1 AND member_id = $2")
+            .bind(member.tenant_id.as_str())
+            .bind(member.member_id.as_str())
+            .execute(tx.conn())
+            .await?;
+        Ok(())
+    }
+}
+
 // --- routes --------------------------------------------------------------------------------
 
 pub fn routes() -> OpenApiRouter<AppState> {

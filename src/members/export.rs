@@ -108,6 +108,7 @@ pub const COVERED: &[Covered] = &[
     // prize and payout of the member's entries.
     covered("lottery", "result", "community.lottery_entries"),
     covered("member_score", "member_id", "analytics.score"),
+    covered("message", "member_id", "engagement.messages"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -154,6 +155,7 @@ pub struct MemberExport {
     pub growth: GrowthExport,
     pub community: CommunityExport,
     pub analytics: AnalyticsExport,
+    pub engagement: EngagementExport,
 }
 
 /// Orders (money in fen).
@@ -518,6 +520,30 @@ pub struct ExportedLotteryEntry {
     pub created_at: String,
 }
 
+/// What the member was sent or spared through the message gate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EngagementExport {
+    /// Oldest first.
+    pub messages: Vec<ExportedMessage>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedMessage {
+    pub id: String,
+    pub channel: String,
+    pub category: String,
+    pub template: String,
+    #[schema(value_type = Object)]
+    pub variables: Value,
+    pub status: String,
+    pub reason: Option<String>,
+    pub deliver_at: Option<String>,
+    pub requested_at: Option<String>,
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 /// The last analytics run's scores (the lifecycle stage is on `member`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AnalyticsExport {
@@ -574,6 +600,11 @@ pub async fn export(
     let analytics = AnalyticsExport {
         score: reader.one(SCORE, score).await?,
     };
+    let engagement = EngagementExport {
+        messages: reader
+            .list("engagement.messages", MESSAGES, exported_message)
+            .await?,
+    };
     let truncated = reader.truncated;
     tx.rollback().await?;
     Ok(MemberExport {
@@ -587,6 +618,7 @@ pub async fn export(
         growth,
         community,
         analytics,
+        engagement,
     })
 }
 
@@ -909,6 +941,10 @@ const LOTTERY_ENTRIES: &str = "SELECT e.lottery_id, l.name AS lottery_name, \
     WHERE e.tenant_id = $1 AND e.lottery_id IN (SELECT id FROM lottery WHERE tenant_id = $1) \
     AND e.member_id = $2 ORDER BY e.created_at, e.lottery_id, e.entry_index LIMIT {LIMIT}";
 
+const MESSAGES: &str = "SELECT id, channel, category, template, variables, status, reason, \
+    deliver_at, requested_at, source, created_at, updated_at FROM message \
+    WHERE tenant_id = $1 AND member_id = $2 ORDER BY id LIMIT {LIMIT}";
+
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
     scored_at FROM member_score WHERE tenant_id = $1 AND member_id = $2";
@@ -1228,6 +1264,26 @@ fn stay(row: &AnyRow) -> Result<ExportedStay, sqlx::Error> {
         link_id: row.try_get("link_id")?,
         joined_at: instant(row, "joined_at")?,
         left_at: optional_instant(row, "left_at")?,
+    })
+}
+
+fn exported_message(row: &AnyRow) -> Result<ExportedMessage, sqlx::Error> {
+    let variables: String = row.try_get("variables")?;
+    let deliver_at: Option<i64> = row.try_get("deliver_at")?;
+    let requested_at: Option<i64> = row.try_get("requested_at")?;
+    Ok(ExportedMessage {
+        id: row.try_get("id")?,
+        channel: row.try_get("channel")?,
+        category: row.try_get("category")?,
+        template: row.try_get("template")?,
+        variables: serde_json::from_str(&variables).unwrap_or(Value::Null),
+        status: row.try_get("status")?,
+        reason: row.try_get("reason")?,
+        deliver_at: deliver_at.map(micros_to_rfc3339),
+        requested_at: requested_at.map(micros_to_rfc3339),
+        source: row.try_get("source")?,
+        created_at: instant(row, "created_at")?,
+        updated_at: instant(row, "updated_at")?,
     })
 }
 

@@ -483,6 +483,16 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         .await;
     created(&foreign_checkin, "another tenant's check-in");
 
+    // A message through the gate (a transactional notice passes without consent).
+    let message = app
+        .post(
+            "/v1/messages",
+            &json!({"member_id": x, "channel": "sms", "category": "transactional",
+                    "template": "pickup_ready", "variables": {"code": "A1"}}),
+        )
+        .await;
+    created(&message, "a message");
+
     Scenario {
         x,
         inviter,

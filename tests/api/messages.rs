@@ -101,6 +101,15 @@ async fn messages_consent_cap_and_categories(app: TestApp) {
         (json!("suppressed"), json!("erased"))
     );
 
+    // Erasure cleared the variables the messages carried.
+    let first = app
+        .get(&format!(
+            "/v1/messages/{}",
+            statuses[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(first.body["variables"], json!({}), "{}", first.body);
+
     // The member's history: every message, newest first, with reasons.
     let history = app
         .get(&format!("/v1/members/{yes}/messages?limit=3"))
