@@ -289,6 +289,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         rounds: usize,
     },
+    /// Audience rules: the in-memory segment index against the best plain SQL, on generated
+    /// members in a new tenant (`--database-url`, or a temporary SQLite file).
+    Segments {
+        /// Members to generate.
+        #[arg(long, default_value_t = crate::bench::segments::DEFAULT_MEMBERS)]
+        members: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -731,6 +738,13 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
                     rounds: *rounds,
                 },
             )
+            .await?
+        }
+        BenchCommand::Segments { members } => {
+            crate::bench::segments::run(crate::bench::segments::Options {
+                database_url,
+                members: *members,
+            })
             .await?
         }
     };

@@ -5,6 +5,7 @@
 pub mod console_pages;
 pub mod flash_sale;
 pub mod ledger;
+pub mod segments;
 pub mod webhooks;
 
 use std::time::Duration;
