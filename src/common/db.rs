@@ -50,6 +50,9 @@ pub struct Db {
     /// connection as the lock did the same, but sqlx pings a connection on its way back to
     /// the pool, which put a third of a millisecond between two ledger batches.)
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Woken after every [`Tx`] that wrote events commits, so that this process's outbox
+    /// readers (automations) start at once instead of at their next poll.
+    committed: Arc<tokio::sync::Notify>,
 }
 
 /// How many connections the PostgreSQL pool may open per process.
@@ -83,6 +86,7 @@ impl Db {
                     write,
                     direct,
                     write_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
+                    committed: Arc::default(),
                 })
             }
             Backend::Postgres => {
@@ -99,6 +103,7 @@ impl Db {
                     write: pool,
                     direct: None,
                     write_lock: None,
+                    committed: Arc::default(),
                 })
             }
         }
@@ -144,6 +149,11 @@ impl Db {
     }
 
     /// Begin a write transaction; `now` is the instant its events are stamped with.
+    /// Notified (one stored permit) after a [`Tx`] that wrote events commits in this process.
+    pub fn events_committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
+    }
+
     pub async fn begin(&self, now: Timestamp) -> Result<Tx, sqlx::Error> {
         // SQLite: take the write lock at BEGIN. A deferred transaction that upgrades from
         // reader to writer while another connection (another process, or a second pool) holds
@@ -158,6 +168,7 @@ impl Db {
             events: Vec::new(),
             now,
             backend: self.backend,
+            committed: self.committed.clone(),
             _write_lock: write_lock,
         })
     }
@@ -379,6 +390,7 @@ pub struct Tx {
     events: Vec<NewEvent>,
     now: Timestamp,
     backend: Backend,
+    committed: Arc<tokio::sync::Notify>,
     /// Released after `inner` (fields drop in order), once the transaction has ended.
     _write_lock: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -427,10 +439,16 @@ impl Tx {
     /// Write the buffered events, then commit.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let events = std::mem::take(&mut self.events);
-        if !events.is_empty() {
+        let wrote_events = !events.is_empty();
+        if wrote_events {
             outbox::append(&mut self.inner, events, self.now).await?;
         }
-        self.inner.commit().await
+        self.inner.commit().await?;
+        if wrote_events {
+            // One stored permit wakes the next wait, however many commits came meanwhile.
+            self.committed.notify_one();
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {

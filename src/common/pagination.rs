@@ -1,6 +1,20 @@
 //! Page sizes and cursors shared by every list endpoint.
 
+use serde::Deserialize;
+use utoipa::IntoParams;
+
 use super::error::{ApiError, ApiResult};
+
+/// `?limit=&cursor=` of a list whose pages are at most 200 long.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
 
 /// Validate a `limit` query parameter: default when absent, 1..=max otherwise.
 pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {

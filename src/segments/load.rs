@@ -228,133 +228,159 @@ pub async fn reload(
     index: &mut Index,
     ids: &[String],
 ) -> Result<usize, sqlx::Error> {
-    let pool = db.read();
-    let tenant = tenant_id.as_str();
     let mut read = 0;
     for chunk in ids.chunks(CHUNK) {
-        let mut facts: std::collections::HashMap<String, Facts> = chunk
-            .iter()
-            .map(|id| (id.clone(), Facts::default()))
-            .collect();
-        let list = |sql: &mut Sql, column: &str| {
-            sql.push(&format!(" AND {column} IN ("));
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(id.as_str());
-            }
-            sql.push(")");
-        };
-
-        let mut sql = Sql::new(PROFILE);
-        sql.bind(tenant);
-        list(&mut sql, "id");
-        let mut found = std::collections::HashSet::new();
-        for row in sql.query().fetch_all(pool).await? {
-            let id: String = row.try_get("id")?;
-            let Some((_, profile)) = profile(&row, zone)? else {
-                continue;
-            };
-            found.insert(id.clone());
-            facts.insert(id, profile);
-        }
-
-        let mut sql = Sql::new("SELECT member_id, tag FROM member_tag WHERE tenant_id = ");
-        sql.bind(tenant);
-        list(&mut sql, "member_id");
-        for row in sql.query().fetch_all(pool).await? {
-            if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
-                f.tags.push(row.try_get(1)?);
-            }
-        }
-
-        let mut sql = Sql::new(
-            "SELECT member_id, group_id FROM group_membership WHERE left_at IS NULL AND tenant_id = ",
-        );
-        sql.bind(tenant);
-        list(&mut sql, "member_id");
-        for row in sql.query().fetch_all(pool).await? {
-            if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
-                f.groups.push(row.try_get(1)?);
-            }
-        }
-
-        let mut sql = Sql::new(&format!(
-            "SELECT invitee_id, campaign_id FROM referral WHERE status NOT IN {NOT_ATTRIBUTED} \
-             AND tenant_id = "
-        ));
-        sql.bind(tenant);
-        list(&mut sql, "invitee_id");
-        for row in sql.query().fetch_all(pool).await? {
-            if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
-                f.referral_campaigns.push(row.try_get(1)?);
-            }
-        }
-
-        let mut sql = Sql::new(
-            "SELECT address, credits_posted - debits_posted AS balance FROM ledger_account \
-             WHERE asset = 'points' AND tenant_id = ",
-        );
-        sql.bind(tenant).push(" AND address IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(format!("member:{id}"));
-        }
-        sql.push(")");
-        for row in sql.query().fetch_all(pool).await? {
-            let address: String = row.try_get(0)?;
-            if let Some(f) = address
-                .strip_prefix("member:")
-                .and_then(|m| facts.get_mut(m))
-            {
-                f.points_balance = row.try_get(1)?;
-            }
-        }
-
-        let mut sql = Sql::new(&order_totals());
-        sql.bind(tenant);
-        list(&mut sql, "member_id");
-        sql.push(" GROUP BY member_id");
-        for row in sql.query().fetch_all(pool).await? {
-            let member: String = row.try_get(0)?;
-            if let Some(f) = facts.get_mut(&member) {
-                (f.orders_count, f.total_spent, f.last_order_day) = orders_of(&row, zone)?;
-            }
-        }
-
-        let mut sql = Sql::new(
-            "SELECT member_id, segment, p_alive, clv FROM member_score WHERE tenant_id = ",
-        );
-        sql.bind(tenant);
-        list(&mut sql, "member_id");
-        for row in sql.query().fetch_all(pool).await? {
-            if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
-                f.rfm_segment = Some(row.try_get(1)?);
-                f.p_alive = row.try_get(2)?;
-                f.clv = row.try_get(3)?;
-            }
-        }
-
-        for (id, mut f) in facts {
+        for (id, found) in facts_of(db, tenant_id, zone, chunk).await? {
             let Some(number) = id_number(&id) else {
                 continue;
             };
-            if !found.contains(&id) {
-                f = Facts::default();
-            }
-            let idx: Idx = match index.idx_of(number) {
-                Some(idx) => idx,
-                None if found.contains(&id) => index.add(number),
-                None => continue,
+            let idx: Idx = match (index.idx_of(number), &found) {
+                (Some(idx), _) => idx,
+                (None, Some(_)) => index.add(number),
+                (None, None) => continue,
             };
-            index.set(idx, &f);
+            index.set(idx, &found.unwrap_or_default());
             read += 1;
         }
     }
     Ok(read)
+}
+
+/// The facts of one member as the segments rule language sees them (`None`: no such member in
+/// the tenant), for a rule evaluated on one member with [`super::index::matches`].
+pub async fn member_facts(
+    db: &Db,
+    tenant_id: &TenantId,
+    zone: &TimeZone,
+    id: &str,
+) -> Result<Option<Facts>, sqlx::Error> {
+    Ok(facts_of(db, tenant_id, zone, &[id.to_owned()])
+        .await?
+        .pop()
+        .and_then(|(_, facts)| facts))
+}
+
+/// The facts of up to [`CHUNK`] members, each `None` when the member is not in the database.
+async fn facts_of(
+    db: &Db,
+    tenant_id: &TenantId,
+    zone: &TimeZone,
+    chunk: &[String],
+) -> Result<Vec<(String, Option<Facts>)>, sqlx::Error> {
+    let pool = db.read();
+    let tenant = tenant_id.as_str();
+    let mut facts: std::collections::HashMap<String, Facts> = chunk
+        .iter()
+        .map(|id| (id.clone(), Facts::default()))
+        .collect();
+    let list = |sql: &mut Sql, column: &str| {
+        sql.push(&format!(" AND {column} IN ("));
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(id.as_str());
+        }
+        sql.push(")");
+    };
+
+    let mut sql = Sql::new(PROFILE);
+    sql.bind(tenant);
+    list(&mut sql, "id");
+    let mut found = std::collections::HashSet::new();
+    for row in sql.query().fetch_all(pool).await? {
+        let id: String = row.try_get("id")?;
+        let Some((_, profile)) = profile(&row, zone)? else {
+            continue;
+        };
+        found.insert(id.clone());
+        facts.insert(id, profile);
+    }
+
+    let mut sql = Sql::new("SELECT member_id, tag FROM member_tag WHERE tenant_id = ");
+    sql.bind(tenant);
+    list(&mut sql, "member_id");
+    for row in sql.query().fetch_all(pool).await? {
+        if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
+            f.tags.push(row.try_get(1)?);
+        }
+    }
+
+    let mut sql = Sql::new(
+        "SELECT member_id, group_id FROM group_membership WHERE left_at IS NULL AND tenant_id = ",
+    );
+    sql.bind(tenant);
+    list(&mut sql, "member_id");
+    for row in sql.query().fetch_all(pool).await? {
+        if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
+            f.groups.push(row.try_get(1)?);
+        }
+    }
+
+    let mut sql = Sql::new(&format!(
+        "SELECT invitee_id, campaign_id FROM referral WHERE status NOT IN {NOT_ATTRIBUTED} \
+         AND tenant_id = "
+    ));
+    sql.bind(tenant);
+    list(&mut sql, "invitee_id");
+    for row in sql.query().fetch_all(pool).await? {
+        if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
+            f.referral_campaigns.push(row.try_get(1)?);
+        }
+    }
+
+    let mut sql = Sql::new(
+        "SELECT address, credits_posted - debits_posted AS balance FROM ledger_account \
+         WHERE asset = 'points' AND tenant_id = ",
+    );
+    sql.bind(tenant).push(" AND address IN (");
+    for (i, id) in chunk.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(format!("member:{id}"));
+    }
+    sql.push(")");
+    for row in sql.query().fetch_all(pool).await? {
+        let address: String = row.try_get(0)?;
+        if let Some(f) = address
+            .strip_prefix("member:")
+            .and_then(|m| facts.get_mut(m))
+        {
+            f.points_balance = row.try_get(1)?;
+        }
+    }
+
+    let mut sql = Sql::new(&order_totals());
+    sql.bind(tenant);
+    list(&mut sql, "member_id");
+    sql.push(" GROUP BY member_id");
+    for row in sql.query().fetch_all(pool).await? {
+        let member: String = row.try_get(0)?;
+        if let Some(f) = facts.get_mut(&member) {
+            (f.orders_count, f.total_spent, f.last_order_day) = orders_of(&row, zone)?;
+        }
+    }
+
+    let mut sql =
+        Sql::new("SELECT member_id, segment, p_alive, clv FROM member_score WHERE tenant_id = ");
+    sql.bind(tenant);
+    list(&mut sql, "member_id");
+    for row in sql.query().fetch_all(pool).await? {
+        if let Some(f) = facts.get_mut(&row.try_get::<String, _>(0)?) {
+            f.rfm_segment = Some(row.try_get(1)?);
+            f.p_alive = row.try_get(2)?;
+            f.clv = row.try_get(3)?;
+        }
+    }
+
+    Ok(facts
+        .into_iter()
+        .map(|(id, f)| {
+            let f = found.contains(&id).then_some(f);
+            (id, f)
+        })
+        .collect())
 }
 
 /// The members whose points accounts the transfers `ids` moved (a ledger event names

@@ -65,7 +65,21 @@ fn rule_error(error: RuleError) -> ApiError {
 
 /// Parse the request's `rule`.
 pub fn parse_rule(value: &Value) -> ApiResult<Rule> {
-    rule::parse(value, "rule").map_err(rule_error)
+    parse_rule_at(value, "rule")
+}
+
+/// Parse a rule given in the request field `root` (`filter`, `audience.rule`): a bad one is
+/// 422 `validation_failed` with `details.path` under `root`.
+pub fn parse_rule_at(value: &Value, root: &str) -> ApiResult<Rule> {
+    rule::parse(value, root).map_err(rule_error)
+}
+
+/// The rule of the tenant's saved segment `id`; `None` when there is no such segment.
+pub async fn saved_rule(db: &Db, tenant_id: &TenantId, id: &str) -> ApiResult<Option<Rule>> {
+    let Some(id) = SegmentId::parse(id) else {
+        return Ok(None);
+    };
+    Ok(find(db, tenant_id, &id).await?.map(|stored| stored.rule))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
