@@ -12,6 +12,7 @@
 //! | points expiry | [`program::expire_points`] | one per chunk of member points accounts |
 //! | expiry warnings | [`program::warn_expiring_points`] | one per chunk of member points accounts |
 //! | birthday perks | [`program::grant_birthday_perks`] | one per chunk of members |
+//! | birthdays (`member.birthday`) | [`program::announce_birthdays`] | one per chunk of members born on today's day |
 //! | repurchase reminders | [`repurchase::run_reminders`] | one for the SKU medians, one per chunk of reminders |
 //! | tier requalification | [`program::requalify_tiers`] | one per chunk of members, one for the day's notice |
 //! | segment history | [`segments::routes::record_counts`] | one for every segment's count of the day (replaced by a repeat) |
@@ -76,6 +77,8 @@ pub struct DailyReport {
     pub members_expired: usize,
     pub warnings: usize,
     pub birthday_perks: usize,
+    /// `member.birthday` events written (members whose birthday is today).
+    pub birthdays: usize,
     pub requalified: usize,
     pub repurchase_reminders: usize,
     /// Segments whose count for the day was recorded (their history).
@@ -110,6 +113,7 @@ pub async fn run_daily_at(
     let warnings = program::warn_expiring_points(db, tenant_id, policy, &zone, at).await?;
     let birthday_perks =
         program::grant_birthday_perks(db, tenant_id, settings.birthday.as_ref(), &zone, at).await?;
+    let birthdays = program::announce_birthdays(db, tenant_id, &zone, at).await?;
     let repurchase_reminders =
         repurchase::run_reminders(db, tenant_id, &zone, settings.repurchase_reminder_days, at)
             .await?;
@@ -129,6 +133,7 @@ pub async fn run_daily_at(
         members_expired: expired.members,
         warnings,
         birthday_perks,
+        birthdays,
         requalified,
         repurchase_reminders,
         segments_counted,

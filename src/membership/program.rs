@@ -1802,6 +1802,77 @@ pub async fn grant_birthday_perks(
     }
 }
 
+/// Daily step: a `member.birthday` event for each active member whose birthday is today in
+/// the tenant's time zone (29 February: 28 February in other years), once per member and year
+/// (notice `birthday-day:{member}:{year}`), for automations and webhooks to act on. Only the
+/// members born on today's month and day are read.
+pub async fn announce_birthdays(
+    db: &Db,
+    tenant_id: &TenantId,
+    zone: &TimeZone,
+    at: Timestamp,
+) -> ApiResult<usize> {
+    let today = calendar::local_date(at, zone);
+    let mut days = vec![format!("{:02}-{:02}", today.month(), today.day())];
+    if today.month() == 2 && today.day() == 28 && !today.in_leap_year() {
+        days.push("02-29".to_owned());
+    }
+    let mut announced = 0;
+    let mut after = String::new();
+    loop {
+        let mut tx = db.begin(at).await?;
+        let rows = sqlx::query(
+            "SELECT id, birthday FROM member WHERE tenant_id = $1 AND status = 'active' \
+             AND birthday IS NOT NULL AND substr(birthday, 6, 5) IN ($2, $3) AND id > $4 \
+             ORDER BY id LIMIT $5",
+        )
+        .bind(tenant_id.as_str())
+        .bind(&days[0])
+        .bind(days.last().unwrap_or(&days[0]))
+        .bind(&after)
+        .bind(DAILY_CHUNK)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut members = Vec::with_capacity(rows.len());
+        for row in &rows {
+            members.push((
+                row.try_get::<String, _>("id")?,
+                row.try_get::<String, _>("birthday")?,
+            ));
+        }
+        for (id, birthday) in &members {
+            let Ok(date) = birthday.parse::<jiff::civil::Date>() else {
+                continue;
+            };
+            let Some(year) = calendar::birthday_perk_due(date, 0, today, None) else {
+                continue;
+            };
+            if notice_once(
+                &mut tx,
+                tenant_id,
+                &format!("birthday-day:{id}:{year}"),
+                id,
+                "birthday",
+            )
+            .await?
+            {
+                tx.emit(NewEvent::new(
+                    tenant_id,
+                    "member.birthday",
+                    Some(id),
+                    json!({ "member_id": id, "year": year }),
+                ));
+                announced += 1;
+            }
+        }
+        tx.commit().await?;
+        match next_chunk(&members, |(id, _)| id) {
+            Some(last) => after = last,
+            None => return Ok(announced),
+        }
+    }
+}
+
 /// One member's birthday perk, if due today and not yet given for this birthday year.
 async fn grant_birthday_perk(
     tx: &mut Tx,

@@ -260,8 +260,8 @@ async fn a_day_over_many_chunks_does_each_member_once(app: TestApp) {
     assert_eq!(
         day["report"],
         json!({"points_expired": 100 * MEMBERS, "members_expired": MEMBERS, "warnings": 0,
-               "birthday_perks": MEMBERS, "requalified": MEMBERS, "repurchase_reminders": 0,
-               "segments_counted": 0})
+               "birthday_perks": MEMBERS, "birthdays": MEMBERS, "requalified": MEMBERS,
+               "repurchase_reminders": 0, "segments_counted": 0})
     );
     let again = shequn::daily::run_daily(&app.state, &tenant).await.unwrap();
     assert_eq!(
