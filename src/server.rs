@@ -250,6 +250,7 @@ pub async fn serve_on(
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let scheduler = tokio::spawn(scheduler_loop(state.clone()));
     let webhooks = tokio::spawn(webhook_loop(state.clone()));
+    let automations = tokio::spawn(engagement::automations::run(state.clone(), true));
     let export = config.nats_url.clone().map(|url| {
         tokio::spawn(engagement::export::run(
             state.clone(),
@@ -269,6 +270,7 @@ pub async fn serve_on(
     maintenance.abort();
     scheduler.abort();
     webhooks.abort();
+    automations.abort();
     if let Some(export) = export {
         export.abort();
     }
@@ -451,6 +453,8 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         orders::checkout::ORDER_EXPIRY_JOB => orders::checkout::expire_job(state, job).await,
         referrals::RELEASE_JOB => referrals::release_job(state, job).await,
         engagement::messages::RELEASE_JOB => engagement::messages::release_job(state, job).await,
+        engagement::automations::STEP_JOB => engagement::automations::step_job(state, job).await,
+        engagement::broadcasts::SEND_JOB => engagement::broadcasts::send_job(state, job).await,
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }

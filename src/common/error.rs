@@ -367,6 +367,11 @@ pub mod codes {
         422,
         "The webhook URL reaches a link-local or cloud-metadata address (169.254.0.0/16, fd00:ec2::254, metadata.google.internal…), which is never called.",
     );
+    pub const BROADCAST_STARTED: ErrorCode = error_code(
+        "broadcast_started",
+        409,
+        "The broadcast is sending, sent, failed or cancelled: only a scheduled one can be cancelled (`details.status` is its state).",
+    );
     pub const ENDPOINT_DISABLED: ErrorCode = error_code(
         "endpoint_disabled",
         409,
@@ -396,6 +401,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::ALREADY_PAID,
     codes::ALREADY_REDEEMED,
     codes::ALREADY_RESOLVED,
+    codes::BROADCAST_STARTED,
     codes::BUDGET_EXHAUSTED,
     codes::CAMPAIGN_NOT_ACTIVE,
     codes::CONCURRENT_REFUND,

@@ -144,7 +144,7 @@ impl MessagingSettings {
     }
 }
 
-async fn load_settings(
+pub async fn load_settings(
     conn: &mut sqlx::AnyConnection,
     tenant_id: &TenantId,
 ) -> ApiResult<MessagingSettings> {
@@ -375,6 +375,70 @@ async fn recipient(
         consent_marketing: consent != 0,
         sent_in_window: sent,
     }))
+}
+
+/// The gate's view of several members at `now`, without locks (for a dry run): members not
+/// in the tenant are absent.
+pub async fn recipients(
+    pool: &sqlx::AnyPool,
+    tenant_id: &TenantId,
+    ids: &[String],
+    now: Timestamp,
+) -> ApiResult<std::collections::HashMap<String, Recipient>> {
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let list = |sql: &mut Sql| {
+        sql.push(" AND member_id IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(id.as_str());
+        }
+        sql.push(")");
+    };
+    let mut sql = Sql::new(
+        "SELECT id AS member_id, status, consent_marketing FROM member WHERE tenant_id = ",
+    );
+    sql.bind(tenant_id.as_str());
+    sql.push(" AND id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(id.as_str());
+    }
+    sql.push(")");
+    for row in sql.query().fetch_all(pool).await? {
+        let status: String = row.try_get("status")?;
+        let consent: i64 = row.try_get("consent_marketing")?;
+        out.insert(
+            row.try_get::<String, _>("member_id")?,
+            Recipient {
+                active: status == STATUS_ACTIVE,
+                consent_marketing: consent != 0,
+                sent_in_window: 0,
+            },
+        );
+    }
+    let since = to_micros(now) - CAP_WINDOW_DAYS * 24 * 3600 * 1_000_000;
+    let mut sql = Sql::new(&format!(
+        "SELECT member_id, COUNT(*) AS n FROM message WHERE category = 'marketing' \
+         AND status IN {COUNTED} AND requested_at > "
+    ));
+    sql.bind(since)
+        .push(" AND tenant_id = ")
+        .bind(tenant_id.as_str());
+    list(&mut sql);
+    sql.push(" GROUP BY member_id");
+    for row in sql.query().fetch_all(pool).await? {
+        if let Some(r) = out.get_mut(&row.try_get::<String, _>("member_id")?) {
+            r.sent_in_window = row.try_get("n")?;
+        }
+    }
+    Ok(out)
 }
 
 fn requested_event(tenant_id: &TenantId, id: &MessageId, out: &Outgoing) -> NewEvent {
@@ -725,6 +789,30 @@ pub struct CreateMessage {
     pub variables: Option<Value>,
 }
 
+/// A message's channel, template and variables checked (`variables` absent: `{}`); `prefix`
+/// goes before the field names in errors (`actions[2].send_message.`).
+pub fn checked_fields(
+    prefix: &str,
+    channel: &str,
+    template: &str,
+    variables: Option<Value>,
+) -> ApiResult<(String, String, Value)> {
+    let channel = text::required(&format!("{prefix}channel"), channel, MAX_NAME_CHARS)?;
+    let template = text::required(&format!("{prefix}template"), template, MAX_NAME_CHARS)?;
+    let variables = variables.unwrap_or_else(|| json!({}));
+    let field = format!("{prefix}variables");
+    if !variables.is_object() {
+        return Err(ApiError::validation(&field, "must be a JSON object"));
+    }
+    if variables.to_string().len() > MAX_VARIABLES_BYTES {
+        return Err(ApiError::validation(
+            &field,
+            format!("must be at most {MAX_VARIABLES_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok((channel, template, variables))
+}
+
 /// Ask for one message to one member: it goes through the gate and comes back `requested`,
 /// `deferred` or `suppressed` (automations and broadcasts use the same gate).
 #[utoipa::path(post, path = "/v1/messages", tag = "engagement", request_body = CreateMessage,
@@ -737,18 +825,8 @@ async fn create_message(
 ) -> ApiResult<(StatusCode, Json<Message>)> {
     let member_id =
         MemberId::parse(&request.member_id).ok_or_else(|| ApiError::not_found("member"))?;
-    let channel = text::required("channel", &request.channel, MAX_NAME_CHARS)?;
-    let template = text::required("template", &request.template, MAX_NAME_CHARS)?;
-    let variables = request.variables.unwrap_or_else(|| json!({}));
-    if !variables.is_object() {
-        return Err(ApiError::validation("variables", "must be a JSON object"));
-    }
-    if variables.to_string().len() > MAX_VARIABLES_BYTES {
-        return Err(ApiError::validation(
-            "variables",
-            format!("must be at most {MAX_VARIABLES_BYTES} bytes of JSON"),
-        ));
-    }
+    let (channel, template, variables) =
+        checked_fields("", &request.channel, &request.template, request.variables)?;
     let zone = crate::tenants::time_zone_in(&state.db, &auth.tenant_id).await?;
     let out = Outgoing {
         member_id,

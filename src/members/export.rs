@@ -109,6 +109,7 @@ pub const COVERED: &[Covered] = &[
     covered("lottery", "result", "community.lottery_entries"),
     covered("member_score", "member_id", "analytics.score"),
     covered("message", "member_id", "engagement.messages"),
+    covered("engagement_run", "member_id", "engagement.runs"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -525,6 +526,22 @@ pub struct ExportedLotteryEntry {
 pub struct EngagementExport {
     /// Oldest first.
     pub messages: Vec<ExportedMessage>,
+    /// The automations and broadcasts that reached the member (`source_id`), oldest first.
+    pub runs: Vec<ExportedRun>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedRun {
+    pub id: String,
+    /// The automation (`aut_…`) or broadcast (`bro_…`).
+    pub source_id: String,
+    /// `waiting`, `completed`, `filtered_out` or `skipped`.
+    pub status: String,
+    pub due_at: String,
+    /// What the actions did (coupon, points, tags, message ids).
+    #[schema(value_type = Option<Object>)]
+    pub outcome: Option<Value>,
+    pub created_at: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -604,6 +621,7 @@ pub async fn export(
         messages: reader
             .list("engagement.messages", MESSAGES, exported_message)
             .await?,
+        runs: reader.list("engagement.runs", RUNS, exported_run).await?,
     };
     let truncated = reader.truncated;
     tx.rollback().await?;
@@ -945,6 +963,9 @@ const MESSAGES: &str = "SELECT id, channel, category, template, variables, statu
     deliver_at, requested_at, source, created_at, updated_at FROM message \
     WHERE tenant_id = $1 AND member_id = $2 ORDER BY id LIMIT {LIMIT}";
 
+const RUNS: &str = "SELECT id, source_id, status, due_at, outcome, created_at FROM engagement_run \
+    WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at, id LIMIT {LIMIT}";
+
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
     scored_at FROM member_score WHERE tenant_id = $1 AND member_id = $2";
@@ -1284,6 +1305,18 @@ fn exported_message(row: &AnyRow) -> Result<ExportedMessage, sqlx::Error> {
         source: row.try_get("source")?,
         created_at: instant(row, "created_at")?,
         updated_at: instant(row, "updated_at")?,
+    })
+}
+
+fn exported_run(row: &AnyRow) -> Result<ExportedRun, sqlx::Error> {
+    let outcome: Option<String> = row.try_get("outcome")?;
+    Ok(ExportedRun {
+        id: row.try_get("id")?,
+        source_id: row.try_get("source_id")?,
+        status: row.try_get("status")?,
+        due_at: instant(row, "due_at")?,
+        outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
+        created_at: instant(row, "created_at")?,
     })
 }
 

@@ -5,6 +5,7 @@ mod support;
 
 mod analytics;
 mod analytics_quality;
+mod automations;
 mod cli;
 mod community;
 mod console;

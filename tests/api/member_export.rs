@@ -493,6 +493,17 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         .await;
     created(&message, "a message");
 
+    // A broadcast to the vip members (x among them): one run for x.
+    let broadcast = app
+        .post(
+            "/v1/broadcasts",
+            &json!({"name": "vip day", "audience": {"rule": {"tag": "vip"}},
+                    "actions": [{"grant_points": {"points": 1}}]}),
+        )
+        .await;
+    created(&broadcast, "a broadcast");
+    shequn::server::run_due_jobs(&app.state).await.unwrap();
+
     Scenario {
         x,
         inviter,
@@ -717,9 +728,15 @@ async fn export_of_a_member_active_in_every_domain_fills_every_section(app: Test
     );
     assert_eq!(wallet["spends"][0]["amount"], 1700);
     assert_eq!(wallet["refunds"][0]["amount"], 500);
+    let mut notices: Vec<&str> = list(&export, "membership.notices")
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    notices.sort();
     assert_eq!(
-        list(&export, "membership.notices")[0]["kind"],
-        "birthday_perk"
+        notices,
+        ["birthday", "birthday_perk"],
+        "the day's event and its perk"
     );
 
     // Growth: both roles, the review, the rewards, the rung, the code and the signals.
