@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::rule::{self, Rule, RuleError};
@@ -272,15 +272,7 @@ async fn create_segment(
     Ok((StatusCode::CREATED, Json(segment.show(count))))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
+pub use crate::common::pagination::PageQuery;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentPage {

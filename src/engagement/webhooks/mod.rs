@@ -232,15 +232,7 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
+pub use crate::common::pagination::PageQuery;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookEndpointPage {

@@ -213,15 +213,7 @@ async fn get_template(
     Ok(Json(template.view))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
+pub use crate::common::pagination::PageQuery;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TemplatePage {
