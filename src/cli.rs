@@ -278,6 +278,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         endpoints: usize,
     },
+    /// The time from a member's change to its automation's message (p50 / p99): the worker
+    /// woken by commits against one polling the outbox each second.
+    Automations {
+        /// Members created per side.
+        #[arg(long, default_value_t = 200)]
+        members: usize,
+    },
     /// The server time of every console page (p50 / p99) on the database given by
     /// `--database-url` (the demo's, say), signed in as an existing operator.
     ConsolePages {
@@ -721,6 +728,17 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
                     events: *events,
                     endpoints: *endpoints,
                 },
+            )
+            .await?
+        }
+        BenchCommand::Automations { members } => {
+            crate::bench::automations::run(
+                crate::bench::BenchOptions {
+                    database_url,
+                    duration: std::time::Duration::from_secs(0),
+                    concurrency: 0,
+                },
+                crate::bench::automations::Options { members: *members },
             )
             .await?
         }

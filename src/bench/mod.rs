@@ -2,6 +2,7 @@
 //! path against the same kind of database in one process and one run, checks exactness after
 //! both, and prints one JSON object as its last line.
 
+pub mod automations;
 pub mod console_pages;
 pub mod flash_sale;
 pub mod ledger;
