@@ -128,6 +128,7 @@ catalogue! {
     Community => "社群", "Community";
     Members => "会员", "Members";
     Segments => "人群", "Segments";
+    Engagement => "触达", "Engagement";
     Settings => "设置", "Settings";
     AuditLog => "操作日志", "Audit log";
     Search => "搜索", "Search";

@@ -63,6 +63,7 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .route("/console/", get(pages::dashboard::page))
         .merge(pages::members::routes())
         .merge(pages::segments::routes())
+        .merge(pages::engagement::routes())
         .merge(pages::program::routes())
         .merge(pages::shop::routes())
         .merge(pages::settings::routes())

@@ -19,6 +19,7 @@ pub enum Nav {
     Dashboard,
     Members,
     Segments,
+    Engagement,
     Program,
     Coupons,
     Products,
@@ -33,10 +34,11 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 13] = [
+    const ALL: [Nav; 14] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
+        Nav::Engagement,
         Nav::Program,
         Nav::Coupons,
         Nav::Products,
@@ -54,6 +56,7 @@ impl Nav {
             Nav::Dashboard => "/console/",
             Nav::Members => "/console/members",
             Nav::Segments => "/console/segments",
+            Nav::Engagement => "/console/engagement",
             Nav::Program => "/console/program",
             Nav::Coupons => "/console/coupons",
             Nav::Products => "/console/products",
@@ -72,6 +75,7 @@ impl Nav {
             Nav::Dashboard => Msg::Dashboard,
             Nav::Members => Msg::Members,
             Nav::Segments => Msg::Segments,
+            Nav::Engagement => Msg::Engagement,
             Nav::Program => Msg::Program,
             Nav::Coupons => Msg::Coupons,
             Nav::Products => Msg::Products,

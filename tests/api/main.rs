@@ -10,6 +10,7 @@ mod cli;
 mod community;
 mod console;
 mod console_community;
+mod console_engagement;
 mod console_insight;
 mod console_sales;
 mod console_segments;
