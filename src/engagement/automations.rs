@@ -17,10 +17,11 @@
 //!    ([`super::actions`]) in one transaction with the run's move from `waiting`, which is
 //!    conditional: a step that lost a race does nothing.
 //!
-//! Each node runs [`run_automations`] when a transaction of its own writes events (the
-//! database's commit notification) and at least every [`POLL`] for the other nodes' events;
-//! steps due at once run in the same pass, so the time from a member's change to the
-//! automation's message is one pass, not a scheduler tick.
+//! Each node runs a pass when a transaction of its own writes events (the database's commit
+//! notification) and at least every [`POLL`] for the other nodes' events; steps due at once run
+//! in the same pass, so the time from a member's change to the automation's message is one
+//! pass, not a scheduler tick. A pass woken by a commit leaves the cursor of an automation that
+//! found nothing where it is (see [`pass`]): unrelated commits cost reads, not writes.
 //!
 //! # Loops
 //!
@@ -527,10 +528,17 @@ pub struct Pass {
 }
 
 /// One pass on every tenant: new events become runs, and the runs due now take their step.
-/// Each node calls this when woken and every [`POLL`]; tests call it after events.
+/// Each node calls this every [`POLL`]; tests call it after events.
 pub async fn run_automations(state: &AppState) -> anyhow::Result<Pass> {
+    pass(state, false).await
+}
+
+/// A pass; `lazy` (a pass woken by a commit) moves the cursor of an automation that found no
+/// event of its trigger only when a whole page went by, so that a stream of unrelated commits
+/// (a flash sale) costs reads, not a write per automation per commit; the next poll moves it.
+pub async fn pass(state: &AppState, lazy: bool) -> anyhow::Result<Pass> {
     let now = state.clock.now();
-    let due_now = fan_out(&state.db, now).await?;
+    let due_now = fan_out(&state.db, now, lazy).await?;
     let mut pass = Pass {
         runs: due_now.len(),
         ..Pass::default()
@@ -564,15 +572,16 @@ pub async fn run(state: AppState, wake_on_commit: bool) {
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if wake_on_commit {
+        let woken = if wake_on_commit {
             tokio::select! {
-                _ = tick.tick() => {}
-                _ = committed.notified() => {}
+                _ = tick.tick() => false,
+                _ = committed.notified() => true,
             }
         } else {
             tick.tick().await;
-        }
-        if let Err(error) = run_automations(&state).await {
+            false
+        };
+        if let Err(error) = pass(&state, woken).await {
             tracing::warn!(error = format!("{error:#}"), "automation pass failed");
         }
         // Under a stream of commits, a pass at most every few milliseconds: the commits of
@@ -591,7 +600,11 @@ fn step_new_job(run_id: &RunId, due_at: i64) -> NewJob {
 }
 
 /// Write runs for every active automation's new events; returns the runs written.
-async fn fan_out(db: &Db, now: jiff::Timestamp) -> anyhow::Result<Vec<(TenantId, RunId, i64)>> {
+async fn fan_out(
+    db: &Db,
+    now: jiff::Timestamp,
+    lazy: bool,
+) -> anyhow::Result<Vec<(TenantId, RunId, i64)>> {
     let rows = sqlx::query(
         "SELECT tenant_id, id, trigger_event, delay_secs, event_cursor FROM automation \
          WHERE status = 'active' ORDER BY tenant_id, id",
@@ -656,6 +669,9 @@ async fn fan_out(db: &Db, now: jiff::Timestamp) -> anyhow::Result<Vec<(TenantId,
                         })
                     })
                     .collect();
+                if lazy && new.is_empty() && events.len() < PAGE as usize {
+                    continue;
+                }
                 match advance(db, now, automation, &new, last).await? {
                     Some(runs) => {
                         written.extend(

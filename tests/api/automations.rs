@@ -127,9 +127,17 @@ async fn automation_filter_grants_only_to_matching_members_once(app: TestApp) {
     assert_eq!(data["automation_id"], id.as_str(), "{}", requested.body);
     assert_eq!(data["member_id"], vip.as_str());
 
-    // Passes again act on nothing new.
+    // Passes again act on nothing new; a woken pass after an unrelated event neither.
     let again = run_automations(&app.state).await.unwrap();
     assert_eq!((again.runs, again.steps), (0, 0));
+    let other = app
+        .post(&format!("/v1/members/{plain}/tags"), &json!({"add": ["x"]}))
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    let woken = shequn::engagement::automations::pass(&app.state, true)
+        .await
+        .unwrap();
+    assert_eq!((woken.runs, woken.steps), (0, 0));
     assert_eq!(coupons_of(&app, &vip).await, 1);
 
     let s = stats(&app, &format!("/v1/automations/{id}")).await;
@@ -144,7 +152,10 @@ async fn automation_filter_grants_only_to_matching_members_once(app: TestApp) {
 
     // A vip without consent gets the coupon, and the message is suppressed.
     let quiet = member(&app, "quiet-vip", &["vip"], false).await;
-    run_automations(&app.state).await.unwrap();
+    // A pass woken by a commit acts as a polled one when its trigger happened.
+    shequn::engagement::automations::pass(&app.state, true)
+        .await
+        .unwrap();
     assert_eq!(coupons_of(&app, &quiet).await, 1);
     let spared = messages_of(&app, &quiet).await;
     assert_eq!(
