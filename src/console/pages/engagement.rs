@@ -485,6 +485,40 @@ async fn refused_page(console: &Console, signed: &Signed, typed: Typed) -> Respo
     unprocessable(engagement_page(console, signed, &ListParams::default(), &typed).await)
 }
 
+/// Send a form's body to `POST /v1/{kind}s`: the new one's page, or the list page with the
+/// form as typed and the reason (422).
+async fn create(
+    console: &Console,
+    signed: &Signed,
+    kind: &'static str,
+    body: Result<Value, String>,
+    form_key: Option<&str>,
+    refuse: impl Fn(String) -> Typed,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(message) => return refused_page(console, signed, refuse(message)).await,
+    };
+    let answer = console
+        .call(
+            signed,
+            Method::POST,
+            &format!("/v1/{kind}s"),
+            Some(&body),
+            form_key,
+        )
+        .await;
+    if answer.ok() {
+        let id = text(&answer.body["id"]);
+        return Redirect::to(&format!(
+            "/console/engagement/{kind}s/{}?created=1",
+            encode(&id)
+        ))
+        .into_response();
+    }
+    refused_page(console, signed, refuse(answer.message())).await
+}
+
 async fn create_automation(
     State(console): State<Console>,
     Change(posted): Change<AutomationForm>,
@@ -495,28 +529,16 @@ async fn create_automation(
         refused: Some(("automation", message)),
         ..Typed::default()
     };
-    let body = match posted.form.body(signed) {
-        Ok(body) => body,
-        Err(message) => return refused_page(&console, signed, refuse(message)).await,
-    };
-    let answer = console
-        .call(
-            signed,
-            Method::POST,
-            "/v1/automations",
-            Some(&body),
-            posted.form_key.as_deref(),
-        )
-        .await;
-    if answer.ok() {
-        let id = text(&answer.body["id"]);
-        return Redirect::to(&format!(
-            "/console/engagement/automations/{}?created=1",
-            encode(&id)
-        ))
-        .into_response();
-    }
-    refused_page(&console, signed, refuse(answer.message())).await
+    let body = posted.form.body(signed);
+    create(
+        &console,
+        signed,
+        "automation",
+        body,
+        posted.form_key.as_deref(),
+        refuse,
+    )
+    .await
 }
 
 async fn create_broadcast(
@@ -524,33 +546,24 @@ async fn create_broadcast(
     Change(posted): Change<BroadcastForm>,
 ) -> Response {
     let signed = &posted.signed;
-    let refuse = |message: String| Typed {
-        broadcast: posted.form.clone(),
+    let body = posted.form.body(signed);
+    create(
+        &console,
+        signed,
+        "broadcast",
+        body,
+        posted.form_key.as_deref(),
+        |message| refused_broadcast(&posted.form, message),
+    )
+    .await
+}
+
+fn refused_broadcast(form: &BroadcastForm, message: String) -> Typed {
+    Typed {
+        broadcast: form.clone(),
         refused: Some(("broadcast", message)),
         ..Typed::default()
-    };
-    let body = match posted.form.body(signed) {
-        Ok(body) => body,
-        Err(message) => return refused_page(&console, signed, refuse(message)).await,
-    };
-    let answer = console
-        .call(
-            signed,
-            Method::POST,
-            "/v1/broadcasts",
-            Some(&body),
-            posted.form_key.as_deref(),
-        )
-        .await;
-    if answer.ok() {
-        let id = text(&answer.body["id"]);
-        return Redirect::to(&format!(
-            "/console/engagement/broadcasts/{}?created=1",
-            encode(&id)
-        ))
-        .into_response();
     }
-    refused_page(&console, signed, refuse(answer.message())).await
 }
 
 /// `POST /console/engagement/broadcasts/dry-run`: the list page with the answer and the form
@@ -560,11 +573,7 @@ async fn dry_run(
     Change(posted): Change<BroadcastForm>,
 ) -> Response {
     let signed = &posted.signed;
-    let refuse = |message: String| Typed {
-        broadcast: posted.form.clone(),
-        refused: Some(("broadcast", message)),
-        ..Typed::default()
-    };
+    let refuse = |message: String| refused_broadcast(&posted.form, message);
     let body = match posted.form.body(signed) {
         Ok(body) => body,
         Err(message) => return refused_page(&console, signed, refuse(message)).await,
