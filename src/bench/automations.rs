@@ -9,7 +9,8 @@
 //!
 //! Ours: the worker woken by this process's commits (and polling every 500 ms for other
 //! nodes). Naive, on the same database and settings: a worker that polls the outbox once a
-//! second, as a cron-style consumer does. Exactness: every member gets exactly one message from
+//! second, as a cron-style consumer does. Both sides run the scheduler loop of `serve` beside
+//! the worker. Exactness: every member gets exactly one message from
 //! the side's automation, and every run completed.
 
 use std::sync::Arc;
@@ -55,6 +56,19 @@ async fn side(db: &crate::common::db::Db, options: Options, naive: bool) -> anyh
         })
     } else {
         tokio::spawn(automations::run(state.clone(), true))
+    };
+    // The scheduler loop as `serve` runs it: a step that is not run at once is run by it.
+    let scheduler = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::server::SCHEDULER_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(error) = crate::server::run_due_jobs(&state).await {
+                    tracing::warn!(error = format!("{error:#}"), "scheduler pass failed");
+                }
+            }
+        })
     };
     let client = reqwest::Client::new();
     let base = format!("http://{address}");
@@ -120,6 +134,7 @@ async fn side(db: &crate::common::db::Db, options: Options, naive: bool) -> anyh
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     worker.abort();
+    scheduler.abort();
     server.abort();
 
     let rows: Vec<(i64, i64)> = sqlx::query_as(

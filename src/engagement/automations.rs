@@ -537,12 +537,13 @@ pub async fn run_automations(state: &AppState) -> anyhow::Result<Pass> {
 /// event of its trigger only when a whole page went by, so that a stream of unrelated commits
 /// (a flash sale) costs reads, not a write per automation per commit; the next poll moves it.
 pub async fn pass(state: &AppState, lazy: bool) -> anyhow::Result<Pass> {
-    let now = state.clock.now();
-    let due_now = fan_out(&state.db, now, lazy).await?;
+    let due_now = fan_out(&state.db, state.clock.now(), lazy).await?;
     let mut pass = Pass {
         runs: due_now.len(),
         ..Pass::default()
     };
+    // Now after the read: an event committed while the pass was reading is due too.
+    let now = state.clock.now();
     for (tenant_id, run_id, due_at) in due_now {
         if due_at > to_micros(now) {
             continue;
