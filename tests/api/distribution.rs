@@ -24,6 +24,7 @@ backend_tests!(
     distribution_concurrent_payments_stay_exact,
     distribution_manual_approval_suspension_and_product_rates,
     distribution_reports_sum_what_promoters_earned,
+    distribution_wallet_bonus_money_earns_nothing,
     distribution_other_tenants_ids_are_404,
 );
 
@@ -831,4 +832,54 @@ async fn distribution_other_tenants_ids_are_404(app: TestApp) {
     // Still waiting for review on the owner's side.
     let mine = app.get(&format!("/v1/withdrawals/{w_id}")).await;
     assert_eq!(mine.body["status"], "pending");
+}
+
+async fn distribution_wallet_bonus_money_earns_nothing(app: TestApp) {
+    enable(&app, json!({})).await;
+    let policy = put(
+        &app,
+        "/v1/program/stored-value",
+        &json!({"spend_policy": "bonus_first"}),
+    )
+    .await;
+    assert_eq!(policy.status, StatusCode::OK, "{}", policy.body);
+    let (p, p_member) = promoter(&app, "p", None).await;
+    let x = customer(&app, "x", &p).await;
+    let plan = app
+        .post(
+            "/v1/topup-plans",
+            &json!({"name": "充100送20", "pay": 10000, "bonus": 2000}),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::CREATED, "{}", plan.body);
+    let topup = app
+        .post(
+            &format!("/v1/members/{x}/topups"),
+            &json!({"plan_id": plan.body["id"], "payment_ref": "pay-topup"}),
+        )
+        .await;
+    assert_eq!(topup.status, StatusCode::CREATED, "{}", topup.body);
+    let tea = product(&app, "TEA", 6_000).await;
+    let order = app
+        .post(
+            "/v1/orders",
+            &json!({"member_id": x, "items": [{"product_id": tea, "qty": 1}]}),
+        )
+        .await;
+    let order_id = order.body["id"].as_str().unwrap().to_owned();
+    let paid = app
+        .post(
+            &format!("/v1/orders/{order_id}/payments"),
+            &json!({"method": "wallet", "reference": "wallet-1"}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    // 2,000 of the 6,000 came from the bonus: 10 % of 4,000.
+    assert_eq!(commissions(&app, &p, None).await[0]["amount"], 400);
+    assert_eq!(commission_balance(&app, &p_member).await, (0, 400, 0));
+    // Half refunded: half of it.
+    refund(&app, &order_id, Some(3_000)).await;
+    assert_eq!(commissions(&app, &p, None).await[0]["amount"], 200);
+    assert_eq!(commission_balance(&app, &p_member).await, (0, 200, 0));
+    verify_ok(&app).await;
 }
