@@ -25,6 +25,7 @@ pub enum Nav {
     Orders,
     Sales,
     Referrals,
+    Distribution,
     Community,
     Analytics,
     Settings,
@@ -33,7 +34,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 13] = [
+    const ALL: [Nav; 14] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
@@ -43,6 +44,7 @@ impl Nav {
         Nav::Orders,
         Nav::Sales,
         Nav::Referrals,
+        Nav::Distribution,
         Nav::Community,
         Nav::Analytics,
         Nav::Settings,
@@ -60,6 +62,7 @@ impl Nav {
             Nav::Orders => "/console/orders",
             Nav::Sales => "/console/sales",
             Nav::Referrals => "/console/referrals",
+            Nav::Distribution => "/console/distribution",
             Nav::Community => "/console/community",
             Nav::Analytics => "/console/analytics",
             Nav::Settings => "/console/settings",
@@ -78,6 +81,7 @@ impl Nav {
             Nav::Orders => Msg::Orders,
             Nav::Sales => Msg::Sales,
             Nav::Referrals => Msg::Referrals,
+            Nav::Distribution => Msg::Distribution,
             Nav::Community => Msg::Community,
             Nav::Analytics => Msg::Analytics,
             Nav::Settings => Msg::Settings,

@@ -301,6 +301,7 @@ pub async fn on_order_refunded(tx: &mut Tx, refund: &OrderRefunded<'_>) -> ApiRe
         let promoter = store::promoter(tx.conn(), tenant_id, &commission.promoter_id, true)
             .await?
             .ok_or_else(|| internal(format!("commission {} without promoter", commission.id)))?;
+        let before = commission.amount;
         let (taken_back, debt) = match commission.status {
             CommissionStatus::Pending => {
                 reduce_pending(tx, tenant_id, &mut commission, &promoter.member_id, owed).await?;
@@ -321,6 +322,10 @@ pub async fn on_order_refunded(tx: &mut Tx, refund: &OrderRefunded<'_>) -> ApiRe
         };
         let now = to_micros(tx.now());
         store::save_commission(tx.conn(), tenant_id, &commission, None, now).await?;
+        if commission.amount == before {
+            // A small refund that rounds to the same fen changes nothing worth announcing.
+            continue;
+        }
         tx.emit(NewEvent::new(
             tenant_id,
             "commission.adjusted",

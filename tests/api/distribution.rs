@@ -11,6 +11,7 @@ use jiff::SignedDuration;
 use serde_json::{json, Value};
 
 use crate::backend_tests;
+use crate::console_support::{html, location, operator, Browser};
 use crate::support::{build, TestApp};
 
 backend_tests!(
@@ -25,6 +26,7 @@ backend_tests!(
     distribution_manual_approval_suspension_and_product_rates,
     distribution_reports_sum_what_promoters_earned,
     distribution_wallet_bonus_money_earns_nothing,
+    distribution_console_page_shows_the_summary_and_decides_applications,
     distribution_other_tenants_ids_are_404,
 );
 
@@ -882,4 +884,48 @@ async fn distribution_wallet_bonus_money_earns_nothing(app: TestApp) {
     assert_eq!(commissions(&app, &p, None).await[0]["amount"], 200);
     assert_eq!(commission_balance(&app, &p_member).await, (0, 200, 0));
     verify_ok(&app).await;
+}
+
+async fn distribution_console_page_shows_the_summary_and_decides_applications(app: TestApp) {
+    use shequn::console::operators::Role;
+    operator(&app, &app.tenant_id, "ops@shop.example", Role::Operator).await;
+    operator(&app, &app.tenant_id, "viewer@shop.example", Role::Viewer).await;
+    let mut viewer = Browser::signed_in(&app, "viewer@shop.example").await;
+    let off = html(&viewer.get("/console/distribution").await);
+    assert!(off.contains("分销未开启"), "{off}");
+    enable(&app, json!({"approval": "manual"})).await;
+    let member = app.member("applicant").await;
+    let applied = app
+        .post("/v1/promoters", &json!({"member_id": member}))
+        .await;
+    let p = applied.body["id"].as_str().unwrap().to_owned();
+    let page = viewer.get("/console/distribution").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = html(&page);
+    assert!(
+        text.contains(&format!("/console/members/{member}")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/approve"),
+        "a viewer is offered no decision"
+    );
+    assert!(!text.contains("分销未开启"));
+    let mut ops = Browser::signed_in(&app, "ops@shop.example").await;
+    let action = format!("/console/distribution/promoters/{p}/approve");
+    assert!(html(&ops.get("/console/distribution").await).contains(&action));
+    let token = ops.csrf().await;
+    let approved = ops.post(&action, &[("csrf_token", &token)]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&approved), "/console/distribution?done=approved");
+    assert_eq!(detail(&app, &p).await["status"], "approved");
+    let again = ops.post(&action, &[("csrf_token", &token)]).await;
+    assert!(location(&again).contains("error="), "{}", location(&again));
+    let unknown = ops
+        .post(
+            &format!("/console/distribution/promoters/{p}/forget"),
+            &[("csrf_token", &token)],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
