@@ -125,10 +125,14 @@ async fn put_settings(
 }
 
 /// The tenant's product or 404.
-async fn require_product(tx: &mut Tx, auth: &Auth, id: &str) -> ApiResult<String> {
+async fn require_product(
+    conn: &mut sqlx::AnyConnection,
+    auth: &Auth,
+    id: &str,
+) -> ApiResult<String> {
     let id =
         crate::common::ids::ProductId::parse(id).ok_or_else(|| ApiError::not_found("product"))?;
-    orders::products::fetch(tx.conn(), &auth.tenant_id, id.as_str()).await?;
+    orders::products::fetch(conn, &auth.tenant_id, id.as_str()).await?;
     Ok(id.as_str().to_owned())
 }
 
@@ -142,10 +146,9 @@ async fn get_product_rates(
     auth: Auth,
     Path(product_id): Path<String>,
 ) -> ApiResult<Json<ProductRatesView>> {
-    let mut tx = state.begin().await?;
-    let product_id = require_product(&mut tx, &auth, &product_id).await?;
-    let rates = store::product_rates(tx.conn(), &auth.tenant_id, &product_id).await?;
-    tx.commit().await?;
+    let mut conn = state.db.read().acquire().await?;
+    let product_id = require_product(&mut conn, &auth, &product_id).await?;
+    let rates = store::product_rates(&mut conn, &auth.tenant_id, &product_id).await?;
     Ok(Json(ProductRatesView { product_id, rates }))
 }
 
@@ -163,7 +166,7 @@ async fn put_product_rates(
 ) -> ApiResult<Json<ProductRatesView>> {
     rates.check()?;
     let mut tx = state.begin().await?;
-    let product_id = require_product(&mut tx, &auth, &product_id).await?;
+    let product_id = require_product(tx.conn(), &auth, &product_id).await?;
     let now = to_micros(tx.now());
     store::put_product_rates(tx.conn(), &auth.tenant_id, &product_id, &rates, now).await?;
     tx.emit(NewEvent::new(
@@ -190,7 +193,7 @@ async fn delete_product_rates(
     Path(product_id): Path<String>,
 ) -> ApiResult<Json<ProductRatesView>> {
     let mut tx = state.begin().await?;
-    let product_id = require_product(&mut tx, &auth, &product_id).await?;
+    let product_id = require_product(tx.conn(), &auth, &product_id).await?;
     store::delete_product_rates(tx.conn(), &auth.tenant_id, &product_id).await?;
     tx.emit(NewEvent::new(
         &auth.tenant_id,

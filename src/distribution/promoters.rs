@@ -170,17 +170,27 @@ async fn apply(
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
-/// A promoter with its figures.
+/// A promoter with its figures (inside the caller's transaction).
 async fn detail(
     tx: &mut Tx,
     tenant_id: &TenantId,
     promoter: StoredPromoter,
 ) -> ApiResult<PromoterDetail> {
     let now = to_micros(tx.now());
+    detail_on(tx.conn(), tenant_id, promoter, now).await
+}
+
+/// A promoter with its figures, read on `conn` as of `now`.
+async fn detail_on(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    promoter: StoredPromoter,
+    now: i64,
+) -> ApiResult<PromoterDetail> {
     let [team_size, customers, orders, gmv, pending, withdrawn] =
-        store::promoter_stats(tx.conn(), tenant_id, &promoter.id, now).await?;
+        store::promoter_stats(conn, tenant_id, &promoter.id, now).await?;
     let available = crate::ledger::store::available(
-        tx.conn(),
+        conn,
         tenant_id,
         &Address::member(&promoter.member_id),
         Asset::Commission,
@@ -237,11 +247,13 @@ async fn get_promoter(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PromoterDetail>> {
-    let mut tx = state.begin().await?;
-    let promoter = require(tx.conn(), &auth.tenant_id, &id, false).await?;
-    let detail = detail(&mut tx, &auth.tenant_id, promoter).await?;
-    tx.commit().await?;
-    Ok(Json(detail))
+    // A read: the read pool, not a write transaction.
+    let now = to_micros(state.clock.now());
+    let mut conn = state.db.read().acquire().await?;
+    let promoter = require(&mut conn, &auth.tenant_id, &id, false).await?;
+    Ok(Json(
+        detail_on(&mut conn, &auth.tenant_id, promoter, now).await?,
+    ))
 }
 
 /// Move a promoter from one of `from` to `to`, with its event; 409
@@ -505,12 +517,11 @@ async fn member_promoter(
     Path(id): Path<String>,
 ) -> ApiResult<Json<BindingView>> {
     let member = members::member_id(&id)?;
-    let mut tx = state.begin().await?;
-    members::store::require(tx.conn(), &auth.tenant_id, &member).await?;
-    let settings = store::settings(tx.conn(), &auth.tenant_id).await?;
-    let row = store::binding(tx.conn(), &auth.tenant_id, &member, false).await?;
-    let now = to_micros(tx.now());
-    tx.commit().await?;
+    let now = to_micros(state.clock.now());
+    let mut conn = state.db.read().acquire().await?;
+    members::store::require(&mut conn, &auth.tenant_id, &member).await?;
+    let settings = store::settings(&mut conn, &auth.tenant_id).await?;
+    let row = store::binding(&mut conn, &auth.tenant_id, &member, false).await?;
     Ok(Json(binding_view(
         member.as_str(),
         settings.binding.mode,
