@@ -530,6 +530,17 @@ async fn distribution_withdrawals_are_approved_paid_failed_and_rejected(app: Tes
         .post(&format!("/v1/withdrawals/{w3_id}/approve"), &json!({}))
         .await;
     assert_eq!(rejected.status, StatusCode::CONFLICT);
+    // A retried request (same Idempotency-Key) reserves once and answers the same withdrawal.
+    let path = format!("/v1/promoters/{p}/withdrawals");
+    let first = app
+        .post_idempotent(&path, "withdraw-once", &json!({"amount": 100}))
+        .await;
+    let retry = app
+        .post_idempotent(&path, "withdraw-once", &json!({"amount": 100}))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(retry.body["id"], first.body["id"]);
+    assert_eq!(commission_balance(&app, &p_member).await, (500, 0, 400));
     let list = app
         .get(&format!("/v1/promoters/{p}/withdrawals?status=paid"))
         .await;
