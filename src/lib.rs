@@ -11,7 +11,8 @@
 //!   [`membership`] (tiers, growth, points rules and expiry, member day, birthday perks, stored
 //!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`]
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
-//!   anti-fraud, leaderboards, funnels), [`analytics`] (RFM, lifetime value,
+//!   anti-fraud, leaderboards, funnels), [`distribution`] (promoters, two-level commissions
+//!   within the law, withdrawals), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -28,6 +29,7 @@ pub mod community;
 pub mod console;
 pub mod daily;
 pub mod demo;
+pub mod distribution;
 pub mod docs;
 pub mod engagement;
 pub mod growth;

@@ -30,8 +30,8 @@ use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
 use crate::{
-    analytics, community, console, docs, engagement, growth, members, membership, ops, orders,
-    segments,
+    analytics, community, console, distribution, docs, engagement, growth, members, membership,
+    ops, orders, segments,
 };
 
 /// What every handler can reach.
@@ -71,6 +71,8 @@ pub fn hooks() -> Hooks {
         // Referrals: attribution at signup, qualification on payment, void on refund.
         .member(referrals::hooks::ReferralHooks)
         .order(referrals::hooks::ReferralHooks)
+        // Distribution: pending commissions on payment, adjusted by refunds.
+        .order(distribution::DistributionHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
 }
@@ -117,6 +119,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(engagement::routes())
         .merge(community::routes())
         .merge(growth::routes())
+        .merge(distribution::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())
@@ -452,6 +455,7 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
         orders::checkout::ORDER_EXPIRY_JOB => orders::checkout::expire_job(state, job).await,
         referrals::RELEASE_JOB => referrals::release_job(state, job).await,
+        distribution::RELEASE_JOB => distribution::commissions::release_job(state, job).await,
         engagement::messages::RELEASE_JOB => engagement::messages::release_job(state, job).await,
         engagement::automations::STEP_JOB => engagement::automations::step_job(state, job).await,
         engagement::broadcasts::SEND_JOB => engagement::broadcasts::send_job(state, job).await,

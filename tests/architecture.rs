@@ -20,6 +20,7 @@ const DOMAINS: &[&str] = &[
     "analytics",
     "community",
     "growth",
+    "distribution",
     "segments",
     "engagement",
 ];
@@ -368,6 +369,20 @@ fn no_import_cycle_between_domain_folders() {
     // The layering holds for the domains the hooks were made for.
     assert!(!graph["members"].contains("growth") && !graph["members"].contains("analytics"));
     assert!(!graph["orders"].contains("growth"));
+    // Distribution sits beside growth, above orders and the ledger: nothing below reads it.
+    for lower in [
+        "members",
+        "ledger",
+        "membership",
+        "orders",
+        "growth",
+        "community",
+    ] {
+        assert!(
+            !graph[lower].contains("distribution"),
+            "{lower} must not import distribution"
+        );
+    }
 }
 
 #[test]

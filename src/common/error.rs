@@ -377,6 +377,38 @@ pub mod codes {
         409,
         "The webhook endpoint is disabled; enable it (PATCH `status`) first.",
     );
+    pub const ALREADY_PROMOTER: ErrorCode =
+        error_code("already_promoter", 409, "The member is a promoter already.");
+    pub const BELOW_MINIMUM: ErrorCode = error_code(
+        "below_minimum",
+        409,
+        "The withdrawal is below the tenant's minimum (`details.min_amount`).",
+    );
+    pub const DISTRIBUTION_DISABLED: ErrorCode = error_code(
+        "distribution_disabled",
+        409,
+        "Distribution is not enabled for the tenant (`PUT /v1/distribution/settings`).",
+    );
+    pub const INVALID_PROMOTER_TRANSITION: ErrorCode = error_code(
+        "invalid_promoter_transition",
+        409,
+        "The promoter is not in a state that can move to the one asked for (`details.status`).",
+    );
+    pub const INVALID_WITHDRAWAL_TRANSITION: ErrorCode = error_code(
+        "invalid_withdrawal_transition",
+        409,
+        "The withdrawal is not in a state that can move to the one asked for (`details.status`).",
+    );
+    pub const PROMOTER_NOT_ACTIVE: ErrorCode = error_code(
+        "promoter_not_active",
+        409,
+        "The promoter is not approved (pending, rejected or suspended).",
+    );
+    pub const DEPTH_EXCEEDS_LEGAL_LIMIT: ErrorCode = error_code(
+        "depth_exceeds_legal_limit",
+        422,
+        "More than two commission levels: paying deeper upline chains is pyramid selling (禁止传销条例 Art. 7).",
+    );
     pub const MIN_SPEND_NOT_MET: ErrorCode = error_code(
         "min_spend_not_met",
         422,
@@ -399,13 +431,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::ALREADY_IN_TEAM,
     codes::ALREADY_MEMBER,
     codes::ALREADY_PAID,
+    codes::ALREADY_PROMOTER,
     codes::ALREADY_REDEEMED,
     codes::ALREADY_RESOLVED,
+    codes::BELOW_MINIMUM,
     codes::BROADCAST_STARTED,
     codes::BUDGET_EXHAUSTED,
     codes::CAMPAIGN_NOT_ACTIVE,
     codes::CONCURRENT_REFUND,
     codes::COUPON_EXPIRED,
+    codes::DISTRIBUTION_DISABLED,
     codes::ENDED,
     codes::ENDPOINT_DISABLED,
     codes::ENTRY_LIMIT_REACHED,
@@ -414,7 +449,9 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::IDEMPOTENCY_KEY_IN_PROGRESS,
     codes::INSUFFICIENT_FUNDS,
     codes::INSUFFICIENT_POINTS,
+    codes::INVALID_PROMOTER_TRANSITION,
     codes::INVALID_TRANSITION,
+    codes::INVALID_WITHDRAWAL_TRANSITION,
     codes::JOB_DONE,
     codes::JOB_RUNNING,
     codes::LIMIT_REACHED,
@@ -444,6 +481,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::PAYMENT_REFERENCE_REUSED,
     codes::PLAN_INACTIVE,
     codes::POINTS_NOT_EARNED,
+    codes::PROMOTER_NOT_ACTIVE,
     codes::REFERENCE_ALREADY_EARNED,
     codes::REFUND_EXCEEDS_SPEND,
     codes::REFUND_REFERENCE_REUSED,
@@ -458,6 +496,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::TOO_MANY_PLANS,
     codes::PAYLOAD_TOO_LARGE,
     codes::AMOUNT_EXCEEDS_PENDING,
+    codes::DEPTH_EXCEEDS_LEGAL_LIMIT,
     codes::IDEMPOTENCY_KEY_REUSED,
     codes::INVALID_TEXT,
     codes::MIN_SPEND_NOT_MET,

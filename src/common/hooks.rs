@@ -10,8 +10,8 @@
 //!
 //! | hook | owner calls it | registered today |
 //! | --- | --- | --- |
-//! | [`OrderHooks::on_paid`] | when an order becomes paid (checkout payment, external order) | referrals (qualify) |
-//! | [`OrderHooks::on_refunded`] | after each refund of an order | referrals (void on a full refund) |
+//! | [`OrderHooks::on_paid`] | when an order becomes paid (checkout payment, external order) | referrals (qualify), distribution (pending commissions) |
+//! | [`OrderHooks::on_refunded`] | after each refund of an order | referrals (void on a full refund), distribution (commissions follow what is still paid) |
 //! | [`OrderHooks::on_closed`] | when an unpaid order is cancelled or expires | — |
 //! | [`MemberHooks::check_signup`] | before a member is created, outside the transaction | referrals (signup fields) |
 //! | [`MemberHooks::on_created`] | after a member row is written | membership (first tier), referrals (attribution) |

@@ -195,6 +195,7 @@ catalogue! {
     Coupons => "优惠券", "Coupons";
     Checkins => "打卡", "Check-ins";
     Referrals => "推荐", "Referrals";
+    Distribution => "分销", "Distribution";
     Groups => "社群", "Groups";
     Analytics => "分析", "Analytics";
     PAlive => "存活概率", "P(alive)";

@@ -26,6 +26,7 @@ pub enum Nav {
     Orders,
     Sales,
     Referrals,
+    Distribution,
     Community,
     Analytics,
     Settings,
@@ -34,7 +35,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 14] = [
+    const ALL: [Nav; 15] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
@@ -45,6 +46,7 @@ impl Nav {
         Nav::Orders,
         Nav::Sales,
         Nav::Referrals,
+        Nav::Distribution,
         Nav::Community,
         Nav::Analytics,
         Nav::Settings,
@@ -63,6 +65,7 @@ impl Nav {
             Nav::Orders => "/console/orders",
             Nav::Sales => "/console/sales",
             Nav::Referrals => "/console/referrals",
+            Nav::Distribution => "/console/distribution",
             Nav::Community => "/console/community",
             Nav::Analytics => "/console/analytics",
             Nav::Settings => "/console/settings",
@@ -82,6 +85,7 @@ impl Nav {
             Nav::Orders => Msg::Orders,
             Nav::Sales => Msg::Sales,
             Nav::Referrals => Msg::Referrals,
+            Nav::Distribution => Msg::Distribution,
             Nav::Community => Msg::Community,
             Nav::Analytics => Msg::Analytics,
             Nav::Settings => Msg::Settings,

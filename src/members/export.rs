@@ -2,8 +2,8 @@
 //! the member, in one JSON document with a section per domain.
 //!
 //! `member` and `events` are the profile and the events whose subject is the member, as they
-//! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community` and
-//! `analytics`, one per domain folder, each holding that domain's rows about the member.
+//! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community`,
+//! `analytics`, `engagement` and `distribution`, one per domain folder, each holding that domain's rows about the member.
 //!
 //! The other domains' tables are read here by SQL instead of through their Rust code: members
 //! is the lowest business domain, and a lower domain never imports a higher one (DESIGN rule
@@ -110,6 +110,13 @@ pub const COVERED: &[Covered] = &[
     covered("member_score", "member_id", "analytics.score"),
     covered("message", "member_id", "engagement.messages"),
     covered("engagement_run", "member_id", "engagement.runs"),
+    covered("promoter", "member_id", "distribution.promoter"),
+    covered("promoter_binding", "member_id", "distribution.binding"),
+    // Through the member's promoter row: the customers bound to it, its commissions and
+    // withdrawals.
+    covered("promoter_binding", "promoter_id", "distribution.customers"),
+    covered("commission", "promoter_id", "distribution.commissions"),
+    covered("withdrawal", "promoter_id", "distribution.withdrawals"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -157,6 +164,7 @@ pub struct MemberExport {
     pub community: CommunityExport,
     pub analytics: AnalyticsExport,
     pub engagement: EngagementExport,
+    pub distribution: DistributionExport,
 }
 
 /// Orders (money in fen).
@@ -561,6 +569,64 @@ pub struct ExportedMessage {
     pub updated_at: String,
 }
 
+/// Distribution (分销): the member as a promoter (its row, the customers bound to it, its
+/// commissions and withdrawals) and as a customer (the promoter it is bound to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DistributionExport {
+    /// Null when the member never applied.
+    pub promoter: Option<ExportedPromoter>,
+    /// Null when the member was never bound to a promoter.
+    pub binding: Option<ExportedBinding>,
+    /// Oldest first.
+    pub customers: Vec<ExportedBinding>,
+    /// Oldest first.
+    pub commissions: Vec<ExportedCommission>,
+    /// Oldest first.
+    pub withdrawals: Vec<ExportedWithdrawal>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedPromoter {
+    pub id: String,
+    pub invited_by_promoter_id: Option<String>,
+    pub status: String,
+    pub share_code: Option<String>,
+    /// Fen.
+    pub debt: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedBinding {
+    pub member_id: String,
+    pub promoter_id: String,
+    pub bound_at: String,
+    pub ends_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedCommission {
+    pub id: String,
+    pub order_id: String,
+    pub level: i64,
+    /// Owed now (fen).
+    pub amount: i64,
+    pub original: i64,
+    pub status: String,
+    pub release_at: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedWithdrawal {
+    pub id: String,
+    pub amount: i64,
+    pub fee: i64,
+    pub status: String,
+    pub reference: Option<String>,
+    pub created_at: String,
+}
+
 /// The last analytics run's scores (the lifecycle stage is on `member`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AnalyticsExport {
@@ -623,6 +689,7 @@ pub async fn export(
             .await?,
         runs: reader.list("engagement.runs", RUNS, exported_run).await?,
     };
+    let distribution = reader.distribution().await?;
     let truncated = reader.truncated;
     tx.rollback().await?;
     Ok(MemberExport {
@@ -637,6 +704,7 @@ pub async fn export(
         community,
         analytics,
         engagement,
+        distribution,
     })
 }
 
@@ -679,6 +747,22 @@ impl Reader<'_> {
             list.truncate(MAX_SECTION_ROWS);
             self.truncated.push(section.to_owned());
         }
+    }
+
+    async fn distribution(&mut self) -> ApiResult<DistributionExport> {
+        Ok(DistributionExport {
+            promoter: self.one(PROMOTER, exported_promoter).await?,
+            binding: self.one(BINDING, exported_binding).await?,
+            customers: self
+                .list("distribution.customers", CUSTOMERS, exported_binding)
+                .await?,
+            commissions: self
+                .list("distribution.commissions", COMMISSIONS, exported_commission)
+                .await?,
+            withdrawals: self
+                .list("distribution.withdrawals", WITHDRAWALS, exported_withdrawal)
+                .await?,
+        })
     }
 
     async fn orders(&mut self) -> ApiResult<OrdersExport> {
@@ -965,6 +1049,32 @@ const MESSAGES: &str = "SELECT id, channel, category, template, variables, statu
 
 const RUNS: &str = "SELECT id, source_id, status, due_at, outcome, created_at FROM engagement_run \
     WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at, id LIMIT {LIMIT}";
+const PROMOTER: &str = "SELECT id, invited_by_promoter_id, status, share_code, debt, created_at \
+    FROM promoter WHERE tenant_id = $1 AND member_id = $2";
+
+const BINDING: &str = "SELECT member_id, promoter_id, bound_at, ends_at FROM promoter_binding \
+    WHERE tenant_id = $1 AND member_id = $2";
+
+const CUSTOMERS: &str = concat!(
+    "SELECT member_id, promoter_id, bound_at, ends_at FROM promoter_binding \
+     WHERE tenant_id = $1 AND promoter_id IN ",
+    "(SELECT id FROM promoter WHERE tenant_id = $1 AND member_id = $2)",
+    " ORDER BY bound_at, member_id LIMIT {LIMIT}"
+);
+
+const COMMISSIONS: &str = concat!(
+    "SELECT id, order_id, level, amount, original, status, release_at, created_at \
+     FROM commission WHERE tenant_id = $1 AND promoter_id IN ",
+    "(SELECT id FROM promoter WHERE tenant_id = $1 AND member_id = $2)",
+    " ORDER BY created_at, id LIMIT {LIMIT}"
+);
+
+const WITHDRAWALS: &str = concat!(
+    "SELECT id, amount, fee, status, reference, created_at FROM withdrawal \
+     WHERE tenant_id = $1 AND promoter_id IN ",
+    "(SELECT id FROM promoter WHERE tenant_id = $1 AND member_id = $2)",
+    " ORDER BY created_at, id LIMIT {LIMIT}"
+);
 
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
@@ -1285,6 +1395,50 @@ fn stay(row: &AnyRow) -> Result<ExportedStay, sqlx::Error> {
         link_id: row.try_get("link_id")?,
         joined_at: instant(row, "joined_at")?,
         left_at: optional_instant(row, "left_at")?,
+    })
+}
+
+fn exported_promoter(row: &AnyRow) -> Result<ExportedPromoter, sqlx::Error> {
+    Ok(ExportedPromoter {
+        id: row.try_get("id")?,
+        invited_by_promoter_id: row.try_get("invited_by_promoter_id")?,
+        status: row.try_get("status")?,
+        share_code: row.try_get("share_code")?,
+        debt: row.try_get("debt")?,
+        created_at: instant(row, "created_at")?,
+    })
+}
+
+fn exported_binding(row: &AnyRow) -> Result<ExportedBinding, sqlx::Error> {
+    Ok(ExportedBinding {
+        member_id: row.try_get("member_id")?,
+        promoter_id: row.try_get("promoter_id")?,
+        bound_at: instant(row, "bound_at")?,
+        ends_at: optional_instant(row, "ends_at")?,
+    })
+}
+
+fn exported_commission(row: &AnyRow) -> Result<ExportedCommission, sqlx::Error> {
+    Ok(ExportedCommission {
+        id: row.try_get("id")?,
+        order_id: row.try_get("order_id")?,
+        level: row.try_get("level")?,
+        amount: row.try_get("amount")?,
+        original: row.try_get("original")?,
+        status: row.try_get("status")?,
+        release_at: instant(row, "release_at")?,
+        created_at: instant(row, "created_at")?,
+    })
+}
+
+fn exported_withdrawal(row: &AnyRow) -> Result<ExportedWithdrawal, sqlx::Error> {
+    Ok(ExportedWithdrawal {
+        id: row.try_get("id")?,
+        amount: row.try_get("amount")?,
+        fee: row.try_get("fee")?,
+        status: row.try_get("status")?,
+        reference: row.try_get("reference")?,
+        created_at: instant(row, "created_at")?,
     })
 }
 

@@ -19,6 +19,7 @@ mod console_support;
 mod coupons;
 mod crash;
 mod demo;
+mod distribution;
 mod edge;
 mod event_export;
 mod foundation;

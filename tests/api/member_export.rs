@@ -391,6 +391,77 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         "x joins the inviter's group",
     );
 
+    // Distribution: x is a promoter (with a customer, a commission and a withdrawal) and a
+    // customer bound to the inviter's promoter.
+    let settings = app
+        .call(
+            Method::PUT,
+            "/v1/distribution/settings",
+            Some(&json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
+    let x_promoter = id_of(
+        &app.post("/v1/promoters", &json!({"member_id": x})).await,
+        "x's promoter",
+    );
+    let inviter_promoter = id_of(
+        &app.post("/v1/promoters", &json!({"member_id": inviter}))
+            .await,
+        "the inviter's promoter",
+    );
+    let code_of = |promoter: String| async move {
+        let reply = app
+            .post(&format!("/v1/promoters/{promoter}/share-code"), &json!({}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["code"].as_str().unwrap().to_owned()
+    };
+    let inviter_share = code_of(inviter_promoter).await;
+    let x_share = code_of(x_promoter.clone()).await;
+    let customer = app.member("customer").await;
+    for (member, code) in [(&x, &inviter_share), (&customer, &x_share)] {
+        let bound = app
+            .post(
+                "/v1/distribution/bindings",
+                &json!({"member_id": member, "share_code": code}),
+            )
+            .await;
+        assert_eq!(bound.status, StatusCode::OK, "{}", bound.body);
+    }
+    let customer_order = id_of(
+        &app.post(
+            "/v1/orders",
+            &json!({"member_id": customer, "items": [{"product_id": soy, "qty": 1}]}),
+        )
+        .await,
+        "the customer's order",
+    );
+    let paid = app
+        .post(
+            &format!("/v1/orders/{customer_order}/payments"),
+            &json!({"method": "external", "reference": "wx-customer"}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    let granted = app
+        .post(
+            "/v1/ledger/transfers",
+            &json!({"transfers": [{"id": "commission-x", "from": "system:commission_expense",
+                    "to": format!("member:{x}"), "asset": "commission", "amount": 500,
+                    "code": "manual_grant"}]}),
+        )
+        .await;
+    assert_eq!(granted.body["results"][0]["status"], "created");
+    created(
+        &app.post(
+            &format!("/v1/promoters/{x_promoter}/withdrawals"),
+            &json!({"amount": 200}),
+        )
+        .await,
+        "withdrawal",
+    );
+
     // Two days on, so that the daily run's analytics (calibrated up to yesterday) see the order.
     app.clock.advance(SignedDuration::from_hours(48));
     created(
@@ -766,6 +837,15 @@ async fn export_of_a_member_active_in_every_domain_fills_every_section(app: Test
         growth["invite_codes"][0]["campaign_id"],
         s.campaign.as_str()
     );
+
+    // Distribution: x as a promoter (its customer's order earned 10 % of 1,000; 200 asked
+    // for) and as the inviter's customer.
+    let distribution = &export["distribution"];
+    assert_eq!(distribution["promoter"]["status"], "approved");
+    assert_eq!(distribution["commissions"][0]["amount"], 100);
+    assert_eq!(distribution["withdrawals"][0]["amount"], 200);
+    assert_eq!(distribution["binding"]["member_id"], s.x.as_str());
+    assert_ne!(distribution["customers"][0]["member_id"], s.x.as_str());
 
     // Community: the group owned, the stays (own group as owner, the inviter's group), the
     // invitation of y, the check-in and the lottery entry.

@@ -10,6 +10,7 @@ use super::view;
 pub mod analytics;
 pub mod community;
 pub mod dashboard;
+pub mod distribution;
 pub mod engagement;
 pub mod members;
 pub mod program;
