@@ -21,6 +21,7 @@
 //! transaction of cached prepared statements in one blocking call, under the process's write
 //! lock that every writer takes, so it never races the pool's writer.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +51,35 @@ pub struct Db {
     /// connection as the lock did the same, but sqlx pings a connection on its way back to
     /// the pool, which put a third of a millisecond between two ledger batches.)
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// What this handle's committed transactions signalled ([`Tx::signal_on_commit`]).
+    signals: Arc<CommitSignals>,
+}
+
+/// Per topic, how many of this handle's transactions that signalled the topic have committed:
+/// a cache on this node compares the number with the one it saw when it last read the database,
+/// and so notices the node's own writes at once (other nodes' writes it learns from the
+/// database). Topics are the few names that caches watch, so the map stays small.
+#[derive(Debug, Default)]
+struct CommitSignals {
+    generations: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl CommitSignals {
+    fn generation(&self, topic: &str) -> u64 {
+        self.generations
+            .lock()
+            .map(|g| g.get(topic).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn bump(&self, topics: &[&'static str]) {
+        if let Ok(mut generations) = self.generations.lock() {
+            for topic in topics {
+                let generation = generations.entry(topic).or_insert(0);
+                *generation = generation.wrapping_add(1);
+            }
+        }
+    }
 }
 
 /// How many connections the PostgreSQL pool may open per process.
@@ -83,6 +113,7 @@ impl Db {
                     write,
                     direct,
                     write_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
+                    signals: Arc::default(),
                 })
             }
             Backend::Postgres => {
@@ -99,6 +130,7 @@ impl Db {
                     write: pool,
                     direct: None,
                     write_lock: None,
+                    signals: Arc::default(),
                 })
             }
         }
@@ -119,6 +151,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many transactions of this handle (and its clones) that signalled `topic` have
+    /// committed ([`Tx::signal_on_commit`]).
+    pub fn commit_generation(&self, topic: &str) -> u64 {
+        self.signals.generation(topic)
     }
 
     /// The pool for queries that only read.
@@ -158,6 +196,8 @@ impl Db {
             events: Vec::new(),
             now,
             backend: self.backend,
+            signals: self.signals.clone(),
+            topics: Vec::new(),
             _write_lock: write_lock,
         })
     }
@@ -379,6 +419,9 @@ pub struct Tx {
     events: Vec<NewEvent>,
     now: Timestamp,
     backend: Backend,
+    signals: Arc<CommitSignals>,
+    /// Topics to signal once the commit has succeeded.
+    topics: Vec<&'static str>,
     /// Released after `inner` (fields drop in order), once the transaction has ended.
     _write_lock: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -424,13 +467,27 @@ impl Tx {
         self.events.push(event);
     }
 
-    /// Write the buffered events, then commit.
+    /// Advance `topic`'s commit generation ([`Db::commit_generation`]) once this transaction
+    /// has committed, so this node's caches of what it changed look again.
+    pub fn signal_on_commit(&mut self, topic: &'static str) {
+        if !self.topics.contains(&topic) {
+            self.topics.push(topic);
+        }
+    }
+
+    /// Write the buffered events, then commit; then signal the topics.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let events = std::mem::take(&mut self.events);
         if !events.is_empty() {
             outbox::append(&mut self.inner, events, self.now).await?;
         }
-        self.inner.commit().await
+        let topics = std::mem::take(&mut self.topics);
+        let signals = self.signals.clone();
+        self.inner.commit().await?;
+        if !topics.is_empty() {
+            signals.bump(&topics);
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {

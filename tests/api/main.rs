@@ -19,6 +19,7 @@ mod crash;
 mod demo;
 mod edge;
 mod event_export;
+mod flash_sale_gate;
 mod foundation;
 mod hardening_data;
 mod idempotency;
