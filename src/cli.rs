@@ -260,8 +260,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         concurrency: usize,
     },
-    /// Flash-sale orders over HTTP: the batched path against one transaction per request.
+    /// Flash-sale purchases over HTTP: the batched path against one transaction per request.
     FlashSale {
+        /// `orders`: stock never runs out, orders per second; `rush`: `--stock` units sell out
+        /// at once and clients keep buying for random members, answers per second.
+        #[arg(long, value_enum, default_value_t = crate::bench::flash_sale::Mode::Orders)]
+        mode: crate::bench::flash_sale::Mode,
+        /// Units of a rush.
+        #[arg(long, default_value_t = crate::bench::flash_sale::DEFAULT_RUSH_STOCK)]
+        stock: i64,
+        /// Members buying (default 20,000 for `orders`, 100,000 for `rush`).
+        #[arg(long)]
+        members: Option<usize>,
         /// Seconds each side runs.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -707,14 +717,24 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
             .await?
         }
         BenchCommand::FlashSale {
+            mode,
+            stock,
+            members,
             seconds,
             concurrency,
         } => {
-            crate::bench::flash_sale::run(crate::bench::BenchOptions {
-                database_url,
-                duration: std::time::Duration::from_secs(*seconds),
-                concurrency: *concurrency,
-            })
+            crate::bench::flash_sale::run(
+                crate::bench::BenchOptions {
+                    database_url,
+                    duration: std::time::Duration::from_secs(*seconds),
+                    concurrency: *concurrency,
+                },
+                crate::bench::flash_sale::Options {
+                    mode: *mode,
+                    stock: *stock,
+                    members: *members,
+                },
+            )
             .await?
         }
         BenchCommand::Webhooks { events, endpoints } => {

@@ -56,6 +56,8 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct Commerce {
     pub flash_sales: Batcher<orders::flash_sales::Claim, orders::flash_sales::PlacedOrder>,
+    /// This node's memory of sold-out, unopened and ended flash sales.
+    pub flash_sale_gate: Arc<orders::flash_sale_gate::SaleGate>,
     pub teams: Batcher<orders::group_buys::JoinClaim, orders::flash_sales::PlacedOrder>,
     /// Decide each flash-sale purchase in its own transaction (the benchmark's naive path).
     pub naive_flash_sales: bool,
@@ -83,10 +85,16 @@ impl AppState {
         crate::common::hooks::install(hooks);
         orders::install_campaigns();
         let segments = segments::Registry::new(db.clone(), clock.clone());
+        let flash_sale_gate = Arc::new(orders::flash_sale_gate::SaleGate::new(db.clone()));
         Self {
             ledger: Ledger::start(db.clone(), clock.clone()),
             commerce: Commerce {
-                flash_sales: orders::flash_sales::start_batcher(db.clone(), clock.clone()),
+                flash_sales: orders::flash_sales::start_batcher(
+                    db.clone(),
+                    clock.clone(),
+                    flash_sale_gate.clone(),
+                ),
+                flash_sale_gate,
                 teams: orders::group_buys::start_batcher(db.clone(), clock.clone()),
                 naive_flash_sales: false,
             },

@@ -21,6 +21,7 @@
 //! transaction of cached prepared statements in one blocking call, under the process's write
 //! lock that every writer takes, so it never races the pool's writer.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +54,35 @@ pub struct Db {
     /// Woken after every [`Tx`] that wrote events commits, so that this process's outbox
     /// readers (automations) start at once instead of at their next poll.
     committed: Arc<tokio::sync::Notify>,
+    /// What this handle's committed transactions signalled ([`Tx::signal_on_commit`]).
+    signals: Arc<CommitSignals>,
+}
+
+/// Per topic, how many of this handle's transactions that signalled the topic have committed:
+/// a cache on this node compares the number with the one it saw when it last read the database,
+/// and so notices the node's own writes at once (other nodes' writes it learns from the
+/// database). Topics are the few names that caches watch, so the map stays small.
+#[derive(Debug, Default)]
+struct CommitSignals {
+    generations: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl CommitSignals {
+    fn generation(&self, topic: &str) -> u64 {
+        self.generations
+            .lock()
+            .map(|g| g.get(topic).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn bump(&self, topics: &[&'static str]) {
+        if let Ok(mut generations) = self.generations.lock() {
+            for topic in topics {
+                let generation = generations.entry(topic).or_insert(0);
+                *generation = generation.wrapping_add(1);
+            }
+        }
+    }
 }
 
 /// How many connections the PostgreSQL pool may open per process.
@@ -87,6 +117,7 @@ impl Db {
                     direct,
                     write_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
                     committed: Arc::default(),
+                    signals: Arc::default(),
                 })
             }
             Backend::Postgres => {
@@ -104,6 +135,7 @@ impl Db {
                     direct: None,
                     write_lock: None,
                     committed: Arc::default(),
+                    signals: Arc::default(),
                 })
             }
         }
@@ -124,6 +156,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many transactions of this handle (and its clones) that signalled `topic` have
+    /// committed ([`Tx::signal_on_commit`]).
+    pub fn commit_generation(&self, topic: &str) -> u64 {
+        self.signals.generation(topic)
     }
 
     /// The pool for queries that only read.
@@ -169,6 +207,8 @@ impl Db {
             now,
             backend: self.backend,
             committed: self.committed.clone(),
+            signals: self.signals.clone(),
+            topics: Vec::new(),
             _write_lock: write_lock,
         })
     }
@@ -391,6 +431,9 @@ pub struct Tx {
     now: Timestamp,
     backend: Backend,
     committed: Arc<tokio::sync::Notify>,
+    signals: Arc<CommitSignals>,
+    /// Topics to signal once the commit has succeeded.
+    topics: Vec<&'static str>,
     /// Released after `inner` (fields drop in order), once the transaction has ended.
     _write_lock: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -436,14 +479,27 @@ impl Tx {
         self.events.push(event);
     }
 
-    /// Write the buffered events, then commit.
+    /// Advance `topic`'s commit generation ([`Db::commit_generation`]) once this transaction
+    /// has committed, so this node's caches of what it changed look again.
+    pub fn signal_on_commit(&mut self, topic: &'static str) {
+        if !self.topics.contains(&topic) {
+            self.topics.push(topic);
+        }
+    }
+
+    /// Write the buffered events, then commit; then signal the topics.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let events = std::mem::take(&mut self.events);
         let wrote_events = !events.is_empty();
         if wrote_events {
             outbox::append(&mut self.inner, events, self.now).await?;
         }
+        let topics = std::mem::take(&mut self.topics);
+        let signals = self.signals.clone();
         self.inner.commit().await?;
+        if !topics.is_empty() {
+            signals.bump(&topics);
+        }
         if wrote_events {
             // One stored permit wakes the next wait, however many commits came meanwhile.
             self.committed.notify_one();

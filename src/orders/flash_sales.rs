@@ -12,6 +12,13 @@
 //! The orders are ordinary orders (`campaign_kind = flash_sale`) with a payment deadline;
 //! paying moves units from reserved to sold, expiry or cancellation returns them to available
 //! ([`FlashSaleHooks`], which the order life cycle calls).
+//!
+//! Most of a rush's requests come after the last unit is gone. Each batch tells the node's
+//! [`SaleGate`] what it read under the sale's lock, and the handler asks the gate first: a sale
+//! this node has seen sold out, not yet open or ended is refused from memory without touching
+//! the database, and the gate looks again when units come back (see
+//! [`super::flash_sale_gate`] for how a node learns of its own and of other nodes' returns).
+//! The naive path of the benchmark bypasses the gate.
 
 use std::sync::Arc;
 
@@ -27,6 +34,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::campaign::{CampaignHooks, CampaignOrder};
 use super::claims::{self, Buyers, Campaign};
+use super::flash_sale_gate::{self, ended, not_started, sold_out, SaleGate, Seen};
 use super::model::{self, Order, OrderLine, OrderStatus};
 use super::products;
 use super::store::{self, NewOrder};
@@ -383,6 +391,13 @@ async fn buy(
     }
     let member_id = members::member_id(&request.member_id)?;
     let sale_id = FlashSaleId::parse(&id).ok_or_else(|| ApiError::not_found("flash sale"))?;
+    if !state.commerce.naive_flash_sales {
+        let now = to_micros(state.clock.now());
+        let gate = &state.commerce.flash_sale_gate;
+        if let Some(refusal) = gate.refusal(&auth.tenant_id, &sale_id, now).await {
+            return Err(refusal);
+        }
+    }
     let claim = Claim {
         tenant_id: auth.tenant_id,
         sale_id,
@@ -390,10 +405,15 @@ async fn buy(
         qty,
     };
     let placed = if state.commerce.naive_flash_sales {
-        batcher::decide_batch(&Purchases, &state.db, state.clock.as_ref(), &[claim])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
+        batcher::decide_batch(
+            &Purchases::naive(),
+            &state.db,
+            state.clock.as_ref(),
+            &[claim],
+        )
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
     } else {
         state.commerce.flash_sales.submit(claim).await
     }?;
@@ -401,7 +421,17 @@ async fn buy(
 }
 
 /// Flash-sale purchases, decided a batch at a time.
-pub struct Purchases;
+pub struct Purchases {
+    /// The node's memory of its sales, told what each batch read; none on the naive path.
+    gate: Option<Arc<SaleGate>>,
+}
+
+impl Purchases {
+    /// Purchases that teach nothing to any gate (the benchmark's naive path).
+    pub fn naive() -> Self {
+        Self { gate: None }
+    }
+}
 
 #[async_trait::async_trait]
 impl batcher::Decide for Purchases {
@@ -417,9 +447,14 @@ impl batcher::Decide for Purchases {
     }
 }
 
-/// The batcher for flash-sale purchases.
-pub fn start_batcher(db: Db, clock: Arc<dyn Clock>) -> Batcher<Claim, PlacedOrder> {
-    Batcher::deciding(MAX_BATCH, Purchases, db, clock)
+/// The batcher for flash-sale purchases, telling `gate` what its batches read.
+pub fn start_batcher(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    gate: Arc<SaleGate>,
+) -> Batcher<Claim, PlacedOrder> {
+    let purchases = Purchases { gate: Some(gate) };
+    Batcher::deciding(MAX_BATCH, purchases, db, clock)
 }
 
 #[async_trait::async_trait]
@@ -443,6 +478,8 @@ impl Campaign for Purchases {
         claims: &[&Claim],
     ) -> Result<Vec<ApiResult<PlacedOrder>>, sqlx::Error> {
         let now = to_micros(tx.now());
+        // Taken before the read, so that units returned by this node after it are noticed.
+        let generation = self.gate.as_ref().map(|gate| gate.generation());
         let sale = match fetch_sale(tx.conn(), tenant_id, sale_id, true).await {
             Ok(Some(sale)) => sale,
             Ok(None) => {
@@ -452,16 +489,21 @@ impl Campaign for Purchases {
             }
             Err(error) => return Err(batcher::abort(error)),
         };
+        if let (Some(gate), Some(generation)) = (&self.gate, generation) {
+            let seen = Seen {
+                starts_at: sale.starts_at,
+                ends_at: sale.ends_at,
+                available: sale.available(),
+                generation,
+                now,
+            };
+            gate.saw(tenant_id, sale_id, seen);
+        }
         if now < sale.starts_at {
-            return Ok(claims::refuse_all(claims, || {
-                ApiError::conflict(codes::NOT_STARTED, "this flash sale has not started")
-                    .with_details(json!({ "starts_at": micros_to_rfc3339(sale.starts_at) }))
-            }));
+            return Ok(claims::refuse_all(claims, || not_started(sale.starts_at)));
         }
         if now >= sale.ends_at {
-            return Ok(claims::refuse_all(claims, || {
-                ApiError::conflict(codes::ENDED, "this flash sale has ended")
-            }));
+            return Ok(claims::refuse_all(claims, ended));
         }
         let members = claims.iter().map(|claim| &claim.member_id);
         let buyers = Buyers::load(tx.conn(), tenant_id, sale_id.as_str(), members).await?;
@@ -520,10 +562,7 @@ impl Selling<'_> {
             ));
         }
         if claim.qty > self.available {
-            return Err(
-                ApiError::conflict(codes::SOLD_OUT, "this flash sale is sold out")
-                    .with_details(json!({ "available": self.available })),
-            );
+            return Err(sold_out(self.available));
         }
         self.available -= claim.qty;
         self.buyers.take(member, claim.qty);
@@ -636,22 +675,18 @@ impl CampaignHooks for FlashSaleHooks {
 
     /// Closed unpaid: the units it reserved come back to available.
     async fn on_closed_unpaid(&self, tx: &mut Tx, closed: &CampaignOrder<'_>) -> ApiResult<()> {
-        release(tx.conn(), closed, true).await
+        release(tx, closed, true).await
     }
 
     /// Refunded in full with restocking: the units it bought come back to available.
     async fn on_restocked(&self, tx: &mut Tx, refunded: &CampaignOrder<'_>) -> ApiResult<()> {
-        release(tx.conn(), refunded, false).await
+        release(tx, refunded, false).await
     }
 }
 
 /// Units come back to available: an unpaid order closed (`unpaid`) or a paid one refunded in
-/// full with restocking.
-async fn release(
-    conn: &mut AnyConnection,
-    order: &CampaignOrder<'_>,
-    unpaid: bool,
-) -> ApiResult<()> {
+/// full with restocking. The commit tells this node's gate to look again.
+async fn release(tx: &mut Tx, order: &CampaignOrder<'_>, unpaid: bool) -> ApiResult<()> {
     let Some(sale_id) = order.order.campaign_id.as_deref() else {
         return Ok(());
     };
@@ -662,7 +697,8 @@ async fn release(
     .bind(order.order.qty)
     .bind(order.tenant_id.as_str())
     .bind(sale_id)
-    .execute(conn)
+    .execute(tx.conn())
     .await?;
+    tx.signal_on_commit(flash_sale_gate::UNITS_RETURNED);
     Ok(())
 }

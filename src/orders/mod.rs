@@ -6,13 +6,15 @@
 //! - [`flash_sales`] (秒杀) and [`group_buys`] (拼团): hot paths through the batcher, deciding
 //!   their claims with one skeleton ([`claims`]). Their orders go through the life cycle, which
 //!   moves their campaign through hooks ([`campaign`]) and never names them: they are listed
-//!   once, in `CAMPAIGNS` below.
+//!   once, in `CAMPAIGNS` below. [`flash_sale_gate`] is a node's memory of sold-out,
+//!   unopened and ended flash sales, which refuses a rush's late requests without the database.
 //! - [`products`]: SKUs; [`import`]: order history in bulk for analytics, each order once
 //!   ([`import_key`] says when two rows are the same order).
 
 pub mod campaign;
 pub mod checkout;
 mod claims;
+pub mod flash_sale_gate;
 pub mod flash_sales;
 pub mod group_buys;
 pub mod import;

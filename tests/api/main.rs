@@ -22,6 +22,7 @@ mod demo;
 mod distribution;
 mod edge;
 mod event_export;
+mod flash_sale_gate;
 mod foundation;
 mod hardening_data;
 mod idempotency;
