@@ -744,6 +744,45 @@ enum Decision {
     Skip(&'static str),
 }
 
+/// Whether the automation acts on the member now: they must exist and be active, and match
+/// the filter if there is one (only then are all of the member's facts read).
+async fn decide(
+    state: &AppState,
+    tenant_id: &TenantId,
+    zone: &jiff::tz::TimeZone,
+    member_id: &str,
+    automation: Automation,
+) -> anyhow::Result<Decision> {
+    let Some(filter) = &automation.filter else {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM member WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id.as_str())
+                .bind(member_id)
+                .fetch_optional(state.db.read())
+                .await?;
+        return Ok(match status.as_deref() {
+            None => Decision::Skip("member_not_found"),
+            Some(crate::members::model::STATUS_ACTIVE) => Decision::Act(Box::new(automation)),
+            Some(_) => Decision::Skip("member_inactive"),
+        });
+    };
+    let facts = crate::segments::load::member_facts(&state.db, tenant_id, zone, member_id).await?;
+    Ok(match facts {
+        None => Decision::Skip("member_not_found"),
+        Some(f) if !f.active => Decision::Skip("member_inactive"),
+        Some(f) => {
+            let today = state.clock.now().to_zoned(zone.clone()).date();
+            let rule = crate::segments::rule::parse(filter, "filter")
+                .map_err(|e| anyhow::anyhow!("stored filter: {e}"))?;
+            if crate::segments::index::matches(&f, &rule, today) {
+                Decision::Act(Box::new(automation))
+            } else {
+                Decision::FilteredOut
+            }
+        }
+    })
+}
+
 /// One run's step: check the automation and the filter on the member as they are now, then
 /// act, once.
 pub async fn step_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
@@ -768,31 +807,7 @@ pub async fn step_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let decision = match found {
         None => Decision::Skip("automation_deleted"),
         Some(a) if a.status == AutomationStatus::Paused => Decision::Skip("automation_paused"),
-        Some(a) => {
-            let facts =
-                crate::segments::load::member_facts(&state.db, tenant_id, &zone, &run.member_id)
-                    .await?;
-            match facts {
-                None => Decision::Skip("member_not_found"),
-                Some(f) if !f.active => Decision::Skip("member_inactive"),
-                Some(f) => {
-                    let today = state.clock.now().to_zoned(zone.clone()).date();
-                    let passes = match &a.filter {
-                        None => true,
-                        Some(filter) => {
-                            let rule = crate::segments::rule::parse(filter, "filter")
-                                .map_err(|e| anyhow::anyhow!("stored filter: {e}"))?;
-                            crate::segments::index::matches(&f, &rule, today)
-                        }
-                    };
-                    if passes {
-                        Decision::Act(Box::new(a))
-                    } else {
-                        Decision::FilteredOut
-                    }
-                }
-            }
-        }
+        Some(a) => decide(state, tenant_id, &zone, &run.member_id, a).await?,
     };
     let mut tx = state.begin().await?;
     let (status, outcome) = match &decision {

@@ -389,8 +389,8 @@ pub async fn recipients(
     if ids.is_empty() {
         return Ok(out);
     }
-    let list = |sql: &mut Sql| {
-        sql.push(" AND member_id IN (");
+    let list = |sql: &mut Sql, column: &str| {
+        sql.push(&format!(" AND {column} IN ("));
         for (i, id) in ids.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -403,14 +403,7 @@ pub async fn recipients(
         "SELECT id AS member_id, status, consent_marketing FROM member WHERE tenant_id = ",
     );
     sql.bind(tenant_id.as_str());
-    sql.push(" AND id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(id.as_str());
-    }
-    sql.push(")");
+    list(&mut sql, "id");
     for row in sql.query().fetch_all(pool).await? {
         let status: String = row.try_get("status")?;
         let consent: i64 = row.try_get("consent_marketing")?;
@@ -431,7 +424,7 @@ pub async fn recipients(
     sql.bind(since)
         .push(" AND tenant_id = ")
         .bind(tenant_id.as_str());
-    list(&mut sql);
+    list(&mut sql, "member_id");
     sql.push(" GROUP BY member_id");
     for row in sql.query().fetch_all(pool).await? {
         if let Some(r) = out.get_mut(&row.try_get::<String, _>("member_id")?) {
