@@ -4,7 +4,7 @@
 //! - `ledger_engine`: the pure rules alone ([`apply_ops`]) applying 1,000 spends
 //!   (member → `system:redemption`, amount 1) to an in-memory [`Book`] holding 1,000 funded
 //!   member accounts and the system account: the CPU cost of a batch without any I/O.
-//! - `ledger_commit`, on a temporary SQLite file, 1,000 spends per iteration three ways:
+//! - `ledger_commit`, on a temporary SQLite file, 1,000 spends per iteration four ways:
 //!   - `ours_prepared_direct`: how the executor handles a batch on SQLite: decided ahead with
 //!     [`store::prepare`] (accounts from a warm [`store::AccountCache`], transfer ids looked up
 //!     on the direct reader) and written in one transaction of the direct writer with
@@ -13,7 +13,11 @@
 //!   - `ours_one_tx`: ONE transaction through [`store::apply`] (the locking path the executor
 //!     takes for batches that create accounts, and the path on PostgreSQL).
 //!   - `naive_tx_per_spend`: each spend in its own transaction doing select / check / insert /
-//!     update (`naive_spend` from `src/bench/ledger.rs`).
+//!     update through sqlx (`naive_spend` from `src/bench/ledger.rs`).
+//!   - `naive_direct_tx_per_spend`: the same, on the direct rusqlite writer that
+//!     `ours_prepared_direct` uses (`naive_spend_direct`): the honest baseline, the fastest
+//!     driver for the naive algorithm; `naive_tx_per_spend` stays beside it so that the change
+//!     of ratio is visible.
 //!
 //!   All report elements (transfers) per second, so the ratios are the gains from batching.
 //!   Every transfer id is unique, so every spend is `created`; members are funded far beyond
@@ -257,6 +261,23 @@ fn bench_commit(c: &mut Criterion) {
                 .await
                 .expect("naive spend");
                 assert!(created, "a naive spend was refused");
+            }
+        });
+    });
+    group.bench_function("naive_direct_tx_per_spend_1000_spends", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let run = counter.fetch_add(1, Ordering::Relaxed);
+            for i in 0..SPENDS {
+                let id = format!("naivedirect{run}-{i}");
+                let created = shequn::bench::ledger::naive_spend_direct(
+                    &db,
+                    &tenant,
+                    &members[i % members.len()],
+                    &id,
+                )
+                .await
+                .expect("naive direct spend");
+                assert!(created, "a naive direct spend was refused");
             }
         });
     });

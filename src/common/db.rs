@@ -213,6 +213,12 @@ impl Db {
         })
     }
 
+    /// Whether this database has the direct SQLite connections of [`Db::write_direct`] and
+    /// [`Db::read_direct`] (a SQLite file).
+    pub fn has_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
     /// Run `work` in one write transaction (`BEGIN IMMEDIATE`) on the direct SQLite
     /// connection and commit it; an error from `work` rolls everything back. `None` when this
     /// database has no direct connection (PostgreSQL, an in-memory SQLite): use [`Db::begin`].
