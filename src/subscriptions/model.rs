@@ -39,6 +39,7 @@ state_enum! {
 /// `POST /v1/subscription-plans`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateSubscriptionPlan)]
 pub struct CreatePlan {
     pub name: String,
     pub product_id: String,
@@ -59,6 +60,7 @@ pub struct CreatePlan {
 /// subscriptions only; `active: false` stops new subscriptions.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UpdateSubscriptionPlan)]
 pub struct UpdatePlan {
     pub name: Option<String>,
     pub active: Option<bool>,
@@ -68,6 +70,7 @@ pub struct UpdatePlan {
 
 /// A subscription plan.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SubscriptionPlan)]
 pub struct Plan {
     pub id: String,
     pub name: String,
@@ -84,6 +87,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SubscriptionPlanPage)]
 pub struct PlanPage {
     pub data: Vec<Plan>,
     pub next_cursor: Option<String>,
