@@ -39,9 +39,10 @@ CREATE TABLE subscription (
     status TEXT NOT NULL,
     -- Why it is paused: `requested` or `payment_failed`.
     pause_reason TEXT,
-    -- Personal data, cleared on erasure.
+    -- Personal data, cleared on erasure: the address, or the community group-buying leader
+    -- whose pickup point receives the deliveries (a leader's id, not a member's).
     address TEXT,
-    leader_id TEXT,
+    pickup_leader_id TEXT,
     -- Prepaid: the one order that pays for every delivery.
     order_id TEXT,
     refunded BIGINT NOT NULL DEFAULT 0,

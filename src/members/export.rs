@@ -1133,7 +1133,7 @@ const WITHDRAWALS: &str = concat!(
 );
 
 const SUBSCRIPTIONS: &str = "SELECT id, plan_id, product_id, qty, billing, \
-    price_per_delivery, status, address, leader_id, order_id, refunded, created_at \
+    price_per_delivery, status, address, pickup_leader_id, order_id, refunded, created_at \
     FROM subscription WHERE tenant_id = $1 AND member_id = $2 \
     ORDER BY created_at, id LIMIT {LIMIT}";
 
@@ -1520,7 +1520,7 @@ fn exported_subscription(row: &AnyRow) -> Result<ExportedSubscription, sqlx::Err
         price_per_delivery: row.try_get("price_per_delivery")?,
         status: row.try_get("status")?,
         address: row.try_get("address")?,
-        leader_id: row.try_get("leader_id")?,
+        leader_id: row.try_get("pickup_leader_id")?,
         order_id: row.try_get("order_id")?,
         refunded: row.try_get("refunded")?,
         created_at: instant(row, "created_at")?,

@@ -181,7 +181,7 @@ impl MemberHooks for SubscriptionHooks {
             }
         }
         sqlx::query(
-            "UPDATE subscription SET address = NULL, leader_id = NULL, updated_at = $1 \
+            "UPDATE subscription SET address = NULL, pickup_leader_id = NULL, updated_at = $1 \
              WHERE tenant_id = $2 AND member_id = $3",
         )
         .bind(now)

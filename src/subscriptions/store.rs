@@ -240,7 +240,7 @@ impl StoredSubscription {
 
 const SUBSCRIPTION_COLUMNS: &str = "id, member_id, plan_id, product_id, qty, schedule, \
     anchor_date, deliveries, price_per_delivery, billing, cutoff_days, status, pause_reason, \
-    address, leader_id, order_id, refunded, ending_notified, created_at, updated_at";
+    address, pickup_leader_id, order_id, refunded, ending_notified, created_at, updated_at";
 
 fn subscription_from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error> {
     let anchor: String = row.try_get("anchor_date")?;
@@ -259,7 +259,7 @@ fn subscription_from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error
         status: state_column(row, "status")?,
         pause_reason: row.try_get("pause_reason")?,
         address: row.try_get("address")?,
-        leader_id: row.try_get("leader_id")?,
+        leader_id: row.try_get("pickup_leader_id")?,
         order_id: row.try_get("order_id")?,
         refunded: row.try_get("refunded")?,
         ending_notified: row.try_get::<i64, _>("ending_notified")? != 0,
@@ -312,7 +312,7 @@ pub async fn save_subscription(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE subscription SET qty = $1, anchor_date = $2, status = $3, pause_reason = $4, \
-         address = $5, leader_id = $6, refunded = $7, ending_notified = $8, updated_at = $9 \
+         address = $5, pickup_leader_id = $6, refunded = $7, ending_notified = $8, updated_at = $9 \
          WHERE tenant_id = $10 AND id = $11",
     )
     .bind(s.qty)
