@@ -22,8 +22,8 @@ use crate::common::scheduler::{self, Job, NewJob};
 use crate::common::time::to_micros;
 use crate::orders::checkout::{self, PaymentRequest};
 use crate::orders::model::{OrderLine, OrderStatus, Pricing};
-use crate::orders::store::{self as order_store, NewOrder};
 use crate::orders::products;
+use crate::orders::store::{self as order_store, NewOrder};
 use crate::tenants;
 use crate::AppState;
 
@@ -54,9 +54,7 @@ pub fn cutoff_at(date: Date, cutoff_days: i64, zone: &TimeZone) -> ApiResult<i64
 /// The earliest delivery day whose cut-off is still ahead of `now`.
 pub fn earliest_day(now: jiff::Timestamp, cutoff_days: i64, zone: &TimeZone) -> Date {
     let today = now.to_zoned(zone.clone()).date();
-    today
-        .checked_add((cutoff_days + 1).days())
-        .unwrap_or(today)
+    today.checked_add((cutoff_days + 1).days()).unwrap_or(today)
 }
 
 fn delivery_job_id(subscription_id: &str, date: Date) -> String {
@@ -96,8 +94,13 @@ pub async fn extend(
                 .checked_add(HORIZON_DAYS.days())
                 .unwrap_or(today)
                 .max(after_last);
-            let mut dates =
-                schedule::dates_between(&sub.schedule, sub.anchor_date, after_last, until, MAX_AHEAD);
+            let mut dates = schedule::dates_between(
+                &sub.schedule,
+                sub.anchor_date,
+                after_last,
+                until,
+                MAX_AHEAD,
+            );
             let scheduled = existing
                 .iter()
                 .any(|d| d.status == DeliveryStatus::Scheduled);
@@ -237,7 +240,15 @@ async fn create_delivery(
     let product = products::fetch(tx.conn(), tenant_id, &sub.product_id).await?;
     reserve(tx, tenant_id, &product, delivery.qty, now).await?;
     let row = match sub.billing {
-        Billing::Prepaid => order_row(&sub, &product, delivery.qty, 0, OrderStatus::Paid, now, None)?,
+        Billing::Prepaid => order_row(
+            &sub,
+            &product,
+            delivery.qty,
+            0,
+            OrderStatus::Paid,
+            now,
+            None,
+        )?,
         Billing::PerDelivery => {
             let plan = store::plan(tx.conn(), tenant_id, &sub.plan_id).await?;
             let total = delivery_price(sub.price_per_delivery, plan.qty, delivery.qty);
@@ -330,7 +341,10 @@ async fn reserve(
     if taken.rows_affected() != 1 {
         return Err(ApiError::conflict(
             codes::OUT_OF_STOCK,
-            format!("not enough stock of {} for a subscription delivery", product.sku),
+            format!(
+                "not enough stock of {} for a subscription delivery",
+                product.sku
+            ),
         ));
     }
     Ok(())
@@ -424,7 +438,11 @@ async fn schedule_payment(
 pub async fn payment_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let subscription_id = payload_str(job, "subscription_id")?.to_owned();
     let date = store::date_of(payload_str(job, "date")?)?;
-    let attempt = job.payload.get("attempt").and_then(Value::as_i64).unwrap_or(1);
+    let attempt = job
+        .payload
+        .get("attempt")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let mut tx = state.begin().await?;
     let tenant_id = &job.tenant_id;
     let Some(delivery) = store::delivery(tx.conn(), tenant_id, &subscription_id, date).await?
@@ -462,9 +480,16 @@ pub async fn payment_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
     // Nothing of the refused payment is kept: a fresh transaction records the failed day.
     tx.rollback().await?;
     let mut tx = state.begin().await?;
-    failed_day(&mut tx, tenant_id, &subscription_id, date, attempt, &refusal)
-        .await
-        .map_err(api)?;
+    failed_day(
+        &mut tx,
+        tenant_id,
+        &subscription_id,
+        date,
+        attempt,
+        &refusal,
+    )
+    .await
+    .map_err(api)?;
     scheduler::complete(tx.conn(), job).await?;
     tx.commit().await?;
     Ok(())
@@ -483,7 +508,8 @@ async fn failed_day(
     else {
         return Ok(());
     };
-    let failed = store::count_failed_payment(tx.conn(), tenant_id, subscription_id, date, now).await?;
+    let failed =
+        store::count_failed_payment(tx.conn(), tenant_id, subscription_id, date, now).await?;
     let Some(delivery) = store::delivery(tx.conn(), tenant_id, subscription_id, date).await? else {
         return Ok(());
     };

@@ -264,7 +264,10 @@ fn check_qty(value: i64) -> ApiResult<i64> {
     if (1..=MAX_QTY).contains(&value) {
         Ok(value)
     } else {
-        Err(ApiError::validation("qty", format!("must be 1 to {MAX_QTY}")))
+        Err(ApiError::validation(
+            "qty",
+            format!("must be 1 to {MAX_QTY}"),
+        ))
     }
 }
 
@@ -394,7 +397,9 @@ async fn get_plan(
 ) -> ApiResult<Json<Plan>> {
     let id = plan_id(&id)?;
     let mut conn = state.db.read().acquire().await?;
-    Ok(Json(store::plan(&mut conn, &auth.tenant_id, id.as_str()).await?))
+    Ok(Json(
+        store::plan(&mut conn, &auth.tenant_id, id.as_str()).await?,
+    ))
 }
 
 /// Change a plan (name, price, cut-off) for new subscriptions; `active: false` stops new
@@ -466,9 +471,7 @@ async fn forecast(
     let monday = today
         .checked_sub(i64::from(today.weekday().to_monday_zero_offset()).days())
         .unwrap_or(today);
-    let until = monday
-        .checked_add((weeks * 7 - 1).days())
-        .unwrap_or(monday);
+    let until = monday.checked_add((weeks * 7 - 1).days()).unwrap_or(monday);
     let days =
         store::plan_units_by_day(&mut conn, &auth.tenant_id, &plan.id, monday, until).await?;
     let mut data: Vec<ForecastWeek> = (0..weeks)
@@ -546,7 +549,11 @@ fn past_cutoff(date: Date, cutoff_at: Option<i64>) -> ApiError {
 }
 
 /// The subscription with its calendar.
-async fn view(tx_conn: &mut sqlx::AnyConnection, tenant_id: &TenantId, sub: &StoredSubscription) -> ApiResult<Subscription> {
+async fn view(
+    tx_conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    sub: &StoredSubscription,
+) -> ApiResult<Subscription> {
     let deliveries = store::delivery_views(tx_conn, tenant_id, &sub.id).await?;
     Ok(sub.view(deliveries))
 }
@@ -587,7 +594,11 @@ async fn subscribe(
             "field": "start_date", "earliest": earliest.to_string(),
         })));
     }
-    if start > earliest.checked_add(MAX_START_DAYS.days()).unwrap_or(earliest) {
+    if start
+        > earliest
+            .checked_add(MAX_START_DAYS.days())
+            .unwrap_or(earliest)
+    {
         return Err(ApiError::validation(
             "start_date",
             format!("must be within {MAX_START_DAYS} days"),
@@ -728,7 +739,14 @@ async fn member_subscriptions(
         ..store::Filter::default()
     };
     Ok(Json(
-        page(&state, &auth.tenant_id, filter, query.limit, query.cursor.as_deref()).await?,
+        page(
+            &state,
+            &auth.tenant_id,
+            filter,
+            query.limit,
+            query.cursor.as_deref(),
+        )
+        .await?,
     ))
 }
 
@@ -753,7 +771,14 @@ async fn list_subscriptions(
         plan_id: query.plan_id.as_deref(),
     };
     Ok(Json(
-        page(&state, &auth.tenant_id, filter, query.limit, query.cursor.as_deref()).await?,
+        page(
+            &state,
+            &auth.tenant_id,
+            filter,
+            query.limit,
+            query.cursor.as_deref(),
+        )
+        .await?,
     ))
 }
 
@@ -894,7 +919,9 @@ async fn skip(
     let now = to_micros(tx.now());
     let delivery = store::delivery(tx.conn(), &auth.tenant_id, &sub.id, date)
         .await?
-        .ok_or_else(|| ApiError::validation("date", "no delivery of this subscription on this day"))?;
+        .ok_or_else(|| {
+            ApiError::validation("date", "no delivery of this subscription on this day")
+        })?;
     if delivery.status == DeliveryStatus::Skipped {
         let body = view(tx.conn(), &auth.tenant_id, &sub).await?;
         return Ok(Json(body));
@@ -1023,7 +1050,11 @@ async fn resume(
         return Err(past_cutoff(from, None)
             .with_details(json!({ "field": "date", "earliest": earliest.to_string() })));
     }
-    if from > earliest.checked_add(MAX_START_DAYS.days()).unwrap_or(earliest) {
+    if from
+        > earliest
+            .checked_add(MAX_START_DAYS.days())
+            .unwrap_or(earliest)
+    {
         return Err(ApiError::validation(
             "date",
             format!("must be within {MAX_START_DAYS} days"),
@@ -1112,7 +1143,12 @@ async fn refund_undelivered(
     let delivered = store::deliveries(tx.conn(), tenant_id, &sub.id)
         .await?
         .iter()
-        .filter(|d| matches!(d.status, DeliveryStatus::Ordered | DeliveryStatus::Scheduled))
+        .filter(|d| {
+            matches!(
+                d.status,
+                DeliveryStatus::Ordered | DeliveryStatus::Scheduled
+            )
+        })
         .count();
     let amount = schedule::prepaid_refund(
         order.total,

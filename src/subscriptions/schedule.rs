@@ -315,10 +315,9 @@ mod tests {
         prop_oneof![
             (1i64..=12, prop_oneof![Just(Unit::Week), Just(Unit::Month)])
                 .prop_map(|(every, unit)| Schedule::Every { every, unit }),
-            prop::collection::vec(1i64..=31, 1..5)
-                .prop_map(|days_of_month| Schedule::DaysOfMonth { days_of_month }
-                    .checked()
-                    .unwrap()),
+            prop::collection::vec(1i64..=31, 1..5).prop_map(|days_of_month| {
+                Schedule::DaysOfMonth { days_of_month }.checked().unwrap()
+            }),
         ]
     }
 

@@ -33,10 +33,11 @@ fn schedule_of(row: &AnyRow) -> Result<Schedule, sqlx::Error> {
 }
 
 pub fn date_of(text: &str) -> Result<Date, sqlx::Error> {
-    text.parse().map_err(|e: jiff::Error| sqlx::Error::ColumnDecode {
-        index: "date".into(),
-        source: Box::new(e),
-    })
+    text.parse()
+        .map_err(|e: jiff::Error| sqlx::Error::ColumnDecode {
+            index: "date".into(),
+            source: Box::new(e),
+        })
 }
 
 // ----- plans -----
@@ -207,7 +208,12 @@ impl StoredSubscription {
         let remaining = self.deliveries.map(|total| {
             let taken = deliveries
                 .iter()
-                .filter(|d| matches!(d.status, DeliveryStatus::Ordered | DeliveryStatus::Delivered))
+                .filter(|d| {
+                    matches!(
+                        d.status,
+                        DeliveryStatus::Ordered | DeliveryStatus::Delivered
+                    )
+                })
                 .count();
             match self.status {
                 SubscriptionStatus::Cancelled | SubscriptionStatus::Completed => 0,

@@ -151,8 +151,7 @@ async fn subscriptions_monthly_prepaid_from_31_january_delivers_on_the_last_day_
     );
     // The cut-off is two local days before, at midnight in the tenant's zone.
     assert_eq!(
-        sub["deliveries"][1]["cutoff_at"],
-        "2027-02-25T16:00:00Z",
+        sub["deliveries"][1]["cutoff_at"], "2027-02-25T16:00:00Z",
         "{}",
         sub
     );
@@ -268,7 +267,12 @@ async fn subscriptions_skip_pause_resume_and_cancel_refund_the_undelivered_exact
             &json!({"date": "2027-02-27"}),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
 
     // After January's cut-off it can no longer be skipped or changed.
     app.clock.set(local("2027-01-29", 1));
@@ -292,7 +296,12 @@ async fn subscriptions_skip_pause_resume_and_cancel_refund_the_undelivered_exact
     let reply = app
         .patch(&format!("/v1/subscriptions/{id}"), &json!({"qty": 3}))
         .await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
     let reply = app
         .patch(
             &format!("/v1/subscriptions/{id}"),
@@ -320,7 +329,12 @@ async fn subscriptions_skip_pause_resume_and_cancel_refund_the_undelivered_exact
             &json!({"date": "2027-03-31"}),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
     // Nothing is ordered while paused.
     app.clock.set(local("2027-03-30", 0));
     run_jobs(&app).await;
@@ -377,10 +391,7 @@ async fn subscriptions_skip_pause_resume_and_cancel_refund_the_undelivered_exact
     app.clock.set(local("2027-09-01", 1));
     run_jobs(&app).await;
     let view = app.get(&format!("/v1/subscriptions/{id}")).await.body;
-    let ordered = dates(&view)
-        .iter()
-        .filter(|(_, s)| s == "ordered")
-        .count();
+    let ordered = dates(&view).iter().filter(|(_, s)| s == "ordered").count();
     assert_eq!(ordered, 2, "{view}");
     assert_eq!(stock(&app, &beans).await, 96);
     let cancelled = events_of(&app, "subscription.cancelled").await;
@@ -439,11 +450,17 @@ async fn subscriptions_per_delivery_billing_pays_from_the_wallet_and_pauses_afte
     app.clock.set(local("2027-03-07", 0));
     run_jobs(&app).await;
     let view = app.get(&format!("/v1/subscriptions/{id}")).await.body;
-    let first = view["deliveries"][0]["order_id"].as_str().unwrap().to_owned();
+    let first = view["deliveries"][0]["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let order = app.get(&format!("/v1/orders/{first}")).await.body;
     assert_eq!(order["status"], "paid", "{order}");
     assert_eq!(order["total"], 500);
-    let balances = app.get(&format!("/v1/members/{member}/balances")).await.body;
+    let balances = app
+        .get(&format!("/v1/members/{member}/balances"))
+        .await
+        .body;
     assert_eq!(balances["wallet_principal"]["balance"], 100, "{balances}");
 
     // The second: 100 fen cannot pay 500: payment due, tried again the next two days.
@@ -455,16 +472,21 @@ async fn subscriptions_per_delivery_billing_pays_from_the_wallet_and_pauses_afte
     assert_eq!(due[0]["data"]["reason"], "insufficient_funds");
     let view = app.get(&format!("/v1/subscriptions/{id}")).await.body;
     assert_eq!(view["status"], "active");
-    let second = view["deliveries"][1]["order_id"].as_str().unwrap().to_owned();
+    let second = view["deliveries"][1]["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(stock(&app, &milk).await, 48);
-    app.clock.set(local("2027-03-15", 0) + SignedDuration::from_secs(1));
+    app.clock
+        .set(local("2027-03-15", 0) + SignedDuration::from_secs(1));
     run_jobs(&app).await;
     assert_eq!(events_of(&app, "subscription.payment_due").await.len(), 2);
     assert_eq!(
         app.get(&format!("/v1/subscriptions/{id}")).await.body["status"],
         "active"
     );
-    app.clock.set(local("2027-03-16", 0) + SignedDuration::from_secs(2));
+    app.clock
+        .set(local("2027-03-16", 0) + SignedDuration::from_secs(2));
     run_jobs(&app).await;
     assert_eq!(events_of(&app, "subscription.payment_due").await.len(), 3);
     // The third failed day pauses it; the order is cancelled and its unit goes back.
@@ -545,7 +567,10 @@ async fn subscriptions_delivery_orders_are_created_once_across_a_restart_and_two
         let view = app.get(&format!("/v1/subscriptions/{id}")).await.body;
         assert_eq!(view["deliveries"][0]["status"], "ordered");
         let member = view["member_id"].as_str().unwrap();
-        let orders = app.get(&format!("/v1/orders?member_id={member}")).await.body;
+        let orders = app
+            .get(&format!("/v1/orders?member_id={member}"))
+            .await
+            .body;
         // The prepaid order and one delivery order.
         assert_eq!(orders["data"].as_array().unwrap().len(), 2, "{orders}");
     }
@@ -620,7 +645,12 @@ async fn subscriptions_plans_validate_and_stop_new_subscriptions_when_inactive(a
             &json!({"plan_id": id, "start_date": "2027-02-01", "delivery": {"leader_id": "bad id!"}}),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
     let reply = app
         .patch(
             &format!("/v1/subscription-plans/{id}"),
@@ -641,14 +671,21 @@ async fn subscriptions_plans_validate_and_stop_new_subscriptions_when_inactive(a
     let list = app
         .get(&format!("/v1/subscriptions?status=active&plan_id={id}"))
         .await;
-    assert_eq!(list.body["data"].as_array().unwrap().len(), 1, "{}", list.body);
+    assert_eq!(
+        list.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.body
+    );
     let list = app.get("/v1/subscriptions?status=paused").await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 0);
     assert_eq!(
         app.get("/v1/subscriptions?status=nope").await.status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let list = app.get(&format!("/v1/members/{member}/subscriptions")).await;
+    let list = app
+        .get(&format!("/v1/members/{member}/subscriptions"))
+        .await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
     let plans = app.get("/v1/subscription-plans?active=false").await;
     assert_eq!(plans.body["data"].as_array().unwrap().len(), 1);
@@ -656,7 +693,10 @@ async fn subscriptions_plans_validate_and_stop_new_subscriptions_when_inactive(a
     app.clock.set(local("2027-01-10", 10));
     run_jobs(&app).await;
     let view = app
-        .get(&format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/subscriptions/{}",
+            sub["id"].as_str().unwrap()
+        ))
         .await
         .body;
     assert_eq!(view["status"], "cancelled", "{view}");
@@ -735,7 +775,12 @@ async fn subscriptions_no_repurchase_reminder_for_a_subscribed_product(app: Test
             )
             .await;
         assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
-        pay_external(&app, order.body["id"].as_str().unwrap(), &format!("p-{name}")).await;
+        pay_external(
+            &app,
+            order.body["id"].as_str().unwrap(),
+            &format!("p-{name}"),
+        )
+        .await;
         members.push(member);
     }
     let monthly = plan(
@@ -841,17 +886,25 @@ async fn subscriptions_other_tenants_ids_are_404(app: TestApp) {
         (Method::POST, format!("/v1/subscriptions/{id}/pause"), None),
         (Method::POST, format!("/v1/subscriptions/{id}/resume"), None),
         (Method::POST, format!("/v1/subscriptions/{id}/cancel"), None),
-        (Method::GET, format!("/v1/members/{member}/subscriptions"), None),
+        (
+            Method::GET,
+            format!("/v1/members/{member}/subscriptions"),
+            None,
+        ),
         (
             Method::POST,
             format!("/v1/members/{member}/subscriptions"),
-            Some(json!({"plan_id": plan, "start_date": "2027-02-01", "delivery": {"address": "x"}})),
+            Some(
+                json!({"plan_id": plan, "start_date": "2027-02-01", "delivery": {"address": "x"}}),
+            ),
         ),
         // The other tenant's own member with this tenant's plan.
         (
             Method::POST,
             format!("/v1/members/{other_member}/subscriptions"),
-            Some(json!({"plan_id": plan, "start_date": "2027-02-01", "delivery": {"address": "x"}})),
+            Some(
+                json!({"plan_id": plan, "start_date": "2027-02-01", "delivery": {"address": "x"}}),
+            ),
         ),
         (Method::GET, "/v1/subscriptions/sub_nope".into(), None),
         (Method::GET, "/v1/subscription-plans/nope".into(), None),
@@ -859,7 +912,12 @@ async fn subscriptions_other_tenants_ids_are_404(app: TestApp) {
     for (method, path, body) in calls {
         let request = build(method.clone(), &path, Some(&other), body.as_ref(), None);
         let reply = app.send(request).await;
-        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            reply.body
+        );
     }
     // Nothing changed.
     let view = app.get(&format!("/v1/subscriptions/{id}")).await.body;
@@ -885,7 +943,10 @@ async fn subscriptions_console_page_shows_plans_forecast_and_pauses(app: TestApp
     let page = viewer.get("/console/subscriptions").await;
     assert_eq!(page.status, StatusCode::OK);
     let text = html(&page);
-    assert!(text.contains(r#"href="/console/subscriptions" class="active""#), "{text}");
+    assert!(
+        text.contains(r#"href="/console/subscriptions" class="active""#),
+        "{text}"
+    );
     assert!(text.contains("黄豆月卡"), "{text}");
     assert!(text.contains("2027-01-18"), "the forecast's weeks: {text}");
     assert!(text.contains("2027-01-20"), "the next delivery: {text}");
@@ -901,7 +962,10 @@ async fn subscriptions_console_page_shows_plans_forecast_and_pauses(app: TestApp
     let view = app.get(&format!("/v1/subscriptions/{id}")).await.body;
     assert_eq!(view["status"], "paused");
     let listed = html(&ops.get("/console/subscriptions?status=paused").await);
-    assert!(listed.contains(&format!("/console/subscriptions/{id}/resume")), "{listed}");
+    assert!(
+        listed.contains(&format!("/console/subscriptions/{id}/resume")),
+        "{listed}"
+    );
     let unknown = ops
         .post(
             &format!("/console/subscriptions/{id}/forget"),

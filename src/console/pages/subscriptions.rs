@@ -52,10 +52,7 @@ crate::console::i18n::catalogue! {
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/console/subscriptions", get(page))
-        .route(
-            "/console/subscriptions/{id}/{action}",
-            post(act),
-        )
+        .route("/console/subscriptions/{id}/{action}", post(act))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,10 +79,15 @@ async fn page(
     signed: Signed,
     Query(params): Query<PageParams>,
 ) -> Result<Response, Refusal> {
-    let plans = console.get(&signed, "/v1/subscription-plans?limit=200").await;
+    let plans = console
+        .get(&signed, "/v1/subscription-plans?limit=200")
+        .await;
     let plan_rows = plans.body["data"].as_array().cloned().unwrap_or_default();
     let chosen = if params.plan.is_empty() {
-        plan_rows.first().map(|p| text(&p["id"])).unwrap_or_default()
+        plan_rows
+            .first()
+            .map(|p| text(&p["id"]))
+            .unwrap_or_default()
     } else {
         params.plan.clone()
     };
@@ -96,7 +98,10 @@ async fn page(
             console
                 .get(
                     &signed,
-                    &format!("/v1/subscription-plans/{}/forecast?weeks=8", encode(&chosen)),
+                    &format!(
+                        "/v1/subscription-plans/{}/forecast?weeks=8",
+                        encode(&chosen)
+                    ),
                 )
                 .await,
         )
