@@ -12,7 +12,8 @@
 //!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`]
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
 //!   anti-fraud, leaderboards, funnels), [`distribution`] (promoters, two-level commissions
-//!   within the law, withdrawals), [`analytics`] (RFM, lifetime value,
+//!   within the law, withdrawals), [`subscriptions`] (周期购: plans, delivery calendars, prepaid or
+//!   per-delivery billing), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -40,6 +41,7 @@ pub mod ops;
 pub mod orders;
 pub mod segments;
 pub mod server;
+pub mod subscriptions;
 pub mod tenants;
 
 pub use server::{app, AppState};

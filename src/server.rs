@@ -102,6 +102,10 @@ pub fn hooks() -> Hooks {
         .order(referrals::hooks::ReferralHooks)
         // Distribution: pending commissions on payment, adjusted by refunds.
         .order(distribution::DistributionHooks)
+        // Subscriptions: an unpaid or refunded prepaid order ends its subscription; erasure
+        // clears delivery addresses.
+        .order(crate::subscriptions::SubscriptionHooks)
+        .member(crate::subscriptions::SubscriptionHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
 }
@@ -155,6 +159,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(community::routes())
         .merge(growth::routes())
         .merge(distribution::routes())
+        .merge(crate::subscriptions::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())
@@ -494,6 +499,12 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         engagement::messages::RELEASE_JOB => engagement::messages::release_job(state, job).await,
         engagement::automations::STEP_JOB => engagement::automations::step_job(state, job).await,
         engagement::broadcasts::SEND_JOB => engagement::broadcasts::send_job(state, job).await,
+        crate::subscriptions::DELIVERY_JOB => {
+            crate::subscriptions::deliveries::delivery_job(state, job).await
+        }
+        crate::subscriptions::PAYMENT_JOB => {
+            crate::subscriptions::deliveries::payment_job(state, job).await
+        }
         other => anyhow::bail!("no handler for job kind {other}"),
     }
 }

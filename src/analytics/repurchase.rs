@@ -9,7 +9,8 @@
 //!
 //! The daily run emits `member.repurchase_due` N days before the predicted date (tenant
 //! setting `repurchase_reminder_days`, default 3), once per member, SKU and predicted date,
-//! only to members who consent to marketing.
+//! only to members who consent to marketing, and never for a product the member has an active
+//! subscription to (its deliveries are on their way).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -248,7 +249,7 @@ pub async fn run_reminders(
     at: Timestamp,
 ) -> ApiResult<usize> {
     let today = local_day(to_micros(at), zone).unwrap_or(Day(0));
-    let (all, supply, consenting) = {
+    let (all, supply, consenting, subscribed) = {
         let mut conn = db.read().acquire().await?;
         let all = histories(&mut conn, tenant_id, None, zone).await?;
         let supply = crate::orders::products::days_of_supply(&mut conn, tenant_id).await?;
@@ -260,7 +261,9 @@ pub async fn run_reminders(
         .await?
         .into_iter()
         .collect();
-        (all, supply, consenting)
+        // What an active subscription delivers needs no reminder (周期购 locks it in).
+        let subscribed = crate::subscriptions::active_member_skus(&mut conn, tenant_id).await?;
+        (all, supply, consenting, subscribed)
     };
     let medians = store_sku_medians(db, tenant_id, &all, at).await?;
     // The reminders due today, by member id.
@@ -271,6 +274,9 @@ pub async fn run_reminders(
         for (prediction, remind) in predictions(&all[member], &supply, &medians, remind_days) {
             let next = &prediction.predicted_next;
             if remind.0 > today.0 || next.as_str() < day_text(today).as_str() {
+                continue;
+            }
+            if subscribed.contains(&(member.clone(), prediction.sku.clone())) {
                 continue;
             }
             due.push((member.as_str(), prediction));

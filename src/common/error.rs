@@ -299,7 +299,17 @@ pub mod codes {
     pub const PLAN_INACTIVE: ErrorCode = error_code(
         "plan_inactive",
         409,
-        "The top-up plan is no longer offered.",
+        "The plan (a top-up plan or a subscription plan) is no longer offered.",
+    );
+    pub const PAST_CUTOFF: ErrorCode = error_code(
+        "past_cutoff",
+        409,
+        "The delivery's cut-off has passed: its order is created and it can no longer be skipped or changed (`details.date`).",
+    );
+    pub const SUBSCRIPTION_NOT_ACTIVE: ErrorCode = error_code(
+        "subscription_not_active",
+        409,
+        "The subscription is not in a state that allows this (`details.status`: paused, cancelled or completed).",
     );
     pub const POINTS_NOT_EARNED: ErrorCode = error_code(
         "points_not_earned",
@@ -478,6 +488,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::ORDER_MISMATCH,
     codes::OUT_OF_STOCK,
     codes::OWNER_CANNOT_LEAVE,
+    codes::PAST_CUTOFF,
     codes::PAYMENT_REFERENCE_REUSED,
     codes::PLAN_INACTIVE,
     codes::POINTS_NOT_EARNED,
@@ -490,6 +501,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::SKU_TAKEN,
     codes::SOLD_OUT,
     codes::STORED_VALUE_CAP_EXCEEDED,
+    codes::SUBSCRIPTION_NOT_ACTIVE,
     codes::TEAM_CLOSED,
     codes::TEAM_FULL,
     codes::TEMPLATE_EXPIRED,

@@ -3,7 +3,7 @@
 //!
 //! `member` and `events` are the profile and the events whose subject is the member, as they
 //! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community`,
-//! `analytics`, `engagement` and `distribution`, one per domain folder, each holding that domain's rows about the member.
+//! `analytics`, `engagement`, `distribution` and `subscriptions`, one per domain folder, each holding that domain's rows about the member.
 //!
 //! The other domains' tables are read here by SQL instead of through their Rust code: members
 //! is the lowest business domain, and a lower domain never imports a higher one (DESIGN rule
@@ -117,6 +117,13 @@ pub const COVERED: &[Covered] = &[
     covered("promoter_binding", "promoter_id", "distribution.customers"),
     covered("commission", "promoter_id", "distribution.commissions"),
     covered("withdrawal", "promoter_id", "distribution.withdrawals"),
+    covered("subscription", "member_id", "subscriptions.subscriptions"),
+    // Through the member's subscriptions: their delivery calendars.
+    covered(
+        "subscription_delivery",
+        "subscription_id",
+        "subscriptions.deliveries",
+    ),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -165,6 +172,42 @@ pub struct MemberExport {
     pub analytics: AnalyticsExport,
     pub engagement: EngagementExport,
     pub distribution: DistributionExport,
+    pub subscriptions: SubscriptionsExport,
+}
+
+/// Subscriptions (周期购) with their delivery addresses (cleared by erasure) and calendars.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionsExport {
+    /// Oldest first.
+    pub subscriptions: Vec<ExportedSubscription>,
+    /// By subscription, then day.
+    pub deliveries: Vec<ExportedDelivery>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedSubscription {
+    pub id: String,
+    pub plan_id: String,
+    pub product_id: String,
+    pub qty: i64,
+    pub billing: String,
+    pub price_per_delivery: i64,
+    pub status: String,
+    pub address: Option<String>,
+    pub leader_id: Option<String>,
+    pub order_id: Option<String>,
+    /// Fen refunded by cancelling.
+    pub refunded: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedDelivery {
+    pub subscription_id: String,
+    pub date: String,
+    pub status: String,
+    pub qty: i64,
+    pub order_id: Option<String>,
 }
 
 /// Orders (money in fen).
@@ -690,6 +733,18 @@ pub async fn export(
         runs: reader.list("engagement.runs", RUNS, exported_run).await?,
     };
     let distribution = reader.distribution().await?;
+    let subscriptions = SubscriptionsExport {
+        subscriptions: reader
+            .list(
+                "subscriptions.subscriptions",
+                SUBSCRIPTIONS,
+                exported_subscription,
+            )
+            .await?,
+        deliveries: reader
+            .list("subscriptions.deliveries", DELIVERIES, exported_delivery)
+            .await?,
+    };
     let truncated = reader.truncated;
     tx.rollback().await?;
     Ok(MemberExport {
@@ -705,6 +760,7 @@ pub async fn export(
         analytics,
         engagement,
         distribution,
+        subscriptions,
     })
 }
 
@@ -1076,6 +1132,18 @@ const WITHDRAWALS: &str = concat!(
     " ORDER BY created_at, id LIMIT {LIMIT}"
 );
 
+const SUBSCRIPTIONS: &str = "SELECT id, plan_id, product_id, qty, billing, \
+    price_per_delivery, status, address, pickup_leader_id, order_id, refunded, created_at \
+    FROM subscription WHERE tenant_id = $1 AND member_id = $2 \
+    ORDER BY created_at, id LIMIT {LIMIT}";
+
+const DELIVERIES: &str = concat!(
+    "SELECT subscription_id, delivery_date, status, qty, order_id FROM subscription_delivery \
+     WHERE tenant_id = $1 AND subscription_id IN ",
+    "(SELECT id FROM subscription WHERE tenant_id = $1 AND member_id = $2)",
+    " ORDER BY subscription_id, delivery_date LIMIT {LIMIT}"
+);
+
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
     scored_at FROM member_score WHERE tenant_id = $1 AND member_id = $2";
@@ -1439,6 +1507,33 @@ fn exported_withdrawal(row: &AnyRow) -> Result<ExportedWithdrawal, sqlx::Error> 
         status: row.try_get("status")?,
         reference: row.try_get("reference")?,
         created_at: instant(row, "created_at")?,
+    })
+}
+
+fn exported_subscription(row: &AnyRow) -> Result<ExportedSubscription, sqlx::Error> {
+    Ok(ExportedSubscription {
+        id: row.try_get("id")?,
+        plan_id: row.try_get("plan_id")?,
+        product_id: row.try_get("product_id")?,
+        qty: row.try_get("qty")?,
+        billing: row.try_get("billing")?,
+        price_per_delivery: row.try_get("price_per_delivery")?,
+        status: row.try_get("status")?,
+        address: row.try_get("address")?,
+        leader_id: row.try_get("pickup_leader_id")?,
+        order_id: row.try_get("order_id")?,
+        refunded: row.try_get("refunded")?,
+        created_at: instant(row, "created_at")?,
+    })
+}
+
+fn exported_delivery(row: &AnyRow) -> Result<ExportedDelivery, sqlx::Error> {
+    Ok(ExportedDelivery {
+        subscription_id: row.try_get("subscription_id")?,
+        date: row.try_get("delivery_date")?,
+        status: row.try_get("status")?,
+        qty: row.try_get("qty")?,
+        order_id: row.try_get("order_id")?,
     })
 }
 

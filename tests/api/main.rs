@@ -39,5 +39,6 @@ mod program;
 mod referrals;
 mod segments;
 mod stored_value;
+mod subscriptions;
 mod tenant_settings;
 mod webhooks;

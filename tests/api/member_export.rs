@@ -462,6 +462,33 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         "withdrawal",
     );
 
+    // A subscription (周期购) delivered to an address: personal data with its calendar.
+    let weekly = id_of(
+        &app.post(
+            "/v1/subscription-plans",
+            &json!({"name": "豆浆周配", "product_id": soy, "qty": 1,
+                    "schedule": {"every": 1, "unit": "week"}, "deliveries": null,
+                    "price_per_delivery": 900, "billing": "per_delivery", "cutoff_days": 1}),
+        )
+        .await,
+        "subscription plan",
+    );
+    let start = app
+        .clock_now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+        .date()
+        .checked_add(jiff::Span::new().days(10))
+        .unwrap();
+    created(
+        &app.post(
+            &format!("/v1/members/{x}/subscriptions"),
+            &json!({"plan_id": weekly, "start_date": start.to_string(),
+                    "delivery": {"address": "上海市徐汇区"}}),
+        )
+        .await,
+        "subscription",
+    );
+
     // Two days on, so that the daily run's analytics (calibrated up to yesterday) see the order.
     app.clock.advance(SignedDuration::from_hours(48));
     created(

@@ -20,6 +20,7 @@ pub mod segments;
 pub mod settings;
 pub mod shop;
 pub mod sign_in;
+pub mod subscriptions;
 
 /// Any other `/console/…` path: 404 for a signed-in operator (the sign-in page otherwise).
 pub async fn not_found(signed: Signed) -> Response {
