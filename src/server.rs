@@ -30,8 +30,8 @@ use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
 use crate::{
-    analytics, community, console, distribution, docs, engagement, growth, members, membership,
-    ops, orders, segments,
+    alliance, analytics, community, console, distribution, docs, engagement, growth, members,
+    membership, ops, orders, segments,
 };
 
 /// What every handler can reach.
@@ -75,6 +75,10 @@ pub fn hooks() -> Hooks {
         .order(referrals::hooks::ReferralHooks)
         // Distribution: pending commissions on payment, adjusted by refunds.
         .order(distribution::DistributionHooks)
+        // Alliance: cross-referral fees on a first paid order, voided by a full refund; an
+        // erased member's alliance links cleared.
+        .order(alliance::AllianceHooks)
+        .member(alliance::AllianceHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
 }
@@ -128,6 +132,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(community::routes())
         .merge(growth::routes())
         .merge(distribution::routes())
+        .merge(alliance::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())
