@@ -27,7 +27,7 @@ use crate::membership::coupons;
 use crate::membership::coupons::model::CouponTemplateId;
 use crate::AppState;
 
-use super::model::{ClaimOffer, Claimed, OfferStatus, PartnerStatus};
+use super::model::{AllianceClaim, ClaimOffer, OfferStatus, PartnerStatus};
 use super::store::{self, NewClaim, StoredAlliance, StoredPartner};
 use super::{active_partnership, rules, ClaimId, OfferId};
 
@@ -41,14 +41,14 @@ pub const SOURCE: &str = "alliance";
     params(("id" = String, Path, description = "alliance id"),
            ("offer_id" = String, Path, description = "offer id")),
     request_body = ClaimOffer,
-    responses((status = 201, body = Claimed), (status = 404), (status = 409), (status = 422)),
+    responses((status = 201, body = AllianceClaim), (status = 404), (status = 409), (status = 422)),
     security(("api_key" = [])))]
 pub async fn claim(
     State(state): State<AppState>,
     auth: Auth,
     Path((id, offer_id)): Path<(String, String)>,
     Json(request): Json<ClaimOffer>,
-) -> ApiResult<(StatusCode, Json<Claimed>)> {
+) -> ApiResult<(StatusCode, Json<AllianceClaim>)> {
     let member_id = members::member_id(&request.member_id)?;
     let mut tx = state.begin().await?;
     let (alliance, me) = active_partnership(tx.conn(), &auth.tenant_id, &id).await?;
@@ -153,7 +153,7 @@ pub async fn claim(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(Claimed {
+        Json(AllianceClaim {
             claim_id,
             coupon_id: coupon.id.as_str().to_owned(),
             issuer_member_id: issuer_member.as_str().to_owned(),

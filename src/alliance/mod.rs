@@ -67,9 +67,10 @@ use crate::common::time::{micros_to_rfc3339, time_zone_named, to_micros};
 use crate::membership::coupons::model::CouponTemplateId;
 use crate::AppState;
 use model::{
-    Alliance, AllianceList, Balances, CreateAlliance, CreateInvitation, CreateOffer, Invitation,
-    JoinAlliance, Offer, OfferList, OfferStatus, PartnerBalance, PartnerStatus, RecordSettlement,
-    Statement, StatementQuery, MAX_NAME_LEN, MAX_REFERENCE_LEN, MAX_SETTLEMENT, MAX_STOCK,
+    Alliance, AllianceBalances, AllianceInvitation, AllianceList, AllianceOffer, AllianceStatement,
+    CreateAlliance, CreateInvitation, CreateOffer, JoinAlliance, OfferList, OfferStatus,
+    PartnerBalance, PartnerStatus, RecordSettlement, StatementQuery, MAX_NAME_LEN,
+    MAX_REFERENCE_LEN, MAX_SETTLEMENT, MAX_STOCK,
 };
 use store::{StoredAlliance, StoredOffer, StoredPartner};
 
@@ -307,14 +308,14 @@ async fn get_alliance(
 #[utoipa::path(post, path = "/v1/alliances/{id}/invitations", tag = "alliance",
     params(("id" = String, Path, description = "alliance id")),
     request_body(content = Option<CreateInvitation>),
-    responses((status = 201, body = Invitation), (status = 404), (status = 409), (status = 422)),
+    responses((status = 201, body = AllianceInvitation), (status = 404), (status = 409), (status = 422)),
     security(("api_key" = [])))]
 async fn invite(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Invitation>)> {
+) -> ApiResult<(StatusCode, Json<AllianceInvitation>)> {
     let request: CreateInvitation = if body.iter().all(u8::is_ascii_whitespace) {
         CreateInvitation::default()
     } else {
@@ -352,7 +353,7 @@ async fn invite(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(Invitation {
+        Json(AllianceInvitation {
             code,
             expires_at: micros_to_rfc3339(expires_at),
         }),
@@ -464,14 +465,14 @@ async fn leave(
 /// most (the template's own stock and per-member limit apply too).
 #[utoipa::path(post, path = "/v1/alliances/{id}/offers", tag = "alliance",
     params(("id" = String, Path, description = "alliance id")), request_body = CreateOffer,
-    responses((status = 201, body = Offer), (status = 404), (status = 409), (status = 422)),
+    responses((status = 201, body = AllianceOffer), (status = 404), (status = 409), (status = 422)),
     security(("api_key" = [])))]
 async fn create_offer(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Json(request): Json<CreateOffer>,
-) -> ApiResult<(StatusCode, Json<Offer>)> {
+) -> ApiResult<(StatusCode, Json<AllianceOffer>)> {
     if !(1..=MAX_STOCK).contains(&request.stock) {
         return Err(ApiError::validation(
             "stock",
@@ -561,16 +562,16 @@ pub async fn partner_balances(
 /// (debited: fees owed, settlements received), `net` = owed − owes. The nets sum to zero.
 #[utoipa::path(get, path = "/v1/alliances/{id}/balances", tag = "alliance",
     params(("id" = String, Path, description = "alliance id")),
-    responses((status = 200, body = Balances), (status = 404)), security(("api_key" = [])))]
+    responses((status = 200, body = AllianceBalances), (status = 404)), security(("api_key" = [])))]
 async fn balances(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Balances>> {
+) -> ApiResult<Json<AllianceBalances>> {
     let mut conn = state.db.read().acquire().await?;
     let (alliance, _) = partnership(&mut conn, &auth.tenant_id, &id).await?;
     let partners = partner_balances(&mut conn, &alliance.id, None).await?;
-    Ok(Json(Balances { partners }))
+    Ok(Json(AllianceBalances { partners }))
 }
 
 /// A month's statement (`month=YYYY-MM` in the alliance's time zone): every entry, oldest
@@ -578,7 +579,7 @@ async fn balances(
 /// entries as CSV.
 #[utoipa::path(get, path = "/v1/alliances/{id}/statements", tag = "alliance",
     params(("id" = String, Path, description = "alliance id"), StatementQuery),
-    responses((status = 200, content((Statement = "application/json"), (String = "text/csv"))),
+    responses((status = 200, content((AllianceStatement = "application/json"), (String = "text/csv"))),
         (status = 404), (status = 422)),
     security(("api_key" = [])))]
 async fn statement(
@@ -626,7 +627,7 @@ async fn statement(
         )
             .into_response());
     }
-    Ok(Json(Statement {
+    Ok(Json(AllianceStatement {
         month: query.month,
         from: from.to_string(),
         to: to.to_string(),
@@ -637,7 +638,7 @@ async fn statement(
 }
 
 async fn statement_csv(
-    entries: &[model::Entry],
+    entries: &[model::AllianceEntry],
     partners: &[PartnerBalance],
 ) -> ApiResult<Vec<u8>> {
     let name = |id: &str| {
@@ -691,14 +692,14 @@ async fn statement_csv(
 /// (their entries between the two of them, net).
 #[utoipa::path(post, path = "/v1/alliances/{id}/settlements", tag = "alliance",
     params(("id" = String, Path, description = "alliance id")), request_body = RecordSettlement,
-    responses((status = 201, body = model::Entry), (status = 404), (status = 422)),
+    responses((status = 201, body = model::AllianceEntry), (status = 404), (status = 422)),
     security(("api_key" = [])))]
 async fn record_settlement(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Json(request): Json<RecordSettlement>,
-) -> ApiResult<(StatusCode, Json<model::Entry>)> {
+) -> ApiResult<(StatusCode, Json<model::AllianceEntry>)> {
     if !(1..=MAX_SETTLEMENT).contains(&request.amount) {
         return Err(ApiError::validation(
             "amount",
@@ -767,7 +768,7 @@ async fn record_settlement(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(model::Entry {
+        Json(model::AllianceEntry {
             id: entry_id,
             kind: "settlement".into(),
             debit_partner_id: to.id,

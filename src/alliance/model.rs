@@ -45,12 +45,12 @@ pub enum FeeOn {
 /// The alliance's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Rules {
+pub struct AllianceRules {
     pub referral_fee: ReferralFee,
     pub fee_on: FeeOn,
 }
 
-impl Rules {
+impl AllianceRules {
     pub fn check(&self) -> ApiResult<()> {
         let fee = self.referral_fee;
         let max = match fee.kind {
@@ -71,7 +71,7 @@ impl Rules {
 #[serde(deny_unknown_fields)]
 pub struct CreateAlliance {
     pub name: String,
-    pub rules: Rules,
+    pub rules: AllianceRules,
     /// How the founder appears to partners (default: the tenant's name).
     pub display_name: Option<String>,
 }
@@ -112,7 +112,7 @@ impl PartnerStatus {
 
 /// A partner as every partner sees it: its display name, never its tenant.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Partner {
+pub struct AlliancePartner {
     pub partner_id: String,
     pub name: String,
     pub status: PartnerStatus,
@@ -124,11 +124,11 @@ pub struct Partner {
 pub struct Alliance {
     pub id: String,
     pub name: String,
-    pub rules: Rules,
+    pub rules: AllianceRules,
     pub founder_partner_id: String,
     /// The caller's own partner id in this alliance.
     pub my_partner_id: String,
-    pub partners: Vec<Partner>,
+    pub partners: Vec<AlliancePartner>,
     pub created_at: String,
 }
 
@@ -138,7 +138,7 @@ pub struct AllianceList {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Invitation {
+pub struct AllianceInvitation {
     /// The one-time code another tenant joins with.
     pub code: String,
     pub expires_at: String,
@@ -187,7 +187,7 @@ pub struct CreateOffer {
 
 /// A shared coupon offer. `coupon_template_id` is shown to its own partner only.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Offer {
+pub struct AllianceOffer {
     pub id: String,
     pub partner_id: String,
     pub partner_name: String,
@@ -200,7 +200,7 @@ pub struct Offer {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OfferList {
-    pub data: Vec<Offer>,
+    pub data: Vec<AllianceOffer>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -211,7 +211,7 @@ pub struct ClaimOffer {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Claimed {
+pub struct AllianceClaim {
     pub claim_id: String,
     /// The coupon, issued by and redeemable at the offering partner.
     pub coupon_id: String,
@@ -234,7 +234,7 @@ pub struct PartnerBalance {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Balances {
+pub struct AllianceBalances {
     pub partners: Vec<PartnerBalance>,
 }
 
@@ -249,7 +249,7 @@ pub struct StatementQuery {
 
 /// One entry of the alliance ledger.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Entry {
+pub struct AllianceEntry {
     pub id: String,
     /// `fee`, `fee_void` or `settlement`.
     pub kind: String,
@@ -270,11 +270,11 @@ pub struct Entry {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Statement {
+pub struct AllianceStatement {
     pub month: String,
     pub from: String,
     pub to: String,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<AllianceEntry>,
     /// Each partner's movement in the month (the entries summed).
     pub partners: Vec<PartnerBalance>,
 }

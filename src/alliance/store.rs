@@ -6,7 +6,9 @@ use sqlx::{AnyConnection, Row as _};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::time::micros_to_rfc3339;
 
-use super::model::{Entry, Offer, OfferStatus, Partner, PartnerStatus, Rules};
+use super::model::{
+    AllianceEntry, AllianceOffer, AlliancePartner, AllianceRules, OfferStatus, PartnerStatus,
+};
 use super::rules::Totals;
 
 fn internal(message: String) -> ApiError {
@@ -18,7 +20,7 @@ fn internal(message: String) -> ApiError {
 pub struct StoredAlliance {
     pub id: String,
     pub name: String,
-    pub rules: Rules,
+    pub rules: AllianceRules,
     pub timezone: String,
     pub customer_key: String,
     pub founder_partner_id: String,
@@ -37,8 +39,8 @@ pub struct StoredPartner {
 }
 
 impl StoredPartner {
-    pub fn view(&self) -> Partner {
-        Partner {
+    pub fn view(&self) -> AlliancePartner {
+        AlliancePartner {
             partner_id: self.id.clone(),
             name: self.name.clone(),
             status: self.status,
@@ -296,8 +298,8 @@ pub struct StoredOffer {
 
 impl StoredOffer {
     /// The offer as `viewer` sees it (the template id only for its own partner).
-    pub fn view(&self, partner_name: &str, viewer: &str) -> Offer {
-        Offer {
+    pub fn view(&self, partner_name: &str, viewer: &str) -> AllianceOffer {
+        AllianceOffer {
             id: self.id.clone(),
             partner_id: self.partner_id.clone(),
             partner_name: partner_name.to_owned(),
@@ -747,7 +749,7 @@ pub async fn entries(
     to: i64,
     viewer_partner_id: &str,
     limit: i64,
-) -> ApiResult<Vec<Entry>> {
+) -> ApiResult<Vec<AllianceEntry>> {
     let rows = sqlx::query(
         "SELECT id, kind, debit_partner_id, credit_partner_id, amount, customer_id, order_id, \
          reference, voided_by, created_at FROM alliance_entry WHERE alliance_id = $1 \
@@ -767,7 +769,7 @@ pub async fn entries(
             // A fee is owed by the issuer (debit); its reversal credits the issuer back.
             let order_owner = if kind == "fee" { &debit } else { &credit };
             let order_id: Option<String> = row.try_get("order_id")?;
-            Ok(Entry {
+            Ok(AllianceEntry {
                 id: row.try_get("id")?,
                 order_id: order_id.filter(|_| order_owner == viewer_partner_id),
                 kind,
