@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         (name = "growth", description = "Referral campaigns (裂变, 老带新): invite codes, rewards, anti-fraud reviews, leaderboards, funnels"),
         (name = "distribution", description = "Distribution (分销): promoters, customer bindings, two-level commissions within the law, withdrawals, reports"),
         (name = "subscriptions", description = "Subscriptions (周期购): plans, a delivery calendar in the tenant's zone, prepaid or per-delivery billing, skips, pauses, cancellation with exact refunds, the warehouse forecast"),
+        (name = "alliance", description = "Merchant alliance (商家联盟): alliances of tenants, shared coupon offers, cross-referral fees, balances, statements, settlements"),
         (name = "events", description = "The event outbox"),
         (name = "tenant", description = "The calling tenant's settings: its time zone"),
     )

@@ -13,7 +13,8 @@
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
 //!   anti-fraud, leaderboards, funnels), [`distribution`] (promoters, two-level commissions
 //!   within the law, withdrawals), [`subscriptions`] (周期购: plans, delivery calendars, prepaid or
-//!   per-delivery billing), [`analytics`] (RFM, lifetime value,
+//!   per-delivery billing), [`alliance`] (merchant alliances across tenants: shared coupons,
+//!   cross-referral fees, settlement), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -22,6 +23,7 @@
 //!   bounded transactions); [`cli`] is the command line that the binary exposes; [`demo`]
 //!   makes the demo tenant of `shequn serve --demo` through the API.
 
+pub mod alliance;
 pub mod analytics;
 pub mod bench;
 pub mod cli;

@@ -30,8 +30,8 @@ use crate::growth::referrals;
 use crate::ledger::{self, Ledger};
 use crate::membership::program;
 use crate::{
-    analytics, community, console, distribution, docs, engagement, growth, members, membership,
-    ops, orders, segments,
+    alliance, analytics, community, console, distribution, docs, engagement, growth, members,
+    membership, ops, orders, segments,
 };
 
 /// What every handler can reach: [`AppShared`] behind one reference count.
@@ -106,6 +106,10 @@ pub fn hooks() -> Hooks {
         // clears delivery addresses.
         .order(crate::subscriptions::SubscriptionHooks)
         .member(crate::subscriptions::SubscriptionHooks)
+        // Alliance: cross-referral fees on a first paid order, voided by a full refund; an
+        // erased member's alliance links cleared.
+        .order(alliance::AllianceHooks)
+        .member(alliance::AllianceHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
 }
@@ -160,6 +164,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(growth::routes())
         .merge(distribution::routes())
         .merge(crate::subscriptions::routes())
+        .merge(alliance::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())

@@ -22,6 +22,7 @@ const DOMAINS: &[&str] = &[
     "growth",
     "distribution",
     "subscriptions",
+    "alliance",
     "segments",
     "engagement",
 ];
@@ -382,6 +383,22 @@ fn no_import_cycle_between_domain_folders() {
         assert!(
             !graph[lower].contains("distribution"),
             "{lower} must not import distribution"
+        );
+    }
+    // The alliance sits beside distribution, above members, membership and orders: they reach
+    // it only through the order and member hooks.
+    for lower in [
+        "members",
+        "ledger",
+        "membership",
+        "orders",
+        "growth",
+        "community",
+        "distribution",
+    ] {
+        assert!(
+            !graph[lower].contains("alliance"),
+            "{lower} must not import alliance"
         );
     }
 }

@@ -387,6 +387,36 @@ pub mod codes {
         409,
         "The webhook endpoint is disabled; enable it (PATCH `status`) first.",
     );
+    pub const ALREADY_PARTNER: ErrorCode = error_code(
+        "already_partner",
+        409,
+        "The caller's tenant is or was a partner of this alliance already.",
+    );
+    pub const INVITATION_EXPIRED: ErrorCode = error_code(
+        "invitation_expired",
+        409,
+        "The alliance invitation's code has expired.",
+    );
+    pub const INVITATION_USED: ErrorCode = error_code(
+        "invitation_used",
+        409,
+        "The alliance invitation's code was used already (codes are one-time).",
+    );
+    pub const OFFER_CLOSED: ErrorCode = error_code(
+        "offer_closed",
+        409,
+        "The alliance offer is closed: its partner left the alliance.",
+    );
+    pub const PARTNER_NOT_ACTIVE: ErrorCode = error_code(
+        "partner_not_active",
+        409,
+        "The caller's tenant left this alliance: it may read and settle, not invite, offer or claim.",
+    );
+    pub const SETTLEMENT_EXCEEDS_BALANCE: ErrorCode = error_code(
+        "settlement_exceeds_balance",
+        422,
+        "An alliance settlement larger than what the payer owes the payee (their entries between the two of them, net).",
+    );
     pub const ALREADY_PROMOTER: ErrorCode =
         error_code("already_promoter", 409, "The member is a promoter already.");
     pub const BELOW_MINIMUM: ErrorCode = error_code(
@@ -441,6 +471,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::ALREADY_IN_TEAM,
     codes::ALREADY_MEMBER,
     codes::ALREADY_PAID,
+    codes::ALREADY_PARTNER,
     codes::ALREADY_PROMOTER,
     codes::ALREADY_REDEEMED,
     codes::ALREADY_RESOLVED,
@@ -462,6 +493,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::INVALID_PROMOTER_TRANSITION,
     codes::INVALID_TRANSITION,
     codes::INVALID_WITHDRAWAL_TRANSITION,
+    codes::INVITATION_EXPIRED,
+    codes::INVITATION_USED,
     codes::JOB_DONE,
     codes::JOB_RUNNING,
     codes::LIMIT_REACHED,
@@ -482,12 +515,14 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::NOT_STARTED,
     codes::NOT_VOIDED,
     codes::NOTHING_TO_REFUND,
+    codes::OFFER_CLOSED,
     codes::ORDER_CANCELLED,
     codes::ORDER_EXISTS,
     codes::ORDER_EXPIRED,
     codes::ORDER_MISMATCH,
     codes::OUT_OF_STOCK,
     codes::OWNER_CANNOT_LEAVE,
+    codes::PARTNER_NOT_ACTIVE,
     codes::PAST_CUTOFF,
     codes::PAYMENT_REFERENCE_REUSED,
     codes::PLAN_INACTIVE,
@@ -512,6 +547,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::IDEMPOTENCY_KEY_REUSED,
     codes::INVALID_TEXT,
     codes::MIN_SPEND_NOT_MET,
+    codes::SETTLEMENT_EXCEEDS_BALANCE,
     codes::UNSAFE_URL,
     codes::VALIDATION_FAILED,
     codes::RATE_LIMITED,

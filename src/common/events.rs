@@ -101,6 +101,15 @@ const REFERRAL: &[&str] = &[
 /// `crate::docs` reads the source tree and fails when an emitted kind is missing here, or an
 /// emitted payload field is not listed.
 pub const EVENT_TYPES: &[EventType] = &[
+    event_type("alliance.created", "A tenant created a merchant alliance and is its first partner.", &["alliance_id", "partner_id", "name"]),
+    event_type("alliance.fee_created", "A customer sent by partner `to` paid a first order at partner `from`: `from` owes `to` the referral fee (sent to both partners).", &["alliance_id", "entry_id", "from", "to", "amount", "customer_id"]),
+    event_type("alliance.fee_voided", "The order that earned a referral fee was refunded in full within the return window: the fee was reversed (sent to both partners).", &["alliance_id", "entry_id", "voids", "from", "to", "amount", "customer_id"]),
+    event_type("alliance.invitation_created", "A partner made a one-time invitation code to the alliance.", &["alliance_id", "expires_at"]),
+    event_type("alliance.joined", "The tenant joined an alliance with an invitation code.", &["alliance_id", "partner_id", "name"]),
+    event_type("alliance.left", "The tenant left an alliance; what it is owed or owes stays.", &["alliance_id", "partner_id"]),
+    event_type("alliance.offer_claimed", "A member claimed an alliance coupon offer (each side names its own member; `partner_id` is the other side).", &["alliance_id", "offer_id", "claim_id", "coupon_id", "member_id", "partner_id"]),
+    event_type("alliance.offer_created", "The tenant offered one of its coupon templates to its alliance partners.", &["alliance_id", "offer_id", "coupon_template_id", "stock"]),
+    event_type("alliance.settlement_recorded", "A payment made outside shequn from partner `from` to partner `to` was recorded (sent to both).", &["alliance_id", "entry_id", "from", "to", "amount", "reference"]),
     event_type("analytics.scored", "A scoring run stored every member's analytics scores; `model_quality` is the fit's status (ok, at_boundary, not_converged, insufficient_data).", &["customers", "calibration_end", "model_quality"]),
     event_type("api_key.created", "An API key was created (its secret is never in an event).", &["key_id", "role"]),
     event_type("api_key.revoked", "An API key was revoked.", &["key_id"]),

@@ -197,6 +197,7 @@ catalogue! {
     Referrals => "推荐", "Referrals";
     Distribution => "分销", "Distribution";
     Subscriptions => "周期购", "Subscriptions";
+    Alliance => "商家联盟", "Alliance";
     Groups => "社群", "Groups";
     Analytics => "分析", "Analytics";
     PAlive => "存活概率", "P(alive)";

@@ -71,6 +71,7 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .merge(pages::referrals::routes())
         .merge(pages::distribution::routes())
         .merge(pages::subscriptions::routes())
+        .merge(pages::alliance::routes())
         .merge(pages::community::routes())
         .merge(pages::analytics::routes())
         .route(

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alliance;
 mod analytics;
 mod analytics_quality;
 mod automations;

@@ -7,6 +7,7 @@ use super::i18n::Msg;
 use super::session::Signed;
 use super::view;
 
+pub mod alliance;
 pub mod analytics;
 pub mod community;
 pub mod dashboard;
