@@ -37,7 +37,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 16] = [
+    const ALL: [Nav; 17] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
