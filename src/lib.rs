@@ -12,7 +12,8 @@
 //!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`]
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
 //!   anti-fraud, leaderboards, funnels), [`distribution`] (promoters, two-level commissions
-//!   within the law, withdrawals), [`analytics`] (RFM, lifetime value,
+//!   within the law, withdrawals), [`codes`] (one item, one code: code batches, scans that
+//!   prove a package genuine and pay points once), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -24,6 +25,7 @@
 pub mod analytics;
 pub mod bench;
 pub mod cli;
+pub mod codes;
 pub mod common;
 pub mod community;
 pub mod console;

@@ -77,6 +77,8 @@ pub fn hooks() -> Hooks {
         .order(distribution::DistributionHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
+        // Codes: an erased member's scans forget their device and IP.
+        .member(crate::codes::CodeHooks)
 }
 
 impl AppState {
@@ -128,6 +130,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(community::routes())
         .merge(growth::routes())
         .merge(distribution::routes())
+        .merge(crate::codes::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())

@@ -3,7 +3,7 @@
 //!
 //! `member` and `events` are the profile and the events whose subject is the member, as they
 //! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community`,
-//! `analytics`, `engagement` and `distribution`, one per domain folder, each holding that domain's rows about the member.
+//! `analytics`, `engagement`, `distribution` and `codes`, one per domain folder, each holding that domain's rows about the member.
 //!
 //! The other domains' tables are read here by SQL instead of through their Rust code: members
 //! is the lowest business domain, and a lower domain never imports a higher one (DESIGN rule
@@ -117,6 +117,7 @@ pub const COVERED: &[Covered] = &[
     covered("promoter_binding", "promoter_id", "distribution.customers"),
     covered("commission", "promoter_id", "distribution.commissions"),
     covered("withdrawal", "promoter_id", "distribution.withdrawals"),
+    covered("code_scan", "member_id", "codes.scans"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -165,6 +166,7 @@ pub struct MemberExport {
     pub analytics: AnalyticsExport,
     pub engagement: EngagementExport,
     pub distribution: DistributionExport,
+    pub codes: CodesExport,
 }
 
 /// Orders (money in fen).
@@ -585,6 +587,24 @@ pub struct DistributionExport {
     pub withdrawals: Vec<ExportedWithdrawal>,
 }
 
+/// One item, one code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodesExport {
+    /// The member's scans of product codes, oldest first.
+    pub scans: Vec<ExportedScan>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedScan {
+    pub id: String,
+    pub batch_id: String,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub city: Option<String>,
+    pub points: i64,
+    pub scanned_at: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportedPromoter {
     pub id: String,
@@ -690,6 +710,9 @@ pub async fn export(
         runs: reader.list("engagement.runs", RUNS, exported_run).await?,
     };
     let distribution = reader.distribution().await?;
+    let codes = CodesExport {
+        scans: reader.list("codes.scans", SCANS, exported_scan).await?,
+    };
     let truncated = reader.truncated;
     tx.rollback().await?;
     Ok(MemberExport {
@@ -705,6 +728,7 @@ pub async fn export(
         analytics,
         engagement,
         distribution,
+        codes,
     })
 }
 
@@ -1076,6 +1100,9 @@ const WITHDRAWALS: &str = concat!(
     " ORDER BY created_at, id LIMIT {LIMIT}"
 );
 
+const SCANS: &str = "SELECT id, batch_id, device_id, ip, city, points, scanned_at FROM code_scan \
+    WHERE tenant_id = $1 AND member_id = $2 ORDER BY scanned_at, id LIMIT {LIMIT}";
+
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
     scored_at FROM member_score WHERE tenant_id = $1 AND member_id = $2";
@@ -1398,6 +1425,18 @@ fn stay(row: &AnyRow) -> Result<ExportedStay, sqlx::Error> {
     })
 }
 
+fn exported_scan(row: &AnyRow) -> Result<ExportedScan, sqlx::Error> {
+    Ok(ExportedScan {
+        id: row.try_get("id")?,
+        batch_id: row.try_get("batch_id")?,
+        device_id: row.try_get("device_id")?,
+        ip: row.try_get("ip")?,
+        city: row.try_get("city")?,
+        points: row.try_get("points")?,
+        scanned_at: instant(row, "scanned_at")?,
+    })
+}
+
 fn exported_promoter(row: &AnyRow) -> Result<ExportedPromoter, sqlx::Error> {
     Ok(ExportedPromoter {
         id: row.try_get("id")?,
@@ -1571,6 +1610,7 @@ mod tests {
             INVITED_STAYS,
             CHECKINS,
             LOTTERY_ENTRIES,
+            SCANS,
         ] {
             assert!(sql.ends_with("LIMIT {LIMIT}"), "{sql}");
             assert!(

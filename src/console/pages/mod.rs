@@ -8,6 +8,7 @@ use super::session::Signed;
 use super::view;
 
 pub mod analytics;
+pub mod codes;
 pub mod community;
 pub mod dashboard;
 pub mod distribution;
