@@ -471,6 +471,7 @@ async fn codes_a_cloned_label_is_flagged_once_with_an_event(app: TestApp) {
         assert_eq!(reply.body["suspicious"], false);
     }
     // A third code scanned from five devices in one city is.
+    app.clock.advance(SignedDuration::from_mins(1));
     for i in 0..5 {
         let reply = scan(
             &app,
@@ -693,10 +694,35 @@ async fn codes_other_tenants_batches_and_codes_are_not_found(app: TestApp) {
         theirs.body,
         json!({"authentic": false, "reason": "unknown_code"})
     );
+    // Their own code scanned with my member: my member is not theirs.
+    let their_product = other
+        .post(
+            "/v1/products",
+            &json!({"name": "tea", "sku": "TEA", "price": 100, "stock": 1}),
+        )
+        .await;
+    let their_batch = other
+        .post(
+            "/v1/code-batches",
+            &json!({"product_id": their_product.body["id"], "count": 1, "points_per_scan": 1}),
+        )
+        .await;
+    assert_eq!(their_batch.status, StatusCode::CREATED, "{}", their_batch.body);
+    let their_csv = other
+        .get(&format!(
+            "/v1/code-batches/{}/codes.csv",
+            their_batch.body["id"].as_str().unwrap()
+        ))
+        .await;
+    let their_code = their_csv.body.as_str().unwrap().lines().nth(1).unwrap();
+    let their_code = their_code.split(',').next().unwrap().to_owned();
     let with_my_member = other
-        .post("/v1/scans", &json!({"code": codes[0], "member_id": member}))
+        .post("/v1/scans", &json!({"code": their_code, "member_id": member}))
         .await;
     assert_eq!(with_my_member.status, StatusCode::NOT_FOUND);
+    // And my tenant does not know their code.
+    let theirs_here = scan(&app, json!({"code": their_code})).await;
+    assert_eq!(theirs_here.body["reason"], "unknown_code");
     let with_my_product = other
         .post(
             "/v1/code-batches",
