@@ -17,7 +17,8 @@ CREATE TABLE code_batch (
 );
 
 -- One row per printed code. The plain code is the key: a scan is one read of this index,
--- and the printer's CSV is read back from here (by batch and serial).
+-- and the printer's CSV is read back from here (by batch and serial; the serial index carries
+-- the code, so the CSV is read from the index).
 CREATE TABLE item_code (
     tenant_id TEXT NOT NULL,
     code TEXT NOT NULL,
@@ -30,7 +31,8 @@ CREATE TABLE item_code (
     awarded_at BIGINT,
     PRIMARY KEY (tenant_id, code)
 );
-CREATE UNIQUE INDEX item_code_batch_serial ON item_code (tenant_id, batch_id, serial);
+CREATE UNIQUE INDEX item_code_batch_serial ON item_code (tenant_id, batch_id, serial)
+    INCLUDE (code);
 
 -- Every authentic scan (unknown, mistyped and expired codes are not logged here).
 CREATE TABLE code_scan (

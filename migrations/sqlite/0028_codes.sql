@@ -17,7 +17,8 @@ CREATE TABLE code_batch (
 );
 
 -- One row per printed code. The plain code is the key: a scan is one read of this index,
--- and the printer's CSV is read back from here (by batch and serial).
+-- and the printer's CSV is read back from here (by batch and serial). WITHOUT ROWID: the rows
+-- live in the key's b-tree, and the serial index (which carries the key) covers the CSV.
 CREATE TABLE item_code (
     tenant_id TEXT NOT NULL,
     code TEXT NOT NULL,
@@ -29,7 +30,7 @@ CREATE TABLE item_code (
     -- When the first member's scan earned the batch's points (null: not yet); set once.
     awarded_at BIGINT,
     PRIMARY KEY (tenant_id, code)
-);
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX item_code_batch_serial ON item_code (tenant_id, batch_id, serial);
 
 -- Every authentic scan (unknown, mistyped and expired codes are not logged here).

@@ -158,19 +158,24 @@ pub async fn run(bench: BenchOptions, options: Options) -> anyhow::Result<Value>
             continue;
         };
         pending.extend_from_slice(data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
+        // Whole lines of what has arrived; the unfinished last line waits for the next frame.
+        let complete = pending.iter().rposition(|&b| b == b'\n').map_or(0, |end| end + 1);
+        for line in pending[..complete].split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
             lines += 1;
             if lines == 1 {
                 continue;
             }
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            let code = text.split(',').next().unwrap_or_default().to_owned();
+            let code = line.split(|&b| b == b',').next().unwrap_or_default();
+            let code = String::from_utf8_lossy(code).into_owned();
             well_formed &= codes::code::is_code(&code);
             if codes_seen.insert(code.clone()) {
                 all.push(code);
             }
         }
+        pending.drain(..complete);
     }
     let export_secs = started.elapsed().as_secs_f64();
     let export_exact = lines == options.count + 1 && all.len() == options.count && well_formed;

@@ -29,9 +29,25 @@ pub const MAX_INPUT_LEN: usize = 64;
 
 const MODULUS: u32 = ALPHABET.len() as u32;
 
+/// Each byte's value in the alphabet (`NONE` for bytes outside it), built at compile time so
+/// that reading a million codes costs one lookup per character.
+const VALUES: [u8; 256] = {
+    let mut table = [NONE; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const NONE: u8 = u8::MAX;
+
 /// The value of a character of the alphabet, if it is one.
 fn value(c: u8) -> Option<u32> {
-    ALPHABET.iter().position(|&a| a == c).map(|i| i as u32)
+    match VALUES[c as usize] {
+        NONE => None,
+        v => Some(u32::from(v)),
+    }
 }
 
 /// The weighted sum of `values` (weights 1, 2, 3…) modulo 31.
