@@ -159,7 +159,10 @@ pub async fn run(bench: BenchOptions, options: Options) -> anyhow::Result<Value>
         };
         pending.extend_from_slice(data);
         // Whole lines of what has arrived; the unfinished last line waits for the next frame.
-        let complete = pending.iter().rposition(|&b| b == b'\n').map_or(0, |end| end + 1);
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |end| end + 1);
         for line in pending[..complete].split(|&b| b == b'\n') {
             if line.is_empty() {
                 continue;

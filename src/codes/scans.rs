@@ -175,12 +175,13 @@ pub async fn scan(
                 let product =
                     crate::orders::products::fetch(&mut conn, &auth.tenant_id, &terms.product_id)
                         .await?;
-                Some((batch_id, terms, product))
+                let zone = crate::tenants::time_zone(&mut conn, &auth.tenant_id).await?;
+                Some((batch_id, terms, product, zone))
             }
             None => None,
         }
     };
-    let Some((batch_id, terms, product)) = found else {
+    let Some((batch_id, terms, product, zone)) = found else {
         return failed(&state, &auth.tenant_id, &scanner, "unknown_code").await;
     };
     let now = state.clock.now();
@@ -188,7 +189,16 @@ pub async fn scan(
         return Ok(Json(ScanResult::refused("expired")));
     }
     let mut tx = state.begin().await?;
-    let mut result = record(&mut tx, &auth.tenant_id, &code, &batch_id, &terms, scanner).await?;
+    let mut result = record(
+        &mut tx,
+        &auth.tenant_id,
+        &code,
+        &batch_id,
+        &terms,
+        scanner,
+        zone,
+    )
+    .await?;
     tx.commit().await?;
     result.product = Some(ScannedProduct {
         id: product.id,
@@ -251,7 +261,9 @@ async fn failed(
     }
 }
 
-/// The scan of an authentic code, inside `tx`.
+/// The scan of an authentic code, inside `tx`. The points are paid last: the transfer locks
+/// `system:issuance` on PostgreSQL, which every paying scan of the tenant needs, so it is held
+/// only from there to the commit.
 async fn record(
     tx: &mut Tx,
     tenant_id: &TenantId,
@@ -259,6 +271,7 @@ async fn record(
     batch_id: &str,
     terms: &BatchTerms,
     scanner: Scanner,
+    zone: jiff::tz::TimeZone,
 ) -> ApiResult<ScanResult> {
     let now = tx.now();
     let at = to_micros(now);
@@ -293,15 +306,12 @@ async fn record(
     let counted =
         store::count_scan(tx.conn(), tenant_id, code, at, scanner.city.as_deref()).await?;
     let mut points = 0;
-    if let Some(member) = &member_id {
-        if !counted.awarded && store::claim_award(tx.conn(), tenant_id, code, at).await? {
-            points = terms.points_per_scan;
-            if points > 0 {
-                pay(tx, tenant_id, member, code, batch_id, points).await?;
-            }
-        }
+    if member_id.is_some()
+        && !counted.awarded
+        && store::claim_award(tx.conn(), tenant_id, code, at).await?
+    {
+        points = terms.points_per_scan;
     }
-    let zone = crate::tenants::time_zone(tx.conn(), tenant_id).await?;
     let local_date = now.to_zoned(zone).date().to_string();
     let scan_id = CodeScanId::generate();
     let first_scan = counted.scan_count == 1;
@@ -324,6 +334,9 @@ async fn record(
     )
     .await?;
     let suspicious = check_clone(tx, tenant_id, code, batch_id, counted.serial).await?;
+    if let (Some(member), true) = (&member_id, points > 0) {
+        pay(tx, tenant_id, member, code, batch_id, points).await?;
+    }
     tx.emit(NewEvent::new(
         tenant_id,
         "code.scanned",

@@ -707,7 +707,12 @@ async fn codes_other_tenants_batches_and_codes_are_not_found(app: TestApp) {
             &json!({"product_id": their_product.body["id"], "count": 1, "points_per_scan": 1}),
         )
         .await;
-    assert_eq!(their_batch.status, StatusCode::CREATED, "{}", their_batch.body);
+    assert_eq!(
+        their_batch.status,
+        StatusCode::CREATED,
+        "{}",
+        their_batch.body
+    );
     let their_csv = other
         .get(&format!(
             "/v1/code-batches/{}/codes.csv",
@@ -717,7 +722,10 @@ async fn codes_other_tenants_batches_and_codes_are_not_found(app: TestApp) {
     let their_code = their_csv.body.as_str().unwrap().lines().nth(1).unwrap();
     let their_code = their_code.split(',').next().unwrap().to_owned();
     let with_my_member = other
-        .post("/v1/scans", &json!({"code": their_code, "member_id": member}))
+        .post(
+            "/v1/scans",
+            &json!({"code": their_code, "member_id": member}),
+        )
         .await;
     assert_eq!(with_my_member.status, StatusCode::NOT_FOUND);
     // And my tenant does not know their code.

@@ -471,8 +471,17 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         .await,
         "code batch",
     );
-    let csv = app.get(&format!("/v1/code-batches/{batch}/codes.csv")).await;
-    let line = csv.body.as_str().unwrap().lines().nth(1).unwrap().to_owned();
+    let csv = app
+        .get(&format!("/v1/code-batches/{batch}/codes.csv"))
+        .await;
+    let line = csv
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
     let code = line.split(',').next().unwrap();
     let scanned = app
         .post(
