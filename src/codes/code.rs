@@ -167,7 +167,7 @@ mod tests {
             assert!(!ALPHABET.contains(look_alike), "{}", *look_alike as char);
         }
         let n = ALPHABET.len();
-        assert!((2..n).all(|d| n % d != 0), "{n} is prime");
+        assert!((2..n).all(|d| !n.is_multiple_of(d)), "{n} is prime");
         let mut sorted = ALPHABET.to_vec();
         sorted.dedup();
         assert_eq!(sorted.len(), n, "no repeated character");
