@@ -279,6 +279,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// One item, one code over HTTP: a batch generated (batched inserts against one INSERT per
+    /// code), exported as CSV, then scanned by concurrent clients (scans per second).
+    Codes {
+        /// Codes generated and exported.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        /// Codes written the naive way (one INSERT each).
+        #[arg(long, default_value_t = 100_000)]
+        naive_count: usize,
+        /// Seconds of scanning.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent scanning clients (one keep-alive connection each).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Webhook deliveries to a loopback receiver: the worker against one delivery at a time.
     Webhooks {
         /// Events per side.
@@ -733,6 +749,25 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
                     mode: *mode,
                     stock: *stock,
                     members: *members,
+                },
+            )
+            .await?
+        }
+        BenchCommand::Codes {
+            count,
+            naive_count,
+            seconds,
+            concurrency,
+        } => {
+            crate::bench::codes::run(
+                crate::bench::BenchOptions {
+                    database_url,
+                    duration: std::time::Duration::from_secs(*seconds),
+                    concurrency: *concurrency,
+                },
+                crate::bench::codes::Options {
+                    count: *count,
+                    naive_count: *naive_count,
                 },
             )
             .await?

@@ -14,7 +14,8 @@
 //!   anti-fraud, leaderboards, funnels), [`distribution`] (promoters, two-level commissions
 //!   within the law, withdrawals), [`subscriptions`] (周期购: plans, delivery calendars, prepaid or
 //!   per-delivery billing), [`alliance`] (merchant alliances across tenants: shared coupons,
-//!   cross-referral fees, settlement), [`analytics`] (RFM, lifetime value,
+//!   cross-referral fees, settlement), [`codes`] (one item, one code: code batches, scans that
+//!   prove a package genuine and pay points once), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -27,6 +28,7 @@ pub mod alliance;
 pub mod analytics;
 pub mod bench;
 pub mod cli;
+pub mod codes;
 pub mod common;
 pub mod community;
 pub mod console;

@@ -112,6 +112,8 @@ pub fn hooks() -> Hooks {
         .member(alliance::AllianceHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
+        // Codes: an erased member's scans forget their device and IP.
+        .member(crate::codes::CodeHooks)
 }
 
 impl AppState {
@@ -165,6 +167,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(distribution::routes())
         .merge(crate::subscriptions::routes())
         .merge(alliance::routes())
+        .merge(crate::codes::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())

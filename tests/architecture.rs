@@ -23,6 +23,7 @@ const DOMAINS: &[&str] = &[
     "distribution",
     "subscriptions",
     "alliance",
+    "codes",
     "segments",
     "engagement",
 ];

@@ -3,6 +3,7 @@
 //! both, and prints one JSON object as its last line.
 
 pub mod automations;
+pub mod codes;
 pub mod console_pages;
 pub mod flash_sale;
 pub mod ledger;

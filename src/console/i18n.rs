@@ -198,6 +198,7 @@ catalogue! {
     Distribution => "分销", "Distribution";
     Subscriptions => "周期购", "Subscriptions";
     Alliance => "商家联盟", "Alliance";
+    Codes => "一物一码", "Item codes";
     Groups => "社群", "Groups";
     Analytics => "分析", "Analytics";
     PAlive => "存活概率", "P(alive)";

@@ -72,6 +72,7 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .merge(pages::distribution::routes())
         .merge(pages::subscriptions::routes())
         .merge(pages::alliance::routes())
+        .merge(pages::codes::routes())
         .merge(pages::community::routes())
         .merge(pages::analytics::routes())
         .route(

@@ -29,6 +29,7 @@ pub enum Nav {
     Distribution,
     Subscriptions,
     Alliance,
+    Codes,
     Community,
     Analytics,
     Settings,
@@ -38,6 +39,7 @@ pub enum Nav {
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
     const ALL: [Nav; 17] = [
+    const ALL: [Nav; 16] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
@@ -51,6 +53,7 @@ impl Nav {
         Nav::Distribution,
         Nav::Subscriptions,
         Nav::Alliance,
+        Nav::Codes,
         Nav::Community,
         Nav::Analytics,
         Nav::Settings,
@@ -72,6 +75,7 @@ impl Nav {
             Nav::Distribution => "/console/distribution",
             Nav::Subscriptions => "/console/subscriptions",
             Nav::Alliance => "/console/alliance",
+            Nav::Codes => "/console/codes",
             Nav::Community => "/console/community",
             Nav::Analytics => "/console/analytics",
             Nav::Settings => "/console/settings",
@@ -94,6 +98,7 @@ impl Nav {
             Nav::Distribution => Msg::Distribution,
             Nav::Subscriptions => Msg::Subscriptions,
             Nav::Alliance => Msg::Alliance,
+            Nav::Codes => Msg::Codes,
             Nav::Community => Msg::Community,
             Nav::Analytics => Msg::Analytics,
             Nav::Settings => Msg::Settings,

@@ -3,7 +3,7 @@
 //!
 //! `member` and `events` are the profile and the events whose subject is the member, as they
 //! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community`,
-//! `analytics`, `engagement`, `distribution` and `subscriptions`, one per domain folder, each holding that domain's rows about the member.
+//! `analytics`, `engagement`, `distribution`, `subscriptions` and `codes`, one per domain folder, each holding that domain's rows about the member.
 //!
 //! The other domains' tables are read here by SQL instead of through their Rust code: members
 //! is the lowest business domain, and a lower domain never imports a higher one (DESIGN rule
@@ -124,6 +124,7 @@ pub const COVERED: &[Covered] = &[
         "subscription_id",
         "subscriptions.deliveries",
     ),
+    covered("code_scan", "member_id", "codes.scans"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -173,6 +174,7 @@ pub struct MemberExport {
     pub engagement: EngagementExport,
     pub distribution: DistributionExport,
     pub subscriptions: SubscriptionsExport,
+    pub codes: CodesExport,
 }
 
 /// Subscriptions (周期购) with their delivery addresses (cleared by erasure) and calendars.
@@ -628,6 +630,24 @@ pub struct DistributionExport {
     pub withdrawals: Vec<ExportedWithdrawal>,
 }
 
+/// One item, one code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodesExport {
+    /// The member's scans of product codes, oldest first.
+    pub scans: Vec<ExportedScan>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedScan {
+    pub id: String,
+    pub batch_id: String,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub city: Option<String>,
+    pub points: i64,
+    pub scanned_at: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportedPromoter {
     pub id: String,
@@ -744,6 +764,8 @@ pub async fn export(
         deliveries: reader
             .list("subscriptions.deliveries", DELIVERIES, exported_delivery)
             .await?,
+    let codes = CodesExport {
+        scans: reader.list("codes.scans", SCANS, exported_scan).await?,
     };
     let truncated = reader.truncated;
     tx.rollback().await?;
@@ -761,6 +783,7 @@ pub async fn export(
         engagement,
         distribution,
         subscriptions,
+        codes,
     })
 }
 
@@ -1143,6 +1166,8 @@ const DELIVERIES: &str = concat!(
     "(SELECT id FROM subscription WHERE tenant_id = $1 AND member_id = $2)",
     " ORDER BY subscription_id, delivery_date LIMIT {LIMIT}"
 );
+const SCANS: &str = "SELECT id, batch_id, device_id, ip, city, points, scanned_at FROM code_scan \
+    WHERE tenant_id = $1 AND member_id = $2 ORDER BY scanned_at, id LIMIT {LIMIT}";
 
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
@@ -1466,6 +1491,18 @@ fn stay(row: &AnyRow) -> Result<ExportedStay, sqlx::Error> {
     })
 }
 
+fn exported_scan(row: &AnyRow) -> Result<ExportedScan, sqlx::Error> {
+    Ok(ExportedScan {
+        id: row.try_get("id")?,
+        batch_id: row.try_get("batch_id")?,
+        device_id: row.try_get("device_id")?,
+        ip: row.try_get("ip")?,
+        city: row.try_get("city")?,
+        points: row.try_get("points")?,
+        scanned_at: instant(row, "scanned_at")?,
+    })
+}
+
 fn exported_promoter(row: &AnyRow) -> Result<ExportedPromoter, sqlx::Error> {
     Ok(ExportedPromoter {
         id: row.try_get("id")?,
@@ -1666,6 +1703,7 @@ mod tests {
             INVITED_STAYS,
             CHECKINS,
             LOTTERY_ENTRIES,
+            SCANS,
         ] {
             assert!(sql.ends_with("LIMIT {LIMIT}"), "{sql}");
             assert!(

@@ -107,6 +107,34 @@ async fn create_member(
     ))
 }
 
+/// Create a member inside the caller's transaction, as `POST /v1/members` does (the event,
+/// with `via`, and every member hook), for domains that create members on their own path
+/// (a code scan: `via` `scan`). The signup was checked by the caller (`check_signup`).
+pub async fn create_in(
+    tx: &mut crate::common::db::Tx,
+    tenant_id: &crate::common::ids::TenantId,
+    profile: &Profile,
+    signup: &hooks::Signup,
+    via: &str,
+) -> ApiResult<MemberId> {
+    let id = MemberId::generate();
+    let at = to_micros(tx.now());
+    store::insert(tx.conn(), tenant_id, &id, profile, at).await?;
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "member.created",
+        Some(id.as_str()),
+        json!({ "member_id": id, "source": profile.source, "via": via }),
+    ));
+    let created = hooks::MemberCreated {
+        tenant_id,
+        member_id: &id,
+        signup,
+    };
+    hooks::registered()?.member_created(tx, &created).await?;
+    Ok(id)
+}
+
 /// One member.
 #[utoipa::path(get, path = "/v1/members/{id}", tag = "members",
     params(("id" = String, Path, description = "member id")),

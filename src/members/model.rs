@@ -36,6 +36,7 @@ pub const KNOWN_SOURCES: &[&str] = &[
     "livestream",
     "referral",
     "import",
+    "scan",
     "other",
 ];
 

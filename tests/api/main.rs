@@ -8,6 +8,7 @@ mod analytics;
 mod analytics_quality;
 mod automations;
 mod cli;
+mod codes;
 mod community;
 mod console;
 mod console_community;

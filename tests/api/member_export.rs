@@ -488,6 +488,34 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         .await,
         "subscription",
     );
+    // One item, one code: x scans a package's code.
+    let batch = id_of(
+        &app.post(
+            "/v1/code-batches",
+            &json!({"product_id": soy, "count": 1, "points_per_scan": 5}),
+        )
+        .await,
+        "code batch",
+    );
+    let csv = app
+        .get(&format!("/v1/code-batches/{batch}/codes.csv"))
+        .await;
+    let line = csv
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let code = line.split(',').next().unwrap();
+    let scanned = app
+        .post(
+            "/v1/scans",
+            &json!({"code": code, "member_id": x, "device_id": "x-phone", "city": "上海"}),
+        )
+        .await;
+    assert_eq!(scanned.body["points_awarded"], 5, "{}", scanned.body);
 
     // Two days on, so that the daily run's analytics (calibrated up to yesterday) see the order.
     app.clock.advance(SignedDuration::from_hours(48));

@@ -9,6 +9,7 @@ use super::view;
 
 pub mod alliance;
 pub mod analytics;
+pub mod codes;
 pub mod community;
 pub mod dashboard;
 pub mod distribution;
