@@ -12,7 +12,8 @@
 //!   value, coupons), [`community`] (groups, join links, check-ins, lotteries), [`orders`]
 //!   (products, checkout, flash sales, group buys), [`growth`] (referral campaigns,
 //!   anti-fraud, leaderboards, funnels), [`distribution`] (promoters, two-level commissions
-//!   within the law, withdrawals), [`analytics`] (RFM, lifetime value,
+//!   within the law, withdrawals), [`neighbourhood`] (community group buying: leaders, pickup
+//!   points, waves with cut-offs, pick lists, pickup codes), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -36,6 +37,7 @@ pub mod growth;
 pub mod ledger;
 pub mod members;
 pub mod membership;
+pub mod neighbourhood;
 pub mod ops;
 pub mod orders;
 pub mod segments;

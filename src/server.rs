@@ -31,7 +31,7 @@ use crate::ledger::{self, Ledger};
 use crate::membership::program;
 use crate::{
     analytics, community, console, distribution, docs, engagement, growth, members, membership,
-    ops, orders, segments,
+    neighbourhood, ops, orders, segments,
 };
 
 /// What every handler can reach.
@@ -77,6 +77,10 @@ pub fn hooks() -> Hooks {
         .order(distribution::DistributionHooks)
         // Messages: an erased member's message variables are cleared.
         .member(engagement::messages::MessageHooks)
+        // Community group buying: wave prices and stock, pickup, leader commission.
+        .waves(neighbourhood::NeighbourhoodHooks)
+        .order(neighbourhood::NeighbourhoodHooks)
+        .member(neighbourhood::NeighbourhoodHooks)
 }
 
 impl AppState {
@@ -128,6 +132,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(community::routes())
         .merge(growth::routes())
         .merge(distribution::routes())
+        .merge(neighbourhood::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())
@@ -464,6 +469,8 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         orders::checkout::ORDER_EXPIRY_JOB => orders::checkout::expire_job(state, job).await,
         referrals::RELEASE_JOB => referrals::release_job(state, job).await,
         distribution::RELEASE_JOB => distribution::commissions::release_job(state, job).await,
+        neighbourhood::CUTOFF_JOB => neighbourhood::waves::cutoff_job(state, job).await,
+        neighbourhood::RELEASE_JOB => neighbourhood::pickups::release_job(state, job).await,
         engagement::messages::RELEASE_JOB => engagement::messages::release_job(state, job).await,
         engagement::automations::STEP_JOB => engagement::automations::step_job(state, job).await,
         engagement::broadcasts::SEND_JOB => engagement::broadcasts::send_job(state, job).await,

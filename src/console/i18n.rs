@@ -196,6 +196,7 @@ catalogue! {
     Checkins => "打卡", "Check-ins";
     Referrals => "推荐", "Referrals";
     Distribution => "分销", "Distribution";
+    Neighbourhood => "社区团购", "Group buying";
     Groups => "社群", "Groups";
     Analytics => "分析", "Analytics";
     PAlive => "存活概率", "P(alive)";

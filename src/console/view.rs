@@ -27,6 +27,7 @@ pub enum Nav {
     Sales,
     Referrals,
     Distribution,
+    Neighbourhood,
     Community,
     Analytics,
     Settings,
@@ -35,7 +36,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 15] = [
+    const ALL: [Nav; 16] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
@@ -47,6 +48,7 @@ impl Nav {
         Nav::Sales,
         Nav::Referrals,
         Nav::Distribution,
+        Nav::Neighbourhood,
         Nav::Community,
         Nav::Analytics,
         Nav::Settings,
@@ -66,6 +68,7 @@ impl Nav {
             Nav::Sales => "/console/sales",
             Nav::Referrals => "/console/referrals",
             Nav::Distribution => "/console/distribution",
+            Nav::Neighbourhood => "/console/neighbourhood",
             Nav::Community => "/console/community",
             Nav::Analytics => "/console/analytics",
             Nav::Settings => "/console/settings",
@@ -86,6 +89,7 @@ impl Nav {
             Nav::Sales => Msg::Sales,
             Nav::Referrals => Msg::Referrals,
             Nav::Distribution => Msg::Distribution,
+            Nav::Neighbourhood => Msg::Neighbourhood,
             Nav::Community => Msg::Community,
             Nav::Analytics => Msg::Analytics,
             Nav::Settings => Msg::Settings,

@@ -33,6 +33,7 @@ mod ledger;
 mod member_export;
 mod members;
 mod messages;
+mod neighbourhood;
 mod orders;
 mod prices;
 mod program;

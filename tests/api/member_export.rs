@@ -462,6 +462,54 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         "withdrawal",
     );
 
+    // Community group buying: x leads a pickup point, chose it, and ordered in a wave there.
+    let x_leader = id_of(
+        &app.post(
+            "/v1/leaders",
+            &json!({"member_id": x, "name": "张姐", "commission_bp": 1000,
+                    "pickup_point": {"name": "幸福小区 3 栋", "address": "幸福路 1 号",
+                                     "location": {"lat": 31.23, "lng": 121.47},
+                                     "hours": "8:00-20:00"}}),
+        )
+        .await,
+        "x's leader",
+    );
+    let chosen = app
+        .call(
+            Method::PUT,
+            &format!("/v1/members/{x}/leader"),
+            Some(&json!({"leader_id": x_leader})),
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
+    let opens = app.clock_now().to_string();
+    let cutoff = (app.clock_now() + SignedDuration::from_hours(20)).to_string();
+    let wave = id_of(
+        &app.post(
+            "/v1/waves",
+            &json!({"name": "周一团", "opens_at": opens, "cutoff_at": cutoff,
+                    "delivery_date": "2099-01-01",
+                    "items": [{"product_id": soy, "price": 900}]}),
+        )
+        .await,
+        "a wave",
+    );
+    let wave_order = id_of(
+        &app.post(
+            "/v1/orders",
+            &json!({"member_id": x, "wave_id": wave, "items": [{"product_id": soy, "qty": 1}]}),
+        )
+        .await,
+        "x's wave order",
+    );
+    let paid = app
+        .post(
+            &format!("/v1/orders/{wave_order}/payments"),
+            &json!({"method": "external", "reference": "wx-wave"}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+
     // Two days on, so that the daily run's analytics (calibrated up to yesterday) see the order.
     app.clock.advance(SignedDuration::from_hours(48));
     created(
