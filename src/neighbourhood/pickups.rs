@@ -615,6 +615,12 @@ async fn shortage(
     let mut amount: i64 = 0;
     let mut seen = std::collections::HashSet::new();
     for item in &request.items {
+        if !(1..=orders::model::MAX_QTY).contains(&item.qty) {
+            return Err(ApiError::validation(
+                "items.qty",
+                format!("must be 1 to {}", orders::model::MAX_QTY),
+            ));
+        }
         if !seen.insert(item.product_id.as_str()) {
             return Err(ApiError::validation(
                 "items.product_id",

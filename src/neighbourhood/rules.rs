@@ -16,11 +16,15 @@ pub const MAX_COMMISSION_BP: i64 = 5_000;
 /// (`2026-12-07T23:00:00`, read in `zone`: the tenant's, DESIGN rule 6) or a date (its first
 /// instant in `zone`).
 pub fn local_instant(text: &str, zone: &TimeZone) -> Option<Timestamp> {
-    if let Some(at) = crate::common::time::parse_instant_in(text, zone) {
+    if let Ok(at) = text.parse::<Timestamp>() {
         return Some(at);
     }
-    let civil: jiff::civil::DateTime = text.parse().ok()?;
-    civil.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
+    // A civil date-time first: a date parser would read `2026-12-07T08:00:00` as its day.
+    if text.contains(['T', 't', ' ']) {
+        let civil: jiff::civil::DateTime = text.parse().ok()?;
+        return civil.to_zoned(zone.clone()).ok().map(|z| z.timestamp());
+    }
+    crate::common::time::parse_instant_in(text, zone)
 }
 
 /// Where a wave stands at `now` (micros): before `opens_at`, between, or at/after `cutoff_at`
@@ -153,6 +157,11 @@ mod tests {
         let zone = TimeZone::get("Asia/Shanghai").unwrap();
         let cutoff = local_instant("2026-12-07T23:00:00", &zone).unwrap();
         assert_eq!(cutoff.to_string(), "2026-12-07T15:00:00Z");
+        let opens = local_instant("2026-12-07T08:00:00", &zone).unwrap();
+        assert_eq!(opens.to_string(), "2026-12-07T00:00:00Z");
+        let day = local_instant("2026-12-07", &zone).unwrap();
+        assert_eq!(day.to_string(), "2026-12-06T16:00:00Z");
+        assert!(local_instant("soon", &zone).is_none());
         let cutoff = crate::common::time::to_micros(cutoff);
         let before =
             crate::common::time::to_micros(local_instant("2026-12-07T22:59:59", &zone).unwrap());

@@ -107,10 +107,13 @@ async fn wave(app: &TestApp, hours: i64, items: Value) -> String {
     id(&reply, "wave")
 }
 
+/// A wave order; its payment deadline (a day) lies past the test waves' cut-offs, so that the
+/// cut-off, not the deadline, closes it.
 async fn wave_order(app: &TestApp, member: &str, wave: &str, items: Value) -> Reply {
     app.post(
         "/v1/orders",
-        &json!({"member_id": member, "wave_id": wave, "items": items}),
+        &json!({"member_id": member, "wave_id": wave, "items": items,
+                "payment_timeout_secs": 86_400}),
     )
     .await
 }
