@@ -225,7 +225,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     event_type("withdrawal.failed", "The payout of a withdrawal failed: the money went back to the promoter.", &["withdrawal_id", "promoter_id", "amount", "fee", "net", "status", "reference"]),
     event_type("withdrawal.paid", "The merchant's payment system paid a withdrawal (`reference`).", &["withdrawal_id", "promoter_id", "amount", "fee", "net", "status", "reference"]),
     event_type("withdrawal.rejected", "A withdrawal was rejected; the reserved money stays with the promoter.", &["withdrawal_id", "promoter_id", "amount", "fee", "net", "status", "reference"]),
-    event_type("withdrawal.requested", "A promoter asked to withdraw commission; the amount is reserved.", &["withdrawal_id", "promoter_id", "amount", "fee", "net", "status", "reference"]),
+    event_type("withdrawal.requested", "A promoter (or a community group-buying leader: `leader_id`) asked to withdraw commission; the amount is reserved.", &["withdrawal_id", "promoter_id", "leader_id", "amount", "fee", "net", "status", "reference"]),
 ];
 
 /// The catalogue entry of `kind`.

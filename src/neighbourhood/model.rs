@@ -354,3 +354,24 @@ pub struct LeaderBoard {
     /// By GMV, then orders, then leader id.
     pub data: Vec<BoardEntry>,
 }
+
+/// `POST /v1/leaders/{id}/withdrawals`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderWithdrawalRequest {
+    /// Fen of available commission to take out.
+    pub amount: i64,
+}
+
+/// A leader's withdrawal: a pending ledger transfer of `amount` from the leader's commission
+/// to `system:payouts` (its id is `transfer_id`), resolved by the merchant's payment system
+/// through `POST /v1/ledger/transfers/{transfer_id}/post` (paid) or `…/void` (failed: the
+/// money is back).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderWithdrawal {
+    pub id: String,
+    pub leader_id: String,
+    pub amount: i64,
+    pub status: String,
+    pub transfer_id: String,
+}

@@ -37,8 +37,8 @@ use crate::AppState;
 
 use super::leaders::{self, StoredLeader};
 use super::model::{
-    BoardEntry, BoardQuery, LeaderBoard, LeaderCommission, LeaderStats, ShortageRequest,
-    StatsQuery, VerifyPickup,
+    BoardEntry, BoardQuery, LeaderBoard, LeaderCommission, LeaderStats, LeaderWithdrawal,
+    LeaderWithdrawalRequest, ShortageRequest, StatsQuery, VerifyPickup,
 };
 use super::rules;
 use super::wave_orders;
@@ -62,6 +62,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shortage))
         .routes(routes!(stats))
         .routes(routes!(leaderboard))
+        .routes(routes!(withdraw))
 }
 
 fn internal(message: String) -> ApiError {
@@ -811,4 +812,79 @@ pub async fn board(
             members,
         })
         .collect())
+}
+
+/// Where leaders' withdrawals wait for the merchant's payout (distribution's account).
+pub const PAYOUT_ACCOUNT: &str = "payouts";
+
+/// A leader takes available commission out. Distribution's withdrawals belong to promoters
+/// (a leader need not be one), so a leader's withdrawal is the ledger's own pending transfer
+/// (`leader-withdrawal:<id>`, from the leader's commission to `system:payouts`: the money is
+/// reserved, two requests never spend the same fen) announced by `withdrawal.requested`; the
+/// merchant's payment system posts it when paid or voids it when the payout failed.
+#[utoipa::path(post, path = "/v1/leaders/{id}/withdrawals", tag = "neighbourhood",
+    params(("id" = String, Path)), request_body = LeaderWithdrawalRequest,
+    responses((status = 201, body = LeaderWithdrawal), (status = 404),
+              (status = 409, description = "insufficient_funds"), (status = 422)),
+    security(("api_key" = [])))]
+async fn withdraw(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(request): Json<LeaderWithdrawalRequest>,
+) -> ApiResult<(StatusCode, Json<LeaderWithdrawal>)> {
+    let tenant_id = &auth.tenant_id;
+    if !(1..=crate::ledger::model::MAX_AMOUNT).contains(&request.amount) {
+        return Err(ApiError::validation(
+            "amount",
+            "must be a positive number of fen",
+        ));
+    }
+    let mut tx = state.begin().await?;
+    let leader = leaders::require(tx.conn(), tenant_id, &id, true).await?;
+    let withdrawal_id = uuid::Uuid::now_v7().simple().to_string();
+    let transfer_id = format!("leader-withdrawal:{withdrawal_id}");
+    let account = Address::member(&leader.member_id);
+    let transfer = NewTransfer::internal(
+        transfer_id.clone(),
+        account.clone(),
+        Address::system(PAYOUT_ACCOUNT),
+        Asset::Commission,
+        request.amount,
+        "withdrawal",
+        Some(leader.id.as_str()),
+    )
+    .pending(None);
+    let result = ledger::apply_in(&mut tx, tenant_id, vec![Op::Create(transfer)])
+        .await?
+        .pop()
+        .ok_or_else(|| internal("no ledger result".into()))?;
+    if result.status != "created" {
+        let available =
+            ledger::store::available(tx.conn(), tenant_id, &account, Asset::Commission).await?;
+        return Err(ApiError::conflict(
+            codes::INSUFFICIENT_FUNDS,
+            format!("the leader holds {available} fen of available commission"),
+        )
+        .with_details(json!({ "amount": request.amount, "available": available })));
+    }
+    tx.emit(NewEvent::new(
+        tenant_id,
+        "withdrawal.requested",
+        Some(withdrawal_id.as_str()),
+        json!({ "withdrawal_id": withdrawal_id, "leader_id": leader.id,
+                "amount": request.amount, "fee": 0, "net": request.amount,
+                "status": "pending", "reference": transfer_id }),
+    ));
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LeaderWithdrawal {
+            id: withdrawal_id,
+            leader_id: leader.id.to_string(),
+            amount: request.amount,
+            status: "pending".into(),
+            transfer_id,
+        }),
+    ))
 }

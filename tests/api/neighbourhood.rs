@@ -1033,6 +1033,36 @@ async fn neighbourhood_commission_pending_released_then_clawed_back(app: TestApp
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let _ = waiting;
+
+    // The leader withdraws: the amount is reserved until the payout is confirmed.
+    let too_much = app
+        .post(
+            &format!("/v1/leaders/{l}/withdrawals"),
+            &json!({"amount": 301}),
+        )
+        .await;
+    assert_eq!(too_much.status, StatusCode::CONFLICT, "{}", too_much.body);
+    assert_eq!(too_much.body["error"]["code"], "insufficient_funds");
+    let withdrawal = app
+        .post(
+            &format!("/v1/leaders/{l}/withdrawals"),
+            &json!({"amount": 300}),
+        )
+        .await;
+    assert_eq!(
+        withdrawal.status,
+        StatusCode::CREATED,
+        "{}",
+        withdrawal.body
+    );
+    assert_eq!(commission_balance(&app, &l_member).await, (0, 0));
+    let requested = events(&app, "withdrawal.requested").await;
+    assert_eq!(requested[0]["data"]["leader_id"], l.as_str());
+    let transfer = withdrawal.body["transfer_id"].as_str().unwrap();
+    let paid = app
+        .post(&format!("/v1/ledger/transfers/{transfer}/post"), &json!({}))
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
     verify_ok(&app).await;
 }
 
@@ -1125,6 +1155,11 @@ async fn neighbourhood_other_tenants_ids_are_404(app: TestApp) {
             Some(json!({"name": "x"})),
         ),
         (Method::GET, format!("/v1/leaders/{l}/stats"), None),
+        (
+            Method::POST,
+            format!("/v1/leaders/{l}/withdrawals"),
+            Some(json!({"amount": 1})),
+        ),
         (Method::GET, format!("/v1/members/{m}/leader"), None),
         (
             Method::PUT,
