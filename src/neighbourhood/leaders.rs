@@ -151,8 +151,11 @@ pub async fn require(
         .ok_or_else(|| ApiError::not_found("leader"))
 }
 
-/// The pickup point's fields, validated: (name, address, hours, location in micro-degrees).
-fn pickup_fields(point: &PickupPoint) -> ApiResult<(String, String, String, Option<(i64, i64)>)> {
+/// A pickup point's fields, validated: (name, address, hours, location in micro-degrees).
+type PickupFields = (String, String, String, Option<(i64, i64)>);
+
+/// The pickup point's fields, validated.
+fn pickup_fields(point: &PickupPoint) -> ApiResult<PickupFields> {
     let name = text::required("pickup_point.name", &point.name, 100)?;
     let address = text::required("pickup_point.address", &point.address, 200)?;
     let hours = text::required("pickup_point.hours", &point.hours, 100)?;

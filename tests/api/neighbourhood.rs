@@ -254,10 +254,11 @@ async fn neighbourhood_leaders_pickup_points_and_nearby_search(app: TestApp) {
     assert_eq!(events(&app, "member.leader_chosen").await.len(), 1);
 }
 
+/// An order placed in the fifty-order test: (leader, order id, lines, paid).
+type Placed = (String, String, Vec<(String, i64)>, bool);
+
 /// Units per (leader, product) of the paid orders, from the orders themselves.
-fn expected_lists(
-    orders: &[(String, String, Vec<(String, i64)>, bool)],
-) -> BTreeMap<(String, String), i64> {
+fn expected_lists(orders: &[Placed]) -> BTreeMap<(String, String), i64> {
     let mut expected = BTreeMap::new();
     for (leader, _, lines, paid) in orders {
         if !paid {
