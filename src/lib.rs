@@ -15,7 +15,8 @@
 //!   within the law, withdrawals), [`subscriptions`] (周期购: plans, delivery calendars, prepaid or
 //!   per-delivery billing), [`alliance`] (merchant alliances across tenants: shared coupons,
 //!   cross-referral fees, settlement), [`codes`] (one item, one code: code batches, scans that
-//!   prove a package genuine and pay points once), [`analytics`] (RFM, lifetime value,
+//!   prove a package genuine and pay points once), [`neighbourhood`] (community group
+//!   buying: leaders, pickup points, waves with cut-offs, pick lists, pickup codes), [`analytics`] (RFM, lifetime value,
 //!   cohorts, lifecycle, repurchase) and [`segments`] (audiences: rules over all of these,
 //!   answered from an in-memory bitmap index).
 //! - [`server`] assembles the router (API, OpenAPI document, docs page, health and metrics, the
@@ -41,6 +42,7 @@ pub mod growth;
 pub mod ledger;
 pub mod members;
 pub mod membership;
+pub mod neighbourhood;
 pub mod ops;
 pub mod orders;
 pub mod segments;

@@ -31,7 +31,7 @@ use crate::ledger::{self, Ledger};
 use crate::membership::program;
 use crate::{
     alliance, analytics, community, console, distribution, docs, engagement, growth, members,
-    membership, ops, orders, segments,
+    membership, neighbourhood, ops, orders, segments,
 };
 
 /// What every handler can reach: [`AppShared`] behind one reference count.
@@ -114,6 +114,10 @@ pub fn hooks() -> Hooks {
         .member(engagement::messages::MessageHooks)
         // Codes: an erased member's scans forget their device and IP.
         .member(crate::codes::CodeHooks)
+        // Community group buying: wave prices and stock, pickup, leader commission.
+        .waves(neighbourhood::NeighbourhoodHooks)
+        .order(neighbourhood::NeighbourhoodHooks)
+        .member(neighbourhood::NeighbourhoodHooks)
 }
 
 impl AppState {
@@ -168,6 +172,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(crate::subscriptions::routes())
         .merge(alliance::routes())
         .merge(crate::codes::routes())
+        .merge(neighbourhood::routes())
         .merge(events::routes())
         .merge(scheduler::routes())
         .merge(crate::tenants::routes())
@@ -504,6 +509,8 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<()> {
         orders::checkout::ORDER_EXPIRY_JOB => orders::checkout::expire_job(state, job).await,
         referrals::RELEASE_JOB => referrals::release_job(state, job).await,
         distribution::RELEASE_JOB => distribution::commissions::release_job(state, job).await,
+        neighbourhood::CUTOFF_JOB => neighbourhood::waves::cutoff_job(state, job).await,
+        neighbourhood::RELEASE_JOB => neighbourhood::pickups::release_job(state, job).await,
         engagement::messages::RELEASE_JOB => engagement::messages::release_job(state, job).await,
         engagement::automations::STEP_JOB => engagement::automations::step_job(state, job).await,
         engagement::broadcasts::SEND_JOB => engagement::broadcasts::send_job(state, job).await,

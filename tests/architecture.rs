@@ -21,6 +21,7 @@ const DOMAINS: &[&str] = &[
     "community",
     "growth",
     "distribution",
+    "neighbourhood",
     "subscriptions",
     "alliance",
     "codes",

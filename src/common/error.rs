@@ -449,6 +449,36 @@ pub mod codes {
         422,
         "More than two commission levels: paying deeper upline chains is pyramid selling (禁止传销条例 Art. 7).",
     );
+    pub const ALREADY_LEADER: ErrorCode = error_code(
+        "already_leader",
+        409,
+        "The member is a community group-buying leader already (`details.leader_id`).",
+    );
+    pub const ALREADY_PICKED_UP: ErrorCode = error_code(
+        "already_picked_up",
+        409,
+        "The order was picked up already: a pickup code verifies once.",
+    );
+    pub const LEADER_NOT_ACTIVE: ErrorCode = error_code(
+        "leader_not_active",
+        409,
+        "The member's leader is paused or closed and takes no new wave orders.",
+    );
+    pub const WAVE_CLOSED: ErrorCode = error_code(
+        "wave_closed",
+        409,
+        "The wave's cut-off has passed: it takes no more orders or payments.",
+    );
+    pub const WAVE_NOT_OPEN: ErrorCode = error_code(
+        "wave_not_open",
+        409,
+        "The wave opens later (`details.opens_at`).",
+    );
+    pub const LEADER_REQUIRED: ErrorCode = error_code(
+        "leader_required",
+        422,
+        "A wave order needs a leader: the member chooses one with `PUT /v1/members/{id}/leader`.",
+    );
     pub const MIN_SPEND_NOT_MET: ErrorCode = error_code(
         "min_spend_not_met",
         422,
@@ -471,7 +501,9 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::ALREADY_IN_TEAM,
     codes::ALREADY_MEMBER,
     codes::ALREADY_PAID,
+    codes::ALREADY_LEADER,
     codes::ALREADY_PARTNER,
+    codes::ALREADY_PICKED_UP,
     codes::ALREADY_PROMOTER,
     codes::ALREADY_REDEEMED,
     codes::ALREADY_RESOLVED,
@@ -497,6 +529,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::INVITATION_USED,
     codes::JOB_DONE,
     codes::JOB_RUNNING,
+    codes::LEADER_NOT_ACTIVE,
     codes::LIMIT_REACHED,
     codes::LOTTERY_CLOSED,
     codes::LOTTERY_FULL,
@@ -541,11 +574,14 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::TEAM_FULL,
     codes::TEMPLATE_EXPIRED,
     codes::TOO_MANY_PLANS,
+    codes::WAVE_CLOSED,
+    codes::WAVE_NOT_OPEN,
     codes::PAYLOAD_TOO_LARGE,
     codes::AMOUNT_EXCEEDS_PENDING,
     codes::DEPTH_EXCEEDS_LEGAL_LIMIT,
     codes::IDEMPOTENCY_KEY_REUSED,
     codes::INVALID_TEXT,
+    codes::LEADER_REQUIRED,
     codes::MIN_SPEND_NOT_MET,
     codes::SETTLEMENT_EXCEEDS_BALANCE,
     codes::UNSAFE_URL,

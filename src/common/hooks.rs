@@ -16,6 +16,7 @@
 //! | [`MemberHooks::check_signup`] | before a member is created, outside the transaction | referrals (signup fields) |
 //! | [`MemberHooks::on_created`] | after a member row is written | membership (first tier), referrals (attribution) |
 //! | [`MemberHooks::on_erased`] | when a member's personal data is erased | referrals (device and IP), messages (variables) |
+//! | [`WaveHooks`] | checkout, for an order that names a `wave_id`, and the life cycle of such orders (the `wave` campaign of `orders`) | neighbourhood (community group buying: wave price and stock, leader, pickup) |
 //!
 //! The registry is process-wide because it is the same in every process: the list of domains
 //! compiled into the binary. Every entry point (`AppState::new`, the CLI) installs it before it
@@ -145,6 +146,64 @@ pub trait MemberHooks: Send + Sync {
     }
 }
 
+/// An order being placed in a community group-buying wave: its lines as the buyer asked.
+#[derive(Debug, Clone, Copy)]
+pub struct WavePlacement<'a> {
+    pub tenant_id: &'a TenantId,
+    pub member_id: &'a MemberId,
+    pub order_id: &'a str,
+    pub wave_id: &'a str,
+    /// (product id, units) per line, as validated by checkout.
+    pub lines: &'a [(String, i64)],
+}
+
+/// A wave order at a step of its life cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct WaveOrder<'a> {
+    pub tenant_id: &'a TenantId,
+    pub member_id: &'a MemberId,
+    pub order_id: &'a str,
+    /// What the member paid (fen).
+    pub total: i64,
+}
+
+/// Where and how a wave order is picked up, as `GET /v1/orders/{id}` shows it (`"pickup"`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderPickup {
+    pub leader_id: String,
+    /// The 6-digit pickup code (核销码) once the order is paid; null before.
+    pub code: Option<String>,
+    /// `awaiting_payment`, `waiting` (paid, goods not yet at the pickup point), `ready`
+    /// (arrived), `picked_up`, `cancelled` or `refunded`.
+    pub status: String,
+}
+
+/// Community group buying as the order owner sees it (one implementation, registered by the
+/// composition root): checkout asks it for a wave order's prices and stock, and the order life
+/// cycle tells it what became of its orders, inside the order's transaction. Orders thus keep
+/// no leader, wave or pickup of their own and import nothing above them.
+#[async_trait]
+pub trait WaveHooks: Send + Sync {
+    /// Take the wave's stock for `placement`'s lines and return each line's unit price (fen),
+    /// in order; refuse (404 unknown wave or product, 409 `wave_closed`, `out_of_stock`,
+    /// `limit_reached`, `leader_not_active`, 422 `leader_required`) and write nothing otherwise.
+    async fn place(&self, tx: &mut Tx, placement: &WavePlacement<'_>) -> ApiResult<Vec<i64>>;
+    /// May the order still be paid (409 `wave_closed` after the cut-off)?
+    async fn require_payable(&self, tx: &mut Tx, order: &WaveOrder<'_>) -> ApiResult<()>;
+    /// The order was paid.
+    async fn on_paid(&self, tx: &mut Tx, order: &WaveOrder<'_>) -> ApiResult<()>;
+    /// The order's units go back to the wave: it was closed unpaid (`unpaid`) or fully
+    /// refunded with its units restocked.
+    async fn on_released(&self, tx: &mut Tx, order: &WaveOrder<'_>, unpaid: bool) -> ApiResult<()>;
+    /// The order's pickup, if it is a wave order.
+    async fn pickup(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tenant_id: &TenantId,
+        order_id: &str,
+    ) -> ApiResult<Option<OrderPickup>>;
+}
+
 /// Audiences (saved segments) as a lower domain sees them: `GET /v1/members?segment=` lists a
 /// segment's members without the members domain knowing the segments domain. The composition
 /// root puts the segments registry in the application state behind this trait.
@@ -166,6 +225,7 @@ pub trait Audiences: Send + Sync {
 pub struct Hooks {
     orders: Vec<Arc<dyn OrderHooks>>,
     members: Vec<Arc<dyn MemberHooks>>,
+    waves: Option<Arc<dyn WaveHooks>>,
 }
 
 impl Hooks {
@@ -183,6 +243,19 @@ impl Hooks {
     pub fn member(mut self, hooks: impl MemberHooks + 'static) -> Self {
         self.members.push(Arc::new(hooks));
         self
+    }
+
+    /// Set the community group-buying waves (one implementation; a second replaces the first).
+    pub fn waves(mut self, hooks: impl WaveHooks + 'static) -> Self {
+        self.waves = Some(Arc::new(hooks));
+        self
+    }
+
+    /// The registered waves; 404 `not_found` for the wave when none are compiled in.
+    pub fn wave_hooks(&self) -> ApiResult<&dyn WaveHooks> {
+        self.waves
+            .as_deref()
+            .ok_or_else(|| ApiError::not_found("wave"))
     }
 
     pub async fn order_paid(&self, tx: &mut Tx, order: &OrderPaid<'_>) -> ApiResult<()> {

@@ -196,6 +196,7 @@ catalogue! {
     Checkins => "打卡", "Check-ins";
     Referrals => "推荐", "Referrals";
     Distribution => "分销", "Distribution";
+    Neighbourhood => "社区团购", "Group buying";
     Subscriptions => "周期购", "Subscriptions";
     Alliance => "商家联盟", "Alliance";
     Codes => "一物一码", "Item codes";

@@ -70,6 +70,7 @@ pub fn routes(app: AppState, api: Router) -> Router {
         .merge(pages::sales::routes())
         .merge(pages::referrals::routes())
         .merge(pages::distribution::routes())
+        .merge(pages::neighbourhood::routes())
         .merge(pages::subscriptions::routes())
         .merge(pages::alliance::routes())
         .merge(pages::codes::routes())

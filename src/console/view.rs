@@ -27,6 +27,7 @@ pub enum Nav {
     Sales,
     Referrals,
     Distribution,
+    Neighbourhood,
     Subscriptions,
     Alliance,
     Codes,
@@ -38,8 +39,7 @@ pub enum Nav {
 
 impl Nav {
     /// The sections shown; a section joins when its pages exist.
-    const ALL: [Nav; 17] = [
-    const ALL: [Nav; 16] = [
+    const ALL: [Nav; 19] = [
         Nav::Dashboard,
         Nav::Members,
         Nav::Segments,
@@ -51,6 +51,7 @@ impl Nav {
         Nav::Sales,
         Nav::Referrals,
         Nav::Distribution,
+        Nav::Neighbourhood,
         Nav::Subscriptions,
         Nav::Alliance,
         Nav::Codes,
@@ -73,6 +74,7 @@ impl Nav {
             Nav::Sales => "/console/sales",
             Nav::Referrals => "/console/referrals",
             Nav::Distribution => "/console/distribution",
+            Nav::Neighbourhood => "/console/neighbourhood",
             Nav::Subscriptions => "/console/subscriptions",
             Nav::Alliance => "/console/alliance",
             Nav::Codes => "/console/codes",
@@ -96,6 +98,7 @@ impl Nav {
             Nav::Sales => Msg::Sales,
             Nav::Referrals => Msg::Referrals,
             Nav::Distribution => Msg::Distribution,
+            Nav::Neighbourhood => Msg::Neighbourhood,
             Nav::Subscriptions => Msg::Subscriptions,
             Nav::Alliance => Msg::Alliance,
             Nav::Codes => Msg::Codes,

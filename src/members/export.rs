@@ -3,7 +3,8 @@
 //!
 //! `member` and `events` are the profile and the events whose subject is the member, as they
 //! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community`,
-//! `analytics`, `engagement`, `distribution`, `subscriptions` and `codes`, one per domain folder, each holding that domain's rows about the member.
+//! `analytics`, `engagement`, `distribution`, `subscriptions`, `codes` and `neighbourhood`, one per
+//! domain folder, each holding that domain's rows about the member.
 //!
 //! The other domains' tables are read here by SQL instead of through their Rust code: members
 //! is the lowest business domain, and a lower domain never imports a higher one (DESIGN rule
@@ -125,6 +126,14 @@ pub const COVERED: &[Covered] = &[
         "subscriptions.deliveries",
     ),
     covered("code_scan", "member_id", "codes.scans"),
+    covered("leader", "member_id", "neighbourhood.leader"),
+    covered("member_leader", "member_id", "neighbourhood.chosen_leader"),
+    covered("wave_order", "member_id", "neighbourhood.wave_orders"),
+    covered("wave_line", "member_id", "neighbourhood.wave_lines"),
+    // Through the member's leader row: the neighbours who chose it and the orders picked up
+    // at its point (with the commission they earned).
+    covered("member_leader", "leader_id", "neighbourhood.neighbours"),
+    covered("wave_order", "leader_id", "neighbourhood.leader_orders"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -175,6 +184,7 @@ pub struct MemberExport {
     pub distribution: DistributionExport,
     pub subscriptions: SubscriptionsExport,
     pub codes: CodesExport,
+    pub neighbourhood: NeighbourhoodExport,
 }
 
 /// Subscriptions (周期购) with their delivery addresses (cleared by erasure) and calendars.
@@ -614,6 +624,28 @@ pub struct ExportedMessage {
     pub updated_at: String,
 }
 
+/// Community group buying (社区团购): the member as a customer (the leader chosen, wave orders
+/// with their pickup codes) and as a leader (its row, the neighbours who chose it, the orders
+/// of its pickup point with their commission).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NeighbourhoodExport {
+    /// Null when the member is no leader.
+    #[schema(value_type = Option<Object>)]
+    pub leader: Option<Value>,
+    /// Null when the member chose no leader.
+    #[schema(value_type = Option<Object>)]
+    pub chosen_leader: Option<Value>,
+    /// Oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub wave_orders: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub wave_lines: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub neighbours: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub leader_orders: Vec<Value>,
+}
+
 /// Distribution (分销): the member as a promoter (its row, the customers bound to it, its
 /// commissions and withdrawals) and as a customer (the promoter it is bound to).
 #[derive(Debug, Serialize, ToSchema)]
@@ -764,9 +796,11 @@ pub async fn export(
         deliveries: reader
             .list("subscriptions.deliveries", DELIVERIES, exported_delivery)
             .await?,
+    };
     let codes = CodesExport {
         scans: reader.list("codes.scans", SCANS, exported_scan).await?,
     };
+    let neighbourhood = reader.neighbourhood().await?;
     let truncated = reader.truncated;
     tx.rollback().await?;
     Ok(MemberExport {
@@ -784,6 +818,7 @@ pub async fn export(
         distribution,
         subscriptions,
         codes,
+        neighbourhood,
     })
 }
 
@@ -826,6 +861,33 @@ impl Reader<'_> {
             list.truncate(MAX_SECTION_ROWS);
             self.truncated.push(section.to_owned());
         }
+    }
+
+    async fn neighbourhood(&mut self) -> ApiResult<NeighbourhoodExport> {
+        Ok(NeighbourhoodExport {
+            leader: self.one(LEADER, exported_leader).await?,
+            chosen_leader: self.one(CHOSEN_LEADER, exported_choice).await?,
+            wave_orders: self
+                .list(
+                    "neighbourhood.wave_orders",
+                    WAVE_ORDERS,
+                    exported_wave_order,
+                )
+                .await?,
+            wave_lines: self
+                .list("neighbourhood.wave_lines", WAVE_LINES, exported_wave_line)
+                .await?,
+            neighbours: self
+                .list("neighbourhood.neighbours", NEIGHBOURS, exported_choice)
+                .await?,
+            leader_orders: self
+                .list(
+                    "neighbourhood.leader_orders",
+                    LEADER_ORDERS,
+                    exported_wave_order,
+                )
+                .await?,
+        })
     }
 
     async fn distribution(&mut self) -> ApiResult<DistributionExport> {
@@ -1169,6 +1231,37 @@ const DELIVERIES: &str = concat!(
 const SCANS: &str = "SELECT id, batch_id, device_id, ip, city, points, scanned_at FROM code_scan \
     WHERE tenant_id = $1 AND member_id = $2 ORDER BY scanned_at, id LIMIT {LIMIT}";
 
+const LEADER: &str = "SELECT id, name, status, commission_bp, pickup_name, pickup_address, \
+    pickup_hours, lat_micro, lng_micro, debt, created_at FROM leader \
+    WHERE tenant_id = $1 AND member_id = $2";
+
+const CHOSEN_LEADER: &str = "SELECT member_id, leader_id, chosen_at FROM member_leader \
+    WHERE tenant_id = $1 AND member_id = $2";
+
+const WAVE_ORDERS: &str = concat!(
+    "SELECT order_id, wave_id, leader_id, member_id, status, total, refunded, code, \
+     pickup_status, picked_up_at, commission_bp, commission_status, commission, created_at \
+     FROM wave_order WHERE tenant_id = $1 AND member_id = $2",
+    " ORDER BY created_at, order_id LIMIT {LIMIT}"
+);
+
+const WAVE_LINES: &str = "SELECT order_id, wave_id, product_id, qty, short FROM wave_line \
+    WHERE tenant_id = $1 AND member_id = $2 ORDER BY order_id, product_id LIMIT {LIMIT}";
+
+const NEIGHBOURS: &str = concat!(
+    "SELECT member_id, leader_id, chosen_at FROM member_leader WHERE tenant_id = $1 \
+     AND leader_id IN (SELECT id FROM leader WHERE tenant_id = $1 AND member_id = $2)",
+    " ORDER BY chosen_at, member_id LIMIT {LIMIT}"
+);
+
+const LEADER_ORDERS: &str = concat!(
+    "SELECT order_id, wave_id, leader_id, member_id, status, total, refunded, code, \
+     pickup_status, picked_up_at, commission_bp, commission_status, commission, created_at \
+     FROM wave_order WHERE tenant_id = $1 \
+     AND leader_id IN (SELECT id FROM leader WHERE tenant_id = $1 AND member_id = $2)",
+    " ORDER BY created_at, order_id LIMIT {LIMIT}"
+);
+
 const SCORE: &str = "SELECT frequency, recency_days, monetary, r_score, f_score, m_score, \
     segment, p_alive, expected_30, expected_90, expected_365, expected_order_value, clv, \
     scored_at FROM member_score WHERE tenant_id = $1 AND member_id = $2";
@@ -1501,6 +1594,59 @@ fn exported_scan(row: &AnyRow) -> Result<ExportedScan, sqlx::Error> {
         points: row.try_get("points")?,
         scanned_at: instant(row, "scanned_at")?,
     })
+}
+
+fn exported_leader(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "id": row.try_get::<String, _>("id")?,
+        "name": row.try_get::<String, _>("name")?,
+        "status": row.try_get::<String, _>("status")?,
+        "commission_bp": row.try_get::<i64, _>("commission_bp")?,
+        "pickup_name": row.try_get::<String, _>("pickup_name")?,
+        "pickup_address": row.try_get::<String, _>("pickup_address")?,
+        "pickup_hours": row.try_get::<String, _>("pickup_hours")?,
+        "lat_micro": row.try_get::<Option<i64>, _>("lat_micro")?,
+        "lng_micro": row.try_get::<Option<i64>, _>("lng_micro")?,
+        "debt": row.try_get::<i64, _>("debt")?,
+        "created_at": instant(row, "created_at")?,
+    }))
+}
+
+fn exported_choice(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "member_id": row.try_get::<String, _>("member_id")?,
+        "leader_id": row.try_get::<String, _>("leader_id")?,
+        "chosen_at": instant(row, "chosen_at")?,
+    }))
+}
+
+fn exported_wave_order(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "order_id": row.try_get::<String, _>("order_id")?,
+        "wave_id": row.try_get::<String, _>("wave_id")?,
+        "leader_id": row.try_get::<String, _>("leader_id")?,
+        "member_id": row.try_get::<String, _>("member_id")?,
+        "status": row.try_get::<String, _>("status")?,
+        "total": row.try_get::<i64, _>("total")?,
+        "refunded": row.try_get::<i64, _>("refunded")?,
+        "code": row.try_get::<Option<String>, _>("code")?,
+        "pickup_status": row.try_get::<String, _>("pickup_status")?,
+        "picked_up_at": row.try_get::<Option<i64>, _>("picked_up_at")?.map(micros_to_rfc3339),
+        "commission_bp": row.try_get::<i64, _>("commission_bp")?,
+        "commission_status": row.try_get::<Option<String>, _>("commission_status")?,
+        "commission": row.try_get::<i64, _>("commission")?,
+        "created_at": instant(row, "created_at")?,
+    }))
+}
+
+fn exported_wave_line(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "order_id": row.try_get::<String, _>("order_id")?,
+        "wave_id": row.try_get::<String, _>("wave_id")?,
+        "product_id": row.try_get::<String, _>("product_id")?,
+        "qty": row.try_get::<i64, _>("qty")?,
+        "short": row.try_get::<i64, _>("short")?,
+    }))
 }
 
 fn exported_promoter(row: &AnyRow) -> Result<ExportedPromoter, sqlx::Error> {

@@ -8,6 +8,8 @@
 //!   moves their campaign through hooks ([`campaign`]) and never names them: they are listed
 //!   once, in `CAMPAIGNS` below. [`flash_sale_gate`] is a node's memory of sold-out,
 //!   unopened and ended flash sales, which refuses a rush's late requests without the database.
+//! - [`waves`]: community group-buying orders (`"wave_id"` on `POST /v1/orders`), priced and
+//!   stocked by the `neighbourhood` domain through `common::hooks::WaveHooks`.
 //! - [`products`]: SKUs; [`import`]: order history in bulk for analytics, each order once
 //!   ([`import_key`] says when two rows are the same order).
 
@@ -22,6 +24,7 @@ pub mod import_key;
 pub mod model;
 pub mod products;
 pub mod store;
+pub mod waves;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -47,8 +50,11 @@ use model::{Order, OrderStatus};
 
 /// The campaigns whose orders go through [`checkout`], each found by its orders'
 /// `campaign_kind`: the one list that names them for the life cycle (see [`campaign`]).
-static CAMPAIGNS: &[&dyn CampaignHooks] =
-    &[&flash_sales::FlashSaleHooks, &group_buys::GroupBuyHooks];
+static CAMPAIGNS: &[&dyn CampaignHooks] = &[
+    &flash_sales::FlashSaleHooks,
+    &group_buys::GroupBuyHooks,
+    &waves::WaveCampaign,
+];
 
 /// Install `CAMPAIGNS` for the order life cycle. Every entry point calls it, next to
 /// `common::hooks::install`, before it acts; a second call is a no-op.
@@ -144,11 +150,13 @@ async fn import_orders(
 }
 
 /// Place an order: priced (see the pricing order in `orders::model`), stock reserved, pending
-/// payment until its deadline. With `"source": "external"` and `paid_at`, ingest an order
+/// payment until its deadline. With `"wave_id"`, an order of a community group-buying wave at
+/// the wave's prices and stock, for the member's leader (409 `wave_closed` after the cut-off,
+/// 422 `leader_required` without a leader). With `"source": "external"` and `paid_at`, ingest an order
 /// paid elsewhere (no stock; growth, points and analytics see it).
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
     responses((status = 201, body = Order), (status = 404),
-              (status = 409, description = "out_of_stock, not_launched, coupon or points conflicts"),
+              (status = 409, description = "out_of_stock, not_launched, wave_closed, leader_not_active, limit_reached, coupon or points conflicts"),
               (status = 422)),
     security(("api_key" = [])))]
 async fn create_order(
@@ -171,11 +179,15 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Order>> {
     let mut conn = state.db.read().acquire().await?;
-    Ok(Json(
-        store::require(&mut conn, &auth.tenant_id, &id, false)
-            .await?
-            .view(),
-    ))
+    let stored = store::require(&mut conn, &auth.tenant_id, &id, false).await?;
+    let mut order = stored.view();
+    if stored.campaign_kind.as_deref() == Some(waves::KIND) {
+        order.pickup = crate::common::hooks::registered()?
+            .wave_hooks()?
+            .pickup(&mut conn, &auth.tenant_id, stored.id.as_str())
+            .await?;
+    }
+    Ok(Json(order))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -355,6 +355,10 @@ pub struct Order {
     pub closed_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Wave orders (community group buying): the leader, pickup code and pickup status.
+    /// Shown by `GET /v1/orders/{id}`; absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup: Option<crate::common::hooks::OrderPickup>,
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ impl StoredOrder {
             closed_at: time(self.closed_at),
             created_at: micros_to_rfc3339(self.created_at),
             updated_at: micros_to_rfc3339(self.updated_at),
+            pickup: None,
         }
     }
 }

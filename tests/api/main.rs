@@ -35,6 +35,7 @@ mod ledger;
 mod member_export;
 mod members;
 mod messages;
+mod neighbourhood;
 mod orders;
 mod prices;
 mod program;

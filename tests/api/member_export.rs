@@ -516,6 +516,53 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
         )
         .await;
     assert_eq!(scanned.body["points_awarded"], 5, "{}", scanned.body);
+    // Community group buying: x leads a pickup point, chose it, and ordered in a wave there.
+    let x_leader = id_of(
+        &app.post(
+            "/v1/leaders",
+            &json!({"member_id": x, "name": "张姐", "commission_bp": 1000,
+                    "pickup_point": {"name": "幸福小区 3 栋", "address": "幸福路 1 号",
+                                     "location": {"lat": 31.23, "lng": 121.47},
+                                     "hours": "8:00-20:00"}}),
+        )
+        .await,
+        "x's leader",
+    );
+    let chosen = app
+        .call(
+            Method::PUT,
+            &format!("/v1/members/{x}/leader"),
+            Some(&json!({"leader_id": x_leader})),
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
+    let opens = app.clock_now().to_string();
+    let cutoff = (app.clock_now() + SignedDuration::from_hours(20)).to_string();
+    let wave = id_of(
+        &app.post(
+            "/v1/waves",
+            &json!({"name": "周一团", "opens_at": opens, "cutoff_at": cutoff,
+                    "delivery_date": "2099-01-01",
+                    "items": [{"product_id": soy, "price": 900}]}),
+        )
+        .await,
+        "a wave",
+    );
+    let wave_order = id_of(
+        &app.post(
+            "/v1/orders",
+            &json!({"member_id": x, "wave_id": wave, "items": [{"product_id": soy, "qty": 1}]}),
+        )
+        .await,
+        "x's wave order",
+    );
+    let paid = app
+        .post(
+            &format!("/v1/orders/{wave_order}/payments"),
+            &json!({"method": "external", "reference": "wx-wave"}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
 
     // Two days on, so that the daily run's analytics (calibrated up to yesterday) see the order.
     app.clock.advance(SignedDuration::from_hours(48));
@@ -763,9 +810,10 @@ async fn export_of_a_member_active_in_every_domain_fills_every_section(app: Test
         .iter()
         .all(|e| e["subject"] == s.x.as_str()));
 
-    // Orders: the paid one and the team order, with the payment, the refund and their events.
+    // Orders: the paid one, the team order and the wave order, with the payment, the refund
+    // and their events.
     let orders = list(&export, "orders.orders");
-    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_eq!(orders.len(), 3, "{orders:?}");
     let paid = orders
         .iter()
         .find(|o| o["id"] == s.paid_order.as_str())
@@ -780,10 +828,12 @@ async fn export_of_a_member_active_in_every_domain_fills_every_section(app: Test
     );
     assert_eq!(paid["items"][0]["qty"], 2, "{paid}");
     let payments = list(&export, "orders.payments");
-    assert_eq!(
-        (&payments[0]["reference"], &payments[0]["amount"]),
-        (&json!("wx-x"), &json!(1700))
-    );
+    let wallet_payment = payments
+        .iter()
+        .find(|p| p["reference"] == "wx-x")
+        .unwrap_or_else(|| panic!("{payments:?}"));
+    assert_eq!(wallet_payment["amount"], 1700);
+    assert!(payments.iter().any(|p| p["reference"] == "wx-wave"));
     let refunds = list(&export, "orders.refunds");
     assert_eq!(
         (&refunds[0]["amount"], &refunds[0]["reference"]),

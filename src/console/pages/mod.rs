@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod distribution;
 pub mod engagement;
 pub mod members;
+pub mod neighbourhood;
 pub mod program;
 pub mod referrals;
 pub mod sales;

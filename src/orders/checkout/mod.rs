@@ -66,6 +66,9 @@ pub struct CreateOrder {
     pub external_reference: Option<String>,
     /// Checkout orders: seconds to pay before the order expires (default 1800).
     pub payment_timeout_secs: Option<i64>,
+    /// A community group-buying wave to order in: its prices and stock, for the member's
+    /// leader (who must be active).
+    pub wave_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

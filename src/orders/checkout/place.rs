@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::common::db::Tx;
 use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
+use crate::common::hooks::{self, WavePlacement};
 use crate::common::ids::{MemberId, OrderId, TenantId};
 use crate::common::time::{instant_field, to_micros};
 use crate::ledger::model::{Address, Asset, NewTransfer};
@@ -121,10 +122,33 @@ pub async fn place_in(tx: &mut Tx, tenant_id: &TenantId, request: CreateOrder) -
         zone,
         now,
     };
-    let tier = member.tier;
-    let inputs = price_inputs(tx, tenant_id, &lines, source, &day, tier.as_deref()).await?;
+    let order_id = OrderId::generate();
+    let (tier, inputs) = match request.wave_id.as_deref() {
+        None => {
+            let tier = member.tier;
+            let inputs = price_inputs(tx, tenant_id, &lines, source, &day, tier.as_deref()).await?;
+            (tier, inputs)
+        }
+        Some(wave_id) => {
+            if source != Source::Checkout {
+                return Err(ApiError::validation(
+                    "wave_id",
+                    "wave orders are checkout orders (no source external)",
+                ));
+            }
+            let placement = WavePlacement {
+                tenant_id,
+                member_id: &member_id,
+                order_id: order_id.as_str(),
+                wave_id,
+                lines: &lines,
+            };
+            // The wave's price is the price: no tier discount or member price on top of it.
+            (None, wave_inputs(tx, tenant_id, &placement).await?)
+        }
+    };
     let draft = Draft {
-        order_id: OrderId::generate(),
+        order_id,
         member_id,
         tier,
         inputs,
@@ -166,6 +190,33 @@ async fn price_inputs(
             name: product.name,
             qty: *qty,
             list_price: product.price,
+        });
+    }
+    Ok(inputs)
+}
+
+/// A wave order's lines at the wave's prices: the wave hooks take the wave's stock (in this
+/// transaction) and answer each line's price, or refuse the order.
+async fn wave_inputs(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    placement: &WavePlacement<'_>,
+) -> ApiResult<Vec<PriceInput>> {
+    let prices = hooks::registered()?
+        .wave_hooks()?
+        .place(tx, placement)
+        .await?;
+    let mut inputs = Vec::with_capacity(placement.lines.len());
+    for ((product_id, qty), price) in placement.lines.iter().zip(prices) {
+        let product = products::fetch(tx.conn(), tenant_id, product_id).await?;
+        inputs.push(PriceInput {
+            product_id: product.id,
+            sku: product.sku,
+            name: product.name,
+            qty: *qty,
+            list_price: price,
+            member_price: None,
+            member_day_price: None,
         });
     }
     Ok(inputs)
@@ -213,7 +264,7 @@ async fn place_checkout(
         0 => None,
         points => Some(burn_terms(tx, tenant_id, &draft.member_id, points, &day.settings).await?),
     };
-    let (lines, pricing) = price_basket(
+    let (mut lines, pricing) = price_basket(
         &draft,
         &day.settings,
         coupon.as_ref().map(|(_, terms)| *terms),
@@ -221,7 +272,15 @@ async fn place_checkout(
         day.member_day,
     )?;
     let now = to_micros(day.now);
-    reserve_stock(tx, tenant_id, &lines, now).await?;
+    let wave_id = request.wave_id.clone();
+    if wave_id.is_some() {
+        // The wave hooks took the wave's own stock; the product's stock is not touched.
+        for line in &mut lines {
+            line.price_kind = "wave".to_owned();
+        }
+    } else {
+        reserve_stock(tx, tenant_id, &lines, now).await?;
+    }
     if let Some((coupon_id, _)) = &coupon {
         take_coupon(tx, tenant_id, &draft, coupon_id, &pricing).await?;
     }
@@ -242,8 +301,8 @@ async fn place_checkout(
         qty: draft.qty,
         expires_at: Some(to_micros(day.now + SignedDuration::from_secs(timeout))),
         external_reference: None,
-        campaign_kind: None,
-        campaign_id: None,
+        campaign_kind: wave_id.as_ref().map(|_| crate::orders::waves::KIND),
+        campaign_id: wave_id,
         team_id: None,
     };
     store::insert(tx.conn(), tenant_id, std::slice::from_ref(&row), now).await?;
