@@ -53,6 +53,7 @@ use crate::common::pagination;
 use crate::common::text;
 use crate::common::time::to_micros;
 use crate::members;
+use crate::neighbourhood;
 use crate::orders::checkout::{self, RefundRequest};
 use crate::orders::model::{OrderStatus, MAX_MONEY, MAX_QTY};
 use crate::orders::products;
@@ -512,7 +513,7 @@ fn check_delivery(delivery: Delivery) -> ApiResult<Delivery> {
         }),
         Delivery::Leader { leader_id } => {
             let id = leader_id.trim();
-            // Leaders are checked for existence where they are built; here the id's form.
+            // The id's form here; that it names an active leader, in the transaction.
             if id.is_empty()
                 || id.len() > MAX_LEADER_ID_LEN
                 || !id
@@ -529,6 +530,26 @@ fn check_delivery(delivery: Delivery) -> ApiResult<Delivery> {
             })
         }
     }
+}
+
+/// A pickup leader named by a delivery must be one of the tenant's leaders (404) that takes
+/// orders (409 `leader_not_active` when paused or closed); an address needs no check.
+async fn require_pickup_leader(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    delivery: &Delivery,
+) -> ApiResult<()> {
+    let Delivery::Leader { leader_id } = delivery else {
+        return Ok(());
+    };
+    let leader = neighbourhood::leaders::require(tx.conn(), tenant_id, leader_id, false).await?;
+    if leader.status != neighbourhood::model::LeaderStatus::Active {
+        return Err(ApiError::conflict(
+            codes::LEADER_NOT_ACTIVE,
+            "this leader takes no new deliveries (paused or closed)",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_date(field: &str, text: &str) -> ApiResult<Date> {
@@ -580,6 +601,7 @@ async fn subscribe(
     let delivery = check_delivery(request.delivery)?;
     let mut tx = state.begin().await?;
     members::store::require_active(tx.conn(), &auth.tenant_id, &member_id).await?;
+    require_pickup_leader(&mut tx, &auth.tenant_id, &delivery).await?;
     let plan = store::plan(tx.conn(), &auth.tenant_id, plan_id.as_str()).await?;
     if !plan.active {
         return Err(ApiError::conflict(
@@ -843,6 +865,9 @@ async fn update_subscription(
         SubscriptionStatus::Cancelled | SubscriptionStatus::Completed
     ) {
         return Err(not_active(&sub));
+    }
+    if let Some(delivery) = &delivery {
+        require_pickup_leader(&mut tx, &auth.tenant_id, delivery).await?;
     }
     if qty.is_some_and(|q| q != sub.qty) && sub.billing == Billing::Prepaid {
         return Err(ApiError::validation(

@@ -302,14 +302,55 @@ async fn subscriptions_skip_pause_resume_and_cancel_refund_the_undelivered_exact
         "{}",
         reply.body
     );
+    // Deliveries move to a community leader's pickup point: one of the tenant's active
+    // leaders, else 404 (unknown) or 409 (paused).
     let reply = app
         .patch(
             &format!("/v1/subscriptions/{id}"),
             &json!({"delivery": {"leader_id": "ldr_0001"}}),
         )
         .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    let leader_member = app.member("leader").await;
+    let reply = app
+        .post(
+            "/v1/leaders",
+            &json!({"member_id": leader_member, "name": "王姐", "commission_bp": 500,
+                    "pickup_point": {"name": "幸福小区", "address": "幸福路 1 号", "hours": "8-20"}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let leader = reply.body["id"].as_str().unwrap().to_owned();
+    let reply = app
+        .patch(
+            &format!("/v1/leaders/{leader}"),
+            &json!({"status": "paused"}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(reply.body["delivery"], json!({"leader_id": "ldr_0001"}));
+    let reply = app
+        .patch(
+            &format!("/v1/subscriptions/{id}"),
+            &json!({"delivery": {"leader_id": leader}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "leader_not_active");
+    let reply = app
+        .patch(
+            &format!("/v1/leaders/{leader}"),
+            &json!({"status": "active"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = app
+        .patch(
+            &format!("/v1/subscriptions/{id}"),
+            &json!({"delivery": {"leader_id": leader}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["delivery"], json!({"leader_id": leader}));
     run_jobs(&app).await;
 
     // Pause: what is past its cut-off stands, the rest leaves the calendar.
