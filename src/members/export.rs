@@ -3,8 +3,8 @@
 //!
 //! `member` and `events` are the profile and the events whose subject is the member, as they
 //! always were; beside them come `orders`, `ledger`, `membership`, `growth`, `community`,
-//! `analytics`, `engagement`, `distribution`, `subscriptions`, `codes` and `neighbourhood`, one per
-//! domain folder, each holding that domain's rows about the member.
+//! `analytics`, `engagement`, `distribution`, `subscriptions`, `codes`, `neighbourhood` and
+//! `alliance`, one per domain folder, each holding that domain's rows about the member.
 //!
 //! The other domains' tables are read here by SQL instead of through their Rust code: members
 //! is the lowest business domain, and a lower domain never imports a higher one (DESIGN rule
@@ -134,6 +134,22 @@ pub const COVERED: &[Covered] = &[
     // at its point (with the commission they earned).
     covered("member_leader", "leader_id", "neighbourhood.neighbours"),
     covered("wave_order", "leader_id", "neighbourhood.leader_orders"),
+    // Merchant alliance (商家联盟): the offers the member claimed here (the consent to be
+    // shared), the claims that made the member a customer here, the member as the alliance
+    // knows it (an opaque id) and, through that id, the fees its first order made.
+    covered("alliance_claim", "member_id", "alliance.claims"),
+    covered(
+        "alliance_claim",
+        "issuer_member_id",
+        "alliance.claims_received",
+    ),
+    covered(
+        "alliance_customer",
+        "issuer_member_id",
+        "alliance.customers",
+    ),
+    covered("alliance_customer", "customer_id", "alliance.customers"),
+    covered("alliance_entry", "customer_id", "alliance.fees"),
 ];
 
 /// A table that holds something about members and is left out of the export on purpose.
@@ -185,6 +201,26 @@ pub struct MemberExport {
     pub subscriptions: SubscriptionsExport,
     pub codes: CodesExport,
     pub neighbourhood: NeighbourhoodExport,
+    pub alliance: AllianceExport,
+}
+
+/// Merchant alliance (商家联盟), as this merchant holds it: partners are named by display name,
+/// never by their tenant, and the other merchant's member never appears.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllianceExport {
+    /// Partners' offers the member claimed through this merchant, with the time of the claim
+    /// (the member's consent to be shared with the issuer).
+    #[schema(value_type = Vec<Object>)]
+    pub claims: Vec<Value>,
+    /// This merchant's offers claimed through a partner that found or created the member here.
+    #[schema(value_type = Vec<Object>)]
+    pub claims_received: Vec<Value>,
+    /// The member as the alliance's ledger knows it here: an opaque id, who sent the member.
+    #[schema(value_type = Vec<Object>)]
+    pub customers: Vec<Value>,
+    /// Referral fees (and their voids) that the member's first paid order here made.
+    #[schema(value_type = Vec<Object>)]
+    pub fees: Vec<Value>,
 }
 
 /// Subscriptions (周期购) with their delivery addresses (cleared by erasure) and calendars.
@@ -801,6 +837,7 @@ pub async fn export(
         scans: reader.list("codes.scans", SCANS, exported_scan).await?,
     };
     let neighbourhood = reader.neighbourhood().await?;
+    let alliance = reader.alliance().await?;
     let truncated = reader.truncated;
     tx.rollback().await?;
     Ok(MemberExport {
@@ -819,6 +856,7 @@ pub async fn export(
         subscriptions,
         codes,
         neighbourhood,
+        alliance,
     })
 }
 
@@ -861,6 +899,31 @@ impl Reader<'_> {
             list.truncate(MAX_SECTION_ROWS);
             self.truncated.push(section.to_owned());
         }
+    }
+
+    async fn alliance(&mut self) -> ApiResult<AllianceExport> {
+        Ok(AllianceExport {
+            claims: self
+                .list("alliance.claims", ALLIANCE_CLAIMS, exported_alliance_claim)
+                .await?,
+            claims_received: self
+                .list(
+                    "alliance.claims_received",
+                    ALLIANCE_CLAIMS_RECEIVED,
+                    exported_alliance_claim,
+                )
+                .await?,
+            customers: self
+                .list(
+                    "alliance.customers",
+                    ALLIANCE_CUSTOMERS,
+                    exported_alliance_customer,
+                )
+                .await?,
+            fees: self
+                .list("alliance.fees", ALLIANCE_FEES, exported_alliance_fee)
+                .await?,
+        })
     }
 
     async fn neighbourhood(&mut self) -> ApiResult<NeighbourhoodExport> {
@@ -1231,6 +1294,46 @@ const DELIVERIES: &str = concat!(
 const SCANS: &str = "SELECT id, batch_id, device_id, ip, city, points, scanned_at FROM code_scan \
     WHERE tenant_id = $1 AND member_id = $2 ORDER BY scanned_at, id LIMIT {LIMIT}";
 
+/// Claims by the member here (`p`, the claiming partner, is this tenant); `partner` names the
+/// other side (the issuer).
+const ALLIANCE_CLAIMS: &str = concat!(
+    "SELECT c.alliance_id, a.name AS alliance, i.name AS partner, c.offer_id, c.claimed_at \
+     FROM alliance_claim c \
+     JOIN alliance_partner p ON p.alliance_id = c.alliance_id AND p.id = c.partner_id \
+     JOIN alliance_partner i ON i.alliance_id = c.alliance_id AND i.id = c.issuer_partner_id \
+     JOIN alliance a ON a.id = c.alliance_id \
+     WHERE p.tenant_id = $1 AND c.member_id = $2",
+    " ORDER BY c.claimed_at, c.id LIMIT {LIMIT}"
+);
+
+/// Claims that made the member a customer here (`i`, the issuer, is this tenant); `partner`
+/// names the merchant that sent the member.
+const ALLIANCE_CLAIMS_RECEIVED: &str = concat!(
+    "SELECT c.alliance_id, a.name AS alliance, p.name AS partner, c.offer_id, c.claimed_at \
+     FROM alliance_claim c \
+     JOIN alliance_partner p ON p.alliance_id = c.alliance_id AND p.id = c.partner_id \
+     JOIN alliance_partner i ON i.alliance_id = c.alliance_id AND i.id = c.issuer_partner_id \
+     JOIN alliance a ON a.id = c.alliance_id \
+     WHERE i.tenant_id = $1 AND c.issuer_member_id = $2",
+    " ORDER BY c.claimed_at, c.id LIMIT {LIMIT}"
+);
+
+const ALLIANCE_CUSTOMERS: &str = concat!(
+    "SELECT c.alliance_id, c.customer_id, r.name AS referred_by, c.status, c.first_order_id, \
+     c.consented_at FROM alliance_customer c \
+     JOIN alliance_partner r ON r.alliance_id = c.alliance_id AND r.id = c.referred_by_partner_id \
+     WHERE c.issuer_tenant_id = $1 AND c.issuer_member_id = $2",
+    " ORDER BY c.consented_at, c.customer_id LIMIT {LIMIT}"
+);
+
+const ALLIANCE_FEES: &str = concat!(
+    "SELECT e.alliance_id, e.id, e.kind, e.amount, e.order_id, e.created_at \
+     FROM alliance_entry e WHERE EXISTS (SELECT 1 FROM alliance_customer c \
+     WHERE c.alliance_id = e.alliance_id AND c.customer_id = e.customer_id \
+     AND c.issuer_tenant_id = $1 AND c.issuer_member_id = $2)",
+    " ORDER BY e.created_at, e.id LIMIT {LIMIT}"
+);
+
 const LEADER: &str = "SELECT id, name, status, commission_bp, pickup_name, pickup_address, \
     pickup_hours, lat_micro, lng_micro, debt, created_at FROM leader \
     WHERE tenant_id = $1 AND member_id = $2";
@@ -1594,6 +1697,38 @@ fn exported_scan(row: &AnyRow) -> Result<ExportedScan, sqlx::Error> {
         points: row.try_get("points")?,
         scanned_at: instant(row, "scanned_at")?,
     })
+}
+
+fn exported_alliance_claim(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "alliance_id": row.try_get::<String, _>("alliance_id")?,
+        "alliance": row.try_get::<String, _>("alliance")?,
+        "partner": row.try_get::<String, _>("partner")?,
+        "offer_id": row.try_get::<String, _>("offer_id")?,
+        "claimed_at": instant(row, "claimed_at")?,
+    }))
+}
+
+fn exported_alliance_customer(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "alliance_id": row.try_get::<String, _>("alliance_id")?,
+        "customer_id": row.try_get::<String, _>("customer_id")?,
+        "referred_by": row.try_get::<String, _>("referred_by")?,
+        "status": row.try_get::<String, _>("status")?,
+        "first_order_id": row.try_get::<Option<String>, _>("first_order_id")?,
+        "consented_at": instant(row, "consented_at")?,
+    }))
+}
+
+fn exported_alliance_fee(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    Ok(serde_json::json!({
+        "alliance_id": row.try_get::<String, _>("alliance_id")?,
+        "id": row.try_get::<String, _>("id")?,
+        "kind": row.try_get::<String, _>("kind")?,
+        "amount": row.try_get::<i64, _>("amount")?,
+        "order_id": row.try_get::<Option<String>, _>("order_id")?,
+        "created_at": instant(row, "created_at")?,
+    }))
 }
 
 fn exported_leader(row: &AnyRow) -> Result<Value, sqlx::Error> {

@@ -197,6 +197,88 @@ struct Scenario {
 /// review), signals, an invite code and a ladder rung, points, a coupon used on an order paid
 /// from a topped-up wallet and partly refunded, a group-buy team, groups owned, joined and
 /// invited to, a check-in, a lottery entry, a birthday perk and analytics scores.
+/// A merchant alliance with a neighbouring merchant, before x pays anything here: x claims the
+/// neighbour's offer through this merchant; a customer of the neighbour with x's phone claims
+/// this merchant's offer, which finds x here (x becomes the alliance's customer); x's first
+/// paid order here (later in the scenario) makes the neighbour's referral fee.
+async fn alliance_with_a_neighbour(app: &TestApp, x: &str) {
+    let (_, neighbour) = app.other_tenant().await;
+    let as_neighbour = |method: Method, path: String, body: Value| {
+        app.send(build(method, &path, Some(&neighbour), Some(&body), None))
+    };
+    let alliance = id_of(
+        &app.post(
+            "/v1/alliances",
+            &json!({"name": "街区联盟", "rules": {"referral_fee": {"kind": "fixed", "value": 300},
+                    "fee_on": "first_paid_order"}}),
+        )
+        .await,
+        "alliance",
+    );
+    let invitation = app
+        .post(&format!("/v1/alliances/{alliance}/invitations"), &json!({}))
+        .await;
+    created(&invitation, "invitation");
+    let joined = as_neighbour(
+        Method::POST,
+        "/v1/alliances/join".to_owned(),
+        json!({"code": invitation.body["code"]}),
+    )
+    .await;
+    created(&joined, "the neighbour joining");
+    let template = json!({"name": "联盟券", "kind": "amount_off", "amount_off": 500,
+                          "total_stock": 100, "per_member_limit": 1, "valid_days": 30});
+    let ours = id_of(
+        &app.post("/v1/coupon-templates", &template).await,
+        "template",
+    );
+    let our_offer = id_of(
+        &app.post(
+            &format!("/v1/alliances/{alliance}/offers"),
+            &json!({"coupon_template_id": ours, "stock": 10}),
+        )
+        .await,
+        "our offer",
+    );
+    let theirs = id_of(
+        &as_neighbour(Method::POST, "/v1/coupon-templates".to_owned(), template).await,
+        "their template",
+    );
+    let their_offer = id_of(
+        &as_neighbour(
+            Method::POST,
+            format!("/v1/alliances/{alliance}/offers"),
+            json!({"coupon_template_id": theirs, "stock": 10}),
+        )
+        .await,
+        "their offer",
+    );
+    let claimed = app
+        .post(
+            &format!("/v1/alliances/{alliance}/offers/{their_offer}/claim"),
+            &json!({"member_id": x}),
+        )
+        .await;
+    created(&claimed, "x claiming the neighbour's offer");
+    let customer = id_of(
+        &as_neighbour(
+            Method::POST,
+            "/v1/members".to_owned(),
+            json!({"name": "张三", "phone": "+8613800000009"}),
+        )
+        .await,
+        "the neighbour's customer",
+    );
+    let sent = as_neighbour(
+        Method::POST,
+        format!("/v1/alliances/{alliance}/offers/{our_offer}/claim"),
+        json!({"member_id": customer}),
+    )
+    .await;
+    let sent = created(&sent, "the neighbour's customer claiming our offer");
+    assert_eq!(sent["issuer_member_id"], x, "found here by phone: {sent}");
+}
+
 async fn member_in_every_domain(app: &TestApp) -> Scenario {
     let campaign = id_of(
         &app.post(
@@ -222,6 +304,7 @@ async fn member_in_every_domain(app: &TestApp) -> Scenario {
     );
     assert_eq!(x["invited_by"], inviter.as_str());
     let x = x["id"].as_str().unwrap().to_owned();
+    alliance_with_a_neighbour(app, &x).await;
     let x_code = invite_code(app, &x, &campaign).await;
     let y = id_of(
         &app.post(
@@ -892,11 +975,33 @@ async fn export_of_a_member_active_in_every_domain_fills_every_section(app: Test
 
     // Membership: the coupon used on the order, the wallet's top-up, spend and refund, the
     // birthday perk.
-    let coupon = &list(&export, "membership.coupons")[0];
-    assert_eq!(
-        (&coupon["status"], &coupon["template_name"]),
-        (&json!("redeemed"), &json!("满1000减300"))
+    let coupons = list(&export, "membership.coupons");
+    let coupon = coupons
+        .iter()
+        .find(|c| c["template_name"] == "满1000减300")
+        .expect("the coupon used on the order");
+    assert_eq!(coupon["status"], "redeemed");
+    // The alliance coupon the neighbour's customer claimed here, for x.
+    assert!(
+        coupons
+            .iter()
+            .any(|c| c["template_name"] == "联盟券" && c["status"] == "active"),
+        "{coupons:?}"
     );
+    // Alliance: x's claim of the neighbour's offer, the claim that found x here, x as the
+    // alliance's customer sent by the neighbour, and the fee x's first paid order made.
+    assert_eq!(list(&export, "alliance.claims")[0]["partner"], "other");
+    assert_eq!(
+        list(&export, "alliance.claims_received")[0]["partner"],
+        "other"
+    );
+    let customer = &list(&export, "alliance.customers")[0];
+    assert_eq!(
+        (&customer["referred_by"], &customer["status"]),
+        (&json!("other"), &json!("earned"))
+    );
+    let fee = &list(&export, "alliance.fees")[0];
+    assert_eq!((&fee["kind"], &fee["amount"]), (&json!("fee"), &json!(300)));
     let wallet = &export["membership"]["wallet"];
     assert_eq!(
         (&wallet["topups"][0]["pay"], &wallet["topups"][0]["bonus"]),
