@@ -110,11 +110,10 @@ pub async fn plan(conn: &mut AnyConnection, tenant_id: &TenantId, id: &str) -> A
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    Ok(row
-        .as_ref()
+    row.as_ref()
         .map(plan_from_row)
         .transpose()?
-        .ok_or_else(|| ApiError::not_found("subscription plan"))?)
+        .ok_or_else(|| ApiError::not_found("subscription plan"))
 }
 
 pub async fn save_plan(
