@@ -10,13 +10,18 @@
 //!
 //! | hook | owner calls it | registered today |
 //! | --- | --- | --- |
-//! | [`OrderHooks::on_paid`] | when an order becomes paid (checkout payment, external order) | referrals (qualify), distribution (pending commissions) |
-//! | [`OrderHooks::on_refunded`] | after each refund of an order | referrals (void on a full refund), distribution (commissions follow what is still paid) |
-//! | [`OrderHooks::on_closed`] | when an unpaid order is cancelled or expires | — |
+//! | [`OrderHooks::on_paid`] | when an order becomes paid (checkout payment, external order) | referrals (qualify), distribution (pending commissions), alliance (cross-referral fees) |
+//! | [`OrderHooks::on_refunded`] | after each refund of an order | referrals (void on a full refund), distribution (commissions follow what is still paid), subscriptions (a prepaid order refunded in full ends its subscription), alliance (fees voided by a full refund), neighbourhood (wave orders: pickup and leader commission) |
+//! | [`OrderHooks::on_closed`] | when an unpaid order is cancelled or expires | subscriptions (an unpaid prepaid order ends its subscription; an unpaid delivery order skips its delivery) |
 //! | [`MemberHooks::check_signup`] | before a member is created, outside the transaction | referrals (signup fields) |
 //! | [`MemberHooks::on_created`] | after a member row is written | membership (first tier), referrals (attribution) |
 //! | [`MemberHooks::on_erased`] | when a member's personal data is erased | referrals (device and IP), messages (variables) |
 //! | [`WaveHooks`] | checkout, for an order that names a `wave_id`, and the life cycle of such orders (the `wave` campaign of `orders`) | neighbourhood (community group buying: wave price and stock, leader, pickup) |
+//!
+//! The order contexts carry the order's `campaign_kind`, so that a hook concerned with one kind
+//! of order only (subscriptions, community group buying) returns at once for every other order
+//! instead of querying for rows that cannot exist; hooks that concern every order (referrals,
+//! distribution, alliance) ignore it.
 //!
 //! The registry is process-wide because it is the same in every process: the list of domains
 //! compiled into the binary. Every entry point (`AppState::new`, the CLI) installs it before it
@@ -38,6 +43,10 @@ pub struct OrderPaid<'a> {
     pub tenant_id: &'a TenantId,
     pub member_id: &'a MemberId,
     pub order_id: &'a str,
+    /// The order's `campaign_kind` (`flash_sale`, `group_buy`, `wave`, `subscription`…); none
+    /// for an order outside any campaign. A hook that only concerns one kind of order returns
+    /// at once for the others instead of looking the order up.
+    pub campaign_kind: Option<&'a str>,
     /// What the member paid (fen).
     pub total: i64,
 }
@@ -48,6 +57,8 @@ pub struct OrderRefunded<'a> {
     pub tenant_id: &'a TenantId,
     pub member_id: &'a MemberId,
     pub order_id: &'a str,
+    /// The order's `campaign_kind`, as in [`OrderPaid`].
+    pub campaign_kind: Option<&'a str>,
     pub refund_id: &'a str,
     /// This refund (fen).
     pub amount: i64,
@@ -63,6 +74,8 @@ pub struct OrderClosed<'a> {
     pub tenant_id: &'a TenantId,
     pub member_id: &'a MemberId,
     pub order_id: &'a str,
+    /// The order's `campaign_kind`, as in [`OrderPaid`].
+    pub campaign_kind: Option<&'a str>,
     pub status: &'a str,
 }
 

@@ -104,6 +104,11 @@ impl WaveHooks for NeighbourhoodHooks {
 #[async_trait]
 impl OrderHooks for NeighbourhoodHooks {
     async fn on_refunded(&self, tx: &mut Tx, refund: &OrderRefunded<'_>) -> ApiResult<()> {
+        // Only a wave order has a pickup: checkout writes its `wave_order` row in the same
+        // transaction that gives the order campaign kind `wave`, and no other order gets one.
+        if refund.campaign_kind != Some(crate::orders::waves::KIND) {
+            return Ok(());
+        }
         pickups::on_order_refunded(tx, refund).await
     }
 }

@@ -111,9 +111,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// `server::hooks`.
 pub struct SubscriptionHooks;
 
+/// Whether an order is a subscription's: its prepaid order or one of its delivery orders, both
+/// written by [`deliveries::order_row`] with campaign kind [`deliveries::ORDER_KIND`]. Every
+/// other order (a flash sale's expiry, a shop refund) leaves the order hooks at once, without a
+/// query.
+fn is_subscription_order(campaign_kind: Option<&str>) -> bool {
+    campaign_kind == Some(deliveries::ORDER_KIND)
+}
+
 #[async_trait]
 impl OrderHooks for SubscriptionHooks {
     async fn on_closed(&self, tx: &mut Tx, order: &OrderClosed<'_>) -> ApiResult<()> {
+        if !is_subscription_order(order.campaign_kind) {
+            return Ok(());
+        }
         let now = to_micros(tx.now());
         if let Some(mut sub) =
             store::subscription_of_order(tx.conn(), order.tenant_id, order.order_id).await?
@@ -141,7 +152,7 @@ impl OrderHooks for SubscriptionHooks {
     }
 
     async fn on_refunded(&self, tx: &mut Tx, refund: &OrderRefunded<'_>) -> ApiResult<()> {
-        if !refund.full {
+        if !refund.full || !is_subscription_order(refund.campaign_kind) {
             return Ok(());
         }
         let Some(mut sub) =

@@ -3,8 +3,9 @@
 //! with the undelivered deliveries refunded to the fen; per-delivery billing paid from the
 //! wallet, then three failed days that pause the subscription; delivery orders created once
 //! across a restart and with two nodes; the forecast; no repurchase reminder for what a
-//! subscription delivers; personal data in the export and cleared by erasure; and another
-//! tenant's ids answered 404.
+//! subscription delivers; personal data in the export and cleared by erasure; another
+//! tenant's ids answered 404; and orders that are not a subscription's (a flash sale's expiry, a
+//! shop refund) leaving subscriptions untouched while their own prepaid orders still end them.
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ backend_tests!(
     subscriptions_are_exported_and_erasure_clears_addresses,
     subscriptions_other_tenants_ids_are_404,
     subscriptions_console_page_shows_plans_forecast_and_pauses,
+    subscriptions_ignore_other_orders_and_end_with_their_own_prepaid_order,
 );
 
 /// Local midnight of a day in Asia/Shanghai (the default tenant zone).
@@ -1014,4 +1016,121 @@ async fn subscriptions_console_page_shows_plans_forecast_and_pauses(app: TestApp
         )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// The order hooks skip every order that is not a subscription's by its campaign kind: a
+/// flash-sale order that expires and a shop order refunded in full leave a subscription exactly
+/// as it was (not even `updated_at` moves), while a merchant's full refund of a prepaid order
+/// and an unpaid prepaid order's expiry still end theirs.
+async fn subscriptions_ignore_other_orders_and_end_with_their_own_prepaid_order(app: TestApp) {
+    app.clock.set(local("2027-01-10", 9));
+    let beans = product(&app, "BEANS", 100).await;
+    let tea = product(&app, "TEA", 100).await;
+    let plan = monthly_prepaid(&app, &beans, 1000).await;
+    let paying = app.member("paying").await;
+    let late = app.member("late").await;
+    let paid_sub = subscribe(&app, &paying, &plan, "2027-01-31").await;
+    let paid_id = paid_sub["id"].as_str().unwrap().to_owned();
+    let prepaid_order = paid_sub["order_id"].as_str().unwrap().to_owned();
+    pay_external(&app, &prepaid_order, "pay-1").await;
+    let unpaid_sub = subscribe(&app, &late, &plan, "2027-01-31").await;
+    let unpaid_id = unpaid_sub["id"].as_str().unwrap().to_owned();
+    let before = app.get(&format!("/v1/subscriptions/{paid_id}")).await.body;
+    assert_eq!(before["status"], "active", "{before}");
+    assert_eq!(
+        before["deliveries"].as_array().unwrap().len(),
+        6,
+        "{before}"
+    );
+
+    // The subscriber's flash-sale order is left unpaid past its 60 s deadline.
+    let ends = (app.clock_now() + SignedDuration::from_hours(1)).to_string();
+    let sale = app
+        .post(
+            "/v1/flash-sales",
+            &json!({"product_id": tea, "price": 990, "stock": 5, "ends_at": ends,
+                    "payment_timeout_secs": 60}),
+        )
+        .await;
+    assert_eq!(sale.status, StatusCode::CREATED, "{}", sale.body);
+    let flash = app
+        .post(
+            &format!(
+                "/v1/flash-sales/{}/orders",
+                sale.body["id"].as_str().unwrap()
+            ),
+            &json!({"member_id": paying}),
+        )
+        .await;
+    assert_eq!(flash.status, StatusCode::CREATED, "{}", flash.body);
+    let flash_order = flash.body["order_id"].as_str().unwrap().to_owned();
+    // A shop order of the same member is paid, then refunded in full.
+    let shop = app
+        .post(
+            "/v1/orders",
+            &json!({"member_id": paying, "items": [{"product_id": tea, "qty": 1}]}),
+        )
+        .await;
+    assert_eq!(shop.status, StatusCode::CREATED, "{}", shop.body);
+    let shop_order = shop.body["id"].as_str().unwrap().to_owned();
+    pay_external(&app, &shop_order, "pay-shop").await;
+    app.clock.advance(SignedDuration::from_secs(61));
+    let reply = app
+        .post(
+            &format!("/v1/orders/{shop_order}/refunds"),
+            &json!({"reason": "damaged"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["order_status"], "refunded", "{}", reply.body);
+    run_jobs(&app).await;
+    let flash_view = app.get(&format!("/v1/orders/{flash_order}")).await.body;
+    assert_eq!(flash_view["status"], "expired", "{flash_view}");
+    let after = app.get(&format!("/v1/subscriptions/{paid_id}")).await.body;
+    assert_eq!(after, before);
+    assert!(events_of(&app, "subscription.cancelled").await.is_empty());
+
+    // The merchant refunds the prepaid order in full: its subscription ends with it.
+    let reply = app
+        .post(
+            &format!("/v1/orders/{prepaid_order}/refunds"),
+            &json!({"reason": "customer moved", "restock": false}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["amount"], 6000, "{}", reply.body);
+    let view = app.get(&format!("/v1/subscriptions/{paid_id}")).await.body;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert_eq!(view["refunded"], 6000, "{view}");
+    assert!(view["deliveries"].as_array().unwrap().is_empty(), "{view}");
+    let cancelled = events_of(&app, "subscription.cancelled").await;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled[0]["data"]["subscription_id"], paid_id.as_str());
+    assert_eq!(cancelled[0]["data"]["reason"], "order_refunded");
+
+    // The other member's prepaid order was never paid: at its deadline it expires and ends
+    // its subscription.
+    assert_eq!(
+        app.get(&format!("/v1/subscriptions/{unpaid_id}"))
+            .await
+            .body["status"],
+        "active"
+    );
+    app.clock.advance(SignedDuration::from_secs(30 * 60));
+    run_jobs(&app).await;
+    let view = app
+        .get(&format!("/v1/subscriptions/{unpaid_id}"))
+        .await
+        .body;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    let cancelled = events_of(&app, "subscription.cancelled").await;
+    assert_eq!(cancelled.len(), 2, "{cancelled:?}");
+    assert!(
+        cancelled
+            .iter()
+            .any(|e| e["data"]["subscription_id"] == unpaid_id.as_str()
+                && e["data"]["reason"] == "unpaid"),
+        "{cancelled:?}"
+    );
+    verify_ok(&app).await;
 }

@@ -66,6 +66,7 @@ pub async fn close_unpaid_in(
         tenant_id,
         member_id: &order.member_id,
         order_id: order.id.as_str(),
+        campaign_kind: order.campaign_kind.as_deref(),
         status: to.as_str(),
     };
     hooks::registered()?.order_closed(tx, &closed).await?;

@@ -38,6 +38,7 @@ pub(super) async fn after_paid(
         tenant_id,
         member_id: &order.member_id,
         order_id: order.id.as_str(),
+        campaign_kind: order.campaign_kind.as_deref(),
         total: order.total,
     };
     hooks::registered()?.order_paid(tx, &paid).await?;

@@ -361,6 +361,7 @@ async fn announce(
         tenant_id,
         member_id: &order.member_id,
         order_id: order.id.as_str(),
+        campaign_kind: order.campaign_kind.as_deref(),
         refund_id: refund.id.as_str(),
         amount: plan.amount,
         refunded_total: plan.refunded_after,
