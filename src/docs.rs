@@ -633,20 +633,8 @@ mod tests {
                     }
                 }
             }
-            for (at, _) in text.match_indices("codes::") {
-                let rest = &text[at + 7..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                    .collect();
-                // A type of the item-codes domain (`codes::CodeHooks`) is no error constant.
-                let type_name = rest[name.len()..]
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_lowercase());
-                if !name.is_empty() && !type_name && !file.ends_with("common/error.rs") {
-                    used.insert(name.to_lowercase());
-                }
+            if !file.ends_with("common/error.rs") {
+                used.extend(error_constants(&text));
             }
         }
         // The constructors of error.rs name their own codes.
@@ -671,14 +659,56 @@ mod tests {
             .map(|e| e.code)
             .collect();
         assert!(stale.is_empty(), "catalogued but never used: {stale:?}");
-        let unknown: Vec<_> = used
-            .iter()
-            .filter(|code| error_code_of(code).is_none())
-            .collect();
+        let unknown = missing_from_catalogue(&used);
         assert!(
             unknown.is_empty(),
             "codes:: constants missing from ERROR_CODES: {unknown:?}"
         );
+    }
+
+    /// The error-code constants a source text names, as codes: every `codes::NAME` whose name
+    /// is an all-uppercase identifier (`codes::OUT_OF_STOCK` → `out_of_stock`). Anything else
+    /// after a `codes::` path (a type such as `CodeHooks`, a function, a submodule of another
+    /// `codes` module) is no error constant, and neither is a longer path segment that merely
+    /// ends in `codes` (`item_codes::`).
+    fn error_constants(text: &str) -> Vec<String> {
+        let is_identifier = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        text.match_indices("codes::")
+            .filter(|(at, _)| !text[..*at].ends_with(is_identifier))
+            .filter_map(|(at, path)| {
+                let rest = &text[at + path.len()..];
+                let end = rest.find(|c| !is_identifier(c)).unwrap_or(rest.len());
+                let name = &rest[..end];
+                let constant = name.starts_with(|c: char| c.is_ascii_uppercase())
+                    && !name.contains(|c: char| c.is_ascii_lowercase());
+                constant.then(|| name.to_lowercase())
+            })
+            .collect()
+    }
+
+    /// The codes of `used` that ERROR_CODES does not list.
+    fn missing_from_catalogue(used: &std::collections::BTreeSet<String>) -> Vec<&str> {
+        used.iter()
+            .map(String::as_str)
+            .filter(|code| crate::common::error::error_code_of(code).is_none())
+            .collect()
+    }
+
+    #[test]
+    fn error_constants_are_the_all_uppercase_names_after_codes_and_unknown_ones_are_caught() {
+        let text = "ApiError::conflict(codes::OUT_OF_STOCK, \"gone\"); \
+                    .member(crate::codes::CodeHooks); codes::CodeBatchId::generate(); \
+                    crate::bench::codes::Options; codes::store::batch(); pages::codes::routes(); \
+                    super::error::codes::SOLD_OUT; item_codes::MAX_CODES; \
+                    ApiError::coded(codes::NOT_IN_THE_CATALOGUE_2, \"made up\")";
+        let found = error_constants(text);
+        assert_eq!(
+            found,
+            ["out_of_stock", "sold_out", "not_in_the_catalogue_2"],
+            "{found:?}"
+        );
+        let used = found.into_iter().collect();
+        assert_eq!(missing_from_catalogue(&used), ["not_in_the_catalogue_2"]);
     }
 
     #[test]
