@@ -350,7 +350,7 @@ async fn an_operator_signs_in_and_every_page_renders_offline_without_errors() {
     let mut sections = Vec::new();
     for link in console
         .client
-        .find_all(Locator::Css("header.top nav a"))
+        .find_all(Locator::Css("nav.side a"))
         .await
         .unwrap()
     {

@@ -121,6 +121,13 @@ catalogue! {
     OwnerOnly => "只有所有者可以进行此操作", "Only an owner can do this";
     NotFound => "未找到", "Not found";
     Language => "语言", "Language";
+    Navigation => "导航", "Navigation";
+    NavInsight => "数据", "Insight";
+    NavCustomers => "客户", "Customers";
+    NavCommerce => "交易", "Commerce";
+    NavMarketing => "营销", "Marketing";
+    NavPartners => "合作伙伴", "Partners";
+    NavAdministration => "系统", "Administration";
     Dashboard => "概览", "Dashboard";
     Program => "会员体系", "Program";
     Products => "商品", "Products";

@@ -13,7 +13,7 @@ use super::assets;
 use super::i18n::{Lang, Message, Msg};
 use super::session::{random_token, Signed};
 
-/// The sections in the navigation, in order.
+/// The sections in the navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Dashboard,
@@ -37,29 +37,102 @@ pub enum Nav {
     Audit,
 }
 
+/// The labelled groups the navigation shows its sections in, in order: what an operator looks
+/// for together (the figures; the customers and their clubs; what is sold; the campaigns that
+/// bring sales; the partners paid for them; the shop's own settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NavGroup {
+    /// The overview and the customer analytics.
+    Insight,
+    /// Members, their saved segments, the membership program and the communities they meet in.
+    Customers,
+    /// Products, orders and subscriptions (周期购).
+    Commerce,
+    /// Flash sales and group buys, coupons, referrals, automations and item codes.
+    Marketing,
+    /// Promoters (distribution), group-buying leaders and alliance merchants: the partners
+    /// who sell for the shop and are paid for it.
+    Partners,
+    /// Settings and the audit log.
+    Administration,
+}
+
+impl NavGroup {
+    const ALL: [NavGroup; 6] = [
+        NavGroup::Insight,
+        NavGroup::Customers,
+        NavGroup::Commerce,
+        NavGroup::Marketing,
+        NavGroup::Partners,
+        NavGroup::Administration,
+    ];
+
+    fn label(self) -> Msg {
+        match self {
+            NavGroup::Insight => Msg::NavInsight,
+            NavGroup::Customers => Msg::NavCustomers,
+            NavGroup::Commerce => Msg::NavCommerce,
+            NavGroup::Marketing => Msg::NavMarketing,
+            NavGroup::Partners => Msg::NavPartners,
+            NavGroup::Administration => Msg::NavAdministration,
+        }
+    }
+
+    /// The id of the group's heading (the group's list is labelled by it).
+    fn heading_id(self) -> &'static str {
+        match self {
+            NavGroup::Insight => "nav-insight",
+            NavGroup::Customers => "nav-customers",
+            NavGroup::Commerce => "nav-commerce",
+            NavGroup::Marketing => "nav-marketing",
+            NavGroup::Partners => "nav-partners",
+            NavGroup::Administration => "nav-administration",
+        }
+    }
+
+    /// The group's sections, in the order of [`Nav::ALL`].
+    fn sections(self) -> impl Iterator<Item = Nav> {
+        Nav::ALL.into_iter().filter(move |nav| nav.group() == self)
+    }
+}
+
 impl Nav {
-    /// The sections shown; a section joins when its pages exist.
+    /// The sections shown, in order within their groups; a section joins when its pages exist.
     const ALL: [Nav; 19] = [
         Nav::Dashboard,
+        Nav::Analytics,
         Nav::Members,
         Nav::Segments,
-        Nav::Engagement,
         Nav::Program,
-        Nav::Coupons,
+        Nav::Community,
         Nav::Products,
         Nav::Orders,
+        Nav::Subscriptions,
         Nav::Sales,
+        Nav::Coupons,
         Nav::Referrals,
+        Nav::Engagement,
+        Nav::Codes,
         Nav::Distribution,
         Nav::Neighbourhood,
-        Nav::Subscriptions,
         Nav::Alliance,
-        Nav::Codes,
-        Nav::Community,
-        Nav::Analytics,
         Nav::Settings,
         Nav::Audit,
     ];
+
+    /// The group a section is shown in (every section has one: the match has no wildcard).
+    fn group(self) -> NavGroup {
+        match self {
+            Nav::Dashboard | Nav::Analytics => NavGroup::Insight,
+            Nav::Members | Nav::Segments | Nav::Program | Nav::Community => NavGroup::Customers,
+            Nav::Products | Nav::Orders | Nav::Subscriptions => NavGroup::Commerce,
+            Nav::Sales | Nav::Coupons | Nav::Referrals | Nav::Engagement | Nav::Codes => {
+                NavGroup::Marketing
+            }
+            Nav::Distribution | Nav::Neighbourhood | Nav::Alliance => NavGroup::Partners,
+            Nav::Settings | Nav::Audit => NavGroup::Administration,
+        }
+    }
 
     fn href(self) -> &'static str {
         match self {
@@ -135,13 +208,6 @@ pub fn page(signed: &Signed, active: Nav, title: &str, body: Markup) -> Response
             body {
                 header.top {
                     a.brand href="/console/" { (Msg::Console.text(lang)) }
-                    nav {
-                        @for item in Nav::ALL {
-                            a href=(item.href()) class=[(item == active).then_some("active")] {
-                                (item.label().text(lang))
-                            }
-                        }
-                    }
                     div.who {
                         span.email { (signed.operator.email) " · " (signed.t(signed.operator.role.label())) }
                         form method="post" action="/console/language" {
@@ -158,14 +224,41 @@ pub fn page(signed: &Signed, active: Nav, title: &str, body: Markup) -> Response
                         }
                     }
                 }
-                main {
-                    h1 { (title) }
-                    (body)
+                div.shell {
+                    (navigation(lang, active))
+                    main {
+                        h1 { (title) }
+                        (body)
+                    }
                 }
             }
         }
     };
     markup.into_response()
+}
+
+/// The navigation: each group's heading over its sections, the current one highlighted.
+fn navigation(lang: Lang, active: Nav) -> Markup {
+    html! {
+        nav.side aria-label=(Msg::Navigation.text(lang)) {
+            @for group in NavGroup::ALL {
+                div.nav-group {
+                    div.nav-heading id=(group.heading_id()) { (group.label().text(lang)) }
+                    ul aria-labelledby=(group.heading_id()) {
+                        @for item in group.sections() {
+                            li {
+                                a href=(item.href())
+                                    class=[(item == active).then_some("active")]
+                                    aria-current=[(item == active).then_some("page")] {
+                                    (item.label().text(lang))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A page outside the signed-in shell (sign-in, errors).
@@ -429,6 +522,53 @@ pub fn json_block(value: &Value) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_navigation_shows_every_section_once_under_its_group_heading() {
+        let mut hrefs: Vec<_> = Nav::ALL.iter().map(|nav| nav.href()).collect();
+        hrefs.sort_unstable();
+        hrefs.dedup();
+        assert_eq!(hrefs.len(), Nav::ALL.len(), "a section listed twice");
+        // `Nav::ALL` runs group by group, in the groups' order, none empty.
+        let mut order: Vec<NavGroup> = Vec::new();
+        for nav in Nav::ALL {
+            if order.last() != Some(&nav.group()) {
+                assert!(
+                    !order.contains(&nav.group()),
+                    "{nav:?} apart from its group"
+                );
+                order.push(nav.group());
+            }
+        }
+        assert_eq!(order, NavGroup::ALL);
+        for lang in Lang::ALL {
+            for active in Nav::ALL {
+                let markup = navigation(lang, active).into_string();
+                let current = format!(
+                    "href=\"{}\" class=\"active\" aria-current=\"page\"",
+                    active.href()
+                );
+                assert!(markup.contains(&current), "{markup}");
+                assert_eq!(markup.matches("class=\"active\"").count(), 1, "{markup}");
+                assert_eq!(markup.matches("aria-current").count(), 1, "{markup}");
+                // Each heading, then its sections' links, in order.
+                let mut at = 0;
+                for group in NavGroup::ALL {
+                    let heading = format!(
+                        "id=\"{}\">{}</div>",
+                        group.heading_id(),
+                        group.label().text(lang)
+                    );
+                    at += markup[at..].find(&heading).expect(&heading);
+                    for section in group.sections() {
+                        let link = format!("href=\"{}\"", section.href());
+                        at += markup[at..].find(&link).expect(&link);
+                        assert_eq!(markup.matches(&link).count(), 1, "{link}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn money_is_yuan_with_two_decimals() {

@@ -146,7 +146,14 @@ async fn console_pages_need_a_session_and_every_page_answers(app: TestApp) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     // The language switch is remembered for the operator.
     let token = browser.csrf().await;
-    assert!(html(&browser.get("/console/members").await).contains("会员"));
+    let chinese = html(&browser.get("/console/members").await);
+    assert!(chinese.contains("会员"));
+    // The navigation groups its sections under headings and marks the page shown.
+    assert!(
+        chinese.contains(r#"id="nav-customers">客户</div>"#)
+            && chinese.contains(r#"href="/console/members" class="active" aria-current="page""#),
+        "{chinese}"
+    );
     let switched = browser
         .post(
             "/console/language",
@@ -157,6 +164,11 @@ async fn console_pages_need_a_session_and_every_page_answers(app: TestApp) {
     let english = html(&browser.get("/console/members").await);
     assert!(
         english.contains("<html lang=\"en\">") && english.contains("Members"),
+        "{english}"
+    );
+    assert!(
+        english.contains(r#"id="nav-customers">Customers</div>"#)
+            && english.contains(r#"id="nav-administration">Administration</div>"#),
         "{english}"
     );
 }
