@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -45,19 +45,81 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 /// Middleware: count requests and time them by matched route and status.
 pub async fn track_metrics(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
+    let seconds = start.elapsed().as_secs_f64();
+    HANDLES.with_borrow_mut(|handles| {
+        if !handles.contains_key(route) {
+            handles.insert(route.into(), RouteHandles::default());
+        }
+        if let Some(handles) = handles.get_mut(route) {
+            handles.record(route, &method, status, seconds);
+        }
+    });
     response
+}
+
+thread_local! {
+    /// This thread's handles of the request metrics, by route. The `metrics` macros build a key
+    /// of owned labels and look it up in the recorder's registry on every call (three string
+    /// allocations and a locked map per metric); a request here costs one map look-up and a
+    /// short scan. Bounded by routes × methods × statuses, all finite.
+    static HANDLES: std::cell::RefCell<std::collections::HashMap<Box<str>, RouteHandles>> =
+        std::cell::RefCell::default();
+}
+
+/// One route's metric handles, by method and status.
+#[derive(Default)]
+struct RouteHandles {
+    counters: Vec<(Method, u16, metrics::Counter)>,
+    durations: Vec<(Method, metrics::Histogram)>,
+}
+
+impl RouteHandles {
+    fn record(&mut self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let counter = match self
+            .counters
+            .iter()
+            .position(|(m, s, _)| m == method && *s == status)
+        {
+            Some(at) => &self.counters[at].2,
+            None => {
+                let counter = metrics::counter!("http_requests_total",
+                    "method" => method.to_string(), "route" => route.to_owned(),
+                    "status" => status.to_string());
+                self.counters.push((method.clone(), status, counter));
+                &self.counters[self.counters.len() - 1].2
+            }
+        };
+        counter.increment(1);
+        let histogram = match self.durations.iter().position(|(m, _)| m == method) {
+            Some(at) => &self.durations[at].1,
+            None => {
+                let histogram = metrics::histogram!("http_request_duration_seconds",
+                    "method" => method.to_string(), "route" => route.to_owned());
+                self.durations.push((method.clone(), histogram));
+                &self.durations[self.durations.len() - 1].1
+            }
+        };
+        histogram.record(seconds);
+    }
+}
+
+/// Drain the recorder's histogram samples into their buckets every few seconds. The recorder
+/// is built without the exporter's own HTTP listener, so nothing else does it until `/metrics`
+/// is scraped, and unscraped samples would pile up in memory (eight bytes a request).
+pub fn spawn_metrics_upkeep() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            metrics_handle().run_upkeep();
+        }
+    })
 }
 
 pub fn routes(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {

@@ -303,6 +303,7 @@ pub async fn serve_on(
         None => None,
     };
     let housekeeping = RateLimits::spawn_housekeeping(state.limits.clone());
+    let metrics_upkeep = ops::spawn_metrics_upkeep();
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let scheduler = tokio::spawn(scheduler_loop(state.clone()));
     let webhooks = tokio::spawn(webhook_loop(state.clone()));
@@ -323,6 +324,7 @@ pub async fn serve_on(
         let _ = metrics.await;
     }
     housekeeping.abort();
+    metrics_upkeep.abort();
     maintenance.abort();
     scheduler.abort();
     webhooks.abort();
