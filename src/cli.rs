@@ -279,6 +279,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// The HTTP stack's cost per request: a bare axum echo against shequn's `/healthz`, an
+    /// authenticated trivial read and a sold-out refusal, by the same clients in one run.
+    Http {
+        /// Seconds each target runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent HTTP clients (one keep-alive connection each).
+        #[arg(long, default_value_t = 128)]
+        concurrency: usize,
+    },
     /// One item, one code over HTTP: a batch generated (batched inserts against one INSERT per
     /// code), exported as CSV, then scanned by concurrent clients (scans per second).
     Codes {
@@ -391,6 +401,9 @@ fn init_logging(filter: &str, format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: escape codes in a log file or the journal are noise,
+        // and painting every span's fields cost about a tenth of a trivial request.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -751,6 +764,17 @@ async fn bench(database_url: Option<String>, command: &BenchCommand) -> anyhow::
                     members: *members,
                 },
             )
+            .await?
+        }
+        BenchCommand::Http {
+            seconds,
+            concurrency,
+        } => {
+            crate::bench::http::run(crate::bench::BenchOptions {
+                database_url,
+                duration: std::time::Duration::from_secs(*seconds),
+                concurrency: *concurrency,
+            })
             .await?
         }
         BenchCommand::Codes {
