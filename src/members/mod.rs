@@ -417,7 +417,12 @@ async fn list_members(
         return Ok(Json(MemberPage { data, next_cursor }));
     }
     let mut conn = state.db.read().acquire().await?;
-    let zone = tenants::time_zone(&mut conn, &auth.tenant_id).await?;
+    // The tenant's zone only matters to a date given without one.
+    let zone = if query.created_after.is_some() || query.created_before.is_some() {
+        tenants::time_zone(&mut conn, &auth.tenant_id).await?
+    } else {
+        TimeZone::UTC
+    };
     let filter = store::Filter {
         rfm_segment: query.rfm_segment,
         tag: query.tag,
