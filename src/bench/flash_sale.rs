@@ -220,7 +220,7 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {
+pub(super) async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {
     let id = ProductId::generate().to_string();
     let now = to_micros(jiff::Timestamp::now());
     let mut tx = db.begin(jiff::Timestamp::now()).await?;
@@ -355,9 +355,9 @@ impl Run<'_> {
 /// Spread consecutive requests of one client over the members (`orders`).
 const STRIDE: usize = 7919;
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+pub(super) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
+pub(super) async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

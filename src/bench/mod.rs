@@ -6,6 +6,7 @@ pub mod automations;
 pub mod codes;
 pub mod console_pages;
 pub mod flash_sale;
+pub mod http;
 pub mod ledger;
 pub mod segments;
 pub mod webhooks;
