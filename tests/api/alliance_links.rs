@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::alliance::{balances, fixed_fee, net_of, three_partners, Merchant};
 use crate::backend_tests;
+use crate::console_support::{html, location, operator, Browser};
 use crate::support::{Reply, TestApp};
 
 backend_tests!(
@@ -17,6 +18,7 @@ backend_tests!(
     alliance_referral_arrivals_at_once_record_one,
     alliance_offer_withdrawn_takes_no_claims_and_keeps_claimed_coupons,
     alliance_statement_pages_and_csv_cover_every_entry_of_the_month,
+    alliance_console_creates_invites_joins_offers_withdraws_links_settles_and_downloads,
 );
 
 impl Merchant {
@@ -527,4 +529,228 @@ async fn alliance_statement_pages_and_csv_cover_every_entry_of_the_month(app: Te
         let reply = bakery.get(&app, &format!("{base}{bad}")).await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
+}
+
+/// The text of the element with `id` on a page.
+fn element_text(page: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {page}"))
+        + marker.len();
+    page[at..].split('<').next().unwrap().trim().to_owned()
+}
+
+/// Post a console form with the session's CSRF token.
+async fn submit(browser: &mut Browser<'_>, path: &str, fields: &[(&str, &str)]) -> Reply {
+    let token = browser.csrf().await;
+    let mut all = vec![("csrf_token", token.as_str())];
+    all.extend_from_slice(fields);
+    browser.post(path, &all).await
+}
+
+async fn alliance_console_creates_invites_joins_offers_withdraws_links_settles_and_downloads(
+    app: TestApp,
+) {
+    use shequn::console::operators::Role;
+    let cafe = Merchant::new(&app, "Cafe").await;
+    let bakery = Merchant::new(&app, "Bakery").await;
+    operator(&app, &cafe.tenant_id, "ops@cafe.example", Role::Operator).await;
+    operator(
+        &app,
+        &bakery.tenant_id,
+        "ops@bakery.example",
+        Role::Operator,
+    )
+    .await;
+    operator(
+        &app,
+        &bakery.tenant_id,
+        "viewer@bakery.example",
+        Role::Viewer,
+    )
+    .await;
+    let mut at_cafe = Browser::signed_in(&app, "ops@cafe.example").await;
+    let mut at_bakery = Browser::signed_in(&app, "ops@bakery.example").await;
+    // The cafe creates an alliance from the page.
+    let created = submit(
+        &mut at_cafe,
+        "/console/alliance",
+        &[
+            ("name", "老街联盟"),
+            ("fee_kind", "fixed"),
+            ("fee_value", "500"),
+            ("display_name", ""),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", html(&created));
+    let back = location(&created).to_owned();
+    assert!(back.contains("done=created"), "{back}");
+    let listed = cafe.get(&app, "/v1/alliances").await;
+    let alliance = listed.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let cafe_partner = listed.body["data"][0]["my_partner_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(back.contains(&alliance), "{back}");
+    let page = html(&at_cafe.get(&back).await);
+    assert!(
+        page.contains("联盟已创建") && page.contains("老街联盟"),
+        "{page}"
+    );
+    // An invitation code, shown once on the page that answers the form; the bakery joins.
+    let invited = submit(
+        &mut at_cafe,
+        &format!("/console/alliance/{alliance}/invitations"),
+        &[],
+    )
+    .await;
+    assert_eq!(invited.status, StatusCode::OK, "{}", html(&invited));
+    let code = element_text(&html(&invited), "invitation-code");
+    assert_eq!(code.len(), 24, "{code}");
+    let joined = submit(&mut at_bakery, "/console/alliance/join", &[("code", &code)]).await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", html(&joined));
+    assert!(location(&joined).contains("done=joined"));
+    let page = html(&at_bakery.get(location(&joined)).await);
+    assert!(
+        page.contains("已加入联盟") && page.contains("Cafe"),
+        "{page}"
+    );
+    let bakery_partner = bakery
+        .get(&app, &format!("/v1/alliances/{alliance}"))
+        .await
+        .body["my_partner_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A viewer cannot change anything.
+    let mut viewer = Browser::signed_in(&app, "viewer@bakery.example").await;
+    let refused = submit(&mut viewer, "/console/alliance/join", &[("code", &code)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // The cafe offers a template, sees the API's complaint for a bad stock, then withdraws.
+    let template = cafe.template(&app, 100).await;
+    let offers_path = format!("/console/alliance/{alliance}/offers");
+    let bad = submit(
+        &mut at_cafe,
+        &offers_path,
+        &[("coupon_template_id", &template), ("stock", "0")],
+    )
+    .await;
+    assert!(location(&bad).contains("error="), "{}", location(&bad));
+    let page = html(&at_cafe.get(location(&bad)).await);
+    assert!(page.contains("notice error"), "{page}");
+    let offered = submit(
+        &mut at_cafe,
+        &offers_path,
+        &[("coupon_template_id", &template), ("stock", "5")],
+    )
+    .await;
+    assert!(
+        location(&offered).contains("done=offered"),
+        "{}",
+        location(&offered)
+    );
+    let offer = cafe
+        .get(&app, &format!("/v1/alliances/{alliance}/offers"))
+        .await
+        .body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = html(&at_cafe.get(location(&offered)).await);
+    assert!(
+        page.contains(&format!("{offers_path}/{offer}/withdraw")),
+        "{page}"
+    );
+    let withdrawn = submit(
+        &mut at_cafe,
+        &format!("{offers_path}/{offer}/withdraw"),
+        &[],
+    )
+    .await;
+    assert!(
+        location(&withdrawn).contains("done=withdrawn"),
+        "{}",
+        location(&withdrawn)
+    );
+    let page = html(
+        &at_bakery
+            .get(&format!("/console/alliance?id={alliance}"))
+            .await,
+    );
+    assert!(page.contains("withdrawn"), "{page}");
+    // The cafe makes a referral link and sees its code; a customer follows it to the bakery.
+    let linked = submit(
+        &mut at_cafe,
+        &format!("/console/alliance/{alliance}/referral-links"),
+        &[
+            ("to_partner_id", ""),
+            ("label", "门口海报"),
+            ("expires_at", ""),
+        ],
+    )
+    .await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", html(&linked));
+    let link_code = element_text(&html(&linked), "link-code");
+    assert_eq!(link_code.len(), 20, "{link_code}");
+    let member = bakery.member(&app, "顾客", None).await;
+    let arrived = bakery.arrive(&app, &json!(link_code), &member).await;
+    assert_eq!(arrived.status, StatusCode::CREATED, "{}", arrived.body);
+    bakery.paid_order(&app, &member, 3000).await;
+    let page = html(
+        &at_cafe
+            .get(&format!("/console/alliance?id={alliance}"))
+            .await,
+    );
+    assert!(
+        page.contains("门口海报") && page.contains(&link_code),
+        "{page}"
+    );
+    // The bakery records paying 200 of the 500 it owes; both pages show what is left.
+    let settled = submit(
+        &mut at_bakery,
+        &format!("/console/alliance/{alliance}/settlements"),
+        &[
+            ("from", &bakery_partner),
+            ("to", &cafe_partner),
+            ("amount", "200"),
+            ("reference", "微信转账 42"),
+        ],
+    )
+    .await;
+    assert!(
+        location(&settled).contains("done=settled"),
+        "{}",
+        location(&settled)
+    );
+    let after = balances(&app, &cafe, &alliance).await;
+    assert_eq!(net_of(&after, &cafe_partner), 300);
+    let page = html(
+        &at_cafe
+            .get(&format!("/console/alliance?id={alliance}"))
+            .await,
+    );
+    assert!(page.contains("-300"), "{page}");
+    // The month's statement as CSV, through the console.
+    let now = app
+        .clock_now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());
+    let month = format!("{:04}-{:02}", now.year(), now.month());
+    let csv = at_cafe
+        .get(&format!(
+            "/console/alliance/{alliance}/statement.csv?month={month}"
+        ))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let text = html(&csv);
+    assert!(text.starts_with("created_at,id,kind,"), "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("微信转账 42"));
+    let bad_month = at_cafe
+        .get(&format!(
+            "/console/alliance/{alliance}/statement.csv?month=13"
+        ))
+        .await;
+    assert_eq!(bad_month.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
