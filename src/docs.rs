@@ -41,7 +41,7 @@ use utoipa::{Modify, OpenApi};
         (name = "distribution", description = "Distribution (分销): promoters, customer bindings, two-level commissions within the law, withdrawals, reports"),
         (name = "neighbourhood", description = "Community group buying (社区团购): leaders and pickup points, waves with cut-offs, pick and purchase lists, pickup codes, shortage refunds, leader commission"),
         (name = "subscriptions", description = "Subscriptions (周期购): plans, a delivery calendar in the tenant's zone, prepaid or per-delivery billing, skips, pauses, cancellation with exact refunds, the warehouse forecast"),
-        (name = "alliance", description = "Merchant alliance (商家联盟): alliances of tenants, shared coupon offers, cross-referral fees, balances, statements, settlements"),
+        (name = "alliance", description = "Merchant alliance (商家联盟): alliances of tenants, shared coupon offers (withdrawable), referral links, cross-referral fees, balances, paged statements, settlements"),
         (name = "codes", description = "One item, one code (一物一码): code batches for the printer, scans that prove a package genuine, pay points once and flag cloned labels"),
         (name = "events", description = "The event outbox"),
         (name = "tenant", description = "The calling tenant's settings: its time zone"),

@@ -28,7 +28,7 @@ use crate::membership::coupons::model::CouponTemplateId;
 use crate::AppState;
 
 use super::model::{AllianceClaim, ClaimOffer, OfferStatus, PartnerStatus};
-use super::store::{self, NewClaim, StoredAlliance, StoredPartner};
+use super::store::{self, NewClaim, NewCustomer, StoredAlliance, StoredOffer, StoredPartner};
 use super::{active_partnership, rules, ClaimId, OfferId};
 
 /// The source every member created by a claim carries.
@@ -36,7 +36,8 @@ pub const SOURCE: &str = "alliance";
 
 /// Claim an offer for one of the caller's members: 201 with the coupon (issued by and
 /// redeemable at the offering partner) and the customer's member id there. 409
-/// `out_of_stock`, `offer_closed`, `limit_reached`; 422 for the caller's own offer.
+/// `out_of_stock`, `offer_closed`, `offer_withdrawn`, `limit_reached`; 422 for the caller's
+/// own offer.
 #[utoipa::path(post, path = "/v1/alliances/{id}/offers/{offer_id}/claim", tag = "alliance",
     params(("id" = String, Path, description = "alliance id"),
            ("offer_id" = String, Path, description = "offer id")),
@@ -68,18 +69,16 @@ pub async fn claim(
     let issuer = store::partner(tx.conn(), &alliance.id, &offer.partner_id)
         .await?
         .ok_or_else(|| ApiError::not_found("offer"))?;
-    if offer.status != OfferStatus::Open || issuer.status != PartnerStatus::Active {
-        return Err(ApiError::conflict(
-            codes::OFFER_CLOSED,
-            "this offer is closed: its partner left the alliance",
-        ));
+    if issuer.status != PartnerStatus::Active {
+        return Err(not_open(OfferStatus::Closed));
+    }
+    if offer.status != OfferStatus::Open {
+        return Err(not_open(offer.status));
     }
     let now = to_micros(tx.now());
     if !store::take_offer_stock(tx.conn(), &alliance.id, &offer.id, now).await? {
-        return Err(ApiError::conflict(
-            codes::OUT_OF_STOCK,
-            "every coupon of this offer has been claimed",
-        ));
+        // Withdrawn or closed since it was read, or out of stock: say which.
+        return Err(refused_stock(tx.conn(), &alliance.id, &offer).await);
     }
     let issuer_tenant = TenantId::from_db(issuer.tenant_id.clone());
     let issuer_member = issuer_member(&mut tx, &alliance, &me, &issuer, &member).await?;
@@ -112,13 +111,16 @@ pub async fn claim(
     store::insert_customer(
         tx.conn(),
         &alliance.id,
-        &customer_id,
-        &issuer.id,
-        issuer_tenant.as_str(),
-        issuer_member.as_str(),
-        &me.id,
-        status,
-        now,
+        &NewCustomer {
+            customer_id: &customer_id,
+            issuer_partner_id: &issuer.id,
+            issuer_tenant_id: issuer_tenant.as_str(),
+            issuer_member_id: issuer_member.as_str(),
+            referred_by_partner_id: &me.id,
+            status,
+            referral_link_id: None,
+            at: now,
+        },
     )
     .await?;
     let claim_id = ClaimId::generate().as_str().to_owned();
@@ -160,6 +162,37 @@ pub async fn claim(
             claimed_at: micros_to_rfc3339(now),
         }),
     ))
+}
+
+/// Why an offer that is not open takes no claim.
+fn not_open(status: OfferStatus) -> ApiError {
+    match status {
+        OfferStatus::Withdrawn => ApiError::conflict(
+            codes::OFFER_WITHDRAWN,
+            "this offer was withdrawn by its partner",
+        ),
+        OfferStatus::Open | OfferStatus::Closed => ApiError::conflict(
+            codes::OFFER_CLOSED,
+            "this offer is closed: its partner left the alliance",
+        ),
+    }
+}
+
+/// The answer when no stock could be taken: the offer's state now (a withdrawal or a leave
+/// that committed after it was read), else out of stock.
+async fn refused_stock(
+    conn: &mut sqlx::AnyConnection,
+    alliance_id: &str,
+    offer: &StoredOffer,
+) -> ApiError {
+    match store::offer(conn, alliance_id, &offer.id).await {
+        Ok(Some(now)) if now.status != OfferStatus::Open => not_open(now.status),
+        Ok(_) => ApiError::conflict(
+            codes::OUT_OF_STOCK,
+            "every coupon of this offer has been claimed",
+        ),
+        Err(error) => error,
+    }
 }
 
 /// The customer as a member of the issuer: the member an earlier claim linked, else an active

@@ -39,15 +39,16 @@
 
 pub mod claims;
 pub mod fees;
+pub mod links;
 pub mod model;
 pub mod rules;
+pub mod statements;
 pub mod store;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use jiff::SignedDuration;
 use rand::RngCore as _;
 use serde_json::json;
@@ -57,20 +58,19 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::common::auth::Auth;
 use crate::common::db::Tx;
 use crate::common::error::{codes, ApiError, ApiResult};
-use crate::common::extract::{Path, Query};
+use crate::common::extract::Path;
 use crate::common::hooks::{MemberErased, MemberHooks, OrderHooks, OrderPaid, OrderRefunded};
 use crate::common::ids::TenantId;
 use crate::common::json::Json;
 use crate::common::outbox::NewEvent;
 use crate::common::text;
-use crate::common::time::{micros_to_rfc3339, time_zone_named, to_micros};
+use crate::common::time::{micros_to_rfc3339, to_micros};
 use crate::membership::coupons::model::CouponTemplateId;
 use crate::AppState;
 use model::{
-    Alliance, AllianceBalances, AllianceInvitation, AllianceList, AllianceOffer, AllianceStatement,
-    CreateAlliance, CreateInvitation, CreateOffer, JoinAlliance, OfferList, OfferStatus,
-    PartnerBalance, PartnerStatus, RecordSettlement, StatementQuery, MAX_NAME_LEN,
-    MAX_REFERENCE_LEN, MAX_SETTLEMENT, MAX_STOCK,
+    Alliance, AllianceBalances, AllianceInvitation, AllianceList, AllianceOffer, CreateAlliance,
+    CreateInvitation, CreateOffer, JoinAlliance, OfferList, OfferStatus, PartnerBalance,
+    PartnerStatus, RecordSettlement, MAX_NAME_LEN, MAX_REFERENCE_LEN, MAX_SETTLEMENT, MAX_STOCK,
 };
 use store::{StoredAlliance, StoredOffer, StoredPartner};
 
@@ -82,8 +82,6 @@ crate::typed_id!(EntryId, "aen");
 
 /// Most alliances listed for one tenant, and most offers listed for one alliance.
 pub const MAX_LIST: i64 = 200;
-/// Most entries in one monthly statement.
-pub const MAX_STATEMENT_ENTRIES: i64 = 10_000;
 /// Longest invitation lifetime, and the default.
 pub const MAX_INVITATION_HOURS: i64 = 720;
 pub const DEFAULT_INVITATION_HOURS: i64 = 168;
@@ -99,9 +97,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(join))
         .routes(routes!(leave))
         .routes(routes!(create_offer, list_offers))
+        .routes(routes!(withdraw_offer))
         .routes(routes!(claims::claim))
+        .routes(routes!(links::create_link, links::list_links))
+        .routes(routes!(links::revoke_link))
+        .routes(routes!(links::record_referral))
         .routes(routes!(balances))
-        .routes(routes!(statement))
+        .routes(routes!(statements::statement))
         .routes(routes!(record_settlement))
 }
 
@@ -534,6 +536,55 @@ async fn list_offers(
     Ok(Json(OfferList { data }))
 }
 
+/// Withdraw one of the caller's offers: no new claims (409 `offer_withdrawn`), while coupons
+/// claimed before stay valid at the caller. Another partner's offer is 404 (as an offer of
+/// another alliance is): only the issuer may withdraw. Withdrawing again answers the withdrawn
+/// offer; an offer closed when its partner left is 409 `offer_closed`.
+#[utoipa::path(post, path = "/v1/alliances/{id}/offers/{offer_id}/withdraw", tag = "alliance",
+    params(("id" = String, Path, description = "alliance id"),
+           ("offer_id" = String, Path, description = "offer id")),
+    responses((status = 200, body = AllianceOffer), (status = 404), (status = 409)),
+    security(("api_key" = [])))]
+async fn withdraw_offer(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, offer_id)): Path<(String, String)>,
+) -> ApiResult<Json<AllianceOffer>> {
+    let mut tx = state.begin().await?;
+    let (alliance, me) = active_partnership(tx.conn(), &auth.tenant_id, &id).await?;
+    let missing = || ApiError::not_found("offer");
+    let offer_id = OfferId::parse(&offer_id).ok_or_else(missing)?;
+    let mut offer = store::offer(tx.conn(), &alliance.id, offer_id.as_str())
+        .await?
+        .filter(|offer| offer.partner_id == me.id)
+        .ok_or_else(missing)?;
+    match offer.status {
+        OfferStatus::Withdrawn => {}
+        OfferStatus::Closed => {
+            return Err(ApiError::conflict(
+                codes::OFFER_CLOSED,
+                "this offer is closed: its partner left the alliance",
+            ))
+        }
+        OfferStatus::Open => {
+            let now = to_micros(tx.now());
+            if store::withdraw_offer(tx.conn(), &alliance.id, &offer.id, now).await? {
+                tx.emit(NewEvent::new(
+                    &auth.tenant_id,
+                    "alliance.offer_withdrawn",
+                    Some(alliance.id.as_str()),
+                    json!({ "alliance_id": alliance.id, "offer_id": offer.id }),
+                ));
+            }
+            offer = store::offer(tx.conn(), &alliance.id, &offer.id)
+                .await?
+                .ok_or_else(missing)?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Json(offer.view(&me.name, &me.id)))
+}
+
 /// Each partner's balance, counted from every entry at once.
 pub async fn partner_balances(
     conn: &mut AnyConnection,
@@ -572,119 +623,6 @@ async fn balances(
     let (alliance, _) = partnership(&mut conn, &auth.tenant_id, &id).await?;
     let partners = partner_balances(&mut conn, &alliance.id, None).await?;
     Ok(Json(AllianceBalances { partners }))
-}
-
-/// A month's statement (`month=YYYY-MM` in the alliance's time zone): every entry, oldest
-/// first (at most 10,000), and each partner's movement in the month. `format=csv` returns the
-/// entries as CSV.
-#[utoipa::path(get, path = "/v1/alliances/{id}/statements", tag = "alliance",
-    params(("id" = String, Path, description = "alliance id"), StatementQuery),
-    responses((status = 200, content((AllianceStatement = "application/json"), (String = "text/csv"))),
-        (status = 404), (status = 422)),
-    security(("api_key" = [])))]
-async fn statement(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-    Query(query): Query<StatementQuery>,
-) -> ApiResult<Response> {
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(ApiError::validation("format", "must be json or csv")),
-    };
-    let mut conn = state.db.read().acquire().await?;
-    let (alliance, me) = partnership(&mut conn, &auth.tenant_id, &id).await?;
-    let first = rules::parse_month(&query.month)
-        .ok_or_else(|| ApiError::validation("month", "must be YYYY-MM"))?;
-    let zone = time_zone_named(&alliance.timezone)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("alliance time zone unknown")))?;
-    let (from, to) = rules::month_range(first, &zone)
-        .ok_or_else(|| ApiError::validation("month", "is out of range"))?;
-    let range = (to_micros(from), to_micros(to));
-    let entries = store::entries(
-        &mut conn,
-        &alliance.id,
-        range.0,
-        range.1,
-        &me.id,
-        MAX_STATEMENT_ENTRIES,
-    )
-    .await?;
-    let partners = partner_balances(&mut conn, &alliance.id, Some(range)).await?;
-    if csv {
-        let body = statement_csv(&entries, &partners).await?;
-        let disposition = format!(
-            "attachment; filename=\"alliance-{}-{}.csv\"",
-            alliance.id, query.month
-        );
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (header::CONTENT_DISPOSITION, disposition),
-            ],
-            body,
-        )
-            .into_response());
-    }
-    Ok(Json(AllianceStatement {
-        month: query.month,
-        from: from.to_string(),
-        to: to.to_string(),
-        entries,
-        partners,
-    })
-    .into_response())
-}
-
-async fn statement_csv(
-    entries: &[model::AllianceEntry],
-    partners: &[PartnerBalance],
-) -> ApiResult<Vec<u8>> {
-    let name = |id: &str| {
-        partners
-            .iter()
-            .find(|p| p.partner_id == id)
-            .map_or(String::new(), |p| p.name.clone())
-    };
-    let mut writer = csv_async::AsyncWriter::from_writer(Vec::new());
-    writer
-        .write_record([
-            "created_at",
-            "id",
-            "kind",
-            "debit_partner_id",
-            "debit_partner",
-            "credit_partner_id",
-            "credit_partner",
-            "amount",
-            "customer_id",
-            "order_id",
-            "reference",
-            "voided_by",
-        ])
-        .await
-        .map_err(ApiError::internal)?;
-    for e in entries {
-        writer
-            .write_record([
-                e.created_at.clone(),
-                e.id.clone(),
-                e.kind.clone(),
-                e.debit_partner_id.clone(),
-                name(&e.debit_partner_id),
-                e.credit_partner_id.clone(),
-                name(&e.credit_partner_id),
-                e.amount.to_string(),
-                e.customer_id.clone().unwrap_or_default(),
-                e.order_id.clone().unwrap_or_default(),
-                e.reference.clone().unwrap_or_default(),
-                e.voided_by.clone().unwrap_or_default(),
-            ])
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    writer.into_inner().await.map_err(ApiError::internal)
 }
 
 /// Record a payment made outside shequn from partner `from` to partner `to`; the caller must

@@ -158,6 +158,8 @@ pub enum OfferStatus {
     Open,
     /// Its partner left the alliance.
     Closed,
+    /// Its partner withdrew it: no new claims; coupons claimed before stay valid.
+    Withdrawn,
 }
 
 impl OfferStatus {
@@ -165,6 +167,7 @@ impl OfferStatus {
         match self {
             OfferStatus::Open => "open",
             OfferStatus::Closed => "closed",
+            OfferStatus::Withdrawn => "withdrawn",
         }
     }
 
@@ -172,6 +175,7 @@ impl OfferStatus {
         match text {
             "open" => Some(OfferStatus::Open),
             "closed" => Some(OfferStatus::Closed),
+            "withdrawn" => Some(OfferStatus::Withdrawn),
             _ => None,
         }
     }
@@ -243,8 +247,14 @@ pub struct AllianceBalances {
 pub struct StatementQuery {
     /// The month, `YYYY-MM`, in the alliance's time zone (its founder's).
     pub month: String,
-    /// `json` (default) or `csv`.
+    /// `json` (default) or `csv` (every entry of the month, streamed; `limit` and `cursor`
+    /// do not apply).
     pub format: Option<String>,
+    /// Entries per JSON page: 1 to 10,000, default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// One entry of the alliance ledger.
@@ -274,9 +284,12 @@ pub struct AllianceStatement {
     pub month: String,
     pub from: String,
     pub to: String,
+    /// This page of the month's entries, oldest first.
     pub entries: Vec<AllianceEntry>,
-    /// Each partner's movement in the month (the entries summed).
+    /// Each partner's movement in the whole month (every entry summed, on every page).
     pub partners: Vec<PartnerBalance>,
+    /// The cursor of the next page; null on the month's last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -288,4 +301,77 @@ pub struct RecordSettlement {
     pub to: String,
     pub amount: i64,
     pub reference: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReferralLink {
+    /// The only partner where the link may be used (default: any other partner).
+    pub to_partner_id: Option<String>,
+    /// The sender's own note (80 characters), shown to the sender only.
+    pub label: Option<String>,
+    /// When the link stops working: an RFC 3339 instant or a date (default: never).
+    pub expires_at: Option<String>,
+}
+
+/// A referral link's state as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralLinkStatus {
+    Active,
+    /// Past its `expires_at`.
+    Expired,
+    /// Revoked by its partner, or closed when its partner left the alliance.
+    Revoked,
+}
+
+/// A referral link, as its own partner (the sender) sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReferralLink {
+    pub id: String,
+    /// What a customer brings to the partner: 20 characters of `23456789ABCDEFGHJKLMNPQRSTUVWXYZ`.
+    pub code: String,
+    pub alliance_id: String,
+    pub partner_id: String,
+    pub to_partner_id: Option<String>,
+    pub label: Option<String>,
+    pub expires_at: Option<String>,
+    pub status: ReferralLinkStatus,
+    pub revoked_at: Option<String>,
+    pub created_at: String,
+    /// Customers recorded as arrived by this link.
+    pub customers_referred: i64,
+    /// Of those, the ones that paid a first order at the partner they arrived at.
+    pub first_paid_orders: i64,
+    /// Fen of referral fees those first orders earned and that still stand (not voided).
+    pub fees_earned: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferralLinkList {
+    pub data: Vec<ReferralLink>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordReferral {
+    /// The code of the link the customer followed.
+    pub code: String,
+    /// The caller's own member who followed it.
+    pub member_id: String,
+}
+
+/// A customer's arrival by a referral link, recorded at the partner it arrived at.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllianceReferral {
+    pub alliance_id: String,
+    pub member_id: String,
+    /// The alliance's opaque id of the customer (as in its ledger entries).
+    pub customer_id: String,
+    pub referral_link_id: String,
+    pub referred_by_partner_id: String,
+    /// The referring partner's display name.
+    pub referred_by: String,
+    /// When the member shared themself with the alliance by following the link.
+    pub consented_at: String,
 }

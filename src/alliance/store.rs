@@ -218,6 +218,15 @@ pub async fn leave(
     .bind(at)
     .bind(alliance_id)
     .bind(partner_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE alliance_referral_link SET status = 'revoked', revoked_at = $1 \
+         WHERE alliance_id = $2 AND partner_id = $3 AND status = 'active'",
+    )
+    .bind(at)
+    .bind(alliance_id)
+    .bind(partner_id)
     .execute(conn)
     .await?;
     Ok(true)
@@ -408,6 +417,25 @@ pub async fn take_offer_stock(
     Ok(done.rows_affected() == 1)
 }
 
+/// Withdraw an open offer; false when it was not open.
+pub async fn withdraw_offer(
+    conn: &mut AnyConnection,
+    alliance_id: &str,
+    offer_id: &str,
+    at: i64,
+) -> ApiResult<bool> {
+    let done = sqlx::query(
+        "UPDATE alliance_offer SET status = 'withdrawn', updated_at = $1 \
+         WHERE alliance_id = $2 AND id = $3 AND status = 'open'",
+    )
+    .bind(at)
+    .bind(alliance_id)
+    .bind(offer_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A claim to record.
 pub struct NewClaim<'a> {
     pub id: &'a str,
@@ -466,37 +494,60 @@ pub async fn linked_issuer_member(
     .flatten())
 }
 
+/// A referred customer to record: the issuer's member as the alliance knows it, who sent it
+/// and how (a claim, or a referral link).
+pub struct NewCustomer<'a> {
+    pub customer_id: &'a str,
+    pub issuer_partner_id: &'a str,
+    pub issuer_tenant_id: &'a str,
+    pub issuer_member_id: &'a str,
+    pub referred_by_partner_id: &'a str,
+    pub status: &'a str,
+    pub referral_link_id: Option<&'a str>,
+    pub at: i64,
+}
+
 /// Record the customer the referring partner sent (first touch: a second referral of the same
-/// customer changes nothing).
-#[allow(clippy::too_many_arguments)]
+/// customer changes nothing); false when the customer was recorded before.
 pub async fn insert_customer(
     conn: &mut AnyConnection,
     alliance_id: &str,
-    customer_id: &str,
-    issuer_partner_id: &str,
-    issuer_tenant_id: &str,
-    issuer_member_id: &str,
-    referred_by_partner_id: &str,
-    status: &str,
-    at: i64,
-) -> ApiResult<()> {
-    sqlx::query(
+    c: &NewCustomer<'_>,
+) -> ApiResult<bool> {
+    let done = sqlx::query(
         "INSERT INTO alliance_customer (alliance_id, customer_id, issuer_partner_id, \
          issuer_tenant_id, issuer_member_id, referred_by_partner_id, status, consented_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+         updated_at, referral_link_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
          ON CONFLICT (alliance_id, customer_id) DO NOTHING",
     )
     .bind(alliance_id)
-    .bind(customer_id)
-    .bind(issuer_partner_id)
-    .bind(issuer_tenant_id)
-    .bind(issuer_member_id)
-    .bind(referred_by_partner_id)
-    .bind(status)
-    .bind(at)
+    .bind(c.customer_id)
+    .bind(c.issuer_partner_id)
+    .bind(c.issuer_tenant_id)
+    .bind(c.issuer_member_id)
+    .bind(c.referred_by_partner_id)
+    .bind(c.status)
+    .bind(c.at)
+    .bind(c.referral_link_id)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the alliance knows the customer already (sent by anyone, by any means).
+pub async fn customer_exists(
+    conn: &mut AnyConnection,
+    alliance_id: &str,
+    customer_id: &str,
+) -> ApiResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM alliance_customer WHERE alliance_id = $1 AND customer_id = $2",
+    )
+    .bind(alliance_id)
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
 }
 
 /// A referred customer awaiting its first paid order at the issuer.
@@ -740,24 +791,30 @@ pub async fn owed_between(
     .await?)
 }
 
-/// Entries in [from, to), oldest first, at most `limit`; `viewer_tenant` sees the order ids of
-/// its own orders only.
+/// Entries in [from, to) after `after` (created at, id), oldest first, at most `limit`; the
+/// viewer sees the order ids of its own orders only.
 pub async fn entries(
     conn: &mut AnyConnection,
     alliance_id: &str,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
+    after: Option<(i64, &str)>,
     viewer_partner_id: &str,
     limit: i64,
-) -> ApiResult<Vec<AllianceEntry>> {
+) -> ApiResult<Vec<(i64, AllianceEntry)>> {
+    // With no cursor, every entry of the range is after (from - 1, "").
+    let (after_at, after_id) = after.unwrap_or((from.saturating_sub(1), ""));
     let rows = sqlx::query(
         "SELECT id, kind, debit_partner_id, credit_partner_id, amount, customer_id, order_id, \
          reference, voided_by, created_at FROM alliance_entry WHERE alliance_id = $1 \
-         AND created_at >= $2 AND created_at < $3 ORDER BY created_at, id LIMIT $4",
+         AND created_at >= $2 AND created_at < $3 \
+         AND (created_at > $4 OR (created_at = $4 AND id > $5)) \
+         ORDER BY created_at, id LIMIT $6",
     )
     .bind(alliance_id)
     .bind(from)
     .bind(to)
+    .bind(after_at)
+    .bind(after_id)
     .bind(limit)
     .fetch_all(conn)
     .await?;
@@ -769,18 +826,22 @@ pub async fn entries(
             // A fee is owed by the issuer (debit); its reversal credits the issuer back.
             let order_owner = if kind == "fee" { &debit } else { &credit };
             let order_id: Option<String> = row.try_get("order_id")?;
-            Ok(AllianceEntry {
-                id: row.try_get("id")?,
-                order_id: order_id.filter(|_| order_owner == viewer_partner_id),
-                kind,
-                debit_partner_id: debit,
-                credit_partner_id: credit,
-                amount: row.try_get("amount")?,
-                customer_id: row.try_get("customer_id")?,
-                reference: row.try_get("reference")?,
-                voided_by: row.try_get("voided_by")?,
-                created_at: micros_to_rfc3339(row.try_get("created_at")?),
-            })
+            let created_at: i64 = row.try_get("created_at")?;
+            Ok((
+                created_at,
+                AllianceEntry {
+                    id: row.try_get("id")?,
+                    order_id: order_id.filter(|_| order_owner == viewer_partner_id),
+                    kind,
+                    debit_partner_id: debit,
+                    credit_partner_id: credit,
+                    amount: row.try_get("amount")?,
+                    customer_id: row.try_get("customer_id")?,
+                    reference: row.try_get("reference")?,
+                    voided_by: row.try_get("voided_by")?,
+                    created_at: micros_to_rfc3339(created_at),
+                },
+            ))
         })
         .collect()
 }
@@ -852,4 +913,186 @@ pub async fn claims_of_member(
             ))
         })
         .collect()
+}
+
+/// A referral link row.
+#[derive(Debug, Clone)]
+pub struct StoredLink {
+    pub alliance_id: String,
+    pub id: String,
+    pub code: String,
+    pub partner_id: String,
+    pub to_partner_id: Option<String>,
+    pub label: Option<String>,
+    pub expires_at: Option<i64>,
+    pub status: String,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const LINK_COLUMNS: &str = "alliance_id, id, code, partner_id, to_partner_id, label, \
+    expires_at, status, revoked_at, created_at";
+
+fn link_from_row(row: &AnyRow) -> ApiResult<StoredLink> {
+    Ok(StoredLink {
+        alliance_id: row.try_get("alliance_id")?,
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        partner_id: row.try_get("partner_id")?,
+        to_partner_id: row.try_get("to_partner_id")?,
+        label: row.try_get("label")?,
+        expires_at: row.try_get("expires_at")?,
+        status: row.try_get("status")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Write a new link; false when its code is taken (the caller draws another).
+pub async fn insert_link(conn: &mut AnyConnection, l: &StoredLink) -> ApiResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO alliance_referral_link (alliance_id, id, code, partner_id, to_partner_id, \
+         label, expires_at, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (code) DO NOTHING",
+    )
+    .bind(l.alliance_id.as_str())
+    .bind(l.id.as_str())
+    .bind(l.code.as_str())
+    .bind(l.partner_id.as_str())
+    .bind(l.to_partner_id.as_deref())
+    .bind(l.label.as_deref())
+    .bind(l.expires_at)
+    .bind(l.status.as_str())
+    .bind(l.created_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The link with this code, in whichever alliance.
+pub async fn link_by_code(conn: &mut AnyConnection, code: &str) -> ApiResult<Option<StoredLink>> {
+    sqlx::query(&format!(
+        "SELECT {LINK_COLUMNS} FROM alliance_referral_link WHERE code = $1"
+    ))
+    .bind(code)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(link_from_row)
+    .transpose()
+}
+
+/// A link of `partner_id` in the alliance (None for another partner's link).
+pub async fn link_of_partner(
+    conn: &mut AnyConnection,
+    alliance_id: &str,
+    partner_id: &str,
+    link_id: &str,
+) -> ApiResult<Option<StoredLink>> {
+    sqlx::query(&format!(
+        "SELECT {LINK_COLUMNS} FROM alliance_referral_link WHERE alliance_id = $1 \
+         AND partner_id = $2 AND id = $3"
+    ))
+    .bind(alliance_id)
+    .bind(partner_id)
+    .bind(link_id)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(link_from_row)
+    .transpose()
+}
+
+/// Revoke an active link; false when it was not active.
+pub async fn revoke_link(
+    conn: &mut AnyConnection,
+    alliance_id: &str,
+    link_id: &str,
+    at: i64,
+) -> ApiResult<bool> {
+    let done = sqlx::query(
+        "UPDATE alliance_referral_link SET status = 'revoked', revoked_at = $1 \
+         WHERE alliance_id = $2 AND id = $3 AND status = 'active'",
+    )
+    .bind(at)
+    .bind(alliance_id)
+    .bind(link_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What one link brought: customers recorded, first paid orders, standing fees (fen).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkCounts {
+    pub customers: i64,
+    pub first_paid_orders: i64,
+    pub fees: i64,
+}
+
+/// A link's columns and its counts, over `alliance_referral_link l`.
+const LINK_WITH_COUNTS: &str = "SELECT l.alliance_id, l.id, l.code, l.partner_id, \
+    l.to_partner_id, l.label, l.expires_at, l.status, l.revoked_at, l.created_at, \
+    (SELECT CAST(COUNT(*) AS BIGINT) FROM alliance_customer c \
+      WHERE c.alliance_id = l.alliance_id AND c.referral_link_id = l.id) AS customers, \
+    (SELECT CAST(COUNT(*) AS BIGINT) FROM alliance_customer c \
+      WHERE c.alliance_id = l.alliance_id AND c.referral_link_id = l.id \
+      AND c.first_order_id IS NOT NULL) AS first_paid_orders, \
+    (SELECT CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) FROM alliance_entry e \
+      JOIN alliance_customer c ON c.alliance_id = e.alliance_id \
+      AND c.customer_id = e.customer_id \
+      WHERE e.alliance_id = l.alliance_id AND c.referral_link_id = l.id \
+      AND e.kind = 'fee' AND e.voided_by IS NULL) AS fees \
+    FROM alliance_referral_link l";
+
+fn link_with_counts_from_row(row: &AnyRow) -> ApiResult<(StoredLink, LinkCounts)> {
+    Ok((
+        link_from_row(row)?,
+        LinkCounts {
+            customers: row.try_get("customers")?,
+            first_paid_orders: row.try_get("first_paid_orders")?,
+            fees: row.try_get("fees")?,
+        },
+    ))
+}
+
+/// A partner's links, newest first, at most `limit`, each with its counts.
+pub async fn links_of_partner(
+    conn: &mut AnyConnection,
+    alliance_id: &str,
+    partner_id: &str,
+    limit: i64,
+) -> ApiResult<Vec<(StoredLink, LinkCounts)>> {
+    sqlx::query(&format!(
+        "{LINK_WITH_COUNTS} WHERE l.alliance_id = $1 AND l.partner_id = $2 \
+         ORDER BY l.created_at DESC, l.id DESC LIMIT $3"
+    ))
+    .bind(alliance_id)
+    .bind(partner_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(link_with_counts_from_row)
+    .collect()
+}
+
+/// One link of `partner_id` with its counts (None for another partner's link).
+pub async fn link_of_partner_with_counts(
+    conn: &mut AnyConnection,
+    alliance_id: &str,
+    partner_id: &str,
+    link_id: &str,
+) -> ApiResult<Option<(StoredLink, LinkCounts)>> {
+    sqlx::query(&format!(
+        "{LINK_WITH_COUNTS} WHERE l.alliance_id = $1 AND l.partner_id = $2 AND l.id = $3"
+    ))
+    .bind(alliance_id)
+    .bind(partner_id)
+    .bind(link_id)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(link_with_counts_from_row)
+    .transpose()
 }

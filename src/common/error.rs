@@ -412,6 +412,41 @@ pub mod codes {
         409,
         "The caller's tenant left this alliance: it may read and settle, not invite, offer or claim.",
     );
+    pub const OFFER_WITHDRAWN: ErrorCode = error_code(
+        "offer_withdrawn",
+        409,
+        "The alliance offer was withdrawn by its partner: no new claims (coupons claimed before stay valid).",
+    );
+    pub const ALREADY_REFERRED: ErrorCode = error_code(
+        "already_referred",
+        409,
+        "The member was already sent to this merchant by the alliance (a referral link or an offer claim): the first attribution stands.",
+    );
+    pub const NOT_A_NEW_CUSTOMER: ErrorCode = error_code(
+        "not_a_new_customer",
+        409,
+        "The member has paid this merchant before: an alliance referral link sends new customers only, so nothing was recorded.",
+    );
+    pub const OWN_REFERRAL_LINK: ErrorCode = error_code(
+        "own_referral_link",
+        409,
+        "The alliance referral link belongs to the caller's own partner: a partner cannot refer customers to itself.",
+    );
+    pub const REFERRAL_LINK_EXPIRED: ErrorCode = error_code(
+        "referral_link_expired",
+        409,
+        "The alliance referral link is past its `expires_at`.",
+    );
+    pub const REFERRAL_LINK_FOR_ANOTHER_PARTNER: ErrorCode = error_code(
+        "referral_link_for_another_partner",
+        409,
+        "The alliance referral link is meant for another partner (its `to_partner_id`).",
+    );
+    pub const REFERRAL_LINK_REVOKED: ErrorCode = error_code(
+        "referral_link_revoked",
+        409,
+        "The alliance referral link was revoked by its partner, or closed when that partner left the alliance.",
+    );
     pub const SETTLEMENT_EXCEEDS_BALANCE: ErrorCode = error_code(
         "settlement_exceeds_balance",
         422,
@@ -506,6 +541,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::ALREADY_PICKED_UP,
     codes::ALREADY_PROMOTER,
     codes::ALREADY_REDEEMED,
+    codes::ALREADY_REFERRED,
     codes::ALREADY_RESOLVED,
     codes::BELOW_MINIMUM,
     codes::BROADCAST_STARTED,
@@ -538,6 +574,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::MAKEUP_LIMIT_REACHED,
     codes::MEMBER_ERASED,
     codes::MESSAGE_NOT_REQUESTED,
+    codes::NOT_A_NEW_CUSTOMER,
     codes::NOT_CANCELLABLE,
     codes::NOT_ENOUGH_ENTRIES,
     codes::NOT_LAUNCHED,
@@ -549,11 +586,13 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::NOT_VOIDED,
     codes::NOTHING_TO_REFUND,
     codes::OFFER_CLOSED,
+    codes::OFFER_WITHDRAWN,
     codes::ORDER_CANCELLED,
     codes::ORDER_EXISTS,
     codes::ORDER_EXPIRED,
     codes::ORDER_MISMATCH,
     codes::OUT_OF_STOCK,
+    codes::OWN_REFERRAL_LINK,
     codes::OWNER_CANNOT_LEAVE,
     codes::PARTNER_NOT_ACTIVE,
     codes::PAST_CUTOFF,
@@ -562,6 +601,9 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     codes::POINTS_NOT_EARNED,
     codes::PROMOTER_NOT_ACTIVE,
     codes::REFERENCE_ALREADY_EARNED,
+    codes::REFERRAL_LINK_EXPIRED,
+    codes::REFERRAL_LINK_FOR_ANOTHER_PARTNER,
+    codes::REFERRAL_LINK_REVOKED,
     codes::REFUND_EXCEEDS_SPEND,
     codes::REFUND_REFERENCE_REUSED,
     codes::RESOLUTION_FAILED,

@@ -215,7 +215,9 @@ pub struct AllianceExport {
     /// This merchant's offers claimed through a partner that found or created the member here.
     #[schema(value_type = Vec<Object>)]
     pub claims_received: Vec<Value>,
-    /// The member as the alliance's ledger knows it here: an opaque id, who sent the member.
+    /// The member as the alliance's ledger knows it here: an opaque id, who sent the member
+    /// and, when the member arrived by a partner's referral link, that link's id (null: sent
+    /// by an offer claim); `consented_at` is when the member shared themself.
     #[schema(value_type = Vec<Object>)]
     pub customers: Vec<Value>,
     /// Referral fees (and their voids) that the member's first paid order here made.
@@ -1320,7 +1322,7 @@ const ALLIANCE_CLAIMS_RECEIVED: &str = concat!(
 
 const ALLIANCE_CUSTOMERS: &str = concat!(
     "SELECT c.alliance_id, c.customer_id, r.name AS referred_by, c.status, c.first_order_id, \
-     c.consented_at FROM alliance_customer c \
+     c.referral_link_id, c.consented_at FROM alliance_customer c \
      JOIN alliance_partner r ON r.alliance_id = c.alliance_id AND r.id = c.referred_by_partner_id \
      WHERE c.issuer_tenant_id = $1 AND c.issuer_member_id = $2",
     " ORDER BY c.consented_at, c.customer_id LIMIT {LIMIT}"
@@ -1716,6 +1718,7 @@ fn exported_alliance_customer(row: &AnyRow) -> Result<Value, sqlx::Error> {
         "referred_by": row.try_get::<String, _>("referred_by")?,
         "status": row.try_get::<String, _>("status")?,
         "first_order_id": row.try_get::<Option<String>, _>("first_order_id")?,
+        "referral_link_id": row.try_get::<Option<String>, _>("referral_link_id")?,
         "consented_at": instant(row, "consented_at")?,
     }))
 }

@@ -27,13 +27,13 @@ backend_tests!(
 );
 
 /// One merchant: a tenant and its key.
-struct Merchant {
-    tenant_id: String,
-    key: String,
+pub(crate) struct Merchant {
+    pub(crate) tenant_id: String,
+    pub(crate) key: String,
 }
 
 impl Merchant {
-    async fn new(app: &TestApp, name: &str) -> Merchant {
+    pub(crate) async fn new(app: &TestApp, name: &str) -> Merchant {
         let created = shequn::tenants::create(&app.state.db, name, app.clock_now())
             .await
             .expect("tenant");
@@ -43,21 +43,27 @@ impl Merchant {
         }
     }
 
-    async fn call(&self, app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> Reply {
+    pub(crate) async fn call(
+        &self,
+        app: &TestApp,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Reply {
         app.send(build(method, path, Some(&self.key), body, None))
             .await
     }
 
-    async fn get(&self, app: &TestApp, path: &str) -> Reply {
+    pub(crate) async fn get(&self, app: &TestApp, path: &str) -> Reply {
         self.call(app, Method::GET, path, None).await
     }
 
-    async fn post(&self, app: &TestApp, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn post(&self, app: &TestApp, path: &str, body: &Value) -> Reply {
         self.call(app, Method::POST, path, Some(body)).await
     }
 
     /// A member (optionally with a phone); returns its id.
-    async fn member(&self, app: &TestApp, name: &str, phone: Option<&str>) -> String {
+    pub(crate) async fn member(&self, app: &TestApp, name: &str, phone: Option<&str>) -> String {
         let mut body = json!({ "name": name });
         if let Some(phone) = phone {
             body["phone"] = json!(phone);
@@ -67,7 +73,7 @@ impl Merchant {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
-    async fn template(&self, app: &TestApp, stock: i64) -> String {
+    pub(crate) async fn template(&self, app: &TestApp, stock: i64) -> String {
         let reply = self
             .post(
                 app,
@@ -80,7 +86,7 @@ impl Merchant {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
-    async fn offer(&self, app: &TestApp, alliance: &str, stock: i64) -> String {
+    pub(crate) async fn offer(&self, app: &TestApp, alliance: &str, stock: i64) -> String {
         let template = self.template(app, 1000).await;
         let reply = self
             .post(
@@ -94,7 +100,13 @@ impl Merchant {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
-    async fn claim(&self, app: &TestApp, alliance: &str, offer: &str, member: &str) -> Reply {
+    pub(crate) async fn claim(
+        &self,
+        app: &TestApp,
+        alliance: &str,
+        offer: &str,
+        member: &str,
+    ) -> Reply {
         self.post(
             app,
             &format!("/v1/alliances/{alliance}/offers/{offer}/claim"),
@@ -104,7 +116,7 @@ impl Merchant {
     }
 
     /// Place and pay (externally) an order of `price` fen; returns the order id.
-    async fn paid_order(&self, app: &TestApp, member: &str, price: i64) -> String {
+    pub(crate) async fn paid_order(&self, app: &TestApp, member: &str, price: i64) -> String {
         let sku = format!("sku-{}", uuid::Uuid::new_v4().simple());
         let product = self
             .post(
@@ -135,7 +147,7 @@ impl Merchant {
         id
     }
 
-    async fn refund_in_full(&self, app: &TestApp, order: &str) {
+    pub(crate) async fn refund_in_full(&self, app: &TestApp, order: &str) {
         let reply = self
             .post(
                 app,
@@ -146,7 +158,7 @@ impl Merchant {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     }
 
-    async fn events(&self, app: &TestApp, kind: &str) -> Vec<Value> {
+    pub(crate) async fn events(&self, app: &TestApp, kind: &str) -> Vec<Value> {
         let reply = self
             .get(app, &format!("/v1/events?type={kind}&limit=1000"))
             .await;
@@ -155,13 +167,16 @@ impl Merchant {
     }
 }
 
-fn fixed_fee(value: i64) -> Value {
+pub(crate) fn fixed_fee(value: i64) -> Value {
     json!({ "referral_fee": { "kind": "fixed", "value": value }, "fee_on": "first_paid_order" })
 }
 
 /// Three merchants in one alliance founded by the first: (alliance id, [cafe, bakery, gym],
 /// [their partner ids]).
-async fn three_partners(app: &TestApp, rules: Value) -> (String, [Merchant; 3], [String; 3]) {
+pub(crate) async fn three_partners(
+    app: &TestApp,
+    rules: Value,
+) -> (String, [Merchant; 3], [String; 3]) {
     let cafe = Merchant::new(app, "Cafe").await;
     let bakery = Merchant::new(app, "Bakery").await;
     let gym = Merchant::new(app, "Gym").await;
@@ -203,7 +218,7 @@ async fn three_partners(app: &TestApp, rules: Value) -> (String, [Merchant; 3], 
     (alliance, [cafe, bakery, gym], ids)
 }
 
-async fn balances(app: &TestApp, who: &Merchant, alliance: &str) -> Vec<Value> {
+pub(crate) async fn balances(app: &TestApp, who: &Merchant, alliance: &str) -> Vec<Value> {
     let reply = who
         .get(app, &format!("/v1/alliances/{alliance}/balances"))
         .await;
@@ -220,7 +235,7 @@ async fn balances(app: &TestApp, who: &Merchant, alliance: &str) -> Vec<Value> {
     partners
 }
 
-fn net_of(partners: &[Value], partner_id: &str) -> i64 {
+pub(crate) fn net_of(partners: &[Value], partner_id: &str) -> i64 {
     partners
         .iter()
         .find(|p| p["partner_id"] == partner_id)
@@ -444,7 +459,7 @@ async fn alliance_claim_finds_the_issuers_member_by_phone_and_records_consent(ap
 }
 
 /// A bakery customer claims the cafe's offer: (cafe member id of the customer).
-async fn sent_customer(
+pub(crate) async fn sent_customer(
     app: &TestApp,
     alliance: &str,
     issuer: &Merchant,
@@ -764,6 +779,15 @@ async fn alliance_isolation_matrix_non_partners_get_404_and_foreign_ids_are_refu
     let offer = cafe.offer(&app, &alliance, 10).await;
     let cafe_member = cafe.member(&app, "cafe's own", None).await;
     let bakery_member = bakery.member(&app, "bakery's own", None).await;
+    let link = cafe
+        .post(
+            &app,
+            &format!("/v1/alliances/{alliance}/referral-links"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(link.status, StatusCode::CREATED, "{}", link.body);
+    let link_id = link.body["id"].as_str().unwrap().to_owned();
     let outsider = Merchant::new(&app, "Outsider").await;
     let outsider_member = outsider.member(&app, "outsider's own", None).await;
     // Every alliance route, called by a tenant that is not a partner: 404, nothing written.
@@ -810,6 +834,31 @@ async fn alliance_isolation_matrix_non_partners_get_404_and_foreign_ids_are_refu
             Method::POST,
             format!("/v1/alliances/{alliance}/settlements"),
             Some(json!({ "from": ids[0], "to": ids[1], "amount": 1, "reference": "x" })),
+        ),
+        (
+            Method::POST,
+            format!("/v1/alliances/{alliance}/offers/{offer}/withdraw"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/alliances/{alliance}/referral-links"),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            format!("/v1/alliances/{alliance}/referral-links"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/alliances/{alliance}/referral-links/{link_id}/revoke"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/alliances/referrals".to_owned(),
+            Some(json!({ "code": link.body["code"], "member_id": outsider_member })),
         ),
     ];
     for (method, path, body) in &routes {
@@ -884,6 +933,114 @@ async fn alliance_isolation_matrix_non_partners_get_404_and_foreign_ids_are_refu
         .get(&app, &format!("/v1/alliances/{other_id}/balances"))
         .await;
     assert_eq!(not_partner.status, StatusCode::NOT_FOUND);
+    // Referral links and offers: another partner's link or offer is 404 to revoke or
+    // withdraw, a link cannot record another tenant's member, nor be aimed at a partner of
+    // another alliance, and a code of an alliance the caller is not in is unknown to it.
+    let revoke_theirs = bakery
+        .post(
+            &app,
+            &format!("/v1/alliances/{alliance}/referral-links/{link_id}/revoke"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        revoke_theirs.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        revoke_theirs.body
+    );
+    let withdraw_theirs = bakery
+        .post(
+            &app,
+            &format!("/v1/alliances/{alliance}/offers/{offer}/withdraw"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        withdraw_theirs.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        withdraw_theirs.body
+    );
+    let withdraw_elsewhere = gym
+        .post(
+            &app,
+            &format!("/v1/alliances/{alliance}/offers/{other_offer}/withdraw"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        withdraw_elsewhere.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        withdraw_elsewhere.body
+    );
+    let foreign_arrival = bakery
+        .post(
+            &app,
+            "/v1/alliances/referrals",
+            &json!({ "code": link.body["code"], "member_id": cafe_member }),
+        )
+        .await;
+    assert_eq!(
+        foreign_arrival.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        foreign_arrival.body
+    );
+    let aimed_elsewhere = cafe
+        .post(
+            &app,
+            &format!("/v1/alliances/{alliance}/referral-links"),
+            &json!({ "to_partner_id": other_partner }),
+        )
+        .await;
+    assert_eq!(
+        aimed_elsewhere.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        aimed_elsewhere.body
+    );
+    let other_link = gym
+        .post(
+            &app,
+            &format!("/v1/alliances/{other_id}/referral-links"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        other_link.status,
+        StatusCode::CREATED,
+        "{}",
+        other_link.body
+    );
+    let not_in_it = bakery
+        .post(
+            &app,
+            "/v1/alliances/referrals",
+            &json!({ "code": other_link.body["code"], "member_id": bakery_member }),
+        )
+        .await;
+    assert_eq!(
+        not_in_it.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        not_in_it.body
+    );
+    // Nothing was written by any of it: the link brought no one, the offer is open.
+    let links = cafe
+        .get(&app, &format!("/v1/alliances/{alliance}/referral-links"))
+        .await;
+    assert_eq!(links.body["data"][0]["status"], "active");
+    assert_eq!(links.body["data"][0]["customers_referred"], 0);
+    let offers = cafe
+        .get(&app, &format!("/v1/alliances/{alliance}/offers"))
+        .await;
+    assert!(offers.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["status"] == "open"));
     // The claims made nothing at the outsider, and the bakery's members stay its own.
     assert!(outsider
         .events(&app, "alliance.offer_claimed")

@@ -4,6 +4,7 @@
 mod support;
 
 mod alliance;
+mod alliance_links;
 mod analytics;
 mod analytics_quality;
 mod automations;

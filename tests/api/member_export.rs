@@ -277,6 +277,46 @@ async fn alliance_with_a_neighbour(app: &TestApp, x: &str) {
     .await;
     let sent = created(&sent, "the neighbour's customer claiming our offer");
     assert_eq!(sent["issuer_member_id"], x, "found here by phone: {sent}");
+    // A second alliance, founded by the neighbour, whose referral link x follows to this
+    // merchant: x is recorded as arrived by it (the consent), so x's first paid order here
+    // pays the neighbour that alliance's fee too.
+    let second = id_of(
+        &as_neighbour(
+            Method::POST,
+            "/v1/alliances".to_owned(),
+            json!({"name": "第二联盟", "rules": {"referral_fee": {"kind": "fixed", "value": 300},
+                   "fee_on": "first_paid_order"}}),
+        )
+        .await,
+        "the second alliance",
+    );
+    let invitation = as_neighbour(
+        Method::POST,
+        format!("/v1/alliances/{second}/invitations"),
+        json!({}),
+    )
+    .await;
+    let invitation = created(&invitation, "the second invitation");
+    created(
+        &app.post("/v1/alliances/join", &json!({"code": invitation["code"]}))
+            .await,
+        "joining the second alliance",
+    );
+    let link = as_neighbour(
+        Method::POST,
+        format!("/v1/alliances/{second}/referral-links"),
+        json!({"label": "门口海报"}),
+    )
+    .await;
+    let link = created(&link, "the neighbour's referral link");
+    let arrived = app
+        .post(
+            "/v1/alliances/referrals",
+            &json!({"code": link["code"], "member_id": x}),
+        )
+        .await;
+    let arrived = created(&arrived, "x arriving by the link");
+    assert_eq!(arrived["referred_by"], "other");
 }
 
 async fn member_in_every_domain(app: &TestApp) -> Scenario {
@@ -995,7 +1035,21 @@ async fn export_of_a_member_active_in_every_domain_fills_every_section(app: Test
         list(&export, "alliance.claims_received")[0]["partner"],
         "other"
     );
-    let customer = &list(&export, "alliance.customers")[0];
+    // x is the customer of both alliances: sent by the claim in one, by the link in the other.
+    let customers = list(&export, "alliance.customers");
+    assert_eq!(customers.len(), 2, "{customers:?}");
+    assert_eq!(
+        customers
+            .iter()
+            .filter(|c| c["referral_link_id"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("arl_")))
+            .count(),
+        1,
+        "{customers:?}"
+    );
+    assert_eq!(list(&export, "alliance.fees").len(), 2);
+    let customer = &customers[0];
     assert_eq!(
         (&customer["referred_by"], &customer["status"]),
         (&json!("other"), &json!("earned"))
