@@ -496,14 +496,26 @@ impl AccountCache {
 
     /// Remember the final state of the accounts a decided batch changes.
     fn record(&mut self, book: &Book) {
+        // In place where the cache has the account (every account of a prepared batch): no
+        // key to copy.
         for key in &book.dirty {
             if let Some(totals) = book.accounts.get(key) {
-                self.0.totals.insert(key.clone(), *totals);
+                match self.0.totals.get_mut(key) {
+                    Some(cached) => *cached = *totals,
+                    None => {
+                        self.0.totals.insert(key.clone(), *totals);
+                    }
+                }
             }
-            match book.heads.get(key) {
-                Some(head) => self.0.heads.insert(key.clone(), head.clone()),
-                None => self.0.heads.remove(key),
-            };
+            match (book.heads.get(key), self.0.heads.get_mut(key)) {
+                (Some(head), Some(cached)) => cached.clone_from(head),
+                (Some(head), None) => {
+                    self.0.heads.insert(key.clone(), head.clone());
+                }
+                (None, _) => {
+                    self.0.heads.remove(key);
+                }
+            }
         }
     }
 }
@@ -585,12 +597,12 @@ pub async fn prepare(
         cache.0.extend(read);
     }
     let mut accounts = Accounts::default();
-    for key in &keys {
-        if let Some(totals) = cache.0.totals.get(key) {
-            accounts.totals.insert(key.clone(), *totals);
-        }
-        if let Some(head) = cache.0.heads.get(key) {
+    for key in keys {
+        if let Some(head) = cache.0.heads.get(&key) {
             accounts.heads.insert(key.clone(), head.clone());
+        }
+        if let Some(totals) = cache.0.totals.get(&key) {
+            accounts.totals.insert(key, *totals);
         }
     }
     let members = accounts
