@@ -196,9 +196,18 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
 /// refused for its address's failures, only by its own per-key limit.
 pub async fn require_api_key(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    match authenticate(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// [`require_api_key`]'s check, for a middleware that does more after it: the request with
+/// its [`Auth`] attached, or the refusal to send.
+pub async fn authenticate(state: &AppState, mut request: Request) -> Result<Request, Response> {
     let ip = super::rate_limit::peer_ip(&request);
     let failed = |error: ApiError| {
         if let Some(limited) = state.limits.auth_failed(ip) {
@@ -215,28 +224,28 @@ pub async fn require_api_key(
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
     else {
-        return failed(ApiError::unauthorized(
+        return Err(failed(ApiError::unauthorized(
             "send Authorization: Bearer <api key>",
-        ));
+        )));
     };
     if !has_key_shape(key) {
-        return failed(ApiError::unauthorized("unknown or revoked API key"));
+        return Err(failed(ApiError::unauthorized("unknown or revoked API key")));
     }
-    match lookup(&state, key).await {
+    match lookup(state, key).await {
         Ok(Some(auth)) => {
             // A key's own budget (a key is what `lookup` finds).
             if let Caller::Key(key_id) = &auth.caller {
                 if let Err(limited) = state.limits.check_key(&auth.tenant_id, key_id) {
                     metrics::counter!("rate_limited_total", "limit" => "per_key").increment(1);
-                    return limited.into_response();
+                    return Err(limited.into_response());
                 }
             }
             tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
             request.extensions_mut().insert(auth);
-            next.run(request).await
+            Ok(request)
         }
-        Ok(None) => failed(ApiError::unauthorized("unknown or revoked API key")),
-        Err(error) => error.into_response(),
+        Ok(None) => Err(failed(ApiError::unauthorized("unknown or revoked API key"))),
+        Err(error) => Err(error.into_response()),
     }
 }
 

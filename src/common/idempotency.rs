@@ -86,7 +86,8 @@ enum Claim {
     InProgress,
 }
 
-/// Middleware; must run inside [`super::auth::require_api_key`].
+/// Middleware; must run where [`Auth`] is attached (after [`super::auth::authenticate`], or
+/// the console's signed-in operator).
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
