@@ -29,6 +29,9 @@ const SEND: &str =
     r#"[{"send_message": {"channel": "wecom", "category": "marketing", "template": "welcome"}}]"#;
 
 async fn an_automation_is_created_from_the_form_and_shows_what_it_did(app: TestApp) {
+    // Ten in the morning in the tenant's zone: the marketing message is not held back by the
+    // default quiet hours (21:00-08:00), whatever the time of day the test runs at.
+    app.clock.set("2026-06-01T10:00:00+08:00".parse().unwrap());
     operator(&app, &app.tenant_id, "ops@shop.example", Role::Operator).await;
     let mut ops = Browser::signed_in(&app, "ops@shop.example").await;
     let page = html(&ops.get("/console/engagement").await);
