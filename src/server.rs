@@ -232,7 +232,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The `/v1` routes' one layer for the merchants' systems: the API key
-/// ([`auth::require_api_key`]'s check), then `Idempotency-Key` ([`idempotency::idempotency`]).
+/// ([`auth::authenticate`]), then `Idempotency-Key` ([`idempotency::idempotency`]).
 async fn api_request(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,

@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 
-use super::BenchOptions;
+use super::{round2, BenchOptions};
 use crate::common::clock::SystemClock;
 use crate::common::ids::TenantId;
 use crate::common::time::to_micros;
@@ -74,10 +74,6 @@ fn request(
         .body(Full::new(
             body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
         ))?)
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 pub async fn run(bench: BenchOptions, options: Options) -> anyhow::Result<Value> {

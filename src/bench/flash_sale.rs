@@ -34,7 +34,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
 use sqlx::Row as _;
 
-use super::{percentile, BenchOptions};
+use super::{percentile, round2, BenchOptions};
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::Db;
 use crate::common::ids::{ProductId, TenantId};
@@ -214,10 +214,6 @@ impl Side {
             self.exact
         );
     }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 pub(super) async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {

@@ -32,7 +32,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
 use super::flash_sale::connect;
-use super::{percentile, BenchOptions};
+use super::{percentile, round2, BenchOptions};
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::rate_limit::{RateLimitConfig, RateLimits};
 use crate::server::{app, serve_connections, AppState, Timeouts};
@@ -169,10 +169,6 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<serde_json::Value> {
     // Every answer had its expected status, or `drive` stopped with an error.
     results.insert("all_ok".into(), json!(true));
     Ok(serde_json::Value::Object(results))
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// Serve `router` on a loopback port of its own, the way `shequn serve` serves (its connection

@@ -50,3 +50,8 @@ pub fn percentile(sorted: &[u64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
+
+/// `x` rounded to two decimals, for the figures the benchmarks print.
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

@@ -15,9 +15,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use rand::RngCore as _;
@@ -30,7 +29,7 @@ use super::ids::{ApiKeyId, OperatorId, TenantId};
 use super::time::to_micros;
 use crate::AppState;
 
-/// Who is calling: set by [`require_api_key`] (or by the console for a signed-in operator),
+/// Who is calling: set by [`authenticate`] (or by the console for a signed-in operator),
 /// read by handlers.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -189,24 +188,13 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<Auth>, ApiError> {
     Ok(Some(auth))
 }
 
-/// Middleware: 401 unless the request carries a live key; otherwise attach [`Auth`].
+/// 401 unless the request carries a live key; otherwise the request with its [`Auth`]
+/// attached (the API's layer, `server::api_request`, then runs idempotency), or the refusal
+/// to send.
 ///
 /// A failed authentication counts against the client address's budget of failures
 /// ([`super::rate_limit`]); past it the answer is 429 instead of 401. A live key is never
 /// refused for its address's failures, only by its own per-key limit.
-pub async fn require_api_key(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match authenticate(&state, request).await {
-        Ok(request) => next.run(request).await,
-        Err(refused) => refused,
-    }
-}
-
-/// [`require_api_key`]'s check, for a middleware that does more after it: the request with
-/// its [`Auth`] attached, or the refusal to send.
 pub async fn authenticate(state: &AppState, mut request: Request) -> Result<Request, Response> {
     let ip = super::rate_limit::peer_ip(&request);
     let failed = |error: ApiError| {
