@@ -46,7 +46,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 pub async fn track_metrics(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
@@ -56,17 +56,38 @@ pub async fn track_metrics(request: Request, next: Next) -> Response {
             handles.insert(route.into(), RouteHandles::default());
         }
         if let Some(handles) = handles.get_mut(route) {
-            handles.record(route, &method, status, seconds);
+            handles.record(route, method, status, seconds);
         }
     });
     response
+}
+
+/// The methods counted by name; any other is counted as `OTHER`. A client may send any token as
+/// a method, and the labels (and the handles kept for them) must stay finite.
+static METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+fn method_label(method: &Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|known| *known == method)
+        .map_or("OTHER", Method::as_str)
 }
 
 thread_local! {
     /// This thread's handles of the request metrics, by route. The `metrics` macros build a key
     /// of owned labels and look it up in the recorder's registry on every call (three string
     /// allocations and a locked map per metric); a request here costs one map look-up and a
-    /// short scan. Bounded by routes × methods × statuses, all finite.
+    /// short scan. Bounded by routes × methods × statuses, all finite ([`method_label`]).
     static HANDLES: std::cell::RefCell<std::collections::HashMap<Box<str>, RouteHandles>> =
         std::cell::RefCell::default();
 }
@@ -74,33 +95,33 @@ thread_local! {
 /// One route's metric handles, by method and status.
 #[derive(Default)]
 struct RouteHandles {
-    counters: Vec<(Method, u16, metrics::Counter)>,
-    durations: Vec<(Method, metrics::Histogram)>,
+    counters: Vec<(&'static str, u16, metrics::Counter)>,
+    durations: Vec<(&'static str, metrics::Histogram)>,
 }
 
 impl RouteHandles {
-    fn record(&mut self, route: &str, method: &Method, status: u16, seconds: f64) {
+    fn record(&mut self, route: &str, method: &'static str, status: u16, seconds: f64) {
         let counter = match self
             .counters
             .iter()
-            .position(|(m, s, _)| m == method && *s == status)
+            .position(|(m, s, _)| *m == method && *s == status)
         {
             Some(at) => &self.counters[at].2,
             None => {
                 let counter = metrics::counter!("http_requests_total",
-                    "method" => method.to_string(), "route" => route.to_owned(),
+                    "method" => method, "route" => route.to_owned(),
                     "status" => status.to_string());
-                self.counters.push((method.clone(), status, counter));
+                self.counters.push((method, status, counter));
                 &self.counters[self.counters.len() - 1].2
             }
         };
         counter.increment(1);
-        let histogram = match self.durations.iter().position(|(m, _)| m == method) {
+        let histogram = match self.durations.iter().position(|(m, _)| *m == method) {
             Some(at) => &self.durations[at].1,
             None => {
                 let histogram = metrics::histogram!("http_request_duration_seconds",
-                    "method" => method.to_string(), "route" => route.to_owned());
-                self.durations.push((method.clone(), histogram));
+                    "method" => method, "route" => route.to_owned());
+                self.durations.push((method, histogram));
                 &self.durations[self.durations.len() - 1].1
             }
         };
@@ -185,4 +206,19 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         metrics_handle().render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_nine_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["FOO", "BREW", "X-ANY-TOKEN"] {
+            let method = Method::from_bytes(made_up.as_bytes()).expect("a token");
+            assert_eq!(method_label(&method), "OTHER");
+        }
+    }
 }
