@@ -80,13 +80,17 @@ fn nats_url() -> String {
 }
 
 /// A stream and subject prefix of this test's own; messages expire after an hour in case the
-/// test dies before deleting its stream.
+/// test dies before deleting its stream. The timeout of JetStream's answers (acks, stream
+/// look-ups) is generous: the suite shares two cores and the disk with the NATS server and
+/// PostgreSQL, and one CI run failed once in a PostgreSQL variant with two seconds here (the
+/// failure's message was lost; 14 loaded repeats here did not fail again, so a slow answer is
+/// the likeliest cause, not a proven one).
 fn test_config(node: &str) -> ExportConfig {
     let run = uuid::Uuid::new_v4().simple().to_string();
     ExportConfig {
         stream: format!("SHEQUN_TEST_{}", run.to_uppercase()),
         subject_prefix: format!("shequntest_{run}"),
-        ack_timeout: Duration::from_secs(2),
+        ack_timeout: Duration::from_secs(15),
         max_age: Duration::from_secs(3600),
         node: node.to_owned(),
         ..ExportConfig::default()
