@@ -87,6 +87,8 @@ impl CommitSignals {
 
 /// How many connections the PostgreSQL pool may open per process.
 pub const POSTGRES_MAX_CONNECTIONS: u32 = 32;
+/// A PostgreSQL connection idle at least this long is pinged before it is handed out.
+const POSTGRES_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// How many read connections SQLite gets beside its single writer.
 pub const SQLITE_READ_CONNECTIONS: u32 = 8;
 
@@ -125,6 +127,20 @@ impl Db {
                 let pool = AnyPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
                     .acquire_timeout(Duration::from_secs(30))
+                    // sqlx pings every connection it hands out (a round trip to the server
+                    // before each query's own) and again when it takes one back. The second
+                    // ping cannot be turned off and already finds a connection the server
+                    // dropped while it was in use; the first matters only for a connection
+                    // that sat idle long enough for the server or a proxy to drop it.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= POSTGRES_PING_AFTER_IDLE {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(options)
                     .await
                     .context("connecting to PostgreSQL")?;
