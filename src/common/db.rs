@@ -33,6 +33,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _};
 
 use super::outbox::{self, NewEvent};
+use super::reader::{DirectReaders, Reader, DIRECT_READERS};
 
 pub use super::sql::Backend;
 
@@ -278,6 +279,20 @@ impl Db {
         Some(in_place(move || work(&conn)))
     }
 
+    /// The direct read connections of a SQLite file.
+    pub fn direct_readers(&self) -> Option<Arc<DirectReaders>> {
+        self.direct.as_ref().map(|d| d.readers.clone())
+    }
+
+    /// Where a request reads ([`super::reader`]): this SQLite file's direct connections, else
+    /// a pool connection.
+    pub async fn reader(&self) -> Result<Reader<'static>, sqlx::Error> {
+        match self.direct_readers() {
+            Some(direct) => Ok(Reader::Direct(direct, self.read.clone())),
+            None => Ok(Reader::Pooled(self.read.acquire().await?)),
+        }
+    }
+
     /// Pool sizes for `/metrics`: (pool name, open connections, idle connections).
     pub fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
         match self.backend {
@@ -311,7 +326,7 @@ fn sqlite_url(url: &str) -> String {
 /// `spawn_blocking` instead woke a thread of the blocking pool and then this task again; on a
 /// busy two-core machine each wake-up waited for a core, up to a millisecond per ledger batch
 /// (measured with `shequn bench ledger`), and that wait sat on the executor's critical path.
-fn in_place<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn in_place<T>(work: impl FnOnce() -> T) -> T {
     let multi_threaded = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_threaded {
@@ -326,6 +341,8 @@ fn in_place<T>(work: impl FnOnce() -> T) -> T {
 struct Direct {
     write: Arc<Mutex<rusqlite::Connection>>,
     read: Arc<Mutex<rusqlite::Connection>>,
+    /// The requests' reads ([`super::reader`]).
+    readers: Arc<DirectReaders>,
 }
 
 /// The direct connections to the SQLite file of `url` (with the pools' pragmas), or `None`
@@ -343,6 +360,11 @@ fn open_direct(url: &str) -> anyhow::Result<Option<Direct>> {
     let direct = Direct {
         write: Arc::new(Mutex::new(open_rusqlite(path)?)),
         read: Arc::new(Mutex::new(open_rusqlite(path)?)),
+        readers: Arc::new(DirectReaders::new(
+            (0..DIRECT_READERS)
+                .map(|_| open_rusqlite(path))
+                .collect::<anyhow::Result<_>>()?,
+        )),
     };
     let checkpointer = open_rusqlite(path)?;
     let owner = Arc::downgrade(&direct.write);

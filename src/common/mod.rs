@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod pagination;
 pub mod price;
 pub mod rate_limit;
+pub mod reader;
 pub mod scheduler;
 pub mod sql;
 pub mod state;

@@ -214,6 +214,10 @@ impl Sql {
         &self.text
     }
 
+    pub fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
     pub fn arg_count(&self) -> usize {
         self.args.len()
     }

@@ -18,6 +18,7 @@ use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::outbox::NewEvent;
+use crate::common::reader::Reader;
 use crate::ledger::model::{Address, Asset, NewTransfer};
 use crate::ledger::{self, Op};
 use crate::members;
@@ -207,7 +208,7 @@ pub async fn apply(tx: &mut Tx, target: &Target<'_>, actions: &[Action]) -> ApiR
             }
             Action::AddTags(tags) => {
                 let held = members::store::tags_of(
-                    tx.conn(),
+                    &mut Reader::from(tx.conn()),
                     target.tenant_id,
                     &[target.member_id.as_str()],
                 )

@@ -257,13 +257,13 @@ pub async fn export_page(
     after: Option<String>,
     header: bool,
 ) -> ApiResult<(Vec<u8>, Option<String>)> {
-    let mut conn = db.read().acquire().await?;
     let filter = store::Filter {
         status: Some(model::STATUS_ACTIVE.to_owned()),
         after_id: after,
         ..Default::default()
     };
-    let members = store::list(&mut conn, tenant_id, &filter, EXPORT_PAGE).await?;
+    let mut reader = db.reader().await?;
+    let members = store::list(&mut reader, tenant_id, &filter, EXPORT_PAGE).await?;
     let mut writer = csv_async::AsyncWriter::from_writer(Vec::new());
     if header {
         writer

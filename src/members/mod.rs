@@ -406,19 +406,19 @@ async fn list_members(
         let mut data = if ids.is_empty() {
             Vec::new()
         } else {
-            let mut conn = state.db.read().acquire().await?;
             let filter = store::Filter {
                 ids: Some(ids),
                 ..Default::default()
             };
-            store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?
+            let mut reader = state.db.reader().await?;
+            store::list(&mut reader, &auth.tenant_id, &filter, limit + 1).await?
         };
         let next_cursor = pagination::next_cursor(&mut data, limit, |m| m.id.to_string());
         return Ok(Json(MemberPage { data, next_cursor }));
     }
-    let mut conn = state.db.read().acquire().await?;
     // The tenant's zone only matters to a date given without one.
     let zone = if query.created_after.is_some() || query.created_before.is_some() {
+        let mut conn = state.db.read().acquire().await?;
         tenants::time_zone(&mut conn, &auth.tenant_id).await?
     } else {
         TimeZone::UTC
@@ -437,7 +437,8 @@ async fn list_members(
         after_id: cursor.map(|id| id.to_string()),
         ids: None,
     };
-    let mut data = store::list(&mut conn, &auth.tenant_id, &filter, limit + 1).await?;
+    let mut reader = state.db.reader().await?;
+    let mut data = store::list(&mut reader, &auth.tenant_id, &filter, limit + 1).await?;
     let next_cursor = pagination::next_cursor(&mut data, limit, |m| m.id.to_string());
     Ok(Json(MemberPage { data, next_cursor }))
 }

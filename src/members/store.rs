@@ -10,6 +10,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::model::{Changes, Consent, Member, Profile, STATUS_ACTIVE, STATUS_ERASED};
 use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
+use crate::common::reader::Reader;
 use crate::common::sql::{like_escape, Arg, Sql};
 use crate::common::time::micros_to_rfc3339;
 
@@ -105,16 +106,13 @@ pub async fn remove_tags(
 
 /// Tags of several members, each list sorted.
 pub async fn tags_of(
-    conn: &mut AnyConnection,
+    reader: &mut Reader<'_>,
     tenant_id: &TenantId,
     ids: &[&str],
 ) -> ApiResult<HashMap<String, Vec<String>>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for chunk in ids.chunks(500) {
-        let mut sql = Sql::for_conn(
-            &*conn,
-            "SELECT member_id, tag FROM member_tag WHERE tenant_id = ",
-        );
+        let mut sql = reader.sql("SELECT member_id, tag FROM member_tag WHERE tenant_id = ");
         sql.bind(tenant_id.as_str()).push(" AND member_id IN (");
         for (i, id) in chunk.iter().enumerate() {
             if i > 0 {
@@ -123,7 +121,7 @@ pub async fn tags_of(
             sql.bind(*id);
         }
         sql.push(") ORDER BY member_id, tag");
-        for row in sql.query().fetch_all(&mut *conn).await? {
+        for row in reader.fetch_all(&sql).await? {
             out.entry(row.try_get("member_id")?)
                 .or_default()
                 .push(row.try_get("tag")?);
@@ -176,7 +174,7 @@ pub async fn fetch(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let mut tags = tags_of(conn, tenant_id, &[id.as_str()]).await?;
+    let mut tags = tags_of(&mut Reader::from(conn), tenant_id, &[id.as_str()]).await?;
     Ok(Some(from_row(
         &row,
         tags.remove(id.as_str()).unwrap_or_default(),
@@ -369,15 +367,14 @@ pub struct Filter {
 
 /// A page of members in id order (= creation order, ids being time-ordered).
 pub async fn list(
-    conn: &mut AnyConnection,
+    reader: &mut Reader<'_>,
     tenant_id: &TenantId,
     filter: &Filter,
     limit: i64,
 ) -> ApiResult<Vec<Member>> {
-    let mut sql = Sql::for_conn(
-        &*conn,
-        &format!("SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "),
-    );
+    let mut sql = reader.sql(&format!(
+        "SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "
+    ));
     sql.bind(tenant_id.as_str());
     if let Some(source) = &filter.source {
         sql.push(" AND m.source = ").bind(source.as_str());
@@ -434,13 +431,13 @@ pub async fn list(
         sql.push(" AND m.id > ").bind(after.as_str());
     }
     sql.push(" ORDER BY m.id LIMIT ").bind(limit);
-    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let rows = reader.fetch_all(&sql).await?;
     let ids: Vec<String> = rows
         .iter()
         .map(|r| r.try_get::<String, _>("id"))
         .collect::<Result<_, _>>()?;
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut tags = tags_of(conn, tenant_id, &id_refs).await?;
+    let mut tags = tags_of(reader, tenant_id, &id_refs).await?;
     rows.iter()
         .zip(ids.iter())
         .map(|(row, id)| Ok(from_row(row, tags.remove(id).unwrap_or_default())?))

@@ -458,12 +458,12 @@ async fn members_page(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = state.db.read().acquire().await?;
     let filter = member_store::Filter {
         ids: Some(ids),
         ..Default::default()
     };
-    member_store::list(&mut conn, tenant_id, &filter, limit as i64).await
+    let mut reader = state.db.reader().await?;
+    member_store::list(&mut reader, tenant_id, &filter, limit as i64).await
 }
 
 /// A segment's members now, in id order, each once across pages (members who join while a
