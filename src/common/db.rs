@@ -20,6 +20,9 @@
 //! perf), and that commit is the executor's critical path. The direct writer runs a whole
 //! transaction of cached prepared statements in one blocking call, under the process's write
 //! lock that every writer takes, so it never races the pool's writer.
+//!
+//! Requests' reads that go through [`Db::reader`] use a few more direct connections
+//! ([`super::reader`]): sqlx's thread hand-offs were most of a simple read's cost.
 
 use std::collections::HashMap;
 use std::str::FromStr;
