@@ -22,8 +22,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
+use crate::console::call::Answer;
 use crate::console::i18n::Msg;
-use crate::console::session::{Change, Refusal, Signed};
+use crate::console::session::{Change, Posted, Refusal, Signed};
 use crate::console::view::{self, csrf, encode, instant, int, notice, text, Nav};
 use crate::console::Console;
 
@@ -542,8 +543,28 @@ fn optional(body: &mut Value, field: &str, typed: &str) {
     }
 }
 
+/// POST `body` to `/v1/alliances/{id}{tail}` as the signed operator, with the form's key.
+async fn post_alliance<T>(
+    console: &Console,
+    posted: &Posted<T>,
+    id: &str,
+    tail: &str,
+    body: &Value,
+) -> Answer {
+    let path = format!("/v1/alliances/{}{tail}", encode(id));
+    console
+        .call(
+            &posted.signed,
+            Method::POST,
+            &path,
+            Some(body),
+            posted.form_key.as_deref(),
+        )
+        .await
+}
+
 /// Back to the alliance's page with a notice: `done` on success, the API's message otherwise.
-fn back(alliance_id: &str, answer: &crate::console::call::Answer, done: &str) -> Response {
+fn back(alliance_id: &str, answer: &Answer, done: &str) -> Response {
     let query = if answer.ok() {
         format!("done={done}")
     } else {
@@ -623,15 +644,7 @@ async fn invite(
     Change(posted): Change<EmptyForm>,
 ) -> Response {
     let signed = &posted.signed;
-    let answer = console
-        .call(
-            signed,
-            Method::POST,
-            &format!("/v1/alliances/{}/invitations", encode(&id)),
-            Some(&json!({})),
-            posted.form_key.as_deref(),
-        )
-        .await;
+    let answer = post_alliance(&console, &posted, &id, "/invitations", &json!({})).await;
     if !answer.ok() {
         return back(&id, &answer, "");
     }
@@ -663,15 +676,7 @@ async fn offer(
         "coupon_template_id": posted.form.coupon_template_id.trim(),
         "stock": number(&posted.form.stock),
     });
-    let answer = console
-        .call(
-            &posted.signed,
-            Method::POST,
-            &format!("/v1/alliances/{}/offers", encode(&id)),
-            Some(&body),
-            posted.form_key.as_deref(),
-        )
-        .await;
+    let answer = post_alliance(&console, &posted, &id, "/offers", &body).await;
     back(&id, &answer, "offered")
 }
 
@@ -681,19 +686,14 @@ async fn withdraw(
     Path((id, offer_id)): Path<(String, String)>,
     Change(posted): Change<EmptyForm>,
 ) -> Response {
-    let answer = console
-        .call(
-            &posted.signed,
-            Method::POST,
-            &format!(
-                "/v1/alliances/{}/offers/{}/withdraw",
-                encode(&id),
-                encode(&offer_id)
-            ),
-            Some(&json!({})),
-            posted.form_key.as_deref(),
-        )
-        .await;
+    let answer = post_alliance(
+        &console,
+        &posted,
+        &id,
+        &format!("/offers/{}/withdraw", encode(&offer_id)),
+        &json!({}),
+    )
+    .await;
     back(&id, &answer, "withdrawn")
 }
 
@@ -718,15 +718,7 @@ async fn create_link(
     optional(&mut body, "to_partner_id", &posted.form.to_partner_id);
     optional(&mut body, "label", &posted.form.label);
     optional(&mut body, "expires_at", &posted.form.expires_at);
-    let answer = console
-        .call(
-            signed,
-            Method::POST,
-            &format!("/v1/alliances/{}/referral-links", encode(&id)),
-            Some(&body),
-            posted.form_key.as_deref(),
-        )
-        .await;
+    let answer = post_alliance(&console, &posted, &id, "/referral-links", &body).await;
     if !answer.ok() {
         return back(&id, &answer, "");
     }
@@ -745,19 +737,14 @@ async fn revoke_link(
     Path((id, link_id)): Path<(String, String)>,
     Change(posted): Change<EmptyForm>,
 ) -> Response {
-    let answer = console
-        .call(
-            &posted.signed,
-            Method::POST,
-            &format!(
-                "/v1/alliances/{}/referral-links/{}/revoke",
-                encode(&id),
-                encode(&link_id)
-            ),
-            Some(&json!({})),
-            posted.form_key.as_deref(),
-        )
-        .await;
+    let answer = post_alliance(
+        &console,
+        &posted,
+        &id,
+        &format!("/referral-links/{}/revoke", encode(&link_id)),
+        &json!({}),
+    )
+    .await;
     back(&id, &answer, "revoked")
 }
 
@@ -784,15 +771,7 @@ async fn settle(
         "from": form.from.trim(), "to": form.to.trim(),
         "amount": number(&form.amount), "reference": form.reference.trim(),
     });
-    let answer = console
-        .call(
-            &posted.signed,
-            Method::POST,
-            &format!("/v1/alliances/{}/settlements", encode(&id)),
-            Some(&body),
-            posted.form_key.as_deref(),
-        )
-        .await;
+    let answer = post_alliance(&console, &posted, &id, "/settlements", &body).await;
     back(&id, &answer, "settled")
 }
 
