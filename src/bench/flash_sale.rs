@@ -353,6 +353,32 @@ const STRIDE: usize = 7919;
 
 pub(super) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// POST `body` as JSON to `path` on a connection of its own; the answer's JSON, which must come
+/// with `expect`.
+pub(super) async fn post_json(
+    addr: std::net::SocketAddr,
+    authorization: &str,
+    path: &str,
+    body: serde_json::Value,
+    expect: hyper::StatusCode,
+) -> anyhow::Result<serde_json::Value> {
+    let mut sender = connect(addr).await?;
+    let request = Request::post(path)
+        .header("host", "127.0.0.1")
+        .header("authorization", authorization)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status == expect,
+        "POST {path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 pub(super) async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -369,25 +395,18 @@ async fn create_sale(
     product: &str,
     workload: Workload,
 ) -> anyhow::Result<String> {
-    let mut sender = connect(addr).await?;
     let ends = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
     let body = json!({"product_id": product, "price": 990, "stock": workload.stock,
                       "per_member_limit": workload.per_member_limit,
                       "ends_at": ends.to_string(), "payment_timeout_secs": 3600});
-    let request = Request::post("/v1/flash-sales")
-        .header("host", "127.0.0.1")
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(
-        status == hyper::StatusCode::CREATED,
-        "creating the flash sale: {status} {}",
-        String::from_utf8_lossy(&bytes)
-    );
-    let sale: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let sale = post_json(
+        addr,
+        &format!("Bearer {key}"),
+        "/v1/flash-sales",
+        body,
+        hyper::StatusCode::CREATED,
+    )
+    .await?;
     sale["id"]
         .as_str()
         .map(str::to_owned)

@@ -31,7 +31,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
-use super::flash_sale::connect;
+use super::flash_sale::{connect, post_json};
 use super::{percentile, round2, BenchOptions};
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::rate_limit::{RateLimitConfig, RateLimits};
@@ -196,7 +196,7 @@ async fn sold_out_sale(
 ) -> anyhow::Result<String> {
     let product = super::flash_sale::setup_product(db, tenant).await?;
     let ends = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
-    let sale = call(
+    let sale = post_json(
         addr,
         authorization,
         "/v1/flash-sales",
@@ -208,7 +208,7 @@ async fn sold_out_sale(
     let sale = sale["id"].as_str().context("sale without id")?.to_owned();
     let path = format!("/v1/flash-sales/{sale}/orders");
     let body = json!({"member_id": member, "qty": 1});
-    call(
+    post_json(
         addr,
         authorization,
         &path,
@@ -217,32 +217,8 @@ async fn sold_out_sale(
     )
     .await?;
     // The batch that refuses this one tells the node's memory the sale is sold out.
-    call(addr, authorization, &path, body, StatusCode::CONFLICT).await?;
+    post_json(addr, authorization, &path, body, StatusCode::CONFLICT).await?;
     Ok(sale)
-}
-
-async fn call(
-    addr: std::net::SocketAddr,
-    authorization: &str,
-    path: &str,
-    body: serde_json::Value,
-    expect: StatusCode,
-) -> anyhow::Result<serde_json::Value> {
-    let mut sender = connect(addr).await?;
-    let request = Request::post(path)
-        .header("host", "127.0.0.1")
-        .header("authorization", authorization)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(
-        status == expect,
-        "POST {path}: {status} {}",
-        String::from_utf8_lossy(&bytes)
-    );
-    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// Drive one target with the clients for the run's time.
