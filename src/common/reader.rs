@@ -24,6 +24,7 @@
 //! as long as it needs. When every direct connection is busy the read goes to the pool too.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -59,6 +60,40 @@ struct DirectConn {
     conn: rusqlite::Connection,
     /// Progress-handler calls since the current read began.
     steps: Arc<AtomicU32>,
+    /// The columns of the statements this connection ran, by statement text.
+    columns: HashMap<String, Arc<Columns>>,
+}
+
+/// Most statements whose columns a direct connection remembers; it forgets them all when full.
+const MAX_REMEMBERED_STATEMENTS: usize = 64;
+
+/// A statement's column names as its rows carry them. Asking SQLite for the names and building
+/// the name index cost a member page about as much as its second statement did (callgrind), so
+/// each connection builds them once per statement text, and checks them against the statement
+/// after its first step (SQLite prepares a cached statement again when the schema changed, and
+/// only then does it have its new columns).
+#[derive(Debug)]
+struct Columns {
+    names: Vec<UStr>,
+    index: Arc<sqlx_core::HashMap<UStr, usize>>,
+}
+
+impl Columns {
+    fn of(statement: &rusqlite::Statement<'_>) -> Self {
+        let names: Vec<UStr> = statement
+            .column_names()
+            .into_iter()
+            .map(UStr::new)
+            .collect();
+        let index = Arc::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+        );
+        Self { names, index }
+    }
 }
 
 /// A direct read's outcome.
@@ -82,7 +117,11 @@ impl DirectReaders {
                     PROGRESS_EVERY_OPS,
                     Some(move || counted.fetch_add(1, Ordering::Relaxed) + 1 >= limit),
                 );
-                Mutex::new(DirectConn { conn, steps })
+                Mutex::new(DirectConn {
+                    conn,
+                    steps,
+                    columns: HashMap::new(),
+                })
             })
             .collect();
         Self {
@@ -100,14 +139,14 @@ impl DirectReaders {
     /// Run `work` on a free connection, in place, within the budget.
     fn try_with<T>(
         &self,
-        work: impl FnOnce(&rusqlite::Connection) -> Result<T, sqlx::Error>,
+        work: impl FnOnce(&mut DirectConn) -> Result<T, sqlx::Error>,
     ) -> Direct<T> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.conns.len() {
             let slot = &self.conns[(start + i) % self.conns.len()];
-            if let Ok(direct) = slot.try_lock() {
+            if let Ok(mut direct) = slot.try_lock() {
                 direct.steps.store(0, Ordering::Relaxed);
-                let outcome = work(&direct.conn);
+                let outcome = work(&mut direct);
                 return match outcome {
                     Err(sqlx::Error::AnyDriverError(error)) if is_interrupt(&*error) => {
                         self.moved.fetch_add(1, Ordering::Relaxed);
@@ -176,13 +215,39 @@ impl Reader<'_> {
     }
 }
 
-/// Run `text` with `args` on `conn` and answer its rows as sqlx rows: integers as `BIGINT`,
+/// The columns of `statement` (run from `text`), remembered by its connection.
+fn remembered(
+    columns: &mut HashMap<String, Arc<Columns>>,
+    text: &str,
+    statement: &rusqlite::Statement<'_>,
+) -> Arc<Columns> {
+    if let Some(known) = columns.get(text) {
+        let same = known.names.len() == statement.column_count()
+            && known
+                .names
+                .iter()
+                .enumerate()
+                .all(|(i, name)| statement.column_name(i).is_ok_and(|now| &**name == now));
+        if same {
+            return known.clone();
+        }
+    }
+    if columns.len() >= MAX_REMEMBERED_STATEMENTS {
+        columns.clear();
+    }
+    let built = Arc::new(Columns::of(statement));
+    columns.insert(text.to_owned(), built.clone());
+    built
+}
+
+/// Run `text` with `args` on `direct` and answer its rows as sqlx rows: integers as `BIGINT`,
 /// text as `TEXT`, reals as `DOUBLE`, NULL as NULL (the column types the schema uses).
-pub fn fetch_all_direct(
-    conn: &rusqlite::Connection,
+fn fetch_all_direct(
+    direct: &mut DirectConn,
     text: &str,
     args: &[Arg],
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let DirectConn { conn, columns, .. } = direct;
     let mut statement = conn.prepare_cached(text).map_err(driver_error)?;
     for (i, arg) in args.iter().enumerate() {
         let index = i + 1;
@@ -196,22 +261,15 @@ pub fn fetch_all_direct(
         };
         bound.map_err(driver_error)?;
     }
-    let names: Vec<UStr> = statement
-        .column_names()
-        .into_iter()
-        .map(UStr::new)
-        .collect();
-    let column_names: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), i))
-            .collect(),
-    );
-    let width = names.len();
     let mut out = Vec::new();
     let mut rows = statement.raw_query();
+    let mut known: Option<Arc<Columns>> = None;
     while let Some(row) = rows.next().map_err(driver_error)? {
+        // Asked after the first step: a statement from the cache that SQLite prepared again
+        // (the schema changed) has its new columns only from then on.
+        let known = known.get_or_insert_with(|| remembered(columns, text, row.as_ref()));
+        let names = &known.names;
+        let width = names.len();
         let mut columns = Vec::with_capacity(width);
         let mut values = Vec::with_capacity(width);
         for (ordinal, name) in names.iter().enumerate() {
@@ -241,7 +299,7 @@ pub fn fetch_all_direct(
             values.push(AnyValue { kind });
         }
         out.push(AnyRow {
-            column_names: column_names.clone(),
+            column_names: known.index.clone(),
             columns,
             values,
         });
@@ -333,6 +391,35 @@ mod tests {
         // A wrong type is refused as sqlx refuses it, not read as something else.
         assert!(direct_rows[0].try_get::<i64, _>("id").is_err());
         assert!(direct_rows[0].try_get::<String, _>("missing").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remembered_columns_follow_the_statement() {
+        let (db, _dir) = database().await;
+        let mut reader = db.reader().await.expect("reader");
+        let star = reader.sql("SELECT * FROM t WHERE id = 'a'");
+        // Every direct connection runs it at least once, so each remembers its columns.
+        for _ in 0..DIRECT_READERS * 2 {
+            let rows = reader.fetch_all(&star).await.expect("rows");
+            assert_eq!(rows[0].try_get::<i64, _>("n").expect("n"), -7);
+            assert!(rows[0].try_get::<String, _>("extra").is_err());
+        }
+        let other = reader.sql("SELECT n AS id, id AS n FROM t WHERE id = 'a'");
+        let rows = reader.fetch_all(&other).await.expect("rows");
+        assert_eq!(rows[0].try_get::<i64, _>("id").expect("id"), -7);
+        assert_eq!(rows[0].try_get::<String, _>("n").expect("n"), "a");
+        // The same text after the table grew a column reads the new column too.
+        let mut conn = db.write_conn().await.expect("conn");
+        sqlx::query("ALTER TABLE t ADD COLUMN extra TEXT NOT NULL DEFAULT 'x'")
+            .execute(&mut *conn)
+            .await
+            .expect("alter");
+        drop(conn);
+        for _ in 0..DIRECT_READERS * 2 {
+            let rows = reader.fetch_all(&star).await.expect("rows");
+            assert_eq!(rows[0].try_get::<String, _>("extra").expect("extra"), "x");
+            assert_eq!(rows[0].try_get::<i64, _>("n").expect("n"), -7);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
