@@ -11,7 +11,7 @@ use super::model::{Changes, Consent, Member, Profile, STATUS_ACTIVE, STATUS_ERAS
 use crate::common::error::{codes, is_unique_violation, ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
 use crate::common::reader::Reader;
-use crate::common::sql::{like_escape, Arg, Sql};
+use crate::common::sql::{like_escape, Arg, Backend, Sql};
 use crate::common::time::micros_to_rfc3339;
 
 const COLUMNS: &str = "id, external_id, name, phone, birthday, gender, source, attributes, \
@@ -372,8 +372,9 @@ pub async fn list(
     filter: &Filter,
     limit: i64,
 ) -> ApiResult<Vec<Member>> {
+    let tags = tags_array(reader.backend());
     let mut sql = reader.sql(&format!(
-        "SELECT {COLUMNS} FROM member m WHERE m.tenant_id = "
+        "SELECT {COLUMNS}, {tags} AS tags FROM member m WHERE m.tenant_id = "
     ));
     sql.bind(tenant_id.as_str());
     if let Some(source) = &filter.source {
@@ -431,17 +432,39 @@ pub async fn list(
         sql.push(" AND m.id > ").bind(after.as_str());
     }
     sql.push(" ORDER BY m.id LIMIT ").bind(limit);
+    let sqlite = reader.backend() == Backend::Sqlite;
     let rows = reader.fetch_all(&sql).await?;
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get::<String, _>("id"))
-        .collect::<Result<_, _>>()?;
-    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut tags = tags_of(reader, tenant_id, &id_refs).await?;
     rows.iter()
-        .zip(ids.iter())
-        .map(|(row, id)| Ok(from_row(row, tags.remove(id).unwrap_or_default())?))
+        .map(|row| {
+            let tags: String = row.try_get("tags")?;
+            let mut tags: Vec<String> =
+                serde_json::from_str(&tags).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            if sqlite {
+                // SQLite's BINARY order, as `ORDER BY tag` gives it (see `tags_array`).
+                tags.sort_unstable();
+            }
+            Ok(from_row(row, tags)?)
+        })
         .collect()
+}
+
+/// A member's tags as one JSON array of strings (`[]` for none), for a query over `member m`:
+/// a page is one statement instead of its members and then their tags. PostgreSQL orders them
+/// by name (its collation, as [`tags_of`] does); on SQLite the caller sorts them (byte order,
+/// SQLite's `BINARY`), because an `ORDER BY` inside the aggregate opens a sorter for every
+/// member and cost more than the second statement it saves (callgrind: 16k instructions a
+/// member page).
+fn tags_array(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "(SELECT json_group_array(t.tag) FROM member_tag t \
+             WHERE t.tenant_id = m.tenant_id AND t.member_id = m.id)"
+        }
+        Backend::Postgres => {
+            "(SELECT COALESCE(json_agg(t.tag ORDER BY t.tag), '[]'::json)::text FROM member_tag t \
+             WHERE t.tenant_id = m.tenant_id AND t.member_id = m.id)"
+        }
+    }
 }
 
 /// Existing members by external id: external_id → member id.
