@@ -90,20 +90,25 @@ pub(crate) async fn append(
             let mut sql = Sql::for_conn(
                 &*conn,
                 &format!(
-                    "{} event (tenant_id, seq, type, subject, at, data) VALUES ",
+                    "{} event (tenant_id, seq, type, subject, at, data) SELECT * FROM (VALUES ",
                     super::sql::insert_into(conn)
                 ),
             );
-            sql.values(chunk.iter().enumerate(), |(i, e)| {
+            // Padded to a size class, so that the statement's text repeats from commit to
+            // commit and the connection prepares each shape once; the all-NULL padding rows
+            // are filtered out.
+            let rows: Vec<(i64, &NewEvent)> = (base..).zip(chunk).collect();
+            sql.padded_values(&rows, |&(seq, e)| {
                 vec![
                     Arg::from(tenant_id.as_str()),
-                    Arg::from(base + i64::try_from(i).unwrap_or(0)),
+                    Arg::from(seq),
                     Arg::from(e.kind),
                     Arg::from(e.subject.clone()),
                     Arg::from(at),
                     Arg::from(e.data.to_string()),
                 ]
             });
+            sql.push(") AS v WHERE column1 IS NOT NULL");
             sql.query().execute(&mut *conn).await?;
         }
     }

@@ -125,14 +125,10 @@ async fn active_members(
     let mut found = HashSet::new();
     for chunk in ids.chunks(500) {
         let mut sql = Sql::for_conn(&*conn, "SELECT id FROM member WHERE tenant_id = ");
-        sql.bind(tenant_id.as_str()).push(" AND id IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(id.as_str());
-        }
-        sql.push(") AND status <> ")
+        sql.bind(tenant_id.as_str())
+            .push(" AND id IN ")
+            .padded_in(chunk.iter().map(|id| id.as_str()))
+            .push(" AND status <> ")
             .bind(members::model::STATUS_ERASED);
         for row in sql.query().fetch_all(&mut *conn).await? {
             found.insert(MemberId::from_db(row.try_get("id")?));

@@ -238,7 +238,9 @@ pub struct NewOrder {
 /// Rows per multi-row insert (22 arguments each).
 const INSERT_CHUNK: usize = 400;
 
-/// Insert orders, many rows per statement.
+/// Insert orders, many rows per statement, padded to a size class ([`Sql::padded_values`]: the
+/// text repeats from batch to batch, so a connection prepares each shape once; the all-NULL
+/// padding rows are filtered out).
 pub async fn insert(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -249,11 +251,11 @@ pub async fn insert(
         let mut sql = Sql::for_conn(
             &*conn,
             &format!(
-                "{} customer_order ({INSERT_COLUMNS}) VALUES ",
+                "{} customer_order ({INSERT_COLUMNS}) SELECT * FROM (VALUES ",
                 crate::common::sql::insert_into(conn)
             ),
         );
-        sql.values(chunk, |o| {
+        sql.padded_values(chunk, |o| {
             vec![
                 Arg::from(tenant_id.as_str()),
                 Arg::from(o.id.as_str()),
@@ -279,6 +281,7 @@ pub async fn insert(
                 Arg::from(now),
             ]
         });
+        sql.push(") AS v WHERE column1 IS NOT NULL");
         sql.query().execute(&mut *conn).await?;
     }
     Ok(())
@@ -346,15 +349,10 @@ pub async fn held_in_campaign(
         sql.bind(tenant_id.as_str())
             .push(" AND campaign_id = ")
             .bind(campaign_id)
-            .push(" AND member_id IN (");
-        for (i, member) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(member.as_str());
-        }
+            .push(" AND member_id IN ")
+            .padded_in(chunk.iter().map(|member| member.as_str()));
         sql.push(&format!(
-            ") AND status IN {} GROUP BY member_id",
+            " AND status IN {} GROUP BY member_id",
             super::model::HOLDING_STATUSES
         ));
         for row in sql.query().fetch_all(&mut *conn).await? {
