@@ -90,15 +90,14 @@ pub(crate) async fn append(
             let mut sql = Sql::for_conn(
                 &*conn,
                 &format!(
-                    "{} event (tenant_id, seq, type, subject, at, data) SELECT * FROM (VALUES ",
+                    "{} event (tenant_id, seq, type, subject, at, data) ",
                     super::sql::insert_into(conn)
                 ),
             );
-            // Padded to a size class, so that the statement's text repeats from commit to
-            // commit and the connection prepares each shape once; the all-NULL padding rows
-            // are filtered out.
+            // Padded, so that the statement's text repeats from commit to commit and the
+            // connection prepares each shape once.
             let rows: Vec<(i64, &NewEvent)> = (base..).zip(chunk).collect();
-            sql.padded_values(&rows, |&(seq, e)| {
+            sql.padded_select(&rows, |&(seq, e)| {
                 vec![
                     Arg::from(tenant_id.as_str()),
                     Arg::from(seq),
@@ -108,7 +107,6 @@ pub(crate) async fn append(
                     Arg::from(e.data.to_string()),
                 ]
             });
-            sql.push(") AS v WHERE column1 IS NOT NULL");
             sql.query().execute(&mut *conn).await?;
         }
     }

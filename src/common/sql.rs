@@ -210,6 +210,15 @@ impl Sql {
         self.values(rows, |args| args);
     }
 
+    /// The rows of an `INSERT … SELECT`, padded: `SELECT * FROM (VALUES …) AS v WHERE column1
+    /// IS NOT NULL` of [`Sql::padded_values`], whose all-NULL padding rows the `WHERE` drops
+    /// (the first column of every real row must not be NULL: the tenant id, in this schema).
+    pub fn padded_select<R>(&mut self, rows: &[R], to_args: impl Fn(&R) -> Vec<Arg>) {
+        self.push("SELECT * FROM (VALUES ");
+        self.padded_values(rows, to_args);
+        self.push(") AS v WHERE column1 IS NOT NULL");
+    }
+
     /// Append `(…)` placeholders for an `IN` list of `values`, padded to a size class
     /// ([`padded_rows`]) by repeating the first value, so that, as with
     /// [`Sql::padded_values`], lists of one class share one statement text and a connection

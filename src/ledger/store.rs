@@ -905,7 +905,7 @@ async fn check_accounts(
     Ok(())
 }
 
-/// Insert a batch's new transfers, in statements of [`Sql::padded_values`] (whose text repeats
+/// Insert a batch's new transfers, in statements of [`Sql::padded_select`] (whose text repeats
 /// from batch to batch, so the connection prepares each shape once); the padding rows are
 /// all NULL and filtered out.
 async fn insert_transfers(
@@ -918,11 +918,11 @@ async fn insert_transfers(
         let mut sql = Sql::for_conn(
             &*conn,
             &format!(
-                "{} {TRANSFER_INSERT} SELECT * FROM (VALUES ",
+                "{} {TRANSFER_INSERT} ",
                 crate::common::sql::insert_into(conn)
             ),
         );
-        sql.padded_values(chunk, |&(t, links)| {
+        sql.padded_select(chunk, |&(t, links)| {
             vec![
                 Arg::from(tenant_id.as_str()),
                 Arg::from(t.id.as_str()),
@@ -941,7 +941,6 @@ async fn insert_transfers(
                 Arg::from(links.credit_prev.clone()),
             ]
         });
-        sql.push(") AS v WHERE column1 IS NOT NULL");
         let (text, args) = sql.into_parts();
         bind_owned(&text, args).execute(&mut *conn).await?;
     }

@@ -238,7 +238,7 @@ pub struct NewOrder {
 /// Rows per multi-row insert (22 arguments each).
 const INSERT_CHUNK: usize = 400;
 
-/// Insert orders, many rows per statement, padded to a size class ([`Sql::padded_values`]: the
+/// Insert orders, many rows per statement, padded to a size class ([`Sql::padded_select`]: the
 /// text repeats from batch to batch, so a connection prepares each shape once; the all-NULL
 /// padding rows are filtered out).
 pub async fn insert(
@@ -251,11 +251,11 @@ pub async fn insert(
         let mut sql = Sql::for_conn(
             &*conn,
             &format!(
-                "{} customer_order ({INSERT_COLUMNS}) SELECT * FROM (VALUES ",
+                "{} customer_order ({INSERT_COLUMNS}) ",
                 crate::common::sql::insert_into(conn)
             ),
         );
-        sql.padded_values(chunk, |o| {
+        sql.padded_select(chunk, |o| {
             vec![
                 Arg::from(tenant_id.as_str()),
                 Arg::from(o.id.as_str()),
@@ -281,7 +281,6 @@ pub async fn insert(
                 Arg::from(now),
             ]
         });
-        sql.push(") AS v WHERE column1 IS NOT NULL");
         sql.query().execute(&mut *conn).await?;
     }
     Ok(())
