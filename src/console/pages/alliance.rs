@@ -563,6 +563,18 @@ async fn post_alliance<T>(
         .await
 }
 
+/// An action without a body ([`post_alliance`] with `{}`), then [`back`] with `done`.
+async fn act(
+    console: &Console,
+    posted: &Posted<EmptyForm>,
+    id: &str,
+    tail: &str,
+    done: &str,
+) -> Response {
+    let answer = post_alliance(console, posted, id, tail, &json!({})).await;
+    back(id, &answer, done)
+}
+
 /// Back to the alliance's page with a notice: `done` on success, the API's message otherwise.
 fn back(alliance_id: &str, answer: &Answer, done: &str) -> Response {
     let query = if answer.ok() {
@@ -686,15 +698,8 @@ async fn withdraw(
     Path((id, offer_id)): Path<(String, String)>,
     Change(posted): Change<EmptyForm>,
 ) -> Response {
-    let answer = post_alliance(
-        &console,
-        &posted,
-        &id,
-        &format!("/offers/{}/withdraw", encode(&offer_id)),
-        &json!({}),
-    )
-    .await;
-    back(&id, &answer, "withdrawn")
+    let tail = format!("/offers/{}/withdraw", encode(&offer_id));
+    act(&console, &posted, &id, &tail, "withdrawn").await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -737,15 +742,8 @@ async fn revoke_link(
     Path((id, link_id)): Path<(String, String)>,
     Change(posted): Change<EmptyForm>,
 ) -> Response {
-    let answer = post_alliance(
-        &console,
-        &posted,
-        &id,
-        &format!("/referral-links/{}/revoke", encode(&link_id)),
-        &json!({}),
-    )
-    .await;
-    back(&id, &answer, "revoked")
+    let tail = format!("/referral-links/{}/revoke", encode(&link_id));
+    act(&console, &posted, &id, &tail, "revoked").await
 }
 
 #[derive(Debug, Default, Deserialize)]
