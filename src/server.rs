@@ -15,12 +15,12 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::common::auth::{self, KeyCache};
+use crate::common::auth::{self, Auth, KeyCache};
 use crate::common::batcher::Batcher;
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::{Db, Tx};
 use crate::common::error::codes;
-use crate::common::error::ApiError;
+use crate::common::error::{ApiError, Failure, REQUEST_SPAN_TARGET};
 use crate::common::hooks::Hooks;
 use crate::common::rate_limit::{self, RateLimitConfig, RateLimits};
 use crate::common::scheduler::{self, Job};
@@ -187,6 +187,11 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// per-address limit wrap the whole router once. Counted with callgrind on a sold-out refusal
 /// (release, 2,000 requests): 18 boxed clones a request before, 3 after; 107 allocations, 72;
 /// 77.5k instructions, 70k (docs/benchmarks.md, "HTTP stack").
+///
+/// The request span (method, path, tenant) is at debug level, target [`REQUEST_SPAN_TARGET`]
+/// (`SHEQUN_LOG=info,shequn::request=debug` turns it on): at info it cost about 8k
+/// instructions of a 100k read, formatting its fields for lines that are almost never logged.
+/// The line that matters, a server error, gets that context from [`log_failures`] instead.
 pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = api().split_for_parts();
     docs::complete(&mut openapi);
@@ -194,6 +199,7 @@ pub fn app(state: AppState) -> Router {
     let console_api = api
         .clone()
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(axum::middleware::from_fn(log_failures))
         .with_state(state.clone());
     let console = console::routes(state.clone(), console_api);
     let api = api.layer(from_fn_with_state(state.clone(), api_request));
@@ -211,15 +217,20 @@ pub fn app(state: AppState) -> Router {
         .merge(console)
         .layer(axum::middleware::from_fn(ops::track_metrics));
     let whole = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(log_failures))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    tenant_id = tracing::field::Empty,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::debug_span!(
+                        target: REQUEST_SPAN_TARGET,
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        tenant_id = tracing::field::Empty,
+                    )
+                })
+                // A server error is logged once, with its request, by `log_failures`.
+                .on_failure(()),
         )
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
@@ -239,9 +250,53 @@ async fn api_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     match auth::authenticate(&state, request).await {
-        Ok(request) => idempotency::idempotency(axum::extract::State(state), request, next).await,
+        Ok(request) => {
+            let tenant = request
+                .extensions()
+                .get::<Auth>()
+                .map(|a| a.tenant_id.as_str().to_owned());
+            let mut response =
+                idempotency::idempotency(axum::extract::State(state), request, next).await;
+            if let Some(failure) = response.extensions_mut().get_mut::<Failure>() {
+                failure.tenant_id = tenant;
+            }
+            response
+        }
         Err(refused) => refused,
     }
+}
+
+/// Log each server error once, with the method and path of the request it failed and the
+/// caller's tenant: the [`Failure`] that [`ApiError`]'s response carries (a handler's error, a
+/// layer's, a caught panic's), taken off the response so that no outer layer logs it again.
+pub async fn log_failures(
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    // The console's in-process calls carry their operator's `Auth` already.
+    let tenant = request
+        .extensions()
+        .get::<Auth>()
+        .map(|a| a.tenant_id.clone());
+    let mut response = next.run(request).await;
+    if let Some(failure) = response.extensions_mut().remove::<Failure>() {
+        let tenant_id = failure
+            .tenant_id
+            .or_else(|| tenant.map(|t| t.as_str().to_owned()))
+            .unwrap_or_default();
+        tracing::error!(
+            %method,
+            path = uri.path(),
+            tenant_id,
+            status = response.status().as_u16(),
+            code = %failure.code,
+            error = failure.error,
+            "request failed"
+        );
+    }
+    response
 }
 
 /// How `serve` listens and limits.
@@ -316,7 +371,9 @@ pub async fn serve_on(
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             tracing::info!(%address, "metrics listening");
-            let router = ops::metrics_routes().with_state(state.clone());
+            let router = ops::metrics_routes()
+                .layer(axum::middleware::from_fn(log_failures))
+                .with_state(state.clone());
             let mut stopped = stopped.clone();
             Some(tokio::spawn(serve_connections(
                 listener,
@@ -573,4 +630,103 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::post;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::common::auth::{Caller, KeyRole};
+    use crate::common::ids::{ApiKeyId, TenantId};
+
+    /// What the test's subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Written {
+        type Writer = Written;
+
+        fn make_writer(&'a self) -> Written {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_logged_once_with_its_request_and_a_client_error_is_not() {
+        let written = Written::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(written.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let tenant = TenantId::generate();
+        let app = Router::new()
+            .route(
+                "/v1/broken",
+                post(|| async { ApiError::internal(anyhow::anyhow!("the disk is on fire")) }),
+            )
+            .route(
+                "/v1/refused",
+                post(|| async { ApiError::not_found("member") }),
+            )
+            .layer(axum::middleware::from_fn(log_failures));
+        let mut broken = Request::post("/v1/broken")
+            .body(Body::empty())
+            .expect("request");
+        // As the console's in-process calls carry their operator's.
+        broken.extensions_mut().insert(Auth {
+            tenant_id: tenant.clone(),
+            caller: Caller::Key(ApiKeyId::generate()),
+            role: KeyRole::Owner,
+        });
+        let response = app.clone().oneshot(broken).await.expect("response");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            response.extensions().get::<Failure>().is_none(),
+            "taken off once logged"
+        );
+        let refused = Request::post("/v1/refused")
+            .body(Body::empty())
+            .expect("request");
+        let response = app.oneshot(refused).await.expect("response");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+        let text = String::from_utf8(written.0.lock().expect("lock").clone()).expect("utf-8");
+        let failed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("request failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{text}");
+        let line = failed[0];
+        for part in [
+            "ERROR",
+            "method=POST",
+            "/v1/broken",
+            "status=500",
+            "code=internal",
+            "the disk is on fire",
+            tenant.as_str(),
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        assert!(!text.contains("/v1/refused"), "{text}");
+    }
 }

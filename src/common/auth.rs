@@ -228,7 +228,10 @@ pub async fn authenticate(state: &AppState, mut request: Request) -> Result<Requ
                     return Err(limited.into_response());
                 }
             }
-            tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
+            // The request span is at debug level (`crate::server::app`); when off it has no fields.
+            if tracing::enabled!(target: super::error::REQUEST_SPAN_TARGET, tracing::Level::DEBUG) {
+                tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
+            }
             request.extensions_mut().insert(auth);
             Ok(request)
         }

@@ -1,8 +1,9 @@
 //! One error type that knows its HTTP face.
 //!
 //! Every failure a client can see has a stable `code` and a status, and is rendered as
-//! `{"error": {"code", "message", "details"}}`. Internal causes (database errors, bugs) are logged
-//! once, in [`ApiError::into_response`], inside the request span, and never sent to the client.
+//! `{"error": {"code", "message", "details"}}`. Internal causes (database errors, bugs) are never
+//! sent to the client: [`ApiError::into_response`] leaves them on the response as a [`Failure`],
+//! which the server's outermost layer logs once with the request's method, path and tenant.
 //!
 //! [`codes`] holds one constant per code (its string, status and meaning) and [`ERROR_CODES`]
 //! lists them all: the catalogue the docs page renders. Call sites name a constant
@@ -792,11 +793,31 @@ struct ErrorFields<'a> {
     details: &'a Option<Value>,
 }
 
+/// The target of the request span, a debug-level span (`crate::server::app`).
+pub const REQUEST_SPAN_TARGET: &str = "shequn::request";
+
+/// A server error as [`ApiError::into_response`] leaves it on its response (an extension), for
+/// the server's outermost layer to log with the request it failed (`crate::server`). Logged
+/// there rather than here because only the layers know the request: giving every line logged
+/// inside a request its method, path and tenant took a span per request, about a twelfth of
+/// a trivial read's cost (docs/benchmarks.md, "HTTP stack").
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: Cow<'static, str>,
+    /// The error with its internal cause.
+    pub error: String,
+    /// The caller's tenant, when a layer that authenticated the request filled it in.
+    pub tenant_id: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = %self.code, error = %self, "request failed");
-        } else {
+        let failure = self.status.is_server_error().then(|| Failure {
+            code: self.code.clone(),
+            error: self.to_string(),
+            tenant_id: None,
+        });
+        if failure.is_none() {
             tracing::debug!(code = %self.code, message = %self.message, "client error");
         }
         // Serialized straight from the parts: building a `Value` first cost as much again.
@@ -824,6 +845,9 @@ impl IntoResponse for ApiError {
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(seconds),
             );
+        }
+        if let Some(failure) = failure {
+            response.extensions_mut().insert(failure);
         }
         response
     }
