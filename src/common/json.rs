@@ -195,9 +195,27 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// What a response body's buffer starts with: most answers (one member, an order, a refusal)
+/// fit; a page grows it a few times.
+const BODY_CAPACITY: usize = 1024;
+
+/// The body is written into a `Vec`, not through axum's `Json`, which writes through a
+/// `BytesMut` writer: a call and a capacity check for every token, about 6k instructions of
+/// the 13k that a member's JSON cost (callgrind, docs/benchmarks.md "HTTP stack").
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        let mut body = Vec::with_capacity(BODY_CAPACITY);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(
+                    header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(error) => ApiError::internal(error).into_response(),
+        }
     }
 }
 
