@@ -24,7 +24,6 @@
 //! as long as it needs. When every direct connection is busy the read goes to the pool too.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,8 +59,22 @@ struct DirectConn {
     conn: rusqlite::Connection,
     /// Progress-handler calls since the current read began.
     steps: Arc<AtomicU32>,
-    /// The columns of the statements this connection ran, by statement text.
-    columns: HashMap<String, Arc<Columns>>,
+    /// The columns of the statements this connection ran, by statement text (foldhash: the
+    /// texts are the code's own, and SipHash over a whole statement cost a thousand
+    /// instructions a read).
+    columns: sqlx_core::HashMap<String, Remembered>,
+}
+
+/// A statement's columns as a direct connection last saw them, and how to tell whether they
+/// still hold without asking SQLite for the names again (see [`remembered`]).
+#[derive(Debug)]
+struct Remembered {
+    columns: Arc<Columns>,
+    /// The statement's `SQLITE_STMTSTATUS_RUN` at the first row of the run that saw them;
+    /// `None` once another run of the text has begun and not yet reached a row.
+    runs: Option<i32>,
+    /// Its `SQLITE_STMTSTATUS_REPREPARE` then.
+    reprepared: i32,
 }
 
 /// Most statements whose columns a direct connection remembers; it forgets them all when full.
@@ -69,9 +82,8 @@ const MAX_REMEMBERED_STATEMENTS: usize = 64;
 
 /// A statement's column names as its rows carry them. Asking SQLite for the names and building
 /// the name index cost a member page about as much as its second statement did (callgrind), so
-/// each connection builds them once per statement text, and checks them against the statement
-/// after its first step (SQLite prepares a cached statement again when the schema changed, and
-/// only then does it have its new columns).
+/// each connection builds them once per statement text and keeps them while they provably hold
+/// ([`remembered`]).
 #[derive(Debug)]
 struct Columns {
     names: Vec<UStr>,
@@ -120,7 +132,7 @@ impl DirectReaders {
                 Mutex::new(DirectConn {
                     conn,
                     steps,
-                    columns: HashMap::new(),
+                    columns: sqlx_core::HashMap::default(),
                 })
             })
             .collect();
@@ -215,29 +227,31 @@ impl Reader<'_> {
     }
 }
 
-/// The columns of `statement` (run from `text`), remembered by its connection.
+/// The columns of `statement`, at the first row of a run, given what its connection remembered
+/// of the statement's text (`known`, taken out at the start of the run).
+///
+/// They hold when the statement object is the one that last saw them and SQLite has not
+/// prepared it again since (it does after a schema change, and only then has the new columns).
+/// SQLite counts both per statement object: `RUN` goes up at the start of every run, and
+/// `REPREPARE` at every new preparation. Every run of a text on a connection starts by taking
+/// back the runs count it remembered, so a count is only there if no run of the text began
+/// since the one that saw it. Then a statement whose `RUN` is that count plus one is the same
+/// object: one that rusqlite's statement cache evicted and prepared afresh would be at its
+/// first run (`RUN` 1, and a remembered count is at least 1). A mismatch builds the columns
+/// again, so nothing stale is ever read; this replaced comparing every column name after the
+/// first step, which cost about 4.7k instructions a read (callgrind).
 fn remembered(
-    columns: &mut HashMap<String, Arc<Columns>>,
-    text: &str,
+    known: Option<(&Arc<Columns>, Option<i32>, i32)>,
     statement: &rusqlite::Statement<'_>,
-) -> Arc<Columns> {
-    if let Some(known) = columns.get(text) {
-        let same = known.names.len() == statement.column_count()
-            && known
-                .names
-                .iter()
-                .enumerate()
-                .all(|(i, name)| statement.column_name(i).is_ok_and(|now| &**name == now));
-        if same {
-            return known.clone();
+) -> (Arc<Columns>, i32, i32) {
+    let runs = statement.get_status(rusqlite::StatementStatus::Run);
+    let reprepared = statement.get_status(rusqlite::StatementStatus::RePrepare);
+    if let Some((columns, Some(seen), seen_reprepared)) = known {
+        if runs == seen.wrapping_add(1) && reprepared == seen_reprepared {
+            return (columns.clone(), runs, reprepared);
         }
     }
-    if columns.len() >= MAX_REMEMBERED_STATEMENTS {
-        columns.clear();
-    }
-    let built = Arc::new(Columns::of(statement));
-    columns.insert(text.to_owned(), built.clone());
-    built
+    (Arc::new(Columns::of(statement)), runs, reprepared)
 }
 
 /// Run `text` with `args` on `direct` and answer its rows as sqlx rows: integers as `BIGINT`,
@@ -249,6 +263,9 @@ fn fetch_all_direct(
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
     let DirectConn { conn, columns, .. } = direct;
     let mut statement = conn.prepare_cached(text).map_err(driver_error)?;
+    // This run begins: whatever count was remembered for the text is taken back ([`remembered`]).
+    let mut entry = columns.get_mut(text);
+    let last_runs = entry.as_mut().and_then(|entry| entry.runs.take());
     for (i, arg) in args.iter().enumerate() {
         let index = i + 1;
         let bound = match arg {
@@ -264,10 +281,26 @@ fn fetch_all_direct(
     let mut out = Vec::new();
     let mut rows = statement.raw_query();
     let mut known: Option<Arc<Columns>> = None;
+    // The columns of a text this connection did not remember, to remember after the run.
+    let mut fresh: Option<(Arc<Columns>, i32, i32)> = None;
     while let Some(row) = rows.next().map_err(driver_error)? {
         // Asked after the first step: a statement from the cache that SQLite prepared again
         // (the schema changed) has its new columns only from then on.
-        let known = known.get_or_insert_with(|| remembered(columns, text, row.as_ref()));
+        let known = known.get_or_insert_with(|| {
+            let seen = entry
+                .as_ref()
+                .map(|entry| (&entry.columns, last_runs, entry.reprepared));
+            let (now, runs, reprepared) = remembered(seen, row.as_ref());
+            match entry.as_mut() {
+                Some(entry) => {
+                    entry.columns = now.clone();
+                    entry.runs = Some(runs);
+                    entry.reprepared = reprepared;
+                }
+                None => fresh = Some((now.clone(), runs, reprepared)),
+            }
+            now
+        });
         let names = &known.names;
         let width = names.len();
         let mut columns = Vec::with_capacity(width);
@@ -303,6 +336,17 @@ fn fetch_all_direct(
             columns,
             values,
         });
+    }
+    if let Some((columns_now, runs, reprepared)) = fresh {
+        if columns.len() >= MAX_REMEMBERED_STATEMENTS {
+            columns.clear();
+        }
+        let entry = Remembered {
+            columns: columns_now,
+            runs: Some(runs),
+            reprepared,
+        };
+        columns.insert(text.to_owned(), entry);
     }
     Ok(out)
 }
@@ -420,6 +464,60 @@ mod tests {
             assert_eq!(rows[0].try_get::<String, _>("extra").expect("extra"), "x");
             assert_eq!(rows[0].try_get::<i64, _>("n").expect("n"), -7);
         }
+    }
+
+    /// The case that comparing run counts alone would get wrong: rusqlite's cache drops the
+    /// statement, the table changes, and the fresh statement runs without rows until its run
+    /// count is the remembered one plus one.
+    #[test]
+    fn columns_are_never_taken_from_another_statement_object() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER); INSERT INTO t VALUES ('a', 1);",
+        )
+        .expect("schema");
+        let mut direct = DirectConn {
+            conn,
+            steps: Arc::default(),
+            columns: sqlx_core::HashMap::default(),
+        };
+        let found = Arg::Text("a".into());
+        let none = Arg::Text("none".into());
+        for _ in 0..3 {
+            assert_eq!(names(&mut direct, &found).expect("a row"), ["id", "n"]);
+        }
+        direct.conn.flush_prepared_statement_cache();
+        direct
+            .conn
+            .execute_batch("ALTER TABLE t ADD COLUMN extra TEXT NOT NULL DEFAULT 'x'")
+            .expect("alter");
+        for _ in 0..3 {
+            assert_eq!(names(&mut direct, &none), None);
+        }
+        let now = names(&mut direct, &found).expect("a row");
+        assert_eq!(now, ["id", "n", "extra"]);
+        // The same statement object, prepared again by SQLite after another change.
+        direct
+            .conn
+            .execute_batch("ALTER TABLE t ADD COLUMN more INTEGER NOT NULL DEFAULT 2")
+            .expect("alter");
+        for _ in 0..2 {
+            let now = names(&mut direct, &found).expect("a row");
+            assert_eq!(now, ["id", "n", "extra", "more"]);
+        }
+    }
+
+    /// The column names of the first row of `SELECT * FROM t WHERE id = ?1`, if any.
+    fn names(direct: &mut DirectConn, id: &Arg) -> Option<Vec<String>> {
+        use sqlx::Column as _;
+        let rows = fetch_all_direct(
+            direct,
+            "SELECT * FROM t WHERE id = ?1",
+            std::slice::from_ref(id),
+        )
+        .expect("rows");
+        rows.first()
+            .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
