@@ -86,8 +86,8 @@ pub struct Commerce {
     /// This node's memory of sold-out, unopened and ended flash sales.
     pub flash_sale_gate: Arc<orders::flash_sale_gate::SaleGate>,
     pub teams: Batcher<orders::group_buys::JoinClaim, orders::flash_sales::PlacedOrder>,
-    /// Decide each flash-sale purchase in its own transaction (the benchmark's naive path).
-    pub naive_flash_sales: bool,
+    /// Decide each flash-sale purchase in its own transaction (the benchmark's naive sides).
+    pub naive_flash_sales: Option<orders::flash_sales::Naive>,
 }
 
 /// The domains' hooks, in the order they run (DESIGN rule 12; `common::hooks`). Owners of a
@@ -137,7 +137,7 @@ impl AppState {
                 ),
                 flash_sale_gate,
                 teams: orders::group_buys::start_batcher(db.clone(), clock.clone()),
-                naive_flash_sales: false,
+                naive_flash_sales: None,
             },
             db,
             clock,

@@ -100,6 +100,15 @@ impl Buyers {
         Ok(Buyers { active, held })
     }
 
+    /// One claimant as read by the caller: whether it is an active member and the units it
+    /// holds (the benchmark's naive purchase on the direct SQLite writer).
+    pub fn known(member_id: &MemberId, active: bool, held: i64) -> Buyers {
+        Buyers {
+            active: active.then(|| member_id.clone()).into_iter().collect(),
+            held: HashMap::from([(member_id.clone(), held)]),
+        }
+    }
+
     /// The member exists and is not erased.
     pub fn is_active(&self, member_id: &MemberId) -> bool {
         self.active.contains(member_id)

@@ -36,6 +36,7 @@ use super::campaign::{CampaignHooks, CampaignOrder};
 use super::claims::{self, Buyers, Campaign};
 use super::flash_sale_gate::{self, ended, not_started, sold_out, SaleGate, Seen};
 use super::model::{self, Order, OrderLine, OrderStatus};
+use super::naive_purchase;
 use super::products;
 use super::store::{self, NewOrder};
 use crate::common::auth::Auth;
@@ -139,21 +140,21 @@ pub struct PlacedOrder {
     pub order: Order,
 }
 
-struct SaleRow {
-    id: FlashSaleId,
-    product_id: String,
-    price: i64,
-    stock: i64,
-    reserved: i64,
-    sold: i64,
-    per_member_limit: i64,
-    starts_at: i64,
-    ends_at: i64,
-    payment_timeout_secs: i64,
-    created_at: i64,
+pub(super) struct SaleRow {
+    pub(super) id: FlashSaleId,
+    pub(super) product_id: String,
+    pub(super) price: i64,
+    pub(super) stock: i64,
+    pub(super) reserved: i64,
+    pub(super) sold: i64,
+    pub(super) per_member_limit: i64,
+    pub(super) starts_at: i64,
+    pub(super) ends_at: i64,
+    pub(super) payment_timeout_secs: i64,
+    pub(super) created_at: i64,
 }
 
-const COLUMNS: &str = "id, product_id, price, stock, reserved, sold, per_member_limit, \
+pub(super) const COLUMNS: &str = "id, product_id, price, stock, reserved, sold, per_member_limit, \
     starts_at, ends_at, payment_timeout_secs, created_at";
 
 fn sale_from_row(row: &AnyRow) -> Result<SaleRow, sqlx::Error> {
@@ -173,7 +174,7 @@ fn sale_from_row(row: &AnyRow) -> Result<SaleRow, sqlx::Error> {
 }
 
 impl SaleRow {
-    fn available(&self) -> i64 {
+    pub(super) fn available(&self) -> i64 {
         self.stock - self.sold - self.reserved
     }
 
@@ -391,7 +392,7 @@ async fn buy(
     }
     let member_id = members::member_id(&request.member_id)?;
     let sale_id = FlashSaleId::parse(&id).ok_or_else(|| ApiError::not_found("flash sale"))?;
-    if !state.commerce.naive_flash_sales {
+    if state.commerce.naive_flash_sales.is_none() {
         let now = to_micros(state.clock.now());
         let gate = &state.commerce.flash_sale_gate;
         if let Some(refusal) = gate.refusal(&auth.tenant_id, &sale_id, now).await {
@@ -404,20 +405,21 @@ async fn buy(
         member_id,
         qty,
     };
-    let placed = if state.commerce.naive_flash_sales {
-        batcher::decide_batch(
-            &Purchases::naive(),
-            &state.db,
-            state.clock.as_ref(),
-            &[claim],
-        )
-        .await
-        .pop()
-        .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
-    } else {
-        state.commerce.flash_sales.submit(claim).await
+    let placed = match state.commerce.naive_flash_sales {
+        None => state.commerce.flash_sales.submit(claim).await,
+        Some(naive) => naive_purchase::decide(naive, &state.db, state.clock.as_ref(), claim).await,
     }?;
     Ok((StatusCode::CREATED, Json(placed)))
+}
+
+/// How the benchmark's naive side decides a purchase: one transaction per purchase, through
+/// sqlx or on the direct SQLite writer ([`naive_purchase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naive {
+    Sqlx,
+    /// On the direct rusqlite writer where the database has one (a SQLite file); else as
+    /// `Sqlx`.
+    Direct,
 }
 
 /// Flash-sale purchases, decided a batch at a time.
@@ -514,7 +516,7 @@ impl Campaign for Purchases {
             available: sale.available(),
             expires_at: to_micros(tx.now() + SignedDuration::from_secs(sale.payment_timeout_secs)),
             sale: &sale,
-            product: &product,
+            product: Listed::of(&product),
             buyers,
             now,
         };
@@ -536,20 +538,39 @@ impl Campaign for Purchases {
 }
 
 /// What one sale's purchases are decided against, updated as each is granted.
-struct Selling<'a> {
-    sale: &'a SaleRow,
-    product: &'a products::Product,
-    buyers: Buyers,
+pub(super) struct Selling<'a> {
+    pub(super) sale: &'a SaleRow,
+    pub(super) product: Listed<'a>,
+    pub(super) buyers: Buyers,
     /// Units not yet reserved or sold.
-    available: i64,
-    now: i64,
+    pub(super) available: i64,
+    pub(super) now: i64,
     /// The payment deadline of the orders granted.
-    expires_at: i64,
+    pub(super) expires_at: i64,
+}
+
+/// What an order line takes from the sale's product.
+pub(super) struct Listed<'a> {
+    pub(super) id: &'a str,
+    pub(super) sku: &'a str,
+    pub(super) name: &'a str,
+    pub(super) price: i64,
+}
+
+impl<'a> Listed<'a> {
+    fn of(product: &'a products::Product) -> Self {
+        Listed {
+            id: &product.id,
+            sku: &product.sku,
+            name: &product.name,
+            price: product.price,
+        }
+    }
 }
 
 impl Selling<'_> {
     /// Refuse a purchase (404 member, 409 `limit_reached`, `sold_out`) or grant its order.
-    fn decide(&mut self, claim: &Claim) -> ApiResult<NewOrder> {
+    pub(super) fn decide(&mut self, claim: &Claim) -> ApiResult<NewOrder> {
         let member = &claim.member_id;
         let limit = self.sale.per_member_limit;
         if !self.buyers.is_active(member) {
@@ -574,9 +595,9 @@ impl Selling<'_> {
         // Never above list, should the list price have been lowered since.
         let unit_price = price::charged(self.sale.price, self.product.price);
         let line = OrderLine {
-            product_id: self.product.id.clone(),
-            sku: self.product.sku.clone(),
-            name: self.product.name.clone(),
+            product_id: self.product.id.to_owned(),
+            sku: self.product.sku.to_owned(),
+            name: self.product.name.to_owned(),
             qty,
             unit_price,
             price_kind: KIND.to_owned(),

@@ -289,7 +289,12 @@ pub async fn insert(
 /// `order.created` for a row just inserted: checkout, flash sales and group buys each write it
 /// once their orders' rows and the units they hold are written.
 pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
-    tx.emit(NewEvent::new(
+    tx.emit(created_event(tenant_id, order));
+}
+
+/// The `order.created` event of a new order.
+pub fn created_event(tenant_id: &TenantId, order: &NewOrder) -> NewEvent {
+    NewEvent::new(
         tenant_id,
         "order.created",
         Some(order.id.as_str()),
@@ -299,7 +304,45 @@ pub fn emit_created(tx: &mut Tx, tenant_id: &TenantId, order: &NewOrder) {
             "campaign_kind": order.campaign_kind, "campaign_id": order.campaign_id,
             "team_id": order.team_id,
         }),
-    ));
+    )
+}
+
+/// [`insert`] of one order on the direct SQLite writer
+/// ([`crate::common::db::Db::write_direct`]).
+pub fn insert_direct(
+    tx: &rusqlite::Transaction<'_>,
+    tenant_id: &TenantId,
+    o: &NewOrder,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO customer_order ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'CNY', \
+         ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+    ))?
+    .execute(rusqlite::params![
+        tenant_id.as_str(),
+        o.id.as_str(),
+        o.member_id.as_str(),
+        o.source,
+        o.status.as_str(),
+        o.total,
+        o.items,
+        o.ordered_at,
+        o.paid_at,
+        now,
+        o.subtotal,
+        o.pricing,
+        o.coupon_id,
+        o.points_burned,
+        o.qty,
+        o.expires_at,
+        o.external_reference,
+        o.campaign_kind,
+        o.campaign_id,
+        o.team_id.as_ref().map(TeamId::to_string),
+        now,
+    ])?;
+    Ok(())
 }
 
 /// Move an order from one state to another; false when it was no longer in `from` (someone

@@ -1,0 +1,269 @@
+//! The naive side of `shequn bench flash-sale` (issue 25, item 4): each purchase decided alone
+//! in its own transaction, through sqlx ([`Naive::Sqlx`], the batch's own code with a batch of
+//! one) or on the direct rusqlite writer of a SQLite file ([`Naive::Direct`]), the fastest
+//! driver there, so that the benchmark's ratio is against the best naive algorithm and not
+//! against a slow driver.
+//!
+//! The direct path makes the same decision as the batch ([`Selling`]: the sale's window, then
+//! the member, the limit and the stock, in that order) and writes the same rows: the order
+//! ([`store::insert_direct`]), its `order.created` event and the sale's `reserved`. Only the
+//! benchmark takes it.
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::OptionalExtension as _;
+
+use super::claims::Buyers;
+use super::flash_sale_gate::{ended, not_started};
+use super::flash_sales::{
+    placed_view, Claim, Listed, Naive, PlacedOrder, Purchases, SaleRow, Selling, COLUMNS,
+};
+use super::model::HOLDING_STATUSES;
+use super::store;
+use crate::common::batcher;
+use crate::common::clock::Clock;
+use crate::common::db::Db;
+use crate::common::error::{ApiError, ApiResult};
+use crate::common::ids::FlashSaleId;
+use crate::common::outbox;
+use crate::common::time::to_micros;
+use crate::members::model::STATUS_ERASED;
+
+/// Decide one purchase alone, in its own transaction.
+pub async fn decide(
+    naive: Naive,
+    db: &Db,
+    clock: &dyn Clock,
+    claim: Claim,
+) -> ApiResult<PlacedOrder> {
+    if naive == Naive::Direct && db.has_direct() {
+        let now = clock.now();
+        if let Some(decided) = db.write_direct(move |tx| purchase(tx, &claim, now)).await {
+            return decided.unwrap_or_else(|error| Err(ApiError::internal(error)));
+        }
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "the direct SQLite writer went away"
+        )));
+    }
+    batcher::decide_batch(&Purchases::naive(), db, clock, &[claim])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
+}
+
+/// One purchase on the direct writer: the outcome for the client, or an error that rolls the
+/// transaction back.
+fn purchase(
+    tx: &rusqlite::Transaction<'_>,
+    claim: &Claim,
+    now: Timestamp,
+) -> anyhow::Result<ApiResult<PlacedOrder>> {
+    let at = to_micros(now);
+    let tenant = claim.tenant_id.as_str();
+    let sale_id = claim.sale_id.as_str();
+    let member = claim.member_id.as_str();
+    let sale = tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM flash_sale WHERE tenant_id = ?1 AND id = ?2"
+        ))?
+        .query_row(rusqlite::params![tenant, sale_id], |row| {
+            Ok(SaleRow {
+                id: FlashSaleId::from_db(row.get(0)?),
+                product_id: row.get(1)?,
+                price: row.get(2)?,
+                stock: row.get(3)?,
+                reserved: row.get(4)?,
+                sold: row.get(5)?,
+                per_member_limit: row.get(6)?,
+                starts_at: row.get(7)?,
+                ends_at: row.get(8)?,
+                payment_timeout_secs: row.get(9)?,
+                created_at: row.get(10)?,
+            })
+        })
+        .optional()?;
+    let Some(sale) = sale else {
+        return Ok(Err(ApiError::not_found("flash sale")));
+    };
+    if at < sale.starts_at {
+        return Ok(Err(not_started(sale.starts_at)));
+    }
+    if at >= sale.ends_at {
+        return Ok(Err(ended()));
+    }
+    let active = tx
+        .prepare_cached("SELECT 1 FROM member WHERE tenant_id = ?1 AND id = ?2 AND status <> ?3")?
+        .exists(rusqlite::params![tenant, member, STATUS_ERASED])?;
+    let held: i64 = tx
+        .prepare_cached(&format!(
+            "SELECT COALESCE(SUM(qty), 0) FROM customer_order WHERE tenant_id = ?1 \
+             AND campaign_id = ?2 AND member_id = ?3 AND status IN {HOLDING_STATUSES}"
+        ))?
+        .query_row(rusqlite::params![tenant, sale_id, member], |row| row.get(0))?;
+    let product = tx
+        .prepare_cached(
+            "SELECT id, sku, name, price FROM product WHERE tenant_id = ?1 AND id = ?2",
+        )?
+        .query_row(rusqlite::params![tenant, sale.product_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, sku, name, price)) = product else {
+        return Ok(Err(ApiError::not_found("product")));
+    };
+    let mut selling = Selling {
+        available: sale.available(),
+        expires_at: to_micros(now + SignedDuration::from_secs(sale.payment_timeout_secs)),
+        sale: &sale,
+        product: Listed {
+            id: &id,
+            sku: &sku,
+            name: &name,
+            price,
+        },
+        buyers: Buyers::known(&claim.member_id, active, held),
+        now: at,
+    };
+    let row = match selling.decide(claim) {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    store::insert_direct(tx, &claim.tenant_id, &row, at)?;
+    outbox::append_direct(tx, vec![store::created_event(&claim.tenant_id, &row)], now)?;
+    let updated = tx
+        .prepare_cached(
+            "UPDATE flash_sale SET reserved = reserved + ?1, updated_at = ?2 \
+             WHERE tenant_id = ?3 AND id = ?4 AND stock - sold - reserved >= ?1",
+        )?
+        .execute(rusqlite::params![row.qty, at, tenant, sale_id])?;
+    anyhow::ensure!(
+        updated == 1,
+        "flash-sale stock changed under the write lock"
+    );
+    Ok(Ok(placed_view(&row, at)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::clock::SystemClock;
+    use crate::common::ids::{MemberId, TenantId};
+
+    /// A sale of 3 units, at most 2 per member, on `product`.
+    async fn sale(db: &Db, tenant: &TenantId, product: &str) -> FlashSaleId {
+        let id = FlashSaleId::generate();
+        let now = to_micros(Timestamp::now());
+        sqlx::query(
+            "INSERT INTO flash_sale (tenant_id, id, product_id, price, stock, reserved, sold, \
+             per_member_limit, starts_at, ends_at, payment_timeout_secs, created_at, updated_at) \
+             VALUES ($1, $2, $3, 990, 3, 0, 0, 2, $4, $5, 600, $4, $4)",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(product)
+        .bind(now - 1_000_000)
+        .bind(now + 3_600_000_000)
+        .execute(&mut *db.write_conn().await.expect("conn"))
+        .await
+        .expect("sale");
+        id
+    }
+
+    /// What a sale's purchases came to: each outcome (201 or the refusal's code), the sale's
+    /// reserved units, its orders' units and its `order.created` events.
+    async fn outcomes(
+        naive: Naive,
+        db: &Db,
+        tenant: &TenantId,
+        sale_id: &FlashSaleId,
+        members: &[MemberId],
+    ) -> (Vec<String>, i64, i64, i64) {
+        let unknown = MemberId::generate();
+        let claims = [
+            (&members[0], 2),
+            (&members[0], 1),
+            (&members[1], 2),
+            (&unknown, 1),
+            (&members[1], 1),
+            (&members[2], 1),
+        ];
+        let mut seen = Vec::new();
+        for (member, qty) in claims {
+            let claim = Claim {
+                tenant_id: tenant.clone(),
+                sale_id: sale_id.clone(),
+                member_id: member.clone(),
+                qty,
+            };
+            seen.push(match decide(naive, db, &SystemClock, claim).await {
+                Ok(placed) => {
+                    assert_eq!(placed.order.qty, qty);
+                    "201".to_owned()
+                }
+                Err(refusal) => refusal.code.to_string(),
+            });
+        }
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(tenant.as_str())
+                .bind(sale_id.as_str())
+                .fetch_one(db.read())
+                .await
+                .expect("count")
+        };
+        let reserved =
+            count("SELECT reserved FROM flash_sale WHERE tenant_id = $1 AND id = $2").await;
+        let units = count(
+            "SELECT COALESCE(SUM(qty), 0) FROM customer_order WHERE tenant_id = $1 AND campaign_id = $2",
+        )
+        .await;
+        let events = count(
+            "SELECT COUNT(*) FROM event WHERE tenant_id = $1 AND type = 'order.created' \
+             AND data LIKE '%' || $2 || '%'",
+        )
+        .await;
+        (seen, reserved, units, events)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_direct_naive_purchase_decides_and_writes_as_the_batch_of_one_does() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("naive.db").display());
+        let db = Db::connect(&url).await.expect("db");
+        db.migrate().await.expect("migrate");
+        assert!(db.has_direct());
+        let tenant = crate::tenants::create(&db, "naive", Timestamp::now())
+            .await
+            .expect("tenant")
+            .tenant_id;
+        let members: Vec<MemberId> = crate::bench::ledger::setup_members(&db, &tenant, 3)
+            .await
+            .expect("members")
+            .iter()
+            .filter_map(|a| a.member_id().map(|id| MemberId::from_db(id.to_owned())))
+            .collect();
+        let product = crate::bench::flash_sale::setup_product(&db, &tenant)
+            .await
+            .expect("product");
+        let through_sqlx = sale(&db, &tenant, &product).await;
+        let direct = sale(&db, &tenant, &product).await;
+        let sqlx_side = outcomes(Naive::Sqlx, &db, &tenant, &through_sqlx, &members).await;
+        let direct_side = outcomes(Naive::Direct, &db, &tenant, &direct, &members).await;
+        let expected: Vec<String> = [
+            "201",
+            "limit_reached",
+            "sold_out",
+            "not_found",
+            "201",
+            "sold_out",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(sqlx_side, (expected, 3, 3, 2));
+        assert_eq!(direct_side, sqlx_side);
+    }
+}
