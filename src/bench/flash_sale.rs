@@ -4,7 +4,7 @@
 //! sold-out sales) and then against the naive path (one transaction per request: check stock,
 //! decrement under the row lock, insert the order), on the same database, each side on a sale
 //! of its own. The naive path runs twice on a SQLite file: through sqlx, and on the direct
-//! rusqlite writer (`orders::naive_purchase`), the fastest driver there; the ratio is against
+//! rusqlite writer (`orders::flash_sales::naive`), the fastest driver there; the ratio is against
 //! the faster of the two, and the sqlx side is reported beside it (issue 25, item 4).
 //!
 //! Two workloads ([`Mode`]):
@@ -241,7 +241,7 @@ impl Side {
     }
 }
 
-pub(crate) async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {
+pub(super) async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {
     let id = ProductId::generate().to_string();
     let now = to_micros(jiff::Timestamp::now());
     let mut tx = db.begin(jiff::Timestamp::now()).await?;

@@ -36,7 +36,6 @@ use super::campaign::{CampaignHooks, CampaignOrder};
 use super::claims::{self, Buyers, Campaign};
 use super::flash_sale_gate::{self, ended, not_started, sold_out, SaleGate, Seen};
 use super::model::{self, Order, OrderLine, OrderStatus};
-use super::naive_purchase;
 use super::products;
 use super::store::{self, NewOrder};
 use crate::common::auth::Auth;
@@ -56,6 +55,8 @@ use crate::common::time::{instant_field, micros_to_rfc3339, to_micros};
 use crate::members;
 use crate::tenants;
 use crate::AppState;
+
+mod naive;
 
 /// `campaign_kind` of flash-sale orders.
 pub const KIND: &str = "flash_sale";
@@ -140,21 +141,21 @@ pub struct PlacedOrder {
     pub order: Order,
 }
 
-pub(super) struct SaleRow {
-    pub(super) id: FlashSaleId,
-    pub(super) product_id: String,
-    pub(super) price: i64,
-    pub(super) stock: i64,
-    pub(super) reserved: i64,
-    pub(super) sold: i64,
-    pub(super) per_member_limit: i64,
-    pub(super) starts_at: i64,
-    pub(super) ends_at: i64,
-    pub(super) payment_timeout_secs: i64,
-    pub(super) created_at: i64,
+struct SaleRow {
+    id: FlashSaleId,
+    product_id: String,
+    price: i64,
+    stock: i64,
+    reserved: i64,
+    sold: i64,
+    per_member_limit: i64,
+    starts_at: i64,
+    ends_at: i64,
+    payment_timeout_secs: i64,
+    created_at: i64,
 }
 
-pub(super) const COLUMNS: &str = "id, product_id, price, stock, reserved, sold, per_member_limit, \
+const COLUMNS: &str = "id, product_id, price, stock, reserved, sold, per_member_limit, \
     starts_at, ends_at, payment_timeout_secs, created_at";
 
 fn sale_from_row(row: &AnyRow) -> Result<SaleRow, sqlx::Error> {
@@ -174,7 +175,7 @@ fn sale_from_row(row: &AnyRow) -> Result<SaleRow, sqlx::Error> {
 }
 
 impl SaleRow {
-    pub(super) fn available(&self) -> i64 {
+    fn available(&self) -> i64 {
         self.stock - self.sold - self.reserved
     }
 
@@ -407,13 +408,13 @@ async fn buy(
     };
     let placed = match state.commerce.naive_flash_sales {
         None => state.commerce.flash_sales.submit(claim).await,
-        Some(naive) => naive_purchase::decide(naive, &state.db, state.clock.as_ref(), claim).await,
+        Some(naive) => naive::decide(naive, &state.db, state.clock.as_ref(), claim).await,
     }?;
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
 /// How the benchmark's naive side decides a purchase: one transaction per purchase, through
-/// sqlx or on the direct SQLite writer ([`naive_purchase`]).
+/// sqlx or on the direct SQLite writer ([`naive`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naive {
     Sqlx,
@@ -538,23 +539,23 @@ impl Campaign for Purchases {
 }
 
 /// What one sale's purchases are decided against, updated as each is granted.
-pub(super) struct Selling<'a> {
-    pub(super) sale: &'a SaleRow,
-    pub(super) product: Listed<'a>,
-    pub(super) buyers: Buyers,
+struct Selling<'a> {
+    sale: &'a SaleRow,
+    product: Listed<'a>,
+    buyers: Buyers,
     /// Units not yet reserved or sold.
-    pub(super) available: i64,
-    pub(super) now: i64,
+    available: i64,
+    now: i64,
     /// The payment deadline of the orders granted.
-    pub(super) expires_at: i64,
+    expires_at: i64,
 }
 
 /// What an order line takes from the sale's product.
-pub(super) struct Listed<'a> {
-    pub(super) id: &'a str,
-    pub(super) sku: &'a str,
-    pub(super) name: &'a str,
-    pub(super) price: i64,
+struct Listed<'a> {
+    id: &'a str,
+    sku: &'a str,
+    name: &'a str,
+    price: i64,
 }
 
 impl<'a> Listed<'a> {
@@ -570,7 +571,7 @@ impl<'a> Listed<'a> {
 
 impl Selling<'_> {
     /// Refuse a purchase (404 member, 409 `limit_reached`, `sold_out`) or grant its order.
-    pub(super) fn decide(&mut self, claim: &Claim) -> ApiResult<NewOrder> {
+    fn decide(&mut self, claim: &Claim) -> ApiResult<NewOrder> {
         let member = &claim.member_id;
         let limit = self.sale.per_member_limit;
         if !self.buyers.is_active(member) {

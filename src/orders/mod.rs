@@ -22,7 +22,6 @@ pub mod group_buys;
 pub mod import;
 pub mod import_key;
 pub mod model;
-mod naive_purchase;
 pub mod products;
 pub mod store;
 pub mod waves;

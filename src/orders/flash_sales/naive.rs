@@ -12,13 +12,7 @@
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::OptionalExtension as _;
 
-use super::claims::Buyers;
-use super::flash_sale_gate::{ended, not_started};
-use super::flash_sales::{
-    placed_view, Claim, Listed, Naive, PlacedOrder, Purchases, SaleRow, Selling, COLUMNS,
-};
-use super::model::HOLDING_STATUSES;
-use super::store;
+use super::{placed_view, Claim, Listed, Naive, PlacedOrder, Purchases, SaleRow, Selling, COLUMNS};
 use crate::common::batcher;
 use crate::common::clock::Clock;
 use crate::common::db::Db;
@@ -27,6 +21,10 @@ use crate::common::ids::FlashSaleId;
 use crate::common::outbox;
 use crate::common::time::to_micros;
 use crate::members::model::STATUS_ERASED;
+use crate::orders::claims::Buyers;
+use crate::orders::flash_sale_gate::{ended, not_started};
+use crate::orders::model::HOLDING_STATUSES;
+use crate::orders::store;
 
 /// Decide one purchase alone, in its own transaction.
 pub async fn decide(
@@ -240,15 +238,26 @@ mod tests {
             .await
             .expect("tenant")
             .tenant_id;
-        let members: Vec<MemberId> = crate::bench::ledger::setup_members(&db, &tenant, 3)
+        let members: Vec<MemberId> = (0..3).map(|_| MemberId::generate()).collect();
+        let profile = crate::members::model::Profile::default();
+        let rows: Vec<_> = members.iter().map(|id| (id.clone(), &profile)).collect();
+        let product = crate::common::ids::ProductId::generate().to_string();
+        let mut tx = db.begin(Timestamp::now()).await.expect("tx");
+        let at = to_micros(Timestamp::now());
+        crate::members::store::insert_many(tx.conn(), &tenant, &rows, at)
             .await
-            .expect("members")
-            .iter()
-            .filter_map(|a| a.member_id().map(|id| MemberId::from_db(id.to_owned())))
-            .collect();
-        let product = crate::bench::flash_sale::setup_product(&db, &tenant)
-            .await
-            .expect("product");
+            .expect("members");
+        sqlx::query(
+            "INSERT INTO product (tenant_id, id, sku, name, price, stock, created_at, updated_at) \
+             VALUES ($1, $2, 'NAIVE-1', 'Soy milk', 1200, 0, $3, $3)",
+        )
+        .bind(tenant.as_str())
+        .bind(product.as_str())
+        .bind(at)
+        .execute(tx.conn())
+        .await
+        .expect("product");
+        tx.commit().await.expect("commit");
         let through_sqlx = sale(&db, &tenant, &product).await;
         let direct = sale(&db, &tenant, &product).await;
         let sqlx_side = outcomes(Naive::Sqlx, &db, &tenant, &through_sqlx, &members).await;
