@@ -311,18 +311,17 @@ async fn naive_generation(
 }
 
 async fn setup_product(db: &crate::common::db::Db, tenant: &TenantId) -> anyhow::Result<String> {
-    let id = crate::common::ids::ProductId::generate().to_string();
-    let now = to_micros(jiff::Timestamp::now());
-    let mut tx = db.begin(jiff::Timestamp::now()).await?;
-    sqlx::query(
-        "INSERT INTO product (tenant_id, id, sku, name, price, stock, created_at, updated_at) \
-         VALUES ($1, $2, 'BENCH-CODES', 'Bench soy milk', 1200, 0, $3, $3)",
+    let now = jiff::Timestamp::now();
+    let mut tx = db.begin(now).await?;
+    let id = crate::orders::products::insert_plain(
+        tx.conn(),
+        tenant,
+        "BENCH-CODES",
+        "Bench soy milk",
+        1200,
+        to_micros(now),
     )
-    .bind(tenant.as_str())
-    .bind(id.as_str())
-    .bind(now)
-    .execute(tx.conn())
     .await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(id.to_string())
 }

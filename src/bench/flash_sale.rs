@@ -39,7 +39,7 @@ use sqlx::Row as _;
 use super::{percentile, round2, BenchOptions};
 use crate::common::clock::{Clock, SystemClock};
 use crate::common::db::Db;
-use crate::common::ids::{ProductId, TenantId};
+use crate::common::ids::TenantId;
 use crate::common::time::to_micros;
 use crate::orders::flash_sales::Naive;
 use crate::orders::model::HOLDING_STATUSES;
@@ -242,20 +242,19 @@ impl Side {
 }
 
 pub(super) async fn setup_product(db: &Db, tenant: &TenantId) -> anyhow::Result<String> {
-    let id = ProductId::generate().to_string();
-    let now = to_micros(jiff::Timestamp::now());
-    let mut tx = db.begin(jiff::Timestamp::now()).await?;
-    sqlx::query(
-        "INSERT INTO product (tenant_id, id, sku, name, price, stock, created_at, updated_at) \
-         VALUES ($1, $2, 'BENCH-1', 'Bench product', 9900, 0, $3, $3)",
+    let now = jiff::Timestamp::now();
+    let mut tx = db.begin(now).await?;
+    let id = crate::orders::products::insert_plain(
+        tx.conn(),
+        tenant,
+        "BENCH-1",
+        "Bench product",
+        9900,
+        to_micros(now),
     )
-    .bind(tenant.as_str())
-    .bind(id.as_str())
-    .bind(now)
-    .execute(tx.conn())
     .await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// What every side of one run shares.

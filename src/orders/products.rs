@@ -162,6 +162,32 @@ pub async fn fetch(conn: &mut AnyConnection, tenant_id: &TenantId, id: &str) -> 
     )?)
 }
 
+/// Insert a product with a SKU, a name and a list price only (no member price, stock 0, no
+/// event): the product of the load benchmarks and of tests, made without the API.
+pub async fn insert_plain(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+    sku: &str,
+    name: &str,
+    price: i64,
+    now: i64,
+) -> Result<ProductId, sqlx::Error> {
+    let id = ProductId::generate();
+    sqlx::query(
+        "INSERT INTO product (tenant_id, id, sku, name, price, stock, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+    )
+    .bind(tenant_id.as_str())
+    .bind(id.as_str())
+    .bind(sku)
+    .bind(name)
+    .bind(price)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
 /// `days_of_supply` of every product that has one, by SKU.
 pub async fn days_of_supply(
     conn: &mut AnyConnection,

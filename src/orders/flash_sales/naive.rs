@@ -241,22 +241,22 @@ mod tests {
         let members: Vec<MemberId> = (0..3).map(|_| MemberId::generate()).collect();
         let profile = crate::members::model::Profile::default();
         let rows: Vec<_> = members.iter().map(|id| (id.clone(), &profile)).collect();
-        let product = crate::common::ids::ProductId::generate().to_string();
         let mut tx = db.begin(Timestamp::now()).await.expect("tx");
         let at = to_micros(Timestamp::now());
         crate::members::store::insert_many(tx.conn(), &tenant, &rows, at)
             .await
             .expect("members");
-        sqlx::query(
-            "INSERT INTO product (tenant_id, id, sku, name, price, stock, created_at, updated_at) \
-             VALUES ($1, $2, 'NAIVE-1', 'Soy milk', 1200, 0, $3, $3)",
+        let product = crate::orders::products::insert_plain(
+            tx.conn(),
+            &tenant,
+            "NAIVE-1",
+            "Soy milk",
+            1200,
+            at,
         )
-        .bind(tenant.as_str())
-        .bind(product.as_str())
-        .bind(at)
-        .execute(tx.conn())
         .await
-        .expect("product");
+        .expect("product")
+        .to_string();
         tx.commit().await.expect("commit");
         let through_sqlx = sale(&db, &tenant, &product).await;
         let direct = sale(&db, &tenant, &product).await;
