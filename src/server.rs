@@ -251,10 +251,7 @@ async fn api_request(
 ) -> axum::response::Response {
     match auth::authenticate(&state, request).await {
         Ok(request) => {
-            let tenant = request
-                .extensions()
-                .get::<Auth>()
-                .map(|a| a.tenant_id.as_str().to_owned());
+            let tenant = tenant_of(&request);
             let mut response =
                 idempotency::idempotency(axum::extract::State(state), request, next).await;
             if let Some(failure) = response.extensions_mut().get_mut::<Failure>() {
@@ -264,6 +261,14 @@ async fn api_request(
         }
         Err(refused) => refused,
     }
+}
+
+/// The tenant of an authenticated request, for a [`Failure`]'s log line.
+fn tenant_of(request: &Request) -> Option<String> {
+    request
+        .extensions()
+        .get::<Auth>()
+        .map(|auth| auth.tenant_id.as_str().to_owned())
 }
 
 /// Log each server error once, with the method and path of the request it failed and the
@@ -276,16 +281,10 @@ pub async fn log_failures(
     let method = request.method().clone();
     let uri = request.uri().clone();
     // The console's in-process calls carry their operator's `Auth` already.
-    let tenant = request
-        .extensions()
-        .get::<Auth>()
-        .map(|a| a.tenant_id.clone());
+    let tenant = tenant_of(&request);
     let mut response = next.run(request).await;
     if let Some(failure) = response.extensions_mut().remove::<Failure>() {
-        let tenant_id = failure
-            .tenant_id
-            .or_else(|| tenant.map(|t| t.as_str().to_owned()))
-            .unwrap_or_default();
+        let tenant_id = failure.tenant_id.or(tenant).unwrap_or_default();
         tracing::error!(
             %method,
             path = uri.path(),

@@ -66,13 +66,12 @@ struct DirectConn {
 }
 
 /// A statement's columns as a direct connection last saw them, and how to tell whether they
-/// still hold without asking SQLite for the names again (see [`remembered`]).
+/// still hold without asking SQLite for the names again (see [`Remembered::at_first_row`]).
 #[derive(Debug)]
 struct Remembered {
     columns: Arc<Columns>,
-    /// The statement's `SQLITE_STMTSTATUS_RUN` at the first row of the run that saw them;
-    /// `None` once another run of the text has begun and not yet reached a row.
-    runs: Option<i32>,
+    /// The statement's `SQLITE_STMTSTATUS_RUN` at the first row of the run that saw them.
+    runs: i32,
     /// Its `SQLITE_STMTSTATUS_REPREPARE` then.
     reprepared: i32,
 }
@@ -83,7 +82,7 @@ const MAX_REMEMBERED_STATEMENTS: usize = 64;
 /// A statement's column names as its rows carry them. Asking SQLite for the names and building
 /// the name index cost a member page about as much as its second statement did (callgrind), so
 /// each connection builds them once per statement text and keeps them while they provably hold
-/// ([`remembered`]).
+/// ([`Remembered::at_first_row`]).
 #[derive(Debug)]
 struct Columns {
     names: Vec<UStr>,
@@ -227,31 +226,36 @@ impl Reader<'_> {
     }
 }
 
-/// The columns of `statement`, at the first row of a run, given what its connection remembered
-/// of the statement's text (`known`, taken out at the start of the run).
-///
-/// They hold when the statement object is the one that last saw them and SQLite has not
-/// prepared it again since (it does after a schema change, and only then has the new columns).
-/// SQLite counts both per statement object: `RUN` goes up at the start of every run, and
-/// `REPREPARE` at every new preparation. Every run of a text on a connection starts by taking
-/// back the runs count it remembered, so a count is only there if no run of the text began
-/// since the one that saw it. Then a statement whose `RUN` is that count plus one is the same
-/// object: one that rusqlite's statement cache evicted and prepared afresh would be at its
-/// first run (`RUN` 1, and a remembered count is at least 1). A mismatch builds the columns
-/// again, so nothing stale is ever read; this replaced comparing every column name after the
-/// first step, which cost about 4.7k instructions a read (callgrind).
-fn remembered(
-    known: Option<(&Arc<Columns>, Option<i32>, i32)>,
-    statement: &rusqlite::Statement<'_>,
-) -> (Arc<Columns>, i32, i32) {
-    let runs = statement.get_status(rusqlite::StatementStatus::Run);
-    let reprepared = statement.get_status(rusqlite::StatementStatus::RePrepare);
-    if let Some((columns, Some(seen), seen_reprepared)) = known {
-        if runs == seen.wrapping_add(1) && reprepared == seen_reprepared {
-            return (columns.clone(), runs, reprepared);
+impl Remembered {
+    /// The columns of `statement` at the first row of a run, given what its connection
+    /// remembered of the statement's text (`previous`, taken out at the start of the run).
+    ///
+    /// They hold when the statement object is the one that last saw them and SQLite has not
+    /// prepared it again since (it does after a schema change, and only then has the new
+    /// columns). SQLite counts both per statement object: `RUN` goes up at the start of every
+    /// run, and `REPREPARE` at every new preparation. Every run of a text on a connection
+    /// starts by taking the text's entry out, and only a run that reached a row puts one back,
+    /// so an entry is there only if no run of the text began since the one that saw it. Then a
+    /// statement whose `RUN` is the entry's plus one is the same object: one that rusqlite's
+    /// statement cache evicted and prepared afresh would be at its first run (`RUN` 1, and an
+    /// entry's count is at least 1). A mismatch builds the columns again, so nothing stale is
+    /// ever read; this replaced comparing every column name after the first step, which cost
+    /// about 4.7k instructions a read (callgrind).
+    fn at_first_row(previous: Option<&Remembered>, statement: &rusqlite::Statement<'_>) -> Self {
+        let runs = statement.get_status(rusqlite::StatementStatus::Run);
+        let reprepared = statement.get_status(rusqlite::StatementStatus::RePrepare);
+        let columns = match previous {
+            Some(seen) if runs == seen.runs.wrapping_add(1) && reprepared == seen.reprepared => {
+                seen.columns.clone()
+            }
+            _ => Arc::new(Columns::of(statement)),
+        };
+        Remembered {
+            columns,
+            runs,
+            reprepared,
         }
     }
-    (Arc::new(Columns::of(statement)), runs, reprepared)
 }
 
 /// Run `text` with `args` on `direct` and answer its rows as sqlx rows: integers as `BIGINT`,
@@ -263,9 +267,8 @@ fn fetch_all_direct(
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
     let DirectConn { conn, columns, .. } = direct;
     let mut statement = conn.prepare_cached(text).map_err(driver_error)?;
-    // This run begins: whatever count was remembered for the text is taken back ([`remembered`]).
-    let mut entry = columns.get_mut(text);
-    let last_runs = entry.as_mut().and_then(|entry| entry.runs.take());
+    // This run begins: the text's entry is taken out ([`Remembered::at_first_row`]).
+    let previous = columns.remove_entry(text);
     for (i, arg) in args.iter().enumerate() {
         let index = i + 1;
         let bound = match arg {
@@ -280,27 +283,15 @@ fn fetch_all_direct(
     }
     let mut out = Vec::new();
     let mut rows = statement.raw_query();
-    let mut known: Option<Arc<Columns>> = None;
-    // The columns of a text this connection did not remember, to remember after the run.
-    let mut fresh: Option<(Arc<Columns>, i32, i32)> = None;
+    let mut seen: Option<Remembered> = None;
     while let Some(row) = rows.next().map_err(driver_error)? {
         // Asked after the first step: a statement from the cache that SQLite prepared again
         // (the schema changed) has its new columns only from then on.
-        let known = known.get_or_insert_with(|| {
-            let seen = entry
-                .as_ref()
-                .map(|entry| (&entry.columns, last_runs, entry.reprepared));
-            let (now, runs, reprepared) = remembered(seen, row.as_ref());
-            match entry.as_mut() {
-                Some(entry) => {
-                    entry.columns = now.clone();
-                    entry.runs = Some(runs);
-                    entry.reprepared = reprepared;
-                }
-                None => fresh = Some((now.clone(), runs, reprepared)),
-            }
-            now
-        });
+        let known = &seen
+            .get_or_insert_with(|| {
+                Remembered::at_first_row(previous.as_ref().map(|(_, p)| p), row.as_ref())
+            })
+            .columns;
         let names = &known.names;
         let width = names.len();
         let mut columns = Vec::with_capacity(width);
@@ -337,16 +328,12 @@ fn fetch_all_direct(
             values,
         });
     }
-    if let Some((columns_now, runs, reprepared)) = fresh {
+    if let Some(seen) = seen {
         if columns.len() >= MAX_REMEMBERED_STATEMENTS {
             columns.clear();
         }
-        let entry = Remembered {
-            columns: columns_now,
-            runs: Some(runs),
-            reprepared,
-        };
-        columns.insert(text.to_owned(), entry);
+        let text = previous.map_or_else(|| text.to_owned(), |(text, _)| text);
+        columns.insert(text, seen);
     }
     Ok(out)
 }
