@@ -246,7 +246,8 @@ impl Db {
     /// The write lock is held meanwhile, so no other transaction of this process writes at
     /// the same time and the direct connection never waits for its own process (other
     /// processes are waited for by `busy_timeout`). Events are not buffered here: `work`
-    /// appends them itself ([`crate::common::outbox::append_direct`]).
+    /// appends them itself ([`crate::common::outbox::append_direct`]); a commit wakes this
+    /// process's outbox readers as [`Tx::commit`] does.
     pub async fn write_direct<T, F>(&self, work: F) -> Option<anyhow::Result<T>>
     where
         F: FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
@@ -264,7 +265,11 @@ impl Db {
             Ok(out)
         })
         .await;
-        Some(written.unwrap_or_else(|e| Err(e.into())))
+        let written = written.unwrap_or_else(|e| Err(e.into()));
+        if written.is_ok() {
+            self.committed.notify_one();
+        }
+        Some(written)
     }
 
     /// Run `work` on the direct SQLite reader connection, on this thread ([`in_place`]);

@@ -50,23 +50,50 @@ pub async fn decide<C: Campaign>(
     tx: &mut Tx,
     claims: &[C::Claim],
 ) -> Result<Vec<ApiResult<C::Outcome>>, sqlx::Error> {
-    let mut groups: BTreeMap<(&TenantId, &C::Target), Vec<usize>> = BTreeMap::new();
-    for (i, claim) in claims.iter().enumerate() {
-        groups.entry(C::target(claim)).or_default().push(i);
-    }
-    let mut outcomes: Vec<Option<ApiResult<C::Outcome>>> =
-        (0..claims.len()).map(|_| None).collect();
-    for ((tenant_id, target), indexes) in groups {
+    let mut outcomes = Outcomes::new(claims.len());
+    for ((tenant_id, target), indexes) in groups(claims, C::target) {
         let group: Vec<&C::Claim> = indexes.iter().map(|&i| &claims[i]).collect();
         let decided = campaign.decide_group(tx, tenant_id, target, &group).await?;
+        outcomes.set(indexes, decided);
+    }
+    Ok(outcomes.in_order())
+}
+
+/// A batch's claims grouped by their (tenant, target), in the order the groups are decided:
+/// each group's indexes into `claims`, in arrival order.
+#[allow(clippy::type_complexity)]
+pub fn groups<'c, Claim, Target: Ord + 'c>(
+    claims: &'c [Claim],
+    target: impl Fn(&'c Claim) -> (&'c TenantId, &'c Target),
+) -> BTreeMap<(&'c TenantId, &'c Target), Vec<usize>> {
+    let mut groups: BTreeMap<_, Vec<usize>> = BTreeMap::new();
+    for (i, claim) in claims.iter().enumerate() {
+        groups.entry(target(claim)).or_default().push(i);
+    }
+    groups
+}
+
+/// A batch's outcomes as its groups are decided, given back in the claims' order.
+pub struct Outcomes<O>(Vec<Option<ApiResult<O>>>);
+
+impl<O> Outcomes<O> {
+    pub fn new(claims: usize) -> Self {
+        Self((0..claims).map(|_| None).collect())
+    }
+
+    /// One group's outcomes, for the claims at `indexes`.
+    pub fn set(&mut self, indexes: Vec<usize>, decided: Vec<ApiResult<O>>) {
         for (i, outcome) in indexes.into_iter().zip(decided) {
-            outcomes[i] = Some(outcome);
+            self.0[i] = Some(outcome);
         }
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
-        .collect())
+
+    pub fn in_order(self) -> Vec<ApiResult<O>> {
+        self.0
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("undecided")))))
+            .collect()
+    }
 }
 
 /// The same refusal for every claim of a group (its target is missing or closed).
@@ -100,13 +127,10 @@ impl Buyers {
         Ok(Buyers { active, held })
     }
 
-    /// One claimant as read by the caller: whether it is an active member and the units it
-    /// holds (the benchmark's naive purchase on the direct SQLite writer).
-    pub fn known(member_id: &MemberId, active: bool, held: i64) -> Buyers {
-        Buyers {
-            active: active.then(|| member_id.clone()).into_iter().collect(),
-            held: HashMap::from([(member_id.clone(), held)]),
-        }
+    /// The claimants as read by the caller (a flash sale's batch on the direct SQLite
+    /// writer): the active members and the units each holds.
+    pub fn known(active: HashSet<MemberId>, held: HashMap<MemberId, i64>) -> Buyers {
+        Buyers { active, held }
     }
 
     /// The member exists and is not erased.

@@ -56,6 +56,7 @@ use crate::members;
 use crate::tenants;
 use crate::AppState;
 
+mod direct;
 mod naive;
 
 /// `campaign_kind` of flash-sale orders.
@@ -456,8 +457,42 @@ pub fn start_batcher(
     clock: Arc<dyn Clock>,
     gate: Arc<SaleGate>,
 ) -> Batcher<Claim, PlacedOrder> {
-    let purchases = Purchases { gate: Some(gate) };
-    Batcher::deciding(MAX_BATCH, purchases, db, clock)
+    let purchases = Arc::new(Purchases { gate: Some(gate) });
+    Batcher::start(MAX_BATCH, move |claims: Vec<Claim>| {
+        let (purchases, db, clock) = (purchases.clone(), db.clone(), clock.clone());
+        async move { purchases.decide_batch(&db, clock.as_ref(), claims).await }
+    })
+}
+
+impl Purchases {
+    /// Decide a batch in one transaction: on a SQLite file on the direct writer
+    /// ([`direct`]), else (and when that transaction fails) through sqlx
+    /// ([`batcher::decide_batch`], which retries a batch and splits one that keeps failing).
+    async fn decide_batch(
+        &self,
+        db: &Db,
+        clock: &dyn Clock,
+        claims: Vec<Claim>,
+    ) -> Vec<ApiResult<PlacedOrder>> {
+        if !db.has_direct() {
+            return batcher::decide_batch(self, db, clock, &claims).await;
+        }
+        let claims = Arc::new(claims);
+        let (batch, gate, now) = (claims.clone(), self.gate.clone(), clock.now());
+        let decided = db
+            .write_direct(move |tx| direct::decide_batch(tx, gate.as_deref(), &batch, now))
+            .await;
+        match decided {
+            Some(Ok(outcomes)) => outcomes,
+            failed => {
+                if let Some(Err(error)) = failed {
+                    tracing::warn!(%error, claims = claims.len(),
+                        "flash-sale batch failed on the direct writer; deciding it through the pool");
+                }
+                batcher::decide_batch(self, db, clock, &claims).await
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]

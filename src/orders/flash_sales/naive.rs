@@ -4,27 +4,15 @@
 //! driver there, so that the benchmark's ratio is against the best naive algorithm and not
 //! against a slow driver.
 //!
-//! The direct path makes the same decision as the batch ([`Selling`]: the sale's window, then
-//! the member, the limit and the stock, in that order) and writes the same rows: the order
-//! ([`store::insert_direct`]), its `order.created` event and the sale's `reserved`. Only the
-//! benchmark takes it.
+//! The direct path is the batch's own code on the direct writer ([`super::direct`]) with a
+//! group of one and no gate: the same decision and the same rows (the order, its
+//! `order.created` event and the sale's `reserved`). Only the benchmark takes it.
 
-use jiff::{SignedDuration, Timestamp};
-use rusqlite::OptionalExtension as _;
-
-use super::{placed_view, Claim, Listed, Naive, PlacedOrder, Purchases, SaleRow, Selling, COLUMNS};
+use super::{direct, Claim, Naive, PlacedOrder, Purchases};
 use crate::common::batcher;
 use crate::common::clock::Clock;
 use crate::common::db::Db;
 use crate::common::error::{ApiError, ApiResult};
-use crate::common::ids::FlashSaleId;
-use crate::common::outbox;
-use crate::common::time::to_micros;
-use crate::members::model::STATUS_ERASED;
-use crate::orders::claims::Buyers;
-use crate::orders::flash_sale_gate::{ended, not_started};
-use crate::orders::model::HOLDING_STATUSES;
-use crate::orders::store;
 
 /// Decide one purchase alone, in its own transaction.
 pub async fn decide(
@@ -35,12 +23,20 @@ pub async fn decide(
 ) -> ApiResult<PlacedOrder> {
     if naive == Naive::Direct && db.has_direct() {
         let now = clock.now();
-        if let Some(decided) = db.write_direct(move |tx| purchase(tx, &claim, now)).await {
-            return decided.unwrap_or_else(|error| Err(ApiError::internal(error)));
-        }
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "the direct SQLite writer went away"
-        )));
+        let decided = db
+            .write_direct(move |tx| {
+                direct::decide_group(tx, None, &claim.tenant_id, &claim.sale_id, &[&claim], now)
+            })
+            .await;
+        return match decided {
+            Some(Ok(mut outcomes)) => outcomes
+                .pop()
+                .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome")))),
+            Some(Err(error)) => Err(ApiError::internal(error)),
+            None => Err(ApiError::internal(anyhow::anyhow!(
+                "the direct SQLite writer went away"
+            ))),
+        };
     }
     batcher::decide_batch(&Purchases::naive(), db, clock, &[claim])
         .await
@@ -48,108 +44,14 @@ pub async fn decide(
         .unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("no outcome"))))
 }
 
-/// One purchase on the direct writer: the outcome for the client, or an error that rolls the
-/// transaction back.
-fn purchase(
-    tx: &rusqlite::Transaction<'_>,
-    claim: &Claim,
-    now: Timestamp,
-) -> anyhow::Result<ApiResult<PlacedOrder>> {
-    let at = to_micros(now);
-    let tenant = claim.tenant_id.as_str();
-    let sale_id = claim.sale_id.as_str();
-    let member = claim.member_id.as_str();
-    let sale = tx
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM flash_sale WHERE tenant_id = ?1 AND id = ?2"
-        ))?
-        .query_row(rusqlite::params![tenant, sale_id], |row| {
-            Ok(SaleRow {
-                id: FlashSaleId::from_db(row.get(0)?),
-                product_id: row.get(1)?,
-                price: row.get(2)?,
-                stock: row.get(3)?,
-                reserved: row.get(4)?,
-                sold: row.get(5)?,
-                per_member_limit: row.get(6)?,
-                starts_at: row.get(7)?,
-                ends_at: row.get(8)?,
-                payment_timeout_secs: row.get(9)?,
-                created_at: row.get(10)?,
-            })
-        })
-        .optional()?;
-    let Some(sale) = sale else {
-        return Ok(Err(ApiError::not_found("flash sale")));
-    };
-    if at < sale.starts_at {
-        return Ok(Err(not_started(sale.starts_at)));
-    }
-    if at >= sale.ends_at {
-        return Ok(Err(ended()));
-    }
-    let active = tx
-        .prepare_cached("SELECT 1 FROM member WHERE tenant_id = ?1 AND id = ?2 AND status <> ?3")?
-        .exists(rusqlite::params![tenant, member, STATUS_ERASED])?;
-    let held: i64 = tx
-        .prepare_cached(&format!(
-            "SELECT COALESCE(SUM(qty), 0) FROM customer_order WHERE tenant_id = ?1 \
-             AND campaign_id = ?2 AND member_id = ?3 AND status IN {HOLDING_STATUSES}"
-        ))?
-        .query_row(rusqlite::params![tenant, sale_id, member], |row| row.get(0))?;
-    let product = tx
-        .prepare_cached(
-            "SELECT id, sku, name, price FROM product WHERE tenant_id = ?1 AND id = ?2",
-        )?
-        .query_row(rusqlite::params![tenant, sale.product_id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-            ))
-        })
-        .optional()?;
-    let Some((id, sku, name, price)) = product else {
-        return Ok(Err(ApiError::not_found("product")));
-    };
-    let mut selling = Selling {
-        available: sale.available(),
-        expires_at: to_micros(now + SignedDuration::from_secs(sale.payment_timeout_secs)),
-        sale: &sale,
-        product: Listed {
-            id: &id,
-            sku: &sku,
-            name: &name,
-            price,
-        },
-        buyers: Buyers::known(&claim.member_id, active, held),
-        now: at,
-    };
-    let row = match selling.decide(claim) {
-        Ok(row) => row,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    store::insert_direct(tx, &claim.tenant_id, &row, at)?;
-    outbox::append_direct(tx, vec![store::created_event(&claim.tenant_id, &row)], now)?;
-    let updated = tx
-        .prepare_cached(
-            "UPDATE flash_sale SET reserved = reserved + ?1, updated_at = ?2 \
-             WHERE tenant_id = ?3 AND id = ?4 AND stock - sold - reserved >= ?1",
-        )?
-        .execute(rusqlite::params![row.qty, at, tenant, sale_id])?;
-    anyhow::ensure!(
-        updated == 1,
-        "flash-sale stock changed under the write lock"
-    );
-    Ok(Ok(placed_view(&row, at)))
-}
-
 #[cfg(test)]
 mod tests {
+    use jiff::Timestamp;
+
     use super::*;
     use crate::common::clock::SystemClock;
-    use crate::common::ids::{MemberId, TenantId};
+    use crate::common::ids::{FlashSaleId, MemberId, TenantId};
+    use crate::common::time::to_micros;
 
     /// A sale of 3 units, at most 2 per member, on `product`.
     async fn sale(db: &Db, tenant: &TenantId, product: &str) -> FlashSaleId {
