@@ -18,7 +18,7 @@ use crate::common::batcher;
 use crate::common::db::Tx;
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{MemberId, TenantId};
-use crate::common::sql::Sql;
+use crate::common::sql::{Arg, Sql};
 use crate::members;
 
 /// A kind of claim decided in batches, grouped by its target.
@@ -150,6 +150,11 @@ impl Buyers {
 }
 
 /// Which of `ids` are members of the tenant that are not erased.
+///
+/// One lookup by primary key per id, driven from the ids' list (a scalar subquery, which no
+/// planner turns into a join): written as `id IN (…)`, PostgreSQL's generic plan for a
+/// tenant whose members it had no statistics for yet scanned all the tenant's members and
+/// filtered them by id, 4 ms a batch of 20,000 members in `shequn bench flash-sale`.
 async fn active_members(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -157,14 +162,19 @@ async fn active_members(
 ) -> Result<HashSet<MemberId>, sqlx::Error> {
     let mut found = HashSet::new();
     for chunk in ids.chunks(500) {
-        let mut sql = Sql::for_conn(&*conn, "SELECT id FROM member WHERE tenant_id = ");
+        let mut sql = Sql::for_conn(
+            &*conn,
+            "SELECT v.column1 AS id, (SELECT m.status FROM member m WHERE m.tenant_id = ",
+        );
         sql.bind(tenant_id.as_str())
-            .push(" AND id IN ")
-            .padded_in(chunk.iter().map(|id| id.as_str()))
-            .push(" AND status <> ")
-            .bind(members::model::STATUS_ERASED);
+            .push(" AND m.id = v.column1) AS status FROM (VALUES ");
+        sql.padded_values(chunk, |id| vec![Arg::from(id.as_str())]);
+        sql.push(") AS v WHERE v.column1 IS NOT NULL");
         for row in sql.query().fetch_all(&mut *conn).await? {
-            found.insert(MemberId::from_db(row.try_get("id")?));
+            let status: Option<String> = row.try_get("status")?;
+            if status.is_some_and(|s| s != members::model::STATUS_ERASED) {
+                found.insert(MemberId::from_db(row.try_get("id")?));
+            }
         }
     }
     Ok(found)

@@ -374,7 +374,14 @@ pub async fn transition(
     Ok(result.rows_affected() == 1)
 }
 
-/// Units a member holds in a campaign (unpaid, paid, fulfilled or completed orders).
+/// Units a member holds in a campaign (unpaid, paid, fulfilled or completed orders), for
+/// each of `members` (0 for one without such orders).
+///
+/// One indexed sum per member, driven from the members' list: written as `member_id IN (…)`,
+/// PostgreSQL's generic plan of the prepared statement (a sale's batches run it again and
+/// again) searched the campaign's index by tenant and campaign only and filtered every order
+/// of the campaign by member, so each batch of a flash sale read all its orders so far
+/// (23 ms a batch after 15,000 orders in `shequn bench flash-sale`, growing with the sale).
 pub async fn held_in_campaign(
     conn: &mut AnyConnection,
     tenant_id: &TenantId,
@@ -385,18 +392,18 @@ pub async fn held_in_campaign(
     for chunk in members.chunks(500) {
         let mut sql = Sql::for_conn(
             &*conn,
-            "SELECT member_id, CAST(SUM(qty) AS BIGINT) AS held FROM customer_order \
-             WHERE tenant_id = ",
+            "SELECT m.column1 AS member_id, (SELECT CAST(COALESCE(SUM(o.qty), 0) AS BIGINT) \
+             FROM customer_order o WHERE o.tenant_id = ",
         );
         sql.bind(tenant_id.as_str())
-            .push(" AND campaign_id = ")
+            .push(" AND o.campaign_id = ")
             .bind(campaign_id)
-            .push(" AND member_id IN ")
-            .padded_in(chunk.iter().map(|member| member.as_str()));
-        sql.push(&format!(
-            " AND status IN {} GROUP BY member_id",
-            super::model::HOLDING_STATUSES
-        ));
+            .push(&format!(
+                " AND o.member_id = m.column1 AND o.status IN {}) AS held FROM (VALUES ",
+                super::model::HOLDING_STATUSES
+            ));
+        sql.padded_values(chunk, |member| vec![Arg::from(member.as_str())]);
+        sql.push(") AS m WHERE m.column1 IS NOT NULL");
         for row in sql.query().fetch_all(&mut *conn).await? {
             held.insert(
                 MemberId::from_db(row.try_get("member_id")?),

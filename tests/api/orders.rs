@@ -557,6 +557,26 @@ async fn flash_sale_per_member_limit_holds_under_concurrent_requests(app: TestAp
     assert_eq!(too_many.status, StatusCode::UNPROCESSABLE_ENTITY);
     let unknown = app.post(&path, &json!({"member_id": "mem_0000"})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    // An erased member may not buy; the live members deciding beside it still do.
+    let gone = app.member("gone").await;
+    let erased = app.delete(&format!("/v1/members/{gone}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{:?}", erased.body);
+    let mut buyers = Vec::new();
+    for i in 0..4 {
+        buyers.push(app.member(&format!("live-{i}")).await);
+    }
+    buyers.push(gone.clone());
+    let bodies: Vec<Value> = buyers.iter().map(|m| json!({"member_id": m})).collect();
+    let replies = join_all(bodies.iter().map(|body| app.post(&path, body))).await;
+    for (buyer, reply) in buyers.iter().zip(&replies) {
+        if buyer == &gone {
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{:?}", reply.body);
+            assert_eq!(reply.body["error"]["code"], "not_found");
+        } else {
+            assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        }
+    }
+    assert_eq!(orders_in_campaign(&app, &sale).await, 6);
 }
 
 async fn flash_sale_reservations_return_when_unpaid_and_windows_are_enforced(app: TestApp) {
