@@ -4,10 +4,11 @@
 //! unpaid orders, `sold` units in paid ones, `available = stock − sold − reserved`. Buying
 //! goes through the batcher ([`crate::common::batcher`]): concurrent requests are decided
 //! together in one transaction that reads the sale row once (locked on PostgreSQL), the
-//! buyers' units held so far with one query, decides each request in arrival order in memory,
-//! inserts all the orders in one statement and updates the sale row once. So the rush costs one
-//! commit per batch, not one per buyer, and exactness comes from the database: a second
-//! process's batch waits for the row lock and then sees the first one's orders.
+//! buyers and the units each holds so far, decides each request in arrival order in memory,
+//! inserts the orders and updates the sale row once (on a SQLite file as one blocking call on
+//! the direct writer, module `direct`). So the rush costs one commit per batch, not one per
+//! buyer, and exactness comes from the database: a second process's batch waits for the row
+//! lock and then sees the first one's orders.
 //!
 //! The orders are ordinary orders (`campaign_kind = flash_sale`) with a payment deadline;
 //! paying moves units from reserved to sold, expiry or cancellation returns them to available
