@@ -219,33 +219,6 @@ impl Sql {
         self.push(") AS v WHERE column1 IS NOT NULL");
     }
 
-    /// Append `(…)` placeholders for an `IN` list of `values`, padded to a size class
-    /// ([`padded_rows`]) by repeating the first value, so that, as with
-    /// [`Sql::padded_values`], lists of one class share one statement text and a connection
-    /// prepares it once; a value listed twice matches what it matched once. A flash-sale batch
-    /// asked SQLite to parse two such lists of a few hundred members anew for nearly every
-    /// batch. An empty list is `(NULL)`, which matches nothing.
-    pub fn padded_in<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
-        let values: Vec<&str> = values.into_iter().collect();
-        let Some(&first) = values.first() else {
-            return self.push("(NULL)");
-        };
-        let class = padded_rows(values.len());
-        self.text.push('(');
-        let padded = values
-            .iter()
-            .copied()
-            .chain(std::iter::repeat_n(first, class - values.len()));
-        for (i, value) in padded.enumerate() {
-            if i > 0 {
-                self.text.push_str(", ");
-            }
-            self.bind(value);
-        }
-        self.text.push(')');
-        self
-    }
-
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -352,32 +325,6 @@ mod tests {
         let mut sql = Sql::on(Backend::Sqlite, "SELECT ");
         sql.bind(1i64).push(", ").bind(2i64);
         assert_eq!(sql.text(), "SELECT ?, ?");
-    }
-
-    #[test]
-    fn padded_in_lists_share_text_within_a_size_class() {
-        let build = |ids: &[&str]| {
-            let mut sql = Sql::on(Backend::Sqlite, "SELECT id FROM t WHERE id IN ");
-            sql.padded_in(ids.iter().copied());
-            sql
-        };
-        let two = build(&["a", "b"]);
-        assert_eq!(two.text(), build(&["x"; 8]).text());
-        assert_eq!(two.arg_count(), MIN_PADDED_ROWS);
-        // The padding repeats the first value, so the list matches exactly what was asked.
-        let listed: Vec<&str> = two
-            .args()
-            .iter()
-            .map(|a| match a {
-                Arg::Text(s) => s.as_str(),
-                other => panic!("not text: {other:?}"),
-            })
-            .collect();
-        assert_eq!(&listed[..2], ["a", "b"]);
-        assert!(listed[2..].iter().all(|&v| v == "a"));
-        assert_ne!(build(&["x"; 9]).text(), two.text());
-        assert_eq!(build(&["x"; 300]).arg_count(), 320);
-        assert_eq!(build(&[]).text(), "SELECT id FROM t WHERE id IN (NULL)");
     }
 
     #[test]
