@@ -181,6 +181,36 @@ impl SaleRow {
         self.stock - self.sold - self.reserved
     }
 
+    /// Tell the node's gate what a batch read of this sale under its lock at `now`, before it
+    /// granted anything; `generation` was taken before the read, so that units this node
+    /// returned after it are noticed.
+    fn tell(&self, gate: &SaleGate, tenant_id: &TenantId, generation: u64, now: i64) {
+        let seen = Seen {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            available: self.available(),
+            generation,
+            now,
+        };
+        gate.saw(tenant_id, &self.id, seen);
+    }
+
+    /// The refusal of every claim while the sale is not running at `now` (not started, or
+    /// ended); `None` while it runs.
+    fn refused_while_closed(
+        &self,
+        claims: &[&Claim],
+        now: i64,
+    ) -> Option<Vec<ApiResult<PlacedOrder>>> {
+        if now < self.starts_at {
+            return Some(claims::refuse_all(claims, || not_started(self.starts_at)));
+        }
+        if now >= self.ends_at {
+            return Some(claims::refuse_all(claims, ended));
+        }
+        None
+    }
+
     fn view(&self, now: i64) -> FlashSale {
         let status = if now < self.starts_at {
             FlashSaleStatus::Scheduled
@@ -529,20 +559,10 @@ impl Campaign for Purchases {
             Err(error) => return Err(batcher::abort(error)),
         };
         if let (Some(gate), Some(generation)) = (&self.gate, generation) {
-            let seen = Seen {
-                starts_at: sale.starts_at,
-                ends_at: sale.ends_at,
-                available: sale.available(),
-                generation,
-                now,
-            };
-            gate.saw(tenant_id, sale_id, seen);
+            sale.tell(gate, tenant_id, generation, now);
         }
-        if now < sale.starts_at {
-            return Ok(claims::refuse_all(claims, || not_started(sale.starts_at)));
-        }
-        if now >= sale.ends_at {
-            return Ok(claims::refuse_all(claims, ended));
+        if let Some(refusals) = sale.refused_while_closed(claims, now) {
+            return Ok(refusals);
         }
         let members = claims.iter().map(|claim| &claim.member_id);
         let buyers = Buyers::load(tx.conn(), tenant_id, sale_id.as_str(), members).await?;
@@ -557,16 +577,7 @@ impl Campaign for Purchases {
             buyers,
             now,
         };
-        let mut rows = Vec::new();
-        let outcomes = claims
-            .iter()
-            .map(|claim| {
-                let row = selling.decide(claim)?;
-                let placed = placed_view(&row, now);
-                rows.push(row);
-                Ok(placed)
-            })
-            .collect();
+        let (outcomes, rows) = selling.decide_all(claims);
         if !rows.is_empty() {
             reserve_units(tx, tenant_id, sale_id, &rows, now).await?;
         }
@@ -606,6 +617,21 @@ impl<'a> Listed<'a> {
 }
 
 impl Selling<'_> {
+    /// Decide a group's claims in arrival order: each one's outcome, and the orders granted.
+    fn decide_all(&mut self, claims: &[&Claim]) -> (Vec<ApiResult<PlacedOrder>>, Vec<NewOrder>) {
+        let mut rows = Vec::new();
+        let outcomes = claims
+            .iter()
+            .map(|claim| {
+                let row = self.decide(claim)?;
+                let placed = placed_view(&row, self.now);
+                rows.push(row);
+                Ok(placed)
+            })
+            .collect();
+        (outcomes, rows)
+    }
+
     /// Refuse a purchase (404 member, 409 `limit_reached`, `sold_out`) or grant its order.
     fn decide(&mut self, claim: &Claim) -> ApiResult<NewOrder> {
         let member = &claim.member_id;

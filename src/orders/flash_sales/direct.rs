@@ -22,14 +22,14 @@ use std::collections::{HashMap, HashSet};
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{params, OptionalExtension as _, Transaction};
 
-use super::{placed_view, Claim, Listed, PlacedOrder, SaleRow, Selling, COLUMNS};
+use super::{Claim, Listed, PlacedOrder, SaleRow, Selling, COLUMNS};
 use crate::common::error::{ApiError, ApiResult};
 use crate::common::ids::{FlashSaleId, TenantId};
 use crate::common::outbox;
 use crate::common::time::to_micros;
 use crate::members::model::STATUS_ERASED;
 use crate::orders::claims::{self, Buyers, Outcomes};
-use crate::orders::flash_sale_gate::{ended, not_started, SaleGate, Seen};
+use crate::orders::flash_sale_gate::SaleGate;
 use crate::orders::model::HOLDING_STATUSES;
 use crate::orders::store;
 
@@ -73,20 +73,10 @@ pub(super) fn decide_group(
         }));
     };
     if let (Some(gate), Some(generation)) = (gate, generation) {
-        let seen = Seen {
-            starts_at: sale.starts_at,
-            ends_at: sale.ends_at,
-            available: sale.available(),
-            generation,
-            now: at,
-        };
-        gate.saw(tenant_id, sale_id, seen);
+        sale.tell(gate, tenant_id, generation, at);
     }
-    if at < sale.starts_at {
-        return Ok(claims::refuse_all(claims, || not_started(sale.starts_at)));
-    }
-    if at >= sale.ends_at {
-        return Ok(claims::refuse_all(claims, ended));
+    if let Some(refusals) = sale.refused_while_closed(claims, at) {
+        return Ok(refusals);
     }
     let buyers = read_buyers(tx, tenant, sale_id, claims)?;
     let Some((id, sku, name, price)) = read_product(tx, tenant, &sale.product_id)? else {
@@ -105,16 +95,7 @@ pub(super) fn decide_group(
         buyers,
         now: at,
     };
-    let mut rows = Vec::new();
-    let outcomes = claims
-        .iter()
-        .map(|claim| {
-            let row = selling.decide(claim)?;
-            let placed = placed_view(&row, at);
-            rows.push(row);
-            Ok(placed)
-        })
-        .collect();
+    let (outcomes, rows) = selling.decide_all(claims);
     if rows.is_empty() {
         return Ok(outcomes);
     }
